@@ -1,0 +1,264 @@
+//! The errors a guarded call returns, and the breaker's own errors.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::state::{Reason, State, MAX_FAIL_MAX, MAX_SUCCESS_THRESHOLD};
+
+/// A breaker's name: borrowed for the `'static` names most programs use, so
+/// building a [`CircuitBreakerError`] never allocates nor touches a shared
+/// reference count.
+#[derive(Clone)]
+pub(crate) enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Name {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Name::Static(s) => s,
+            Name::Shared(s) => s,
+        }
+    }
+}
+
+impl From<std::borrow::Cow<'static, str>> for Name {
+    fn from(name: std::borrow::Cow<'static, str>) -> Self {
+        match name {
+            std::borrow::Cow::Borrowed(s) => Name::Static(s),
+            std::borrow::Cow::Owned(s) => Name::Shared(s.into()),
+        }
+    }
+}
+
+/// Why a breaker refused a call or opened: which breaker, in what state, why,
+/// and when the next trial may run.
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, State};
+///
+/// let cb = CircuitBreaker::new("payments");
+/// cb.open();
+/// let err = cb.call(|| Ok::<_, std::io::Error>(())).unwrap_err();
+/// let cbe = err.breaker_error().unwrap();
+/// assert_eq!(cbe.name(), "payments");
+/// assert_eq!(cbe.state(), State::Open);
+/// assert!(cbe.to_string().starts_with("circuit breaker 'payments' is open: timeout not elapsed yet"));
+/// ```
+#[derive(Clone)]
+pub struct CircuitBreakerError {
+    name: Name,
+    state: State,
+    reason: Reason,
+    retry_after: Option<Duration>,
+}
+
+impl CircuitBreakerError {
+    pub(crate) fn new(
+        name: Name,
+        state: State,
+        reason: Reason,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        CircuitBreakerError {
+            name,
+            state,
+            reason,
+            retry_after,
+        }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// The breaker's state when this error was made.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Why the call was refused or the circuit opened.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// Time until the next trial call may run, when the circuit is open.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for CircuitBreakerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "circuit breaker '{}' is {}: {}",
+            self.name(),
+            self.state,
+            self.reason
+        )?;
+        if let Some(after) = self.retry_after {
+            write!(f, ", next trial in {:?}", crate::state::ceil_millis(after))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for CircuitBreakerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerError")
+            .field("name", &self.name())
+            .field("state", &self.state)
+            .field("reason", &self.reason)
+            .field("retry_after", &self.retry_after)
+            .finish()
+    }
+}
+
+impl StdError for CircuitBreakerError {}
+
+/// The result of a call through a breaker that did not succeed.
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, Error};
+///
+/// let cb = CircuitBreaker::builder("db").fail_max(2).build();
+/// let first = cb.call(|| Err::<(), _>("timeout"));
+/// assert!(matches!(first, Err(Error::Inner("timeout"))));
+/// let second = cb.call(|| Err::<(), _>("timeout"));
+/// assert!(matches!(second, Err(Error::Tripped(_, "timeout"))));
+/// let third = cb.call(|| Ok::<_, &str>(()));
+/// assert!(third.unwrap_err().is_open());
+/// ```
+pub enum Error<E> {
+    /// The call did not run: the circuit is open, or half-open with its trial
+    /// place taken.
+    Open(CircuitBreakerError),
+    /// The call ran, failed, and this failure opened the circuit (returned
+    /// only while `throw_new_error_on_trip` is on).
+    Tripped(CircuitBreakerError, E),
+    /// The call ran and failed (or failed with an excluded error); the error
+    /// as it returned it.
+    Inner(E),
+}
+
+impl<E> Error<E> {
+    /// The guarded function's error, if it ran.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            Error::Open(_) => None,
+            Error::Tripped(_, e) | Error::Inner(e) => Some(e),
+        }
+    }
+
+    /// A reference to the guarded function's error, if it ran.
+    pub fn inner(&self) -> Option<&E> {
+        match self {
+            Error::Open(_) => None,
+            Error::Tripped(_, e) | Error::Inner(e) => Some(e),
+        }
+    }
+
+    /// True when the call was rejected without running.
+    pub fn is_open(&self) -> bool {
+        matches!(self, Error::Open(_))
+    }
+
+    /// True when this call's failure opened the circuit.
+    pub fn is_tripped(&self) -> bool {
+        matches!(self, Error::Tripped(..))
+    }
+
+    /// The breaker's error, for `Open` and `Tripped`.
+    pub fn breaker_error(&self) -> Option<&CircuitBreakerError> {
+        match self {
+            Error::Open(e) | Error::Tripped(e, _) => Some(e),
+            Error::Inner(_) => None,
+        }
+    }
+
+    /// Maps the inner error, keeping the variant.
+    pub fn map_inner<F, O: FnOnce(E) -> F>(self, op: O) -> Error<F> {
+        match self {
+            Error::Open(e) => Error::Open(e),
+            Error::Tripped(b, e) => Error::Tripped(b, op(e)),
+            Error::Inner(e) => Error::Inner(op(e)),
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Open(b) => f.debug_tuple("Open").field(b).finish(),
+            Error::Tripped(b, e) => f.debug_tuple("Tripped").field(b).field(e).finish(),
+            Error::Inner(e) => f.debug_tuple("Inner").field(e).finish(),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Open(b) => b.fmt(f),
+            Error::Tripped(b, e) => write!(f, "{b} (after: {e})"),
+            Error::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: StdError + 'static> StdError for Error<E> {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Error::Open(_) => None,
+            Error::Tripped(_, e) => Some(e),
+            // Transparent: `Inner` displays as its error, so its source is the
+            // error's own source (listing `e` here would print it twice).
+            Error::Inner(e) => e.source(),
+        }
+    }
+}
+
+impl<E> From<CircuitBreakerError> for Error<E> {
+    fn from(e: CircuitBreakerError) -> Self {
+        Error::Open(e)
+    }
+}
+
+/// A setting a breaker cannot work with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `fail_max` out of range.
+    #[error("fail_max must be between 1 and {max}, got {value}", max = MAX_FAIL_MAX)]
+    FailMax {
+        /// The value given.
+        value: u32,
+    },
+    /// `success_threshold` out of range.
+    #[error("success_threshold must be between 1 and {max}, got {value}", max = MAX_SUCCESS_THRESHOLD)]
+    SuccessThreshold {
+        /// The value given.
+        value: u32,
+    },
+}
+
+pub(crate) fn check_fail_max(value: u32) -> Result<u32, ConfigError> {
+    if (1..=MAX_FAIL_MAX).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::FailMax { value })
+    }
+}
+
+pub(crate) fn check_success_threshold(value: u32) -> Result<u32, ConfigError> {
+    if (1..=MAX_SUCCESS_THRESHOLD).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::SuccessThreshold { value })
+    }
+}

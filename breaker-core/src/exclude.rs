@@ -1,0 +1,136 @@
+//! Which errors are not failures: exclusion by type and by predicate, and how
+//! an error is searched (itself, inside a box, along its `source()` chain).
+
+use std::any::{Any, TypeId};
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+
+/// A guarded function's error, type-erased: printable and downcastable.
+pub(crate) trait ErasedError: fmt::Debug + Any {
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: fmt::Debug + Any> ErasedError for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Sees the error as `dyn Error` when it is a known container of one.
+///
+/// A concrete `E: Error` cannot be recognised here (no specialisation on
+/// stable Rust); the attribute passes such a view itself.
+pub(crate) fn container_view(any: &dyn Any) -> Option<&(dyn StdError + 'static)> {
+    if let Some(b) = any.downcast_ref::<Box<dyn StdError + Send + Sync>>() {
+        return Some(&**b);
+    }
+    if let Some(b) = any.downcast_ref::<Box<dyn StdError + Send>>() {
+        return Some(&**b);
+    }
+    if let Some(b) = any.downcast_ref::<Box<dyn StdError>>() {
+        return Some(&**b);
+    }
+    if let Some(b) = any.downcast_ref::<Arc<dyn StdError + Send + Sync>>() {
+        return Some(&**b);
+    }
+    #[cfg(feature = "anyhow")]
+    if let Some(e) = any.downcast_ref::<anyhow::Error>() {
+        let e: &(dyn StdError + Send + Sync + 'static) = e.as_ref();
+        return Some(e);
+    }
+    None
+}
+
+/// The first `Some` that `f` gives along `e`'s chain: `e`, then its sources.
+/// An `io::Error` made with `io::Error::new` hides the error it wraps from
+/// `source()` (it returns that error's source); the walk goes into it instead.
+pub(crate) fn chain_find<'a, T>(
+    e: &'a (dyn StdError + 'static),
+    mut f: impl FnMut(&'a (dyn StdError + 'static)) -> Option<T>,
+) -> Option<T> {
+    let mut current = Some(e);
+    let mut depth = 0;
+    while let Some(e) = current {
+        if let Some(found) = f(e) {
+            return Some(found);
+        }
+        depth += 1;
+        if depth > 64 {
+            // A cyclic or absurdly deep chain: stop rather than loop forever.
+            return None;
+        }
+        current = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+type Matcher = dyn Fn(&dyn Any, Option<&(dyn StdError + 'static)>) -> bool + Send + Sync;
+
+/// One exclusion rule.
+#[derive(Clone)]
+pub(crate) struct Exclusion {
+    type_id: TypeId,
+    by_type: bool,
+    matcher: Arc<Matcher>,
+}
+
+impl Exclusion {
+    pub(crate) fn by_type<T: StdError + 'static>() -> Self {
+        Exclusion {
+            type_id: TypeId::of::<T>(),
+            by_type: true,
+            matcher: Arc::new(|any, as_error| find::<T>(any, as_error).is_some()),
+        }
+    }
+
+    pub(crate) fn predicate<T, F>(predicate: F) -> Self
+    where
+        T: StdError + 'static,
+        F: Fn(&T) -> bool + Send + Sync + 'static,
+    {
+        Exclusion {
+            type_id: TypeId::of::<T>(),
+            by_type: false,
+            matcher: Arc::new(move |any, as_error| {
+                find::<T>(any, as_error).is_some_and(&predicate)
+            }),
+        }
+    }
+
+    pub(crate) fn is_type<T: 'static>(&self) -> bool {
+        self.by_type && self.type_id == TypeId::of::<T>()
+    }
+
+    pub(crate) fn matches(
+        &self,
+        any: &dyn Any,
+        as_error: Option<&(dyn StdError + 'static)>,
+    ) -> bool {
+        (self.matcher)(any, as_error)
+    }
+}
+
+/// The first `T` among the error itself and the chain of its `dyn Error` view.
+pub(crate) fn find<'a, T: StdError + 'static>(
+    any: &'a dyn Any,
+    as_error: Option<&'a (dyn StdError + 'static)>,
+) -> Option<&'a T> {
+    any.downcast_ref::<T>()
+        .or_else(|| as_error.and_then(|e| chain_find(e, |e| e.downcast_ref::<T>())))
+}
+
+impl fmt::Debug for Exclusion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exclusion")
+            .field("type_id", &self.type_id)
+            .field("by_type", &self.by_type)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,58 @@
+//! The circuit breaker behind the [`breaker`](https://docs.rs/breaker) crate:
+//! the state machine, storage, listeners and registry. Use it through
+//! `breaker`, which re-exports everything here along with the
+//! `#[circuit_breaker]` attribute.
+//!
+//! A breaker stands in front of calls to a dependency. While the dependency
+//! works it is **closed** and calls run; after `fail_max` consecutive
+//! failures it **opens** and rejects calls without running them; once
+//! `reset_timeout` has passed it lets one trial call through (**half-open**),
+//! and closes again after `success_threshold` trial successes.
+//!
+//! ```
+//! use breaker_core::{CircuitBreaker, Error, State};
+//! use breaker_core::clock::ManualClock;
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::new();
+//! let cb = CircuitBreaker::builder("db")
+//!     .fail_max(2)
+//!     .reset_timeout(Duration::from_secs(10))
+//!     .clock(clock.clone())
+//!     .build();
+//!
+//! let _ = cb.call(|| Err::<(), _>("refused"));
+//! let tripped = cb.call(|| Err::<(), _>("refused"));
+//! assert!(matches!(tripped, Err(Error::Tripped(_, "refused"))));
+//! assert!(cb.call(|| Ok::<_, &str>(())).unwrap_err().is_open());
+//!
+//! clock.advance(Duration::from_secs(10));
+//! assert_eq!(cb.call(|| Ok::<_, &str>(7)).unwrap(), 7); // the trial
+//! assert_eq!(cb.current_state(), State::Closed);
+//! ```
+#![deny(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod breaker;
+mod call;
+pub mod clock;
+mod error;
+mod exclude;
+mod listener;
+mod memory;
+pub mod registry;
+pub mod state;
+mod storage;
+mod sync;
+
+#[doc(hidden)]
+pub mod private;
+
+pub use breaker::{Builder, CircuitBreaker};
+pub use call::ErrorView;
+pub use error::{CircuitBreakerError, ConfigError, Error};
+pub use listener::{Failure, Listener};
+pub use memory::MemoryStorage;
+pub use registry::RegistryError;
+pub use state::{ParseStateError, Reason, State};
+pub use storage::{Applied, ApplyFuture, Binding, Storage};

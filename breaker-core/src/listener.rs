@@ -1,0 +1,154 @@
+//! Listeners: code that runs on a breaker's events.
+
+use std::any::Any;
+use std::error::Error as StdError;
+use std::fmt;
+
+use crate::breaker::CircuitBreaker;
+use crate::exclude::{find, ErasedError};
+use crate::state::State;
+
+/// Code run on a breaker's events; every method does nothing by default.
+///
+/// Listeners run on the thread of the call that caused the event, after the
+/// breaker's state is committed and outside any lock, in the order they were
+/// added. For one call the order is `before_call`, then `success` or
+/// `failure`, then `state_change` if that call changed the state.
+///
+/// A listener that panics leaves the breaker consistent: the other listeners
+/// still run, then the first panic continues in the caller.
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, Listener, State};
+///
+/// struct Log;
+/// impl Listener for Log {
+///     fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
+///         println!("{}: {old} -> {new}", cb.name());
+///     }
+/// }
+///
+/// let cb = CircuitBreaker::builder("db").listener(Log).build();
+/// cb.open(); // prints "db: closed -> open"
+/// ```
+pub trait Listener: Send + Sync {
+    /// Before an admitted call runs (not for rejected calls).
+    fn before_call(&self, cb: &CircuitBreaker) {
+        let _ = cb;
+    }
+
+    /// After a transition, once per transition.
+    fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
+        let _ = (cb, old, new);
+    }
+
+    /// After a call failed with an error that is not excluded, or panicked.
+    fn failure(&self, cb: &CircuitBreaker, error: &Failure<'_>) {
+        let _ = (cb, error);
+    }
+
+    /// After a call succeeded (or failed with an excluded error).
+    fn success(&self, cb: &CircuitBreaker) {
+        let _ = cb;
+    }
+}
+
+/// The failure a [`Listener`] is told about: an error or a panic.
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, Failure, Listener};
+///
+/// struct Audit;
+/// impl Listener for Audit {
+///     fn failure(&self, _: &CircuitBreaker, failure: &Failure<'_>) {
+///         if let Some(e) = failure.downcast_ref::<std::io::Error>() {
+///             println!("io error: {e}");
+///         } else {
+///             println!("failure: {failure:?}");
+///         }
+///     }
+/// }
+/// # let _ = Audit;
+/// ```
+pub struct Failure<'a> {
+    kind: Kind<'a>,
+}
+
+enum Kind<'a> {
+    Error {
+        error: &'a (dyn ErasedError + 'static),
+        as_error: Option<&'a (dyn StdError + 'static)>,
+    },
+    Panic(&'a (dyn Any + Send)),
+}
+
+impl<'a> Failure<'a> {
+    pub(crate) fn error(
+        error: &'a (dyn ErasedError + 'static),
+        as_error: Option<&'a (dyn StdError + 'static)>,
+    ) -> Self {
+        Failure {
+            kind: Kind::Error { error, as_error },
+        }
+    }
+
+    pub(crate) fn panic(payload: &'a (dyn Any + Send)) -> Self {
+        Failure {
+            kind: Kind::Panic(payload),
+        }
+    }
+
+    /// The error itself as a `T`, if it is one.
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        match &self.kind {
+            Kind::Error { error, .. } => (**error).as_any().downcast_ref::<T>(),
+            Kind::Panic(_) => None,
+        }
+    }
+
+    /// The first `T` among the error itself, the error inside a boxed error,
+    /// and their `source()` chain: what exclusion by type matches.
+    pub fn find<T: StdError + 'static>(&self) -> Option<&T> {
+        match &self.kind {
+            Kind::Error { error, as_error } => find::<T>((**error).as_any(), *as_error),
+            Kind::Panic(_) => None,
+        }
+    }
+
+    /// The error as `dyn Error`, when the breaker can see it as one (boxed
+    /// errors, `anyhow::Error`, and concrete types through the attribute).
+    pub fn as_error(&self) -> Option<&(dyn StdError + 'static)> {
+        match &self.kind {
+            Kind::Error { as_error, .. } => *as_error,
+            Kind::Panic(_) => None,
+        }
+    }
+
+    /// True when the guarded function panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind, Kind::Panic(_))
+    }
+
+    /// The panic's message, when it panicked with a string.
+    pub fn panic_message(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Panic(p) => p
+                .downcast_ref::<&'static str>()
+                .copied()
+                .or_else(|| p.downcast_ref::<String>().map(String::as_str)),
+            Kind::Error { .. } => None,
+        }
+    }
+}
+
+impl fmt::Debug for Failure<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Error { error, .. } => (**error).fmt(f),
+            Kind::Panic(_) => match self.panic_message() {
+                Some(msg) => write!(f, "panic: {msg:?}"),
+                None => f.write_str("panic"),
+            },
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The default storage: the whole state in one atomic word, updated lock-free.
+
+use std::time::Duration;
+
+use crate::state::{step, Limits, Op, Outcome, Snapshot, State};
+use crate::storage::{Applied, Storage};
+use crate::sync::{AtomicU64, Ordering};
+
+// Layout of the state word, low bits first.
+const FAIL_BITS: u32 = 20;
+const SUCCESS_BITS: u32 = 16;
+const SUCCESS_SHIFT: u32 = FAIL_BITS;
+const TRIAL_SHIFT: u32 = SUCCESS_SHIFT + SUCCESS_BITS;
+const STATE_SHIFT: u32 = TRIAL_SHIFT + 1;
+const GEN_SHIFT: u32 = STATE_SHIFT + 2;
+const GEN_BITS: u32 = 64 - GEN_SHIFT;
+
+const FAIL_MASK: u64 = (1 << FAIL_BITS) - 1;
+const SUCCESS_MASK: u64 = (1 << SUCCESS_BITS) - 1;
+const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
+
+// Layout of the `opened` word: milliseconds since the Unix epoch above, the
+// low bits of the generation that opened the circuit below.
+const TAG_BITS: u32 = 22;
+const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+
+const CLOSED: u64 = 0;
+const OPEN: u64 = 1;
+const HALF_OPEN: u64 = 2;
+
+/// In-process storage, the default: one atomic word holds state, generation,
+/// both counters and the trial flag, so every operation is a single
+/// compare-and-swap and a read is a single load.
+///
+/// A second word holds the time the circuit last opened, tagged with the
+/// generation it belongs to. It is published right after the transition; a
+/// reader that finds it not yet published treats the circuit as just opened.
+///
+/// Limits: `fail_max` up to 1,048,575 and `success_threshold` up to 65,535
+/// (what the builder accepts), 2^25 generations before their numbers wrap.
+///
+/// ```
+/// use breaker_core::{CircuitBreaker, MemoryStorage};
+///
+/// let cb = CircuitBreaker::builder("db").storage(MemoryStorage::new()).build();
+/// assert_eq!(cb.fail_counter(), 0);
+/// ```
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct MemoryStorage {
+    word: AtomicU64,
+    opened: AtomicU64,
+}
+
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStorage {
+    /// A storage holding a closed breaker with zero counters.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        MemoryStorage {
+            word: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    /// A storage holding a closed breaker with zero counters.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        MemoryStorage {
+            word: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    /// The raw state word, for the breaker's fast path.
+    #[inline(always)]
+    pub(crate) fn word(&self) -> u64 {
+        self.word.load(Ordering::Acquire)
+    }
+
+    fn decode(&self, word: u64) -> Snapshot {
+        let state = word_state(word);
+        let generation = word_generation(word);
+        let opened_at = match state {
+            State::Closed => None,
+            State::Open | State::HalfOpen => {
+                let slot = self.opened.load(Ordering::Acquire);
+                let tag_ok = slot & TAG_MASK == generation & TAG_MASK;
+                (slot != 0 && (tag_ok || state == State::HalfOpen))
+                    .then(|| Duration::from_millis(slot >> TAG_BITS))
+            }
+        };
+        Snapshot {
+            state,
+            generation,
+            fail_counter: word_fail_counter(word),
+            success_counter: ((word >> SUCCESS_SHIFT) & SUCCESS_MASK) as u32,
+            trial: word_trial(word),
+            opened_at,
+        }
+    }
+
+    /// Publishes when generation `generation` opened the circuit, unless a
+    /// later generation has already replaced it.
+    fn publish_opened(&self, generation: u64, at: Duration) {
+        let ms = u64::try_from(at.as_millis()).unwrap_or(u64::MAX >> TAG_BITS);
+        let new = (ms.min(u64::MAX >> TAG_BITS) << TAG_BITS) | (generation & TAG_MASK);
+        let mut current = self.opened.load(Ordering::Acquire);
+        // Only the opener of the current generation may write: a writer that
+        // was delayed past a newer transition gives up, and a newer opener's
+        // compare-and-swap makes the delayed writer's fail.
+        while word_generation(self.word.load(Ordering::Acquire)) == generation {
+            match self.opened.compare_exchange_weak(
+                current,
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+fn encode(s: &Snapshot) -> u64 {
+    let state = match s.state {
+        State::Closed => CLOSED,
+        State::Open => OPEN,
+        State::HalfOpen => HALF_OPEN,
+    };
+    (u64::from(s.fail_counter) & FAIL_MASK)
+        | ((u64::from(s.success_counter) & SUCCESS_MASK) << SUCCESS_SHIFT)
+        | (u64::from(s.trial) << TRIAL_SHIFT)
+        | (state << STATE_SHIFT)
+        | ((s.generation & GEN_MASK) << GEN_SHIFT)
+}
+
+#[inline(always)]
+pub(crate) fn word_state(word: u64) -> State {
+    match (word >> STATE_SHIFT) & 3 {
+        CLOSED => State::Closed,
+        OPEN => State::Open,
+        _ => State::HalfOpen,
+    }
+}
+
+#[inline(always)]
+pub(crate) fn word_generation(word: u64) -> u64 {
+    word >> GEN_SHIFT
+}
+
+#[inline(always)]
+pub(crate) fn word_fail_counter(word: u64) -> u32 {
+    (word & FAIL_MASK) as u32
+}
+
+#[inline(always)]
+pub(crate) fn word_trial(word: u64) -> bool {
+    (word >> TRIAL_SHIFT) & 1 == 1
+}
+
+/// True when the word is closed with a zero failure counter: a success there
+/// changes nothing. (Closed is 0 and the success counter is 0 in closed.)
+#[inline(always)]
+pub(crate) fn word_is_quiet(word: u64) -> bool {
+    word & ((3 << STATE_SHIFT) | FAIL_MASK) == 0
+}
+
+fn mask_outcome(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Admitted { generation, trial } => Outcome::Admitted {
+            generation: generation & GEN_MASK,
+            trial,
+        },
+        other => other,
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn load(&self) -> Snapshot {
+        self.decode(self.word())
+    }
+
+    fn apply(&self, op: Op, limits: &Limits) -> Applied {
+        let mut current = self.word();
+        loop {
+            let before = self.decode(current);
+            let (mut after, outcome) = step(&before, op, limits);
+            after.generation &= GEN_MASK;
+            let outcome = mask_outcome(outcome);
+            let new = encode(&after);
+            if new == current {
+                return Applied {
+                    before,
+                    after: before,
+                    outcome,
+                };
+            }
+            match self
+                .word
+                .compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if after.state == State::Open {
+                        if let Some(at) = after.opened_at {
+                            self.publish_opened(after.generation, at);
+                        }
+                    }
+                    return Applied {
+                        before,
+                        after,
+                        outcome,
+                    };
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn limits(now_ms: u64) -> Limits {
+        Limits {
+            fail_max: 3,
+            success_threshold: 1,
+            reset_timeout: Duration::from_millis(100),
+            now: Duration::from_millis(now_ms),
+        }
+    }
+
+    #[test]
+    fn encode_decode_round_trips_every_field() {
+        let s = Snapshot {
+            state: State::HalfOpen,
+            generation: GEN_MASK,
+            fail_counter: FAIL_MASK as u32,
+            success_counter: SUCCESS_MASK as u32,
+            trial: true,
+            opened_at: None,
+        };
+        let m = MemoryStorage::new();
+        assert_eq!(m.decode(encode(&s)), s);
+    }
+
+    #[test]
+    fn generation_wraps_without_losing_results() {
+        let m = MemoryStorage::new();
+        m.word.store(
+            encode(&Snapshot {
+                generation: GEN_MASK,
+                ..Snapshot::INITIAL
+            }),
+            Ordering::SeqCst,
+        );
+        // Entering open from the last generation wraps to 0 ...
+        m.apply(Op::Force(State::Open), &limits(1_000));
+        assert_eq!(m.load().generation, 0);
+        // ... and a trial admitted there reports under a generation that matches.
+        let admitted = m.apply(Op::Admit, &limits(1_200)).outcome;
+        let Outcome::Admitted { generation, trial } = admitted else {
+            panic!("expected a trial, got {admitted:?}");
+        };
+        assert!(trial);
+        let applied = m.apply(Op::Success { generation, trial }, &limits(1_200));
+        assert_eq!(applied.after.state, State::Closed);
+    }
+
+    #[test]
+    fn opened_at_is_published_with_millisecond_precision() {
+        let m = MemoryStorage::new();
+        m.apply(Op::Force(State::Open), &limits(1_234));
+        assert_eq!(m.load().opened_at, Some(Duration::from_millis(1_234)));
+    }
+
+    #[test]
+    fn a_delayed_opener_does_not_overwrite_a_newer_opened_at() {
+        let m = MemoryStorage::new();
+        m.apply(Op::Force(State::Open), &limits(1_000)); // generation 1
+        m.apply(Op::Force(State::Open), &limits(2_000)); // generation 2
+        m.publish_opened(1, Duration::from_millis(1_000)); // late writer of generation 1
+        assert_eq!(m.load().opened_at, Some(Duration::from_millis(2_000)));
+    }
+}

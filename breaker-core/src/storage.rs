@@ -1,0 +1,182 @@
+//! The [`Storage`] trait: where a breaker's state lives.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use crate::breaker::Shared;
+use crate::state::{Limits, Op, Outcome, Snapshot, State};
+
+/// The result of applying one [`Op`]: the snapshot it saw, the one it left,
+/// and what it did.
+///
+/// `before` and `after` are one atomic step: a breaker reports a change of
+/// state to its listeners when they differ in state, so each transition is
+/// reported by exactly the call that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The state the operation was applied to.
+    pub before: Snapshot,
+    /// The state it left (equal to `before` when nothing changed).
+    pub after: Snapshot,
+    /// What it did.
+    pub outcome: Outcome,
+}
+
+/// A boxed future of an [`Applied`], returned by [`Storage::apply_async`].
+pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Applied> + Send + 'a>>;
+
+/// Where a breaker keeps its state: in this process ([`MemoryStorage`]), or
+/// somewhere shared by many processes.
+///
+/// A breaker never reads or writes fields one by one. It asks for a
+/// [`Snapshot`] with [`load`](Storage::load) and changes state only through
+/// [`apply`](Storage::apply), which must apply
+/// [`state::step`](crate::state::step) *atomically*: as one compare-and-swap,
+/// one transaction, or one server-side script. That is what makes counters
+/// exact and every transition happen once, however many callers race.
+///
+/// # Contract
+///
+/// - `load` is on every call's path: it must be cheap and must not do I/O. A
+///   remote storage returns its local view (kept current in the background)
+///   and states how stale it can be.
+/// - `apply` runs only off the closed-state success path: for failures, for
+///   the first success after failures, for half-open trials and for manual
+///   transitions. It may block for I/O, up to a timeout the storage documents.
+/// - `apply_async` is what `call_async` uses; its default runs `apply`. A
+///   storage that does I/O overrides it so no executor thread blocks.
+/// - Neither may panic. A storage that cannot reach its backend decides from
+///   a fallback snapshot and still returns an [`Applied`].
+///
+/// # Example
+///
+/// A storage that logs each change and keeps the state under a mutex (the
+/// default [`MemoryStorage`] is lock-free; this shows the contract):
+///
+/// ```
+/// use breaker_core::state::{step, Limits, Op, Snapshot};
+/// use breaker_core::{Applied, CircuitBreaker, Storage};
+/// use std::sync::Mutex;
+///
+/// #[derive(Default)]
+/// struct Logged(Mutex<Snapshot>);
+///
+/// impl Storage for Logged {
+///     fn load(&self) -> Snapshot {
+///         *self.0.lock().unwrap()
+///     }
+///     fn apply(&self, op: Op, limits: &Limits) -> Applied {
+///         let mut current = self.0.lock().unwrap();
+///         let before = *current;
+///         let (after, outcome) = step(&before, op, limits);
+///         if after.state != before.state {
+///             println!("{} -> {}", before.state, after.state);
+///         }
+///         *current = after;
+///         Applied { before, after, outcome }
+///     }
+/// }
+///
+/// let cb = CircuitBreaker::builder("logged").fail_max(1).storage(Logged::default()).build();
+/// let _ = cb.call(|| Err::<(), _>("boom"));
+/// assert!(cb.call(|| Ok::<_, &str>(())).unwrap_err().is_open());
+/// ```
+pub trait Storage: Send + Sync + 'static {
+    /// The current state as this process knows it, without I/O.
+    fn load(&self) -> Snapshot;
+
+    /// Applies `op` atomically, as [`state::step`](crate::state::step) says.
+    fn apply(&self, op: Op, limits: &Limits) -> Applied;
+
+    /// Applies `op` without blocking the calling task; defaults to `apply`.
+    fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
+        let applied = self.apply(op, &limits);
+        Box::pin(std::future::ready(applied))
+    }
+
+    /// Called once when a breaker is built on this storage; a storage shared
+    /// with other processes keeps the [`Binding`] to report transitions it
+    /// learns of from elsewhere. The default ignores it.
+    fn bind(&self, binding: Binding) {
+        let _ = binding;
+    }
+}
+
+/// A storage's handle on the breaker it serves: its name, and a way to tell
+/// its listeners about transitions made elsewhere (by another process).
+#[derive(Clone)]
+pub struct Binding {
+    pub(crate) name: Arc<str>,
+    pub(crate) breaker: Weak<Shared>,
+}
+
+impl Binding {
+    /// The breaker's name, to key shared state by.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reports a transition that another process made, so this process's
+    /// listeners see it. Returns `false` once the breaker has been dropped.
+    pub fn notify_transition(&self, old: State, new: State) -> bool {
+        match self.breaker.upgrade() {
+            Some(shared) => {
+                crate::breaker::CircuitBreaker::from_shared(shared).notify_state_change(old, new);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Binding").field("name", &self.name).finish()
+    }
+}
+
+impl<S: Storage + ?Sized> Storage for Arc<S> {
+    fn load(&self) -> Snapshot {
+        (**self).load()
+    }
+    fn apply(&self, op: Op, limits: &Limits) -> Applied {
+        (**self).apply(op, limits)
+    }
+    fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
+        (**self).apply_async(op, limits)
+    }
+    fn bind(&self, binding: Binding) {
+        (**self).bind(binding)
+    }
+}
+
+impl<S: Storage + ?Sized> Storage for Box<S> {
+    fn load(&self) -> Snapshot {
+        (**self).load()
+    }
+    fn apply(&self, op: Op, limits: &Limits) -> Applied {
+        (**self).apply(op, limits)
+    }
+    fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
+        (**self).apply_async(op, limits)
+    }
+    fn bind(&self, binding: Binding) {
+        (**self).bind(binding)
+    }
+}
+
+impl<S: Storage + ?Sized> Storage for &'static S {
+    fn load(&self) -> Snapshot {
+        (**self).load()
+    }
+    fn apply(&self, op: Op, limits: &Limits) -> Applied {
+        (**self).apply(op, limits)
+    }
+    fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
+        (**self).apply_async(op, limits)
+    }
+    fn bind(&self, binding: Binding) {
+        (**self).bind(binding)
+    }
+}
