@@ -36,11 +36,15 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+/// Guards every call of a function with a named circuit breaker; see the
+/// crate documentation.
+pub use breaker_macros::circuit_breaker;
+
 #[doc(inline)]
 pub use breaker_core::{
     clock, registry, state, Applied, ApplyFuture, Binding, Builder, CircuitBreaker,
     CircuitBreakerError, ConfigError, Error, ErrorView, Failure, Listener, MemoryStorage,
-    ParseStateError, Reason, RegistryError, State, Storage,
+    ParseStateError, Reason, RegistryError, State, Storage, parse_duration, DurationError, GuardedIter,
 };
 
 /// Not public API. Referenced by code that `#[circuit_breaker]` generates.

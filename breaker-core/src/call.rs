@@ -6,9 +6,10 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::pin;
+use std::task::Poll;
 
 use crate::breaker::{CircuitBreaker, Precheck, Ticket};
-use crate::error::Error;
+use crate::error::{CircuitBreakerError, Error};
 use crate::exclude::container_view;
 use crate::listener::Failure;
 use crate::state::{Op, Outcome, State};
@@ -22,6 +23,11 @@ pub type ErrorView<E> = fn(&E) -> Option<&(dyn StdError + 'static)>;
 /// other types match exclusions by their own type only.
 fn default_view<E: 'static>(e: &E) -> Option<&(dyn StdError + 'static)> {
     container_view(e)
+}
+
+/// No exclusions beyond the breaker's own.
+pub(crate) fn no_site_exclusions<E>(_: &E, _: Option<&(dyn StdError + 'static)>) -> bool {
+    false
 }
 
 impl CircuitBreaker {
@@ -50,11 +56,14 @@ impl CircuitBreaker {
         F: FnOnce() -> Result<T, E>,
         E: fmt::Debug + 'static,
     {
-        self.call_with_view(f, default_view::<E>)
+        self.run(f, &default_view::<E>, &no_site_exclusions::<E>)
     }
 
     /// [`call`](Self::call), with `view` telling how to see `E` as
     /// `dyn Error` so exclusions match along its `source()` chain.
+    ///
+    /// `call` sees through boxed errors by itself; a concrete error type needs
+    /// this (the `#[circuit_breaker]` attribute does it for you).
     ///
     /// ```
     /// use breaker_core::CircuitBreaker;
@@ -79,23 +88,7 @@ impl CircuitBreaker {
         F: FnOnce() -> Result<T, E>,
         E: fmt::Debug + 'static,
     {
-        let ticket = match self.precheck() {
-            Precheck::Admitted(ticket) => ticket,
-            Precheck::Rejected(e) => return Err(Error::Open(e)),
-            Precheck::Apply => self.admitted(self.apply(Op::Admit)).map_err(Error::Open)?,
-        };
-        self.before_call(ticket);
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(Ok(value)) => {
-                self.on_success(ticket, None);
-                Ok(value)
-            }
-            Ok(Err(error)) => Err(self.on_error(ticket, error, view, None)),
-            Err(panic) => {
-                self.on_panic(ticket, &*panic, None);
-                resume_unwind(panic)
-            }
-        }
+        self.run(f, &view, &no_site_exclusions::<E>)
     }
 
     /// Awaits `fut` through the breaker, with the same outcomes as
@@ -103,8 +96,8 @@ impl CircuitBreaker {
     /// first polled.
     ///
     /// Dropping the returned future before it finishes counts as neither
-    /// success nor failure and frees a half-open trial place. It works on any
-    /// executor.
+    /// success nor failure and frees a half-open trial place. It needs no
+    /// particular executor.
     ///
     /// ```
     /// use breaker_core::CircuitBreaker;
@@ -121,7 +114,8 @@ impl CircuitBreaker {
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug + 'static,
     {
-        self.call_async_with_view(fut, default_view::<E>).await
+        self.run_async(fut, &default_view::<E>, &no_site_exclusions::<E>)
+            .await
     }
 
     /// [`call_async`](Self::call_async) with an [`ErrorView`], as
@@ -135,6 +129,53 @@ impl CircuitBreaker {
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug + 'static,
     {
+        self.run_async(fut, &view, &no_site_exclusions::<E>).await
+    }
+
+    /// The engine of `call`: `view` sees `E` as `dyn Error`, `site_excluded`
+    /// adds exclusions of the call site (the attribute's) to the breaker's.
+    #[inline]
+    pub(crate) fn run<T, E, F, V, X>(
+        &self,
+        f: F,
+        view: &V,
+        site_excluded: &X,
+    ) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Result<T, E>,
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    {
+        let ticket = self.admit().map_err(Error::Open)?;
+        self.before_call(ticket);
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Ok(value)) => {
+                self.finish_ok(ticket);
+                Ok(value)
+            }
+            Ok(Err(error)) => Err(self.finish_err(ticket, error, view, site_excluded)),
+            Err(panic) => {
+                let applied = self.apply(failure_op(ticket));
+                self.report_panic(&*panic, &applied);
+                resume_unwind(panic)
+            }
+        }
+    }
+
+    /// The engine of `call_async`, as [`run`](Self::run).
+    pub(crate) async fn run_async<T, E, Fut, V, X>(
+        &self,
+        fut: Fut,
+        view: &V,
+        site_excluded: &X,
+    ) -> Result<T, Error<E>>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    {
         let ticket = match self.precheck() {
             Precheck::Admitted(ticket) => ticket,
             Precheck::Rejected(e) => return Err(Error::Open(e)),
@@ -142,6 +183,8 @@ impl CircuitBreaker {
                 .admitted(self.apply_async(Op::Admit).await)
                 .map_err(Error::Open)?,
         };
+        // Armed until the result is recorded: a future dropped before then
+        // (even while the storage records the result) frees its trial place.
         let mut guard = CancelGuard {
             cb: self,
             ticket: Some(ticket),
@@ -152,73 +195,123 @@ impl CircuitBreaker {
             poll_fn(
                 |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
                     Ok(poll) => poll.map(Ok),
-                    Err(panic) => std::task::Poll::Ready(Err(panic)),
+                    Err(panic) => Poll::Ready(Err(panic)),
                 },
             )
             .await;
-        // The guard stays armed until the result is recorded: dropped while
-        // the storage records it, the call still frees its trial place.
         match outcome {
             Ok(Ok(value)) => {
-                let applied = if self.success_is_news(ticket) {
-                    Some(self.apply_async(success_op(ticket)).await)
-                } else {
-                    None
+                let applied = match self.success_is_news(ticket) {
+                    true => Some(self.apply_async(success_op(ticket)).await),
+                    false => None,
                 };
                 guard.ticket = None;
-                self.on_success(ticket, Some(applied));
+                self.report_success(applied);
                 Ok(value)
             }
             Ok(Err(error)) => {
-                let excluded = self.excluded(&error, view);
-                let applied = if excluded {
-                    self.success_is_news(ticket)
-                        .then_some(self.apply_async(success_op(ticket)))
+                if self.excludes(&error, view, site_excluded) {
+                    let applied = match self.success_is_news(ticket) {
+                        true => Some(self.apply_async(success_op(ticket)).await),
+                        false => None,
+                    };
+                    guard.ticket = None;
+                    self.report_success(applied);
+                    Err(Error::Inner(error))
                 } else {
-                    Some(self.apply_async(failure_op(ticket)))
-                };
-                let applied = match applied {
-                    Some(fut) => Some(fut.await),
-                    None => None,
-                };
-                guard.ticket = None;
-                Err(self.on_error(ticket, error, view, Some(applied)))
+                    let applied = self.apply_async(failure_op(ticket)).await;
+                    guard.ticket = None;
+                    Err(self.report_failure(error, view, &applied))
+                }
             }
             Err(panic) => {
                 let applied = self.apply_async(failure_op(ticket)).await;
                 guard.ticket = None;
-                self.on_panic(ticket, &*panic, Some(applied));
+                self.report_panic(&*panic, &applied);
                 resume_unwind(panic)
             }
         }
     }
 
-    fn before_call(&self, ticket: Ticket) {
+    /// Admission for a call: the hot path is one atomic load.
+    #[inline(always)]
+    pub(crate) fn admit(&self) -> Result<Ticket, CircuitBreakerError> {
+        match self.precheck() {
+            Precheck::Admitted(ticket) => Ok(ticket),
+            Precheck::Rejected(e) => Err(e),
+            Precheck::Apply => self.admitted(self.apply(Op::Admit)),
+        }
+    }
+
+    pub(crate) fn before_call(&self, ticket: Ticket) {
         if let Err(panic) = self.each_listener(|l| l.before_call(self)) {
             self.cancel(ticket);
             resume_unwind(panic);
         }
     }
 
-    /// Records a success. `applied` is `Some` when the caller already applied
-    /// the operation (the async path), holding `None` if nothing needed it.
-    #[inline]
-    fn on_success(&self, ticket: Ticket, applied: Option<Option<Applied>>) {
-        let applied = match applied {
-            Some(applied) => applied,
-            None => self
-                .success_is_news(ticket)
-                .then(|| self.apply(success_op(ticket))),
-        };
-        if applied.is_none() && !self.listening() {
-            return;
+    /// Records a success: on the hot path, one atomic load and nothing else.
+    #[inline(always)]
+    pub(crate) fn finish_ok(&self, ticket: Ticket) {
+        if self.success_is_news(ticket) || self.listening() {
+            self.finish_ok_slow(ticket);
         }
-        self.success_slow(applied);
     }
 
     #[cold]
     #[inline(never)]
-    fn success_slow(&self, applied: Option<Applied>) {
+    fn finish_ok_slow(&self, ticket: Ticket) {
+        let applied = self
+            .success_is_news(ticket)
+            .then(|| self.apply(success_op(ticket)));
+        self.report_success(applied);
+    }
+
+    /// Records an error result: a success if excluded, else a failure.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn finish_err<E, V, X>(
+        &self,
+        ticket: Ticket,
+        error: E,
+        view: &V,
+        site_excluded: &X,
+    ) -> Error<E>
+    where
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    {
+        if self.excludes(&error, view, site_excluded) {
+            self.finish_ok_slow(ticket);
+            return Error::Inner(error);
+        }
+        self.finish_failure(ticket, error, view)
+    }
+
+    /// Records a failure that is not excluded.
+    pub(crate) fn finish_failure<E, V>(&self, ticket: Ticket, error: E, view: &V) -> Error<E>
+    where
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    {
+        let applied = self.apply(failure_op(ticket));
+        self.report_failure(error, view, &applied)
+    }
+
+    /// Whether the breaker's exclusions or the call site's exclude `error`.
+    pub(crate) fn excludes<E, V, X>(&self, error: &E, view: &V, site_excluded: &X) -> bool
+    where
+        E: 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    {
+        let as_error = view(error);
+        site_excluded(error, as_error) || self.is_excluded(error as &dyn Any, as_error)
+    }
+
+    /// Tells listeners of a success and of the transition it made.
+    fn report_success(&self, applied: Option<Applied>) {
         let heard = self.each_listener(|l| l.success(self));
         let changed = match &applied {
             Some(applied) => self.after_transition(applied),
@@ -229,33 +322,14 @@ impl CircuitBreaker {
         }
     }
 
-    fn excluded<E: 'static>(&self, error: &E, view: ErrorView<E>) -> bool {
-        self.is_excluded(error as &dyn Any, view(error))
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn on_error<E>(
-        &self,
-        ticket: Ticket,
-        error: E,
-        view: ErrorView<E>,
-        applied: Option<Option<Applied>>,
-    ) -> Error<E>
+    /// Tells listeners of a failure and its transition; the error to return.
+    fn report_failure<E, V>(&self, error: E, view: &V, applied: &Applied) -> Error<E>
     where
         E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     {
-        let as_error = view(&error);
-        if self.is_excluded(&error as &dyn Any, as_error) {
-            self.on_success(ticket, applied);
-            return Error::Inner(error);
-        }
-        let applied = match applied {
-            Some(Some(applied)) => applied,
-            _ => self.apply(failure_op(ticket)),
-        };
-        let heard = self.each_listener(|l| l.failure(self, &Failure::error(&error, as_error)));
-        let changed = self.after_transition(&applied);
+        let heard = self.each_listener(|l| l.failure(self, &Failure::error(&error, view(&error))));
+        let changed = self.after_transition(applied);
         if let Err(panic) = heard.and(changed) {
             resume_unwind(panic);
         }
@@ -263,32 +337,34 @@ impl CircuitBreaker {
             Outcome::Counted {
                 tripped: Some(reason),
             } if self.throw_new_error_on_trip() => {
-                let retry_after = Some(self.reset_timeout());
+                // From the `opened_at` this failure stamped (rounded up to the
+                // millisecond), so waiting this long does admit the next trial.
+                let retry_after = applied
+                    .after
+                    .retry_after(self.reset_timeout(), self.limits().now)
+                    .or(Some(self.reset_timeout()));
                 Error::Tripped(self.error(State::Open, reason, retry_after), error)
             }
             _ => Error::Inner(error),
         }
     }
 
-    #[cold]
-    #[inline(never)]
-    fn on_panic(&self, ticket: Ticket, panic: &(dyn Any + Send), applied: Option<Applied>) {
-        let applied = applied.unwrap_or_else(|| self.apply(failure_op(ticket)));
-        // The guarded function's panic continues; a listener's panic here is
-        // dropped rather than replacing it.
+    /// Tells listeners of a panic and its transition. The guarded function's
+    /// panic continues, so a listener's panic here is dropped.
+    fn report_panic(&self, panic: &(dyn Any + Send), applied: &Applied) {
         let _ = self.each_listener(|l| l.failure(self, &Failure::panic(panic)));
-        let _ = self.after_transition(&applied);
+        let _ = self.after_transition(applied);
     }
 }
 
-fn success_op(ticket: Ticket) -> Op {
+pub(crate) fn success_op(ticket: Ticket) -> Op {
     Op::Success {
         generation: ticket.generation,
         trial: ticket.trial,
     }
 }
 
-fn failure_op(ticket: Ticket) -> Op {
+pub(crate) fn failure_op(ticket: Ticket) -> Op {
     Op::Failure {
         generation: ticket.generation,
         trial: ticket.trial,

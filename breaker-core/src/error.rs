@@ -119,6 +119,17 @@ impl fmt::Debug for CircuitBreakerError {
     }
 }
 
+impl PartialEq for CircuitBreakerError {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+            && self.state == other.state
+            && self.reason == other.reason
+            && self.retry_after == other.retry_after
+    }
+}
+
+impl Eq for CircuitBreakerError {}
+
 impl StdError for CircuitBreakerError {}
 
 /// The result of a call through a breaker that did not succeed.

@@ -36,8 +36,10 @@
 mod breaker;
 mod call;
 pub mod clock;
+mod duration;
 mod error;
 mod exclude;
+mod iter;
 mod listener;
 mod memory;
 pub mod registry;
@@ -50,7 +52,9 @@ pub mod private;
 
 pub use breaker::{Builder, CircuitBreaker};
 pub use call::ErrorView;
+pub use duration::{parse_duration, DurationError};
 pub use error::{CircuitBreakerError, ConfigError, Error};
+pub use iter::GuardedIter;
 pub use listener::{Failure, Listener};
 pub use memory::MemoryStorage;
 pub use registry::RegistryError;

@@ -152,3 +152,33 @@ impl fmt::Debug for Failure<'_> {
         }
     }
 }
+
+impl<L: Listener + ?Sized> Listener for std::sync::Arc<L> {
+    fn before_call(&self, cb: &CircuitBreaker) {
+        (**self).before_call(cb)
+    }
+    fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
+        (**self).state_change(cb, old, new)
+    }
+    fn failure(&self, cb: &CircuitBreaker, error: &Failure<'_>) {
+        (**self).failure(cb, error)
+    }
+    fn success(&self, cb: &CircuitBreaker) {
+        (**self).success(cb)
+    }
+}
+
+impl<L: Listener + ?Sized> Listener for Box<L> {
+    fn before_call(&self, cb: &CircuitBreaker) {
+        (**self).before_call(cb)
+    }
+    fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
+        (**self).state_change(cb, old, new)
+    }
+    fn failure(&self, cb: &CircuitBreaker, error: &Failure<'_>) {
+        (**self).failure(cb, error)
+    }
+    fn success(&self, cb: &CircuitBreaker) {
+        (**self).success(cb)
+    }
+}

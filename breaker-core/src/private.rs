@@ -1,19 +1,389 @@
 //! Not public API. Referenced by code that `#[circuit_breaker]` generates;
 //! may change in any release.
+//!
+//! Each annotated function expands to a [`Declaration`] (its settings, made
+//! at compile time), registered at link time through `inventory`, and a
+//! [`Site`] static that resolves the declared breaker once; every call then
+//! goes through [`call`], [`call_async`] or [`iter`].
 
+use std::any::Any;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::error::Error as StdError;
+use std::fmt::{self, Write as _};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use crate::breaker::CircuitBreaker;
+pub use inventory;
 
-/// Registers every breaker declared with the attribute (filled in by the
-/// attribute's declarations).
-pub(crate) fn declare_all(map: &mut BTreeMap<String, Arc<CircuitBreaker>>) {
-    let _ = map;
+use crate::breaker::{Builder, CircuitBreaker};
+use crate::error::{CircuitBreakerError, Error};
+use crate::exclude::{chain_find, container_view};
+use crate::iter::GuardedIter;
+
+/// The settings one `#[circuit_breaker]` gives; `None` where it gives none.
+#[derive(Debug)]
+pub struct Declaration {
+    /// The breaker's name.
+    pub name: &'static str,
+    /// `module::path::function`, for messages.
+    pub function: &'static str,
+    /// `fail_max = ..`
+    pub fail_max: Option<u32>,
+    /// `reset_timeout = ".."`, parsed at compile time.
+    pub reset_timeout: Option<Duration>,
+    /// `success_threshold = ..`
+    pub success_threshold: Option<u32>,
+    /// `throw_new_error_on_trip = ..`
+    pub throw_new_error_on_trip: Option<bool>,
+    /// `storage = path`: the path as written, and how it configures a builder.
+    pub storage: Option<(&'static str, fn(Builder) -> Builder)>,
+    /// `listeners = [..]`: the paths as written, and how they configure a builder.
+    pub listeners: Option<(&'static str, fn(Builder) -> Builder)>,
 }
 
-/// The breaker named `name`, built by `make` if the registry has none.
-#[doc(hidden)]
-pub fn get_or_register(name: &str, make: impl FnOnce() -> CircuitBreaker) -> Arc<CircuitBreaker> {
-    crate::registry::get_or_register(name, make)
+/// A declaration's entry in the link-time list.
+#[derive(Debug)]
+pub struct Registration(pub &'static Declaration);
+
+inventory::collect!(Registration);
+
+/// The breaker of one annotated function, resolved on first use.
+#[derive(Debug)]
+pub struct Site {
+    declaration: &'static Declaration,
+    breaker: OnceLock<Arc<CircuitBreaker>>,
+}
+
+impl Site {
+    /// A site for `declaration`.
+    pub const fn new(declaration: &'static Declaration) -> Self {
+        Site {
+            declaration,
+            breaker: OnceLock::new(),
+        }
+    }
+
+    /// The breaker: from the registry the first time, then from this static.
+    #[inline(always)]
+    pub fn get(&'static self) -> &'static CircuitBreaker {
+        match self.breaker.get() {
+            Some(cb) => cb,
+            None => self.resolve(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resolve(&'static self) -> &'static CircuitBreaker {
+        let cb = self
+            .breaker
+            .get_or_init(|| crate::registry::declared(self.declaration));
+        cb
+    }
+}
+
+/// Registers every declared breaker, merging declarations that share a name.
+///
+/// # Panics
+/// When two declarations of one name give different values for a setting;
+/// the message names both functions.
+pub(crate) fn declare_all(map: &mut BTreeMap<String, Arc<CircuitBreaker>>) {
+    let mut by_name: BTreeMap<&'static str, Vec<&'static Declaration>> = BTreeMap::new();
+    for Registration(declaration) in inventory::iter::<Registration> {
+        by_name
+            .entry(declaration.name)
+            .or_default()
+            .push(declaration);
+    }
+    for (name, declarations) in by_name {
+        let cb = build(&declarations).unwrap_or_else(|conflict| panic!("{conflict}"));
+        map.insert(name.to_owned(), Arc::new(cb));
+    }
+}
+
+/// Builds the breaker that `declarations` (all of one name) describe.
+pub(crate) fn build(declarations: &[&'static Declaration]) -> Result<CircuitBreaker, String> {
+    let first = declarations[0];
+    let mut builder = CircuitBreaker::builder(first.name);
+    macro_rules! merge {
+        ($field:ident, $shown:expr, $apply:expr) => {{
+            let mut chosen: Option<&'static Declaration> = None;
+            for d in declarations {
+                let Some(value) = &d.$field else { continue };
+                match chosen {
+                    None => chosen = Some(d),
+                    Some(c) => {
+                        let previous = c.$field.as_ref().expect("chosen has the field");
+                        if $shown(previous) != $shown(value) {
+                            return Err(conflict(
+                                first.name,
+                                stringify!($field),
+                                c,
+                                &$shown(previous),
+                                d,
+                                &$shown(value),
+                            ));
+                        }
+                    }
+                }
+            }
+            if let Some(value) = chosen.and_then(|c| c.$field.as_ref()) {
+                builder = $apply(builder, value);
+            }
+        }};
+    }
+    merge!(fail_max, |v: &u32| v.to_string(), |b: Builder, v: &u32| b
+        .fail_max(*v));
+    merge!(
+        reset_timeout,
+        |v: &Duration| format!("{v:?}"),
+        |b: Builder, v: &Duration| b.reset_timeout(*v)
+    );
+    merge!(
+        success_threshold,
+        |v: &u32| v.to_string(),
+        |b: Builder, v: &u32| b.success_threshold(*v)
+    );
+    merge!(
+        throw_new_error_on_trip,
+        |v: &bool| v.to_string(),
+        |b: Builder, v: &bool| b.throw_new_error_on_trip(*v)
+    );
+    type Configure = (&'static str, fn(Builder) -> Builder);
+    merge!(
+        storage,
+        |v: &Configure| v.0.to_owned(),
+        |b: Builder, v: &Configure| (v.1)(b)
+    );
+    merge!(
+        listeners,
+        |v: &Configure| v.0.to_owned(),
+        |b: Builder, v: &Configure| (v.1)(b)
+    );
+    builder.try_build().map_err(|e| {
+        format!(
+            "circuit breaker '{}' declared on {}: {e}",
+            first.name, first.function
+        )
+    })
+}
+
+fn conflict(
+    name: &str,
+    setting: &str,
+    a: &Declaration,
+    a_value: &str,
+    b: &Declaration,
+    b_value: &str,
+) -> String {
+    let mut message = String::new();
+    let _ = write!(
+        message,
+        "conflicting settings for circuit breaker '{name}': {setting} = {a_value} on {} but {setting} = {b_value} on {}",
+        a.function, b.function
+    );
+    message
+}
+
+/// Calls `body` through `cb`, converting the breaker's errors into `E`.
+#[inline(always)]
+pub fn call<T, E, F, V, X>(cb: &CircuitBreaker, body: F, view: V, excluded: X) -> Result<T, E>
+where
+    F: FnOnce() -> Result<T, E>,
+    E: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+{
+    cb.run(body, &view, &excluded).map_err(into_user_error)
+}
+
+/// Awaits `body` through `cb`, converting the breaker's errors into `E`.
+pub async fn call_async<T, E, Fut, V, X>(
+    cb: &CircuitBreaker,
+    body: Fut,
+    view: V,
+    excluded: X,
+) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+{
+    cb.run_async(body, &view, &excluded)
+        .await
+        .map_err(into_user_error)
+}
+
+/// Runs `body` (which makes an iterator) as one guarded call.
+pub fn iter<I, T, E, F, V, X>(
+    cb: &'static CircuitBreaker,
+    body: F,
+    view: V,
+    excluded: X,
+) -> GuardedIter<'static, I::IntoIter, V, X>
+where
+    F: FnOnce() -> I,
+    I: IntoIterator<Item = Result<T, E>>,
+    E: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+{
+    match cb.admit() {
+        Err(rejected) => GuardedIter::rejected(cb, rejected, view, excluded),
+        Ok(ticket) => {
+            cb.before_call(ticket);
+            GuardedIter::running(cb, body().into_iter(), ticket, view, excluded)
+        }
+    }
+}
+
+/// Runs `body` (which makes `Result<iterator, E2>`) as one guarded call: an
+/// outer `Err` is the call's result; an `Ok` iterator carries the call on.
+pub fn iter_in_result<I, T, E, E2, F, V, X, V2, X2>(
+    cb: &'static CircuitBreaker,
+    body: F,
+    (view, excluded): (V, X),
+    (outer_view, outer_excluded): (V2, X2),
+) -> Result<GuardedIter<'static, I::IntoIter, V, X>, E2>
+where
+    F: FnOnce() -> Result<I, E2>,
+    I: IntoIterator<Item = Result<T, E>>,
+    E: FromBreakerError,
+    E2: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    V2: Fn(&E2) -> Option<&(dyn StdError + 'static)>,
+    X2: Fn(&E2, Option<&(dyn StdError + 'static)>) -> bool,
+{
+    let ticket = cb.admit().map_err(E2::from)?;
+    cb.before_call(ticket);
+    match body() {
+        Ok(inner) => Ok(GuardedIter::running(
+            cb,
+            inner.into_iter(),
+            ticket,
+            view,
+            excluded,
+        )),
+        Err(error) => Err(into_user_error(cb.finish_err(
+            ticket,
+            error,
+            &outer_view,
+            &outer_excluded,
+        ))),
+    }
+}
+
+fn into_user_error<E: From<CircuitBreakerError>>(e: Error<E>) -> E {
+    match e {
+        Error::Open(cbe) | Error::Tripped(cbe, _) => E::from(cbe),
+        Error::Inner(e) => e,
+    }
+}
+
+/// The error type of a guarded function: it must be able to carry the
+/// breaker's own error.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot carry the circuit breaker's error",
+    label = "the error type of a `#[circuit_breaker]` function",
+    note = "add `impl From<breaker::CircuitBreakerError> for {Self}` (or a `#[from] breaker::CircuitBreakerError` variant with thiserror) so rejected calls can return it"
+)]
+pub trait FromBreakerError: From<CircuitBreakerError> + fmt::Debug + 'static {}
+
+impl<E: From<CircuitBreakerError> + fmt::Debug + 'static> FromBreakerError for E {}
+
+/// Autoref specialisation: `(&&Wrap(e)).breaker_view()` sees `e` as
+/// `dyn Error` when its type implements `Error`, and looks through boxed
+/// errors otherwise.
+pub struct Wrap<'a, E>(pub &'a E);
+
+/// The specific case of [`Wrap`]: `E: Error`.
+pub trait ViewError<'a> {
+    /// `e` as `dyn Error`.
+    fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)>;
+}
+
+impl<'a, E: StdError + 'static> ViewError<'a> for &Wrap<'a, E> {
+    fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)> {
+        Some(self.0)
+    }
+}
+
+/// The general case of [`Wrap`].
+pub trait ViewAny<'a> {
+    /// `e` as `dyn Error` if it is a known container of one.
+    fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)>;
+}
+
+impl<'a, E: 'static> ViewAny<'a> for Wrap<'a, E> {
+    fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)> {
+        container_view(self.0)
+    }
+}
+
+/// Autoref specialisation for `exclude = [T]`: finds a `T` as the error
+/// itself and, when `T: Error`, along the error's `source()` chain.
+pub struct Probe<T>(PhantomData<fn() -> T>);
+
+impl<T> Probe<T> {
+    /// The probe.
+    pub const NEW: Self = Probe(PhantomData);
+}
+
+/// The specific case of [`Probe`]: `T: Error`.
+pub trait ProbeError<T> {
+    /// The first `T` in `error` or its chain.
+    fn breaker_find<'a>(
+        &self,
+        error: &'a dyn Any,
+        chain: Option<&'a (dyn StdError + 'static)>,
+    ) -> Option<&'a T>;
+}
+
+impl<T: StdError + 'static> ProbeError<T> for &Probe<T> {
+    fn breaker_find<'a>(
+        &self,
+        error: &'a dyn Any,
+        chain: Option<&'a (dyn StdError + 'static)>,
+    ) -> Option<&'a T> {
+        error
+            .downcast_ref::<T>()
+            .or_else(|| chain.and_then(|e| chain_find(e, |e| e.downcast_ref::<T>())))
+    }
+}
+
+/// The general case of [`Probe`].
+pub trait ProbeAny<T> {
+    /// `error` as a `T`, if it is one.
+    fn breaker_find<'a>(
+        &self,
+        error: &'a dyn Any,
+        chain: Option<&'a (dyn StdError + 'static)>,
+    ) -> Option<&'a T>;
+}
+
+impl<T: 'static> ProbeAny<T> for Probe<T> {
+    fn breaker_find<'a>(
+        &self,
+        error: &'a dyn Any,
+        _: Option<&'a (dyn StdError + 'static)>,
+    ) -> Option<&'a T> {
+        error.downcast_ref::<T>()
+    }
+}
+
+/// The error as `&dyn Any`, for [`Probe`].
+#[inline(always)]
+pub fn as_any<E: 'static>(e: &E) -> &dyn Any {
+    e
+}
+
+/// Typed identity for the closures in `exclude = [|e: &T| ..]`, so their
+/// argument type is checked where the user wrote it.
+#[inline(always)]
+pub fn predicate<T, P: Fn(&T) -> bool>(p: P) -> P {
+    p
 }

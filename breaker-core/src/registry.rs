@@ -92,10 +92,7 @@ pub fn reset_all() {
 
 /// The breaker named `name`, registering the one `make` builds if there is
 /// none yet; used by generated code.
-pub(crate) fn get_or_register(
-    name: &str,
-    make: impl FnOnce() -> CircuitBreaker,
-) -> Arc<CircuitBreaker> {
+fn get_or_register(name: &str, make: impl FnOnce() -> CircuitBreaker) -> Arc<CircuitBreaker> {
     if let Some(cb) = try_get(name) {
         return cb;
     }
@@ -104,4 +101,13 @@ pub(crate) fn get_or_register(
         map.entry(name.to_owned())
             .or_insert_with(|| Arc::new(make())),
     )
+}
+
+/// The breaker a `#[circuit_breaker]` declaration names, from the registry
+/// (where every declaration was registered at start-up), or built from this
+/// declaration alone if link-time registration missed it.
+pub(crate) fn declared(declaration: &'static crate::private::Declaration) -> Arc<CircuitBreaker> {
+    get_or_register(declaration.name, || {
+        crate::private::build(&[declaration]).unwrap_or_else(|e| panic!("{e}"))
+    })
 }

@@ -1,0 +1,131 @@
+//! A guarded iterator: the whole iteration is one call through the breaker.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use crate::breaker::{CircuitBreaker, Ticket};
+use crate::error::CircuitBreakerError;
+use crate::state::Op;
+
+/// An iterator of `Result`s run as one call through a breaker: admitted when
+/// it was made, failed by its first `Err` item that is not excluded,
+/// succeeded by reaching its end, and neither if dropped before either.
+///
+/// A rejected call yields one `Err(E::from(CircuitBreakerError))` and ends.
+/// The item whose failure opens the circuit is replaced by
+/// `Err(E::from(CircuitBreakerError))` while `throw_new_error_on_trip` is on,
+/// as a tripping call's error is.
+pub struct GuardedIter<'cb, I, V, X> {
+    cb: &'cb CircuitBreaker,
+    state: IterState<I>,
+    view: V,
+    excluded: X,
+}
+
+enum IterState<I> {
+    Rejected(Option<CircuitBreakerError>),
+    Running(I, Ticket),
+    Reported(I),
+}
+
+impl<'cb, I, V, X> GuardedIter<'cb, I, V, X> {
+    pub(crate) fn rejected(
+        cb: &'cb CircuitBreaker,
+        error: CircuitBreakerError,
+        view: V,
+        excluded: X,
+    ) -> Self {
+        GuardedIter {
+            cb,
+            state: IterState::Rejected(Some(error)),
+            view,
+            excluded,
+        }
+    }
+
+    pub(crate) fn running(
+        cb: &'cb CircuitBreaker,
+        inner: I,
+        ticket: Ticket,
+        view: V,
+        excluded: X,
+    ) -> Self {
+        GuardedIter {
+            cb,
+            state: IterState::Running(inner, ticket),
+            view,
+            excluded,
+        }
+    }
+}
+
+impl<I, T, E, V, X> Iterator for GuardedIter<'_, I, V, X>
+where
+    I: Iterator<Item = Result<T, E>>,
+    E: From<CircuitBreakerError> + fmt::Debug + 'static,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+{
+    type Item = Result<T, E>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (inner, ticket) = match &mut self.state {
+            IterState::Rejected(error) => return error.take().map(|e| Err(E::from(e))),
+            IterState::Reported(inner) => return inner.next(),
+            IterState::Running(inner, ticket) => (inner, *ticket),
+        };
+        let item = inner.next();
+        let report = match &item {
+            None => Some(Ok(())),
+            Some(Ok(_)) => None,
+            Some(Err(e)) => (!self.cb.excludes(e, &self.view, &self.excluded)).then_some(Err(())),
+        };
+        let Some(report) = report else {
+            return item;
+        };
+        let IterState::Running(inner, _) =
+            std::mem::replace(&mut self.state, IterState::Rejected(None))
+        else {
+            unreachable!("checked above");
+        };
+        self.state = IterState::Reported(inner);
+        match (report, item) {
+            (Ok(()), item) => {
+                self.cb.finish_ok(ticket);
+                item
+            }
+            (Err(()), Some(Err(e))) => match self.cb.finish_failure(ticket, e, &self.view) {
+                crate::Error::Tripped(cbe, _) => Some(Err(E::from(cbe))),
+                crate::Error::Inner(e) => Some(Err(e)),
+                crate::Error::Open(cbe) => Some(Err(E::from(cbe))),
+            },
+            (Err(()), _) => unreachable!("a failure report comes from an Err item"),
+        }
+    }
+}
+
+impl<I, V, X> Drop for GuardedIter<'_, I, V, X> {
+    fn drop(&mut self) {
+        if let IterState::Running(_, ticket) = self.state {
+            if ticket.trial {
+                self.cb.apply(Op::Cancel {
+                    generation: ticket.generation,
+                });
+            }
+        }
+    }
+}
+
+impl<I, V, X> fmt::Debug for GuardedIter<'_, I, V, X> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            IterState::Rejected(_) => "rejected",
+            IterState::Running(..) => "running",
+            IterState::Reported(_) => "reported",
+        };
+        f.debug_struct("GuardedIter")
+            .field("breaker", &self.cb.name())
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}

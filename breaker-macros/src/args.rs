@@ -1,0 +1,285 @@
+//! Parsing `#[circuit_breaker(key = value, ..)]`: each key once, each value
+//! checked on its own span, all errors reported together.
+
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{bracketed, ExprClosure, Ident, LitBool, LitInt, LitStr, Pat, Path, Token, Type};
+
+/// The keys the attribute accepts, in the order the docs list them.
+pub(crate) const KEYS: &[&str] = &[
+    "name",
+    "fail_max",
+    "reset_timeout",
+    "success_threshold",
+    "throw_new_error_on_trip",
+    "exclude",
+    "storage",
+    "listeners",
+    "crate",
+];
+
+/// The parsed arguments; `None` where a key was not given.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) name: Option<LitStr>,
+    pub(crate) fail_max: Option<u32>,
+    pub(crate) reset_timeout: Option<Duration>,
+    pub(crate) success_threshold: Option<u32>,
+    pub(crate) throw_new_error_on_trip: Option<bool>,
+    pub(crate) exclude: Vec<Exclude>,
+    pub(crate) storage: Option<Path>,
+    pub(crate) listeners: Option<Vec<Path>>,
+    pub(crate) krate: Option<Path>,
+}
+
+/// One entry of `exclude = [..]`.
+pub(crate) enum Exclude {
+    /// `ValidationError`: the type itself or in the `source()` chain.
+    Type(Type),
+    /// `DbError::Validation(..)`: the function's error matches the pattern.
+    Pattern(Pat),
+    /// `|e: &T| predicate`: a `T` found as for a type, and the predicate holds.
+    Closure(Type, ExprClosure),
+}
+
+/// Collects errors so one build reports all of them.
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(first) => first.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<(), syn::Error> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+impl Args {
+    /// Parses the attribute's tokens, reporting every problem found.
+    pub(crate) fn parse(tokens: TokenStream) -> Result<Args, syn::Error> {
+        let entries = Punctuated::<Entry, Token![,]>::parse_terminated.parse2(tokens)?;
+        let mut args = Args::default();
+        let mut seen: Vec<String> = Vec::new();
+        let mut errors = Errors::default();
+        for entry in entries {
+            let key = entry.key.unraw().to_string();
+            if !KEYS.contains(&key.as_str()) {
+                errors.push(syn::Error::new(
+                    entry.key.span(),
+                    format!(
+                        "unknown argument `{key}`; expected one of: {}",
+                        KEYS.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+                continue;
+            }
+            if seen.contains(&key) {
+                errors.push(syn::Error::new(
+                    entry.key.span(),
+                    format!("duplicate `{key}` argument"),
+                ));
+                continue;
+            }
+            seen.push(key.clone());
+            if let Err(e) = args.set(&key, entry.value) {
+                errors.push(e);
+            }
+        }
+        errors.finish().map(|()| args)
+    }
+
+    fn set(&mut self, key: &str, value: TokenStream) -> syn::Result<()> {
+        match key {
+            "name" => {
+                let lit = parse_value::<LitStr>(value, "a string, as in `name = \"db\"`")?;
+                if lit.value().is_empty() {
+                    return Err(syn::Error::new(lit.span(), "`name` must not be empty"));
+                }
+                self.name = Some(lit);
+            }
+            "fail_max" => self.fail_max = Some(count(value, "fail_max", breaker_core::state::MAX_FAIL_MAX)?),
+            "success_threshold" => {
+                self.success_threshold = Some(count(
+                    value,
+                    "success_threshold",
+                    breaker_core::state::MAX_SUCCESS_THRESHOLD,
+                )?)
+            }
+            "reset_timeout" => {
+                let lit = parse_value::<LitStr>(value, "a duration string, as in `reset_timeout = \"60s\"`")?;
+                let parsed = breaker_core::parse_duration(&lit.value())
+                    .map_err(|e| syn::Error::new(lit.span(), format!("invalid `reset_timeout`: {e}")))?;
+                self.reset_timeout = Some(parsed);
+            }
+            "throw_new_error_on_trip" => {
+                let lit = parse_value::<LitBool>(value, "`true` or `false`")?;
+                self.throw_new_error_on_trip = Some(lit.value);
+            }
+            "exclude" => {
+                let list = parse_value::<ExcludeList>(
+                    value,
+                    "a list, as in `exclude = [ValidationError, DbError::NotFound(..), |e: &HttpError| e.status < 500]`",
+                )?;
+                self.exclude = list.0;
+            }
+            "storage" => {
+                self.storage = Some(parse_value::<Path>(
+                    value,
+                    "a path to a function that returns the storage, as in `storage = make_storage`",
+                )?)
+            }
+            "listeners" => {
+                let list = parse_value::<PathList>(
+                    value,
+                    "a list of paths to functions that return listeners, as in `listeners = [log_listener]`",
+                )?;
+                self.listeners = Some(list.0);
+            }
+            "crate" => {
+                let lit = parse_value::<LitStr>(value, "a path in a string, as in `crate = \"::my_breaker\"`")?;
+                self.krate = Some(lit.parse::<Path>().map_err(|_| {
+                    syn::Error::new(lit.span(), "expected a path in a string, as in `crate = \"::my_breaker\"`")
+                })?);
+            }
+            _ => unreachable!("keys are checked against KEYS first"),
+        }
+        Ok(())
+    }
+}
+
+/// `key = value`, with the value kept as tokens to parse by key.
+struct Entry {
+    key: Ident,
+    value: TokenStream,
+}
+
+impl Parse for Entry {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let key = Ident::parse_any(input)?;
+        if !input.peek(Token![=]) {
+            return Err(syn::Error::new(
+                key.span(),
+                format!("expected `{key} = ...`"),
+            ));
+        }
+        input.parse::<Token![=]>()?;
+        let mut value = TokenStream::new();
+        while !input.is_empty() && !input.peek(Token![,]) {
+            value.extend(std::iter::once(input.parse::<proc_macro2::TokenTree>()?));
+        }
+        if value.is_empty() {
+            return Err(input.error(format!("expected a value for `{key}`")));
+        }
+        Ok(Entry { key, value })
+    }
+}
+
+/// Parses a whole value as `T`, or fails on its first token with `expected`.
+fn parse_value<T: Parse>(value: TokenStream, expected: &str) -> syn::Result<T> {
+    let span = value.clone().into_iter().next().map_or_else(Span::call_site, |t| t.span());
+    let whole = span_of(&value).unwrap_or(span);
+    syn::parse2::<T>(value).map_err(|_| syn::Error::new(whole, format!("expected {expected}")))
+}
+
+/// The span covering all of `tokens`, where the compiler can join spans.
+fn span_of(tokens: &TokenStream) -> Option<Span> {
+    let mut iter = tokens.clone().into_iter();
+    let first = iter.next()?.span();
+    Some(iter.last().and_then(|last| first.join(last.span())).unwrap_or(first))
+}
+
+fn count(value: TokenStream, key: &str, max: u32) -> syn::Result<u32> {
+    let lit = parse_value::<LitInt>(value, &format!("an integer, as in `{key} = 5`"))?;
+    let n: u64 = lit
+        .base10_parse()
+        .map_err(|_| syn::Error::new(lit.span(), format!("`{key}` must be an integer from 1 to {max}")))?;
+    if n == 0 || n > u64::from(max) {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("`{key}` must be between 1 and {max}, got {n}"),
+        ));
+    }
+    Ok(n as u32)
+}
+
+struct ExcludeList(Vec<Exclude>);
+
+impl Parse for ExcludeList {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let content;
+        bracketed!(content in input);
+        let entries = Punctuated::<ExcludeEntry, Token![,]>::parse_terminated(&content)?;
+        Ok(ExcludeList(entries.into_iter().map(|e| e.0).collect()))
+    }
+}
+
+struct ExcludeEntry(Exclude);
+
+const EXCLUDE_EXPECTED: &str = "expected an error type (`ValidationError`), an enum variant pattern (`DbError::NotFound(..)` or `DbError::Timeout { .. }`), or a closure (`|e: &HttpError| e.status < 500`)";
+
+impl Parse for ExcludeEntry {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(Token![|]) || input.peek(Token![move]) {
+            let closure: ExprClosure = input.parse()?;
+            let ty = closure_arg_type(&closure)?;
+            return Ok(ExcludeEntry(Exclude::Closure(ty, closure)));
+        }
+        let fork = input.fork();
+        if let Ok(pat) = Pat::parse_single(&fork) {
+            if matches!(pat, Pat::TupleStruct(_) | Pat::Struct(_)) && (fork.is_empty() || fork.peek(Token![,])) {
+                let pat = Pat::parse_single(input)?;
+                return Ok(ExcludeEntry(Exclude::Pattern(pat)));
+            }
+        }
+        let start = input.span();
+        let ty: Type = input.parse().map_err(|_| syn::Error::new(start, EXCLUDE_EXPECTED))?;
+        match &ty {
+            Type::Path(_) => Ok(ExcludeEntry(Exclude::Type(ty))),
+            other => Err(syn::Error::new(other.span(), EXCLUDE_EXPECTED)),
+        }
+    }
+}
+
+/// The `T` of a closure `|e: &T| ..`.
+fn closure_arg_type(closure: &ExprClosure) -> syn::Result<Type> {
+    let wrong = || {
+        syn::Error::new(
+            closure.or1_token.span(),
+            "an `exclude` closure takes one argument with its type written out, as in `|e: &HttpError| e.status < 500`",
+        )
+    };
+    if closure.inputs.len() != 1 {
+        return Err(wrong());
+    }
+    match &closure.inputs[0] {
+        Pat::Type(typed) => match &*typed.ty {
+            Type::Reference(r) if r.mutability.is_none() => Ok((*r.elem).clone()),
+            other => Err(syn::Error::new(
+                other.span(),
+                "the argument of an `exclude` closure is a shared reference, as in `|e: &HttpError| ...`",
+            )),
+        },
+        _ => Err(wrong()),
+    }
+}
+
+struct PathList(Vec<Path>);
+
+impl Parse for PathList {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let content;
+        bracketed!(content in input);
+        let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
+        Ok(PathList(paths.into_iter().collect()))
+    }
+}

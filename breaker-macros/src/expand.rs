@@ -1,0 +1,198 @@
+//! Code generation: the user's function, signature untouched, with its body
+//! run through the declared breaker.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{parse_quote, ItemFn, Path, Type};
+
+use crate::args::{Args, Errors, Exclude};
+use crate::kind::{classify, Kind};
+
+/// The whole attribute: parse, check, expand; on any error, the function
+/// unchanged plus every error, so call sites see no follow-on errors.
+pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let error = syn::Error::new(
+                item.span(),
+                "`#[circuit_breaker]` goes on a function with a body",
+            );
+            return fallback(item, error);
+        }
+    };
+    let mut errors = Errors::default();
+    let args = Args::parse(args).map_err(|e| errors.push(e)).ok();
+    let kind = classify(&func.sig).map_err(|e| errors.push(e)).ok();
+    match (args, kind, errors.finish()) {
+        (Some(args), Some(kind), Ok(())) => expand(args, func, kind),
+        (_, _, Err(error)) => fallback(func.into_token_stream(), error),
+        _ => unreachable!("an argument or kind error is recorded"),
+    }
+}
+
+fn fallback(item: TokenStream, error: syn::Error) -> TokenStream {
+    let errors = error.to_compile_error();
+    quote!(#item #errors)
+}
+
+fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
+    let krate: Path = args.krate.clone().unwrap_or_else(|| parse_quote!(::breaker));
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = func;
+    let fn_name = sig.ident.to_string();
+    let declaration = declaration(&args, &krate, &fn_name);
+    let view = view(&krate);
+    let excluded_all = excluded(&krate, &args.exclude, true);
+    let site = quote!(__BREAKER_SITE.get());
+    let ret = match &sig.output {
+        syn::ReturnType::Type(_, ty) => ty.clone(),
+        syn::ReturnType::Default => unreachable!("classify rejects functions returning ()"),
+    };
+    let call = match kind {
+        Kind::Sync => quote_spanned! {ret.span()=>
+            #krate::__private::call(#site, move || -> #ret #block, #view, #excluded_all)
+        },
+        Kind::Async => quote_spanned! {ret.span()=>
+            #krate::__private::call_async(#site, (async move || -> #ret #block)(), #view, #excluded_all).await
+        },
+        Kind::Iter => quote_spanned! {ret.span()=>
+            #krate::__private::iter(#site, move || #block, #view, #excluded_all)
+        },
+        Kind::IterInResult(outer) => {
+            let outer_excluded = excluded(&krate, &args.exclude, false);
+            quote_spanned! {ret.span()=>
+                #krate::__private::iter_in_result(
+                    #site,
+                    move || -> ::core::result::Result<_, #outer> #block,
+                    #view,
+                    #excluded_all,
+                    #view,
+                    #outer_excluded,
+                )
+            }
+        }
+    };
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #declaration
+            #[allow(clippy::needless_return, clippy::redundant_closure_call, clippy::unit_arg)]
+            #call
+        }
+    }
+}
+
+/// The `Declaration` static, its link-time registration, and the `Site`.
+fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
+    let some = |t: TokenStream| quote!(::core::option::Option::Some(#t));
+    let none = quote!(::core::option::Option::None);
+    let name = match &args.name {
+        Some(lit) => lit.to_token_stream(),
+        None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
+    };
+    let fail_max = args.fail_max.map_or(none.clone(), |n| some(quote!(#n)));
+    let success_threshold = args.success_threshold.map_or(none.clone(), |n| some(quote!(#n)));
+    let throw = args
+        .throw_new_error_on_trip
+        .map_or(none.clone(), |b| some(quote!(#b)));
+    let reset_timeout = args.reset_timeout.map_or(none.clone(), |d| {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        some(quote!(::core::time::Duration::from_nanos(#nanos)))
+    });
+    let mut helpers = TokenStream::new();
+    let storage = match &args.storage {
+        Some(path) => {
+            let shown = path_string(path);
+            helpers.extend(quote! {
+                fn __breaker_storage(builder: #krate::Builder) -> #krate::Builder {
+                    builder.storage(#path())
+                }
+            });
+            some(quote!((#shown, __breaker_storage)))
+        }
+        None => none.clone(),
+    };
+    let listeners = match &args.listeners {
+        Some(paths) => {
+            let shown = paths.iter().map(path_string).collect::<Vec<_>>().join(", ");
+            helpers.extend(quote! {
+                fn __breaker_listeners(builder: #krate::Builder) -> #krate::Builder {
+                    builder #(.listener(#paths()))*
+                }
+            });
+            some(quote!((#shown, __breaker_listeners)))
+        }
+        None => none,
+    };
+    quote! {
+        #helpers
+        static __BREAKER_DECLARATION: #krate::__private::Declaration = #krate::__private::Declaration {
+            name: #name,
+            function: ::core::concat!(::core::module_path!(), "::", #fn_name),
+            fail_max: #fail_max,
+            reset_timeout: #reset_timeout,
+            success_threshold: #success_threshold,
+            throw_new_error_on_trip: #throw,
+            storage: #storage,
+            listeners: #listeners,
+        };
+        #krate::__private::inventory::submit! {
+            #krate::__private::Registration(&__BREAKER_DECLARATION)
+        }
+        static __BREAKER_SITE: #krate::__private::Site = #krate::__private::Site::new(&__BREAKER_DECLARATION);
+    }
+}
+
+fn path_string(path: &Path) -> String {
+    path.to_token_stream().to_string().replace(' ', "")
+}
+
+/// How the call site sees its error as `dyn Error` (autoref specialisation).
+fn view(krate: &Path) -> TokenStream {
+    quote! {
+        |__breaker_error| {
+            #[allow(unused_imports)]
+            use #krate::__private::{ViewAny as _, ViewError as _};
+            (&&#krate::__private::Wrap(__breaker_error)).breaker_view()
+        }
+    }
+}
+
+/// The call site's exclusions; with `all` false, only the by-type entries
+/// (for the outer error of `Result<impl Iterator, E2>`).
+fn excluded(krate: &Path, entries: &[Exclude], all: bool) -> TokenStream {
+    let error = format_ident!("__breaker_error");
+    let chain = format_ident!("__breaker_chain");
+    let probe = |ty: &Type| {
+        quote_spanned! {ty.span()=>
+            (&&#krate::__private::Probe::<#ty>::NEW)
+                .breaker_find(#krate::__private::as_any(#error), #chain)
+        }
+    };
+    let tests = entries.iter().filter_map(|entry| match entry {
+        Exclude::Type(ty) => {
+            let found = probe(ty);
+            Some(quote!(#found.is_some()))
+        }
+        Exclude::Pattern(pat) if all => Some(quote!(::core::matches!(#error, #pat))),
+        Exclude::Closure(ty, closure) if all => {
+            let found = probe(ty);
+            Some(quote!(#found.is_some_and(#krate::__private::predicate::<#ty, _>(#closure))))
+        }
+        _ => None,
+    });
+    quote! {
+        |#error, #chain| {
+            #[allow(unused_imports)]
+            use #krate::__private::{ProbeAny as _, ProbeError as _};
+            let _ = (&#error, &#chain);
+            false #(|| #tests)*
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! What kind of function the attribute is on, from its signature alone.
+
+use syn::spanned::Spanned;
+use syn::{GenericArgument, PathArguments, ReturnType, Signature, Type, TypeParamBound};
+
+/// How the function's calls are guarded.
+pub(crate) enum Kind {
+    /// `fn f() -> Result<T, E>`: the body runs as one call.
+    Sync,
+    /// `async fn f() -> Result<T, E>`: the body's future runs as one call.
+    Async,
+    /// `fn f() -> impl Iterator<Item = Result<T, E>>`: the whole iteration
+    /// is one call.
+    Iter,
+    /// `fn f() -> Result<impl Iterator<Item = Result<T, E>>, E2>`: as `Iter`,
+    /// and an outer `Err` fails the call. Holds `E2`.
+    IterInResult(Box<Type>),
+}
+
+const NEEDS: &str = "`#[circuit_breaker]` guards functions that return `Result<T, E>`, `impl Iterator<Item = Result<T, E>>` or `Result<impl Iterator<Item = Result<T, E>>, E>`";
+
+/// Classifies `sig`, or says on the offending token why it cannot be guarded.
+pub(crate) fn classify(sig: &Signature) -> syn::Result<Kind> {
+    if let Some(constness) = &sig.constness {
+        return Err(syn::Error::new(
+            constness.span(),
+            "`#[circuit_breaker]` cannot guard a `const fn`: a breaker's state lives at run time",
+        ));
+    }
+    let ty = match &sig.output {
+        ReturnType::Default => {
+            return Err(syn::Error::new(
+                sig.ident.span(),
+                format!("{NEEDS}; `{}` returns `()`", sig.ident),
+            ))
+        }
+        ReturnType::Type(_, ty) => &**ty,
+    };
+    let kind = if is_iterator_of_results(ty) {
+        Kind::Iter
+    } else if let Some(args) = result_args(ty) {
+        match (args.first(), args.get(1)) {
+            (Some(ok), Some(err)) if is_iterator_of_results(ok) => Kind::IterInResult(Box::new(err.clone())),
+            _ if contains_impl_trait(ty) => {
+                return Err(syn::Error::new(
+                    ty.span(),
+                    format!("{NEEDS}; an `impl Trait` other than such an iterator cannot be guarded"),
+                ))
+            }
+            _ => Kind::Sync,
+        }
+    } else {
+        return Err(syn::Error::new(
+            ty.span(),
+            format!("{NEEDS} (a type alias of `Result` must have a name ending in `Result`)"),
+        ));
+    };
+    match (&kind, &sig.asyncness) {
+        (Kind::Sync, Some(_)) => Ok(Kind::Async),
+        (Kind::Iter | Kind::IterInResult(_), Some(asyncness)) => Err(syn::Error::new(
+            asyncness.span(),
+            "`#[circuit_breaker]` cannot guard an `async fn` that returns an iterator",
+        )),
+        _ => Ok(kind),
+    }
+}
+
+/// The generic arguments of `Result<..>`-like types: a path whose last
+/// segment is `Result` or ends in `Result` (`io::Result`, `DbResult`).
+fn result_args(ty: &Type) -> Option<Vec<Type>> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if !last.ident.to_string().ends_with("Result") {
+        return None;
+    }
+    let mut types = Vec::new();
+    if let PathArguments::AngleBracketed(args) = &last.arguments {
+        for arg in &args.args {
+            if let GenericArgument::Type(t) = arg {
+                types.push(t.clone());
+            }
+        }
+    }
+    Some(types)
+}
+
+/// `impl Iterator<Item = Result<..>>` (with any extra bounds).
+fn is_iterator_of_results(ty: &Type) -> bool {
+    let Type::ImplTrait(imp) = ty else { return false };
+    imp.bounds.iter().any(|bound| {
+        let TypeParamBound::Trait(tr) = bound else { return false };
+        let Some(last) = tr.path.segments.last() else { return false };
+        if last.ident != "Iterator" {
+            return false;
+        }
+        let PathArguments::AngleBracketed(args) = &last.arguments else { return false };
+        args.args.iter().any(|arg| match arg {
+            GenericArgument::AssocType(assoc) => assoc.ident == "Item" && result_args(&assoc.ty).is_some(),
+            _ => false,
+        })
+    })
+}
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    match ty {
+        Type::ImplTrait(_) => true,
+        Type::Path(p) => p.path.segments.iter().any(|s| match &s.arguments {
+            PathArguments::AngleBracketed(a) => a.args.iter().any(|arg| match arg {
+                GenericArgument::Type(t) => contains_impl_trait(t),
+                _ => false,
+            }),
+            _ => false,
+        }),
+        Type::Reference(r) => contains_impl_trait(&r.elem),
+        Type::Tuple(t) => t.elems.iter().any(contains_impl_trait),
+        Type::Paren(p) => contains_impl_trait(&p.elem),
+        Type::Group(g) => contains_impl_trait(&g.elem),
+        Type::Slice(s) => contains_impl_trait(&s.elem),
+        Type::Array(a) => contains_impl_trait(&a.elem),
+        _ => false,
+    }
+}
