@@ -183,13 +183,16 @@ impl CircuitBreaker {
                 .admitted(self.apply_async(Op::Admit).await)
                 .map_err(Error::Open)?,
         };
+        // Before the guard is armed: a panicking `before_call` listener frees
+        // the trial place itself, and must not have the guard free it again
+        // (by then it may be another caller's).
+        self.before_call(ticket);
         // Armed until the result is recorded: a future dropped before then
         // (even while the storage records the result) frees its trial place.
         let mut guard = CancelGuard {
             cb: self,
             ticket: Some(ticket),
         };
-        self.before_call(ticket);
         let mut fut = pin!(fut);
         let outcome =
             poll_fn(

@@ -34,6 +34,10 @@ pub(crate) fn container_view(any: &dyn Any) -> Option<&(dyn StdError + 'static)>
     if let Some(b) = any.downcast_ref::<Arc<dyn StdError + Send + Sync>>() {
         return Some(&**b);
     }
+    // std's own error container: `io::Error::new(kind, e)` holds a boxed `e`.
+    if let Some(e) = any.downcast_ref::<std::io::Error>() {
+        return Some(e);
+    }
     #[cfg(feature = "anyhow")]
     if let Some(e) = any.downcast_ref::<anyhow::Error>() {
         let e: &(dyn StdError + Send + Sync + 'static) = e.as_ref();

@@ -220,6 +220,7 @@ where
 /// Runs `body` (which makes an iterator) as one guarded call.
 pub fn iter<I, T, E, F, V, X>(
     cb: &'static CircuitBreaker,
+    item: PhantomData<Result<T, E>>,
     body: F,
     view: V,
     excluded: X,
@@ -231,6 +232,7 @@ where
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
 {
+    let _ = item;
     match cb.admit() {
         Err(rejected) => GuardedIter::rejected(cb, rejected, view, excluded),
         Ok(ticket) => {
@@ -242,11 +244,15 @@ where
 
 /// Runs `body` (which makes `Result<iterator, E2>`) as one guarded call: an
 /// outer `Err` is the call's result; an `Ok` iterator carries the call on.
+#[allow(clippy::too_many_arguments)]
 pub fn iter_in_result<I, T, E, E2, F, V, X, V2, X2>(
     cb: &'static CircuitBreaker,
+    item: PhantomData<Result<T, E>>,
     body: F,
-    (view, excluded): (V, X),
-    (outer_view, outer_excluded): (V2, X2),
+    view: V,
+    excluded: X,
+    outer_view: V2,
+    outer_excluded: X2,
 ) -> Result<GuardedIter<'static, I::IntoIter, V, X>, E2>
 where
     F: FnOnce() -> Result<I, E2>,
@@ -258,6 +264,7 @@ where
     V2: Fn(&E2) -> Option<&(dyn StdError + 'static)>,
     X2: Fn(&E2, Option<&(dyn StdError + 'static)>) -> bool,
 {
+    let _ = item;
     let ticket = cb.admit().map_err(E2::from)?;
     cb.before_call(ticket);
     match body() {

@@ -78,7 +78,10 @@ impl Args {
                     entry.key.span(),
                     format!(
                         "unknown argument `{key}`; expected one of: {}",
-                        KEYS.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                        KEYS.iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
                 continue;
@@ -107,7 +110,9 @@ impl Args {
                 }
                 self.name = Some(lit);
             }
-            "fail_max" => self.fail_max = Some(count(value, "fail_max", breaker_core::state::MAX_FAIL_MAX)?),
+            "fail_max" => {
+                self.fail_max = Some(count(value, "fail_max", breaker_core::state::MAX_FAIL_MAX)?)
+            }
             "success_threshold" => {
                 self.success_threshold = Some(count(
                     value,
@@ -116,9 +121,13 @@ impl Args {
                 )?)
             }
             "reset_timeout" => {
-                let lit = parse_value::<LitStr>(value, "a duration string, as in `reset_timeout = \"60s\"`")?;
-                let parsed = breaker_core::parse_duration(&lit.value())
-                    .map_err(|e| syn::Error::new(lit.span(), format!("invalid `reset_timeout`: {e}")))?;
+                let lit = parse_value::<LitStr>(
+                    value,
+                    "a duration string, as in `reset_timeout = \"60s\"`",
+                )?;
+                let parsed = breaker_core::parse_duration(&lit.value()).map_err(|e| {
+                    syn::Error::new(lit.span(), format!("invalid `reset_timeout`: {e}"))
+                })?;
                 self.reset_timeout = Some(parsed);
             }
             "throw_new_error_on_trip" => {
@@ -126,7 +135,7 @@ impl Args {
                 self.throw_new_error_on_trip = Some(lit.value);
             }
             "exclude" => {
-                let list = parse_value::<ExcludeList>(
+                let list = parse_list::<ExcludeList>(
                     value,
                     "a list, as in `exclude = [ValidationError, DbError::NotFound(..), |e: &HttpError| e.status < 500]`",
                 )?;
@@ -139,16 +148,22 @@ impl Args {
                 )?)
             }
             "listeners" => {
-                let list = parse_value::<PathList>(
+                let list = parse_list::<PathList>(
                     value,
                     "a list of paths to functions that return listeners, as in `listeners = [log_listener]`",
                 )?;
                 self.listeners = Some(list.0);
             }
             "crate" => {
-                let lit = parse_value::<LitStr>(value, "a path in a string, as in `crate = \"::my_breaker\"`")?;
+                let lit = parse_value::<LitStr>(
+                    value,
+                    "a path in a string, as in `crate = \"::my_breaker\"`",
+                )?;
                 self.krate = Some(lit.parse::<Path>().map_err(|_| {
-                    syn::Error::new(lit.span(), "expected a path in a string, as in `crate = \"::my_breaker\"`")
+                    syn::Error::new(
+                        lit.span(),
+                        "expected a path in a string, as in `crate = \"::my_breaker\"`",
+                    )
                 })?);
             }
             _ => unreachable!("keys are checked against KEYS first"),
@@ -186,23 +201,46 @@ impl Parse for Entry {
 
 /// Parses a whole value as `T`, or fails on its first token with `expected`.
 fn parse_value<T: Parse>(value: TokenStream, expected: &str) -> syn::Result<T> {
-    let span = value.clone().into_iter().next().map_or_else(Span::call_site, |t| t.span());
+    let span = value
+        .clone()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |t| t.span());
     let whole = span_of(&value).unwrap_or(span);
     syn::parse2::<T>(value).map_err(|_| syn::Error::new(whole, format!("expected {expected}")))
+}
+
+/// Parses a `[..]` list, keeping the errors of its entries.
+fn parse_list<T: Parse>(value: TokenStream, expected: &str) -> syn::Result<T> {
+    match value.clone().into_iter().next() {
+        Some(proc_macro2::TokenTree::Group(g))
+            if g.delimiter() == proc_macro2::Delimiter::Bracket =>
+        {
+            syn::parse2::<T>(value)
+        }
+        _ => parse_value::<T>(value, expected),
+    }
 }
 
 /// The span covering all of `tokens`, where the compiler can join spans.
 fn span_of(tokens: &TokenStream) -> Option<Span> {
     let mut iter = tokens.clone().into_iter();
     let first = iter.next()?.span();
-    Some(iter.last().and_then(|last| first.join(last.span())).unwrap_or(first))
+    Some(
+        iter.last()
+            .and_then(|last| first.join(last.span()))
+            .unwrap_or(first),
+    )
 }
 
 fn count(value: TokenStream, key: &str, max: u32) -> syn::Result<u32> {
     let lit = parse_value::<LitInt>(value, &format!("an integer, as in `{key} = 5`"))?;
-    let n: u64 = lit
-        .base10_parse()
-        .map_err(|_| syn::Error::new(lit.span(), format!("`{key}` must be an integer from 1 to {max}")))?;
+    let n: u64 = lit.base10_parse().map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            format!("`{key}` must be an integer from 1 to {max}"),
+        )
+    })?;
     if n == 0 || n > u64::from(max) {
         return Err(syn::Error::new(
             lit.span(),
@@ -236,13 +274,17 @@ impl Parse for ExcludeEntry {
         }
         let fork = input.fork();
         if let Ok(pat) = Pat::parse_single(&fork) {
-            if matches!(pat, Pat::TupleStruct(_) | Pat::Struct(_)) && (fork.is_empty() || fork.peek(Token![,])) {
+            if matches!(pat, Pat::TupleStruct(_) | Pat::Struct(_))
+                && (fork.is_empty() || fork.peek(Token![,]))
+            {
                 let pat = Pat::parse_single(input)?;
                 return Ok(ExcludeEntry(Exclude::Pattern(pat)));
             }
         }
         let start = input.span();
-        let ty: Type = input.parse().map_err(|_| syn::Error::new(start, EXCLUDE_EXPECTED))?;
+        let ty: Type = input
+            .parse()
+            .map_err(|_| syn::Error::new(start, EXCLUDE_EXPECTED))?;
         match &ty {
             Type::Path(_) => Ok(ExcludeEntry(Exclude::Type(ty))),
             other => Err(syn::Error::new(other.span(), EXCLUDE_EXPECTED)),

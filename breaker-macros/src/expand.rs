@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::{parse_quote, ItemFn, Path, Type};
 
 use crate::args::{Args, Errors, Exclude};
-use crate::kind::{classify, Kind};
+use crate::kind::{classify, result_args, Kind};
 
 /// The whole attribute: parse, check, expand; on any error, the function
 /// unchanged plus every error, so call sites see no follow-on errors.
@@ -38,7 +38,10 @@ fn fallback(item: TokenStream, error: syn::Error) -> TokenStream {
 }
 
 fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
-    let krate: Path = args.krate.clone().unwrap_or_else(|| parse_quote!(::breaker));
+    let krate: Path = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| parse_quote!(::breaker));
     let ItemFn {
         attrs,
         vis,
@@ -54,21 +57,35 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         syn::ReturnType::Type(_, ty) => ty.clone(),
         syn::ReturnType::Default => unreachable!("classify rejects functions returning ()"),
     };
+    // Bounds on the error type (`From<CircuitBreakerError>`) are reported on
+    // the callee: give it the span of the error type in the signature.
+    let error_span = match &kind {
+        Kind::Sync | Kind::Async => error_type_span(&ret),
+        Kind::Iter(item) | Kind::IterInResult(item, _) => error_type_span(item),
+    };
+    let private = respan(quote!(#krate::__private), error_span);
     let call = match kind {
         Kind::Sync => quote_spanned! {ret.span()=>
-            #krate::__private::call(#site, move || -> #ret #block, #view, #excluded_all)
+            #private::call(#site, move || -> #ret #block, #view, #excluded_all)
         },
         Kind::Async => quote_spanned! {ret.span()=>
-            #krate::__private::call_async(#site, (async move || -> #ret #block)(), #view, #excluded_all).await
+            #private::call_async(#site, (async move || -> #ret #block)(), #view, #excluded_all).await
         },
-        Kind::Iter => quote_spanned! {ret.span()=>
-            #krate::__private::iter(#site, move || #block, #view, #excluded_all)
+        Kind::Iter(item) => quote_spanned! {ret.span()=>
+            #private::iter(
+                #site,
+                ::core::marker::PhantomData::<#item>,
+                move || #block,
+                #view,
+                #excluded_all,
+            )
         },
-        Kind::IterInResult(outer) => {
+        Kind::IterInResult(item, outer) => {
             let outer_excluded = excluded(&krate, &args.exclude, false);
             quote_spanned! {ret.span()=>
-                #krate::__private::iter_in_result(
+                #private::iter_in_result(
                     #site,
+                    ::core::marker::PhantomData::<#item>,
                     move || -> ::core::result::Result<_, #outer> #block,
                     #view,
                     #excluded_all,
@@ -97,7 +114,9 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
         None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
     };
     let fail_max = args.fail_max.map_or(none.clone(), |n| some(quote!(#n)));
-    let success_threshold = args.success_threshold.map_or(none.clone(), |n| some(quote!(#n)));
+    let success_threshold = args
+        .success_threshold
+        .map_or(none.clone(), |n| some(quote!(#n)));
     let throw = args
         .throw_new_error_on_trip
         .map_or(none.clone(), |b| some(quote!(#b)));
@@ -147,6 +166,30 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
         }
         static __BREAKER_SITE: #krate::__private::Site = #krate::__private::Site::new(&__BREAKER_DECLARATION);
     }
+}
+
+/// The span of `E` in `Result<T, E>`, or of the whole type.
+fn error_type_span(ty: &Type) -> proc_macro2::Span {
+    result_args(ty)
+        .and_then(|args| args.get(1).map(Spanned::span))
+        .unwrap_or_else(|| ty.span())
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(g) = &tree {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tree = group.into();
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }
 
 fn path_string(path: &Path) -> String {

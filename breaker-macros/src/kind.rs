@@ -10,11 +10,11 @@ pub(crate) enum Kind {
     /// `async fn f() -> Result<T, E>`: the body's future runs as one call.
     Async,
     /// `fn f() -> impl Iterator<Item = Result<T, E>>`: the whole iteration
-    /// is one call.
-    Iter,
+    /// is one call. Holds the item type.
+    Iter(Box<Type>),
     /// `fn f() -> Result<impl Iterator<Item = Result<T, E>>, E2>`: as `Iter`,
-    /// and an outer `Err` fails the call. Holds `E2`.
-    IterInResult(Box<Type>),
+    /// and an outer `Err` fails the call. Holds the item type and `E2`.
+    IterInResult(Box<Type>, Box<Type>),
 }
 
 const NEEDS: &str = "`#[circuit_breaker]` guards functions that return `Result<T, E>`, `impl Iterator<Item = Result<T, E>>` or `Result<impl Iterator<Item = Result<T, E>>, E>`";
@@ -36,28 +36,32 @@ pub(crate) fn classify(sig: &Signature) -> syn::Result<Kind> {
         }
         ReturnType::Type(_, ty) => &**ty,
     };
-    let kind = if is_iterator_of_results(ty) {
-        Kind::Iter
-    } else if let Some(args) = result_args(ty) {
-        match (args.first(), args.get(1)) {
-            (Some(ok), Some(err)) if is_iterator_of_results(ok) => Kind::IterInResult(Box::new(err.clone())),
-            _ if contains_impl_trait(ty) => {
-                return Err(syn::Error::new(
+    let kind =
+        if let Some(item) = iterator_item(ty) {
+            Kind::Iter(Box::new(item))
+        } else if let Some(args) = result_args(ty) {
+            match (args.first(), args.get(1)) {
+                (Some(ok), Some(err)) if iterator_item(ok).is_some() => {
+                    let item = iterator_item(ok).expect("checked");
+                    Kind::IterInResult(Box::new(item), Box::new(err.clone()))
+                }
+                _ if contains_impl_trait(ty) => return Err(syn::Error::new(
                     ty.span(),
-                    format!("{NEEDS}; an `impl Trait` other than such an iterator cannot be guarded"),
-                ))
+                    format!(
+                        "{NEEDS}; an `impl Trait` other than such an iterator cannot be guarded"
+                    ),
+                )),
+                _ => Kind::Sync,
             }
-            _ => Kind::Sync,
-        }
-    } else {
-        return Err(syn::Error::new(
-            ty.span(),
-            format!("{NEEDS} (a type alias of `Result` must have a name ending in `Result`)"),
-        ));
-    };
+        } else {
+            return Err(syn::Error::new(
+                ty.span(),
+                format!("{NEEDS} (a type alias of `Result` must have a name ending in `Result`)"),
+            ));
+        };
     match (&kind, &sig.asyncness) {
         (Kind::Sync, Some(_)) => Ok(Kind::Async),
-        (Kind::Iter | Kind::IterInResult(_), Some(asyncness)) => Err(syn::Error::new(
+        (Kind::Iter(_) | Kind::IterInResult(..), Some(asyncness)) => Err(syn::Error::new(
             asyncness.span(),
             "`#[circuit_breaker]` cannot guard an `async fn` that returns an iterator",
         )),
@@ -67,7 +71,7 @@ pub(crate) fn classify(sig: &Signature) -> syn::Result<Kind> {
 
 /// The generic arguments of `Result<..>`-like types: a path whose last
 /// segment is `Result` or ends in `Result` (`io::Result`, `DbResult`).
-fn result_args(ty: &Type) -> Option<Vec<Type>> {
+pub(crate) fn result_args(ty: &Type) -> Option<Vec<Type>> {
     let Type::Path(path) = ty else { return None };
     let last = path.path.segments.last()?;
     if !last.ident.to_string().ends_with("Result") {
@@ -84,19 +88,29 @@ fn result_args(ty: &Type) -> Option<Vec<Type>> {
     Some(types)
 }
 
-/// `impl Iterator<Item = Result<..>>` (with any extra bounds).
-fn is_iterator_of_results(ty: &Type) -> bool {
-    let Type::ImplTrait(imp) = ty else { return false };
-    imp.bounds.iter().any(|bound| {
-        let TypeParamBound::Trait(tr) = bound else { return false };
-        let Some(last) = tr.path.segments.last() else { return false };
+/// The item type of `impl Iterator<Item = Result<..>>` (with any extra bounds).
+fn iterator_item(ty: &Type) -> Option<Type> {
+    let Type::ImplTrait(imp) = ty else {
+        return None;
+    };
+    imp.bounds.iter().find_map(|bound| {
+        let TypeParamBound::Trait(tr) = bound else {
+            return None;
+        };
+        let last = tr.path.segments.last()?;
         if last.ident != "Iterator" {
-            return false;
+            return None;
         }
-        let PathArguments::AngleBracketed(args) = &last.arguments else { return false };
-        args.args.iter().any(|arg| match arg {
-            GenericArgument::AssocType(assoc) => assoc.ident == "Item" && result_args(&assoc.ty).is_some(),
-            _ => false,
+        let PathArguments::AngleBracketed(args) = &last.arguments else {
+            return None;
+        };
+        args.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc)
+                if assoc.ident == "Item" && result_args(&assoc.ty).is_some() =>
+            {
+                Some(assoc.ty.clone())
+            }
+            _ => None,
         })
     })
 }

@@ -32,11 +32,17 @@ fn trips_rejects_and_resets_through_the_registry() {
     assert_eq!(update(Some(DbError::Down)), Err(DbError::Down));
     assert_eq!(cb.fail_counter(), 1);
     // An excluded error in the source chain is returned as-is and is a success.
-    assert_eq!(update(Some(DbError::Invalid(Validation))), Err(DbError::Invalid(Validation)));
+    assert_eq!(
+        update(Some(DbError::Invalid(Validation))),
+        Err(DbError::Invalid(Validation))
+    );
     assert_eq!(cb.fail_counter(), 0);
     assert_eq!(update(Some(DbError::Down)), Err(DbError::Down));
     let tripped = update(Some(DbError::Down));
-    assert!(matches!(tripped, Err(DbError::Breaker(ref e)) if e.state() == State::Open), "{tripped:?}");
+    assert!(
+        matches!(tripped, Err(DbError::Breaker(ref e)) if e.state() == State::Open),
+        "{tripped:?}"
+    );
     assert_eq!(cb.current_state(), State::Open);
     assert!(matches!(update(None), Err(DbError::Breaker(_))));
     registry::get("sync-db").reset();

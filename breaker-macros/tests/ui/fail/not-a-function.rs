@@ -1,0 +1,6 @@
+use breaker::circuit_breaker;
+
+#[circuit_breaker(name = "db")]
+struct Db;
+
+fn main() {}
