@@ -42,9 +42,9 @@ pub use breaker_macros::circuit_breaker;
 
 #[doc(inline)]
 pub use breaker_core::{
-    clock, registry, state, Applied, ApplyFuture, Binding, Builder, CircuitBreaker,
-    CircuitBreakerError, ConfigError, Error, ErrorView, Failure, Listener, MemoryStorage,
-    ParseStateError, Reason, RegistryError, State, Storage, parse_duration, DurationError, GuardedIter,
+    clock, parse_duration, registry, state, Applied, ApplyFuture, Binding, Builder, CircuitBreaker,
+    CircuitBreakerError, ConfigError, DurationError, Error, ErrorView, Failure, GuardedIter,
+    Listener, MemoryStorage, ParseStateError, Reason, RegistryError, State, Storage,
 };
 
 /// Not public API. Referenced by code that `#[circuit_breaker]` generates.
