@@ -36,8 +36,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-/// Guards every call of a function with a named circuit breaker; see the
-/// crate documentation.
+#[doc(inline)]
 pub use breaker_macros::circuit_breaker;
 
 #[doc(inline)]

@@ -286,10 +286,31 @@ impl Parse for ExcludeEntry {
             .parse()
             .map_err(|_| syn::Error::new(start, EXCLUDE_EXPECTED))?;
         match &ty {
+            Type::Path(p) if p.qself.is_none() && is_unit_variant(&p.path) => {
+                Ok(ExcludeEntry(Exclude::Pattern(Pat::Path(syn::PatPath {
+                    attrs: Vec::new(),
+                    qself: None,
+                    path: p.path.clone(),
+                }))))
+            }
             Type::Path(_) => Ok(ExcludeEntry(Exclude::Type(ty))),
             other => Err(syn::Error::new(other.span(), EXCLUDE_EXPECTED)),
         }
     }
+}
+
+/// `Enum::Variant`: a path whose last two segments are capitalised and carry
+/// no generic arguments reads as a unit variant (`io::Error`, a type, has a
+/// lowercase module before it).
+fn is_unit_variant(path: &Path) -> bool {
+    let n = path.segments.len();
+    n >= 2
+        && path.segments.iter().skip(n - 2).all(|s| {
+            s.arguments.is_none()
+                && s.ident
+                    .to_string()
+                    .starts_with(|c: char| c.is_ascii_uppercase())
+        })
 }
 
 /// The `T` of a closure `|e: &T| ..`.
@@ -323,5 +344,41 @@ impl Parse for PathList {
         bracketed!(content in input);
         let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
         Ok(PathList(paths.into_iter().collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn entries(tokens: TokenStream) -> Vec<Exclude> {
+        syn::parse2::<ExcludeList>(tokens)
+            .map(|l| l.0)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn exclude_entries_are_told_apart() {
+        let parsed = entries(quote!([
+            io::Error,
+            ValidationError,
+            DbError::Unit,
+            DbError::Tuple(..),
+            DbError::Named { .. },
+            |e: &T| true
+        ]));
+        let kinds: Vec<&str> = parsed
+            .iter()
+            .map(|e| match e {
+                Exclude::Type(_) => "type",
+                Exclude::Pattern(_) => "pattern",
+                Exclude::Closure(..) => "closure",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["type", "type", "pattern", "pattern", "pattern", "closure"]
+        );
     }
 }

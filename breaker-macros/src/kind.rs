@@ -36,29 +36,30 @@ pub(crate) fn classify(sig: &Signature) -> syn::Result<Kind> {
         }
         ReturnType::Type(_, ty) => &**ty,
     };
-    let kind =
-        if let Some(item) = iterator_item(ty) {
-            Kind::Iter(Box::new(item))
-        } else if let Some(args) = result_args(ty) {
-            match (args.first(), args.get(1)) {
-                (Some(ok), Some(err)) if iterator_item(ok).is_some() => {
-                    let item = iterator_item(ok).expect("checked");
-                    Kind::IterInResult(Box::new(item), Box::new(err.clone()))
-                }
-                _ if contains_impl_trait(ty) => return Err(syn::Error::new(
+    let kind = if let Some(item) = iterator_item(ty) {
+        Kind::Iter(Box::new(item))
+    } else if let Some(args) = result_args(ty) {
+        match (args.first(), args.get(1)) {
+            (Some(ok), Some(err)) if iterator_item(ok).is_some() => {
+                let item = iterator_item(ok).expect("checked");
+                Kind::IterInResult(Box::new(item), Box::new(err.clone()))
+            }
+            _ if contains_impl_trait(ty) => {
+                return Err(syn::Error::new(
                     ty.span(),
                     format!(
                         "{NEEDS}; an `impl Trait` other than such an iterator cannot be guarded"
                     ),
-                )),
-                _ => Kind::Sync,
+                ))
             }
-        } else {
-            return Err(syn::Error::new(
-                ty.span(),
-                format!("{NEEDS} (a type alias of `Result` must have a name ending in `Result`)"),
-            ));
-        };
+            _ => Kind::Sync,
+        }
+    } else {
+        return Err(syn::Error::new(
+            ty.span(),
+            format!("{NEEDS} (a type alias of `Result` must have a name ending in `Result`)"),
+        ));
+    };
     match (&kind, &sig.asyncness) {
         (Kind::Sync, Some(_)) => Ok(Kind::Async),
         (Kind::Iter(_) | Kind::IterInResult(..), Some(asyncness)) => Err(syn::Error::new(

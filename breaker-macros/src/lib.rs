@@ -1,9 +1,5 @@
 //! The `#[circuit_breaker]` attribute of the [`breaker`](https://docs.rs/breaker)
 //! crate. Implementation detail: depend on `breaker`, which re-exports it.
-//!
-//! The attribute keeps the function's signature and runs its body through
-//! the breaker it names, reached through a static (no lookup per call) and
-//! registered at start-up. See `breaker`'s documentation for the keys.
 
 mod args;
 mod expand;
@@ -13,12 +9,80 @@ use proc_macro::TokenStream;
 
 /// Guards every call of a function with a named circuit breaker.
 ///
-/// ```ignore
-/// #[circuit_breaker(name = "db", fail_max = 5, reset_timeout = "60s", exclude = [ValidationError])]
-/// fn update_customer(c: &Customer) -> Result<Customer, DbError> { /* ... */ }
+/// ```
+/// use breaker::{circuit_breaker, registry, CircuitBreakerError, State};
+///
+/// #[derive(Debug, thiserror::Error)]
+/// enum DbError {
+///     #[error("connection refused")]
+///     Down,
+///     #[error("invalid customer")]
+///     Validation,
+///     #[error(transparent)]
+///     Breaker(#[from] CircuitBreakerError), // what a rejected call returns
+/// }
+///
+/// #[circuit_breaker(name = "db", fail_max = 2, reset_timeout = "60s", exclude = [DbError::Validation])]
+/// fn update_customer(id: u64) -> Result<u64, DbError> {
+///     if id == 0 {
+///         return Err(DbError::Validation); // excluded: not a failure
+///     }
+///     Err(DbError::Down)
+/// }
+///
+/// // Registered before the first call:
+/// assert_eq!(registry::get("db").current_state(), State::Closed);
+/// let _ = update_customer(1);
+/// let _ = update_customer(1); // opens the circuit
+/// assert!(matches!(update_customer(1), Err(DbError::Breaker(_)))); // rejected, did not run
+/// registry::get("db").reset();
 /// ```
 ///
-/// See the `breaker` crate for the keys and their meaning.
+/// # What it accepts
+///
+/// - `fn`s and `async fn`s returning `Result<T, E>` (or an alias whose name
+///   ends in `Result`), free or in `impl` blocks and trait impls, generic or
+///   not: the body runs as one call. `async fn`s are admitted when first
+///   polled; a dropped future counts as neither success nor failure.
+/// - `fn`s returning `impl Iterator<Item = Result<T, E>>` or
+///   `Result<impl Iterator<Item = Result<T, E>>, E2>`: the breaker is checked
+///   when the function is called and the whole iteration is one call: the
+///   first `Err` item that is not excluded is its failure, reaching the end
+///   its success, dropping the iterator early neither.
+///
+/// The signature, generics, attributes and docs stay as written. `E` must
+/// implement `From<CircuitBreakerError>`: a rejected call, and the call whose
+/// failure opens the circuit (while `throw_new_error_on_trip` is on), return
+/// `Err(E::from(..))`; every other call returns the function's own result.
+///
+/// # Keys
+///
+/// | key | value | default |
+/// |---|---|---|
+/// | `name` | `"db"` | the function's module path and name |
+/// | `fail_max` | `5` (1 to 1,048,575) | 5 |
+/// | `reset_timeout` | `"500ms"`, `"60s"`, `"1m30s"`, `"2h"` | `"60s"` |
+/// | `success_threshold` | `1` (1 to 65,535) | 1 |
+/// | `throw_new_error_on_trip` | `true` / `false` | `true` |
+/// | `exclude` | `[Type, Enum::Variant(..), Enum::Unit { .. }, \|e: &T\| predicate]` | none |
+/// | `storage` | `path::to::fn` returning a [`Storage`](https://docs.rs/breaker/latest/breaker/trait.Storage.html) | memory |
+/// | `listeners` | `[path::to::fn, ..]`, each returning a listener | none |
+/// | `crate` | `"path"` to the `breaker` crate if renamed | `"::breaker"` |
+///
+/// `exclude` entries: a type matches the error itself, a boxed error's
+/// content and anything in the `source()` chain; a variant pattern matches
+/// the function's error; a closure receives the first `T` found as a type
+/// is and excludes the error when it returns `true`. Exclusions apply to
+/// this function's calls; settings apply to the named breaker.
+///
+/// Every declared breaker is in the [`registry`](https://docs.rs/breaker/latest/breaker/registry/)
+/// from start-up. Attributes naming the same breaker share it, and their
+/// settings merge; two attributes giving one setting different values make
+/// the first use panic, naming both functions.
+///
+/// Misuse (an unknown or repeated key, a value of the wrong type, a bad
+/// duration, `fail_max = 0`, a return type it cannot guard, a `const fn`)
+/// is a compile error pointing at the offending token.
 #[proc_macro_attribute]
 pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::attribute(args.into(), item.into()).into()

@@ -25,6 +25,7 @@ pub struct NotAnError;
         DbError::NotFound(..),
         DbError::Timeout { .. },
         DbError::Unit { .. },
+        DbError::Unit,
         |e: &DbError| matches!(e, DbError::NotFound(id) if *id > 10),
         move |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound,
     ]
