@@ -384,7 +384,7 @@ impl CircuitBreaker {
         reason: Reason,
         retry_after: Option<Duration>,
     ) -> CircuitBreakerError {
-        CircuitBreakerError::new(self.shared.name.clone(), state, reason, retry_after)
+        CircuitBreakerError::new(self.shared.name, state, reason, retry_after)
     }
 
     /// Whether a success under `ticket` has anything to record: not when the

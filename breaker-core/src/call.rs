@@ -246,7 +246,16 @@ impl CircuitBreaker {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn before_call(&self, ticket: Ticket) {
+        if self.listening() {
+            self.before_call_slow(ticket);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn before_call_slow(&self, ticket: Ticket) {
         if let Err(panic) = self.each_listener(|l| l.before_call(self)) {
             self.cancel(ticket);
             resume_unwind(panic);

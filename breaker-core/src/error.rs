@@ -2,35 +2,65 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::state::{Reason, State, MAX_FAIL_MAX, MAX_SUCCESS_THRESHOLD};
 
-/// A breaker's name: borrowed for the `'static` names most programs use, so
-/// building a [`CircuitBreakerError`] never allocates nor touches a shared
-/// reference count.
-#[derive(Clone)]
-pub(crate) enum Name {
-    Static(&'static str),
-    Shared(Arc<str>),
-}
+/// A breaker's name, `'static` so that building a [`CircuitBreakerError`]
+/// never allocates nor touches a shared reference count: string literals as
+/// they are, other names interned once per distinct name for the life of the
+/// process (a program makes a bounded set of breaker names).
+#[derive(Clone, Copy)]
+pub(crate) struct Name(&'static str);
 
 impl Name {
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            Name::Static(s) => s,
-            Name::Shared(s) => s,
-        }
+    pub(crate) fn as_str(&self) -> &'static str {
+        self.0
     }
 }
 
 impl From<std::borrow::Cow<'static, str>> for Name {
     fn from(name: std::borrow::Cow<'static, str>) -> Self {
         match name {
-            std::borrow::Cow::Borrowed(s) => Name::Static(s),
-            std::borrow::Cow::Owned(s) => Name::Shared(s.into()),
+            std::borrow::Cow::Borrowed(s) => Name(s),
+            std::borrow::Cow::Owned(s) => Name(intern(s)),
         }
+    }
+}
+
+fn intern(name: String) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match names.get(name.as_str()) {
+        Some(interned) => interned,
+        None => {
+            let interned: &'static str = Box::leak(name.into_boxed_str());
+            names.insert(interned);
+            interned
+        }
+    }
+}
+
+/// `Option<Duration>` in 8 bytes (nanoseconds plus one, saturating), so a
+/// rejected call's `Result` stays small.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct PackedDuration(Option<std::num::NonZeroU64>);
+
+impl PackedDuration {
+    fn new(d: Option<Duration>) -> Self {
+        PackedDuration(d.and_then(|d| {
+            let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1);
+            std::num::NonZeroU64::new(nanos.saturating_add(1))
+        }))
+    }
+
+    fn get(self) -> Option<Duration> {
+        self.0.map(|n| Duration::from_nanos(n.get() - 1))
     }
 }
 
@@ -53,7 +83,7 @@ pub struct CircuitBreakerError {
     name: Name,
     state: State,
     reason: Reason,
-    retry_after: Option<Duration>,
+    retry_after: PackedDuration,
 }
 
 impl CircuitBreakerError {
@@ -67,7 +97,7 @@ impl CircuitBreakerError {
             name,
             state,
             reason,
-            retry_after,
+            retry_after: PackedDuration::new(retry_after),
         }
     }
 
@@ -88,7 +118,7 @@ impl CircuitBreakerError {
 
     /// Time until the next trial call may run, when the circuit is open.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.retry_after.get()
     }
 }
 
@@ -101,7 +131,7 @@ impl fmt::Display for CircuitBreakerError {
             self.state,
             self.reason
         )?;
-        if let Some(after) = self.retry_after {
+        if let Some(after) = self.retry_after() {
             write!(f, ", next trial in {:?}", crate::state::ceil_millis(after))?;
         }
         Ok(())
@@ -114,7 +144,7 @@ impl fmt::Debug for CircuitBreakerError {
             .field("name", &self.name())
             .field("state", &self.state)
             .field("reason", &self.reason)
-            .field("retry_after", &self.retry_after)
+            .field("retry_after", &self.retry_after())
             .finish()
     }
 }

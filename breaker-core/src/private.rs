@@ -22,6 +22,10 @@ use crate::error::{CircuitBreakerError, Error};
 use crate::exclude::{chain_find, container_view};
 use crate::iter::GuardedIter;
 
+/// A setting given as code: the path as written (to compare declarations),
+/// and how it configures a builder.
+pub type Configure = (&'static str, fn(Builder) -> Builder);
+
 /// The settings one `#[circuit_breaker]` gives; `None` where it gives none.
 #[derive(Debug)]
 pub struct Declaration {
@@ -38,9 +42,9 @@ pub struct Declaration {
     /// `throw_new_error_on_trip = ..`
     pub throw_new_error_on_trip: Option<bool>,
     /// `storage = path`: the path as written, and how it configures a builder.
-    pub storage: Option<(&'static str, fn(Builder) -> Builder)>,
+    pub storage: Option<Configure>,
     /// `listeners = [..]`: the paths as written, and how they configure a builder.
-    pub listeners: Option<(&'static str, fn(Builder) -> Builder)>,
+    pub listeners: Option<Configure>,
 }
 
 /// A declaration's entry in the link-time list.
@@ -151,7 +155,6 @@ pub(crate) fn build(declarations: &[&'static Declaration]) -> Result<CircuitBrea
         |v: &bool| v.to_string(),
         |b: Builder, v: &bool| b.throw_new_error_on_trip(*v)
     );
-    type Configure = (&'static str, fn(Builder) -> Builder);
     merge!(
         storage,
         |v: &Configure| v.0.to_owned(),

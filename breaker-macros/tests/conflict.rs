@@ -25,7 +25,7 @@ fn second() -> Result<(), Failed> {
 
 #[test]
 fn conflicting_settings_panic_at_first_use_naming_both_functions() {
-    let panic = std::panic::catch_unwind(|| first()).unwrap_err();
+    let panic = std::panic::catch_unwind(first).unwrap_err();
     let message = panic
         .downcast_ref::<String>()
         .expect("a formatted message")

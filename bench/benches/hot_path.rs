@@ -1,0 +1,200 @@
+//! The cost of a guarded call, side by side with the peers, in one run.
+//!
+//! `scripts/bench` runs this and writes the table in BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use breaker::{circuit_breaker, registry, CircuitBreaker, Listener};
+use breaker_bench::{failsafe_breaker, work, work_failing_every, Failure};
+use criterion::{criterion_group, criterion_main, Criterion};
+use failsafe::CircuitBreaker as _;
+use recloser::Recloser;
+
+#[circuit_breaker(name = "bench-attribute", fail_max = 5)]
+fn attributed(x: u64) -> Result<u64, Failure> {
+    work(x)
+}
+
+/// Polls a future that is ready at once, without a runtime.
+fn poll_ready<F: std::future::Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => unreachable!("the benchmarked futures are ready at once"),
+    }
+}
+
+fn closed_success(c: &mut Criterion) {
+    let mut g = c.benchmark_group("closed_success");
+    let ours = CircuitBreaker::new("bench-closed");
+    let fs = failsafe_breaker(5);
+    let rc = Recloser::default();
+    g.bench_function("bare", |b| b.iter(|| work(black_box(1))));
+    g.bench_function("breaker_call", |b| {
+        b.iter(|| ours.call(|| work(black_box(1))))
+    });
+    g.bench_function("breaker_attribute", |b| b.iter(|| attributed(black_box(1))));
+    g.bench_function("breaker_call_async", |b| {
+        b.iter(|| poll_ready(ours.call_async(async { work(black_box(1)) })))
+    });
+    g.bench_function("failsafe", |b| b.iter(|| fs.call(|| work(black_box(1)))));
+    g.bench_function("recloser", |b| b.iter(|| rc.call(|| work(black_box(1)))));
+    g.finish();
+}
+
+fn threads(c: &mut Criterion) {
+    let ours = Arc::new(CircuitBreaker::new("bench-threads"));
+    let fs = failsafe_breaker(5);
+    let rc = Recloser::default();
+    for n in [1usize, 2, 4] {
+        let mut g = c.benchmark_group(format!("threads_{n}"));
+        g.bench_function("bare", |b| {
+            b.iter_custom(|iters| {
+                run_shared(n, iters, || {
+                    let _ = black_box(work(black_box(1)));
+                })
+            })
+        });
+        g.bench_function("breaker_call", |b| {
+            b.iter_custom(|iters| {
+                run_shared(n, iters, || {
+                    let _ = black_box(ours.call(|| work(black_box(1))));
+                })
+            })
+        });
+        g.bench_function("failsafe", |b| {
+            b.iter_custom(|iters| {
+                run_shared(n, iters, || {
+                    let _ = black_box(fs.call(|| work(black_box(1))));
+                })
+            })
+        });
+        g.bench_function("recloser", |b| {
+            b.iter_custom(|iters| {
+                run_shared(n, iters, || {
+                    let _ = black_box(rc.call(|| work(black_box(1))));
+                })
+            })
+        });
+        g.finish();
+    }
+}
+
+/// Runs `f` `iters` times on each of `threads` threads started together;
+/// returns wall time divided by the thread count (time per call overall).
+fn run_shared<F: Fn() + Sync>(threads: usize, iters: u64, f: F) -> Duration {
+    let start = Barrier::new(threads + 1);
+    let t0 = thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                start.wait();
+                for _ in 0..iters {
+                    f();
+                }
+            });
+        }
+        start.wait();
+        Instant::now()
+    });
+    t0.elapsed() / threads as u32
+}
+
+fn open_rejection(c: &mut Criterion) {
+    let mut g = c.benchmark_group("open_rejection");
+    let ours = CircuitBreaker::builder("bench-open")
+        .reset_timeout(Duration::from_secs(3600))
+        .build();
+    ours.open();
+    let fs = failsafe_breaker(1);
+    let _ = fs.call(|| Err::<(), _>(Failure));
+    assert!(!fs.is_call_permitted());
+    let rc = Recloser::custom()
+        .closed_len(1)
+        .open_wait(Duration::from_secs(3600))
+        .build();
+    let _ = rc.call(|| Err::<(), _>(Failure));
+    let _ = rc.call(|| Err::<(), _>(Failure));
+    assert!(matches!(
+        rc.call(|| work(1)),
+        Err(recloser::Error::Rejected)
+    ));
+    g.bench_function("breaker_call", |b| {
+        b.iter(|| ours.call(|| work(black_box(1))))
+    });
+    g.bench_function("failsafe", |b| b.iter(|| fs.call(|| work(black_box(1)))));
+    g.bench_function("recloser", |b| b.iter(|| rc.call(|| work(black_box(1)))));
+    g.finish();
+}
+
+fn failure_every(c: &mut Criterion) {
+    for every in [10u64, 100] {
+        let mut g = c.benchmark_group(format!("failure_every_{every}"));
+        let ours = CircuitBreaker::new("bench-failures");
+        let fs = failsafe_breaker(5);
+        let rc = Recloser::custom().error_rate(0.9).build();
+        let mut i = 0u64;
+        g.bench_function("breaker_call", |b| {
+            b.iter(|| {
+                i += 1;
+                ours.call(|| work_failing_every(i, every))
+            })
+        });
+        g.bench_function("failsafe", |b| {
+            b.iter(|| {
+                i += 1;
+                fs.call(|| work_failing_every(i, every))
+            })
+        });
+        g.bench_function("recloser", |b| {
+            b.iter(|| {
+                i += 1;
+                rc.call(|| work_failing_every(i, every))
+            })
+        });
+        g.finish();
+    }
+}
+
+struct Quiet;
+impl Listener for Quiet {
+    fn before_call(&self, cb: &CircuitBreaker) {
+        black_box(cb);
+    }
+    fn success(&self, cb: &CircuitBreaker) {
+        black_box(cb);
+    }
+}
+
+fn listeners(c: &mut Criterion) {
+    let mut g = c.benchmark_group("listeners");
+    let one = CircuitBreaker::builder("bench-l1").listener(Quiet).build();
+    let three = CircuitBreaker::builder("bench-l3")
+        .listener(Quiet)
+        .listener(Quiet)
+        .listener(Quiet)
+        .build();
+    g.bench_function("one", |b| b.iter(|| one.call(|| work(black_box(1)))));
+    g.bench_function("three", |b| b.iter(|| three.call(|| work(black_box(1)))));
+    g.finish();
+}
+
+fn registry_get(c: &mut Criterion) {
+    let _ = registry::register(CircuitBreaker::new("bench-registry"));
+    c.bench_function("registry/get", |b| {
+        b.iter(|| registry::get(black_box("bench-registry")))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50);
+    targets = closed_success, threads, open_rejection, failure_every, listeners, registry_get
+}
+criterion_main!(benches);
