@@ -51,3 +51,8 @@ pub use breaker_core::{
 pub mod __private {
     pub use breaker_core::private::*;
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
