@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, ClockImpl, SystemClock};
 use crate::error::{
     check_fail_max, check_success_threshold, CircuitBreakerError, ConfigError, Name,
 };
@@ -31,7 +31,7 @@ pub(crate) enum Backend {
 pub(crate) struct Shared {
     pub(crate) backend: Backend,
     name: Name,
-    clock: Arc<dyn Clock>,
+    clock: ClockImpl,
     fail_max: AtomicU32,
     success_threshold: AtomicU32,
     reset_timeout_ns: AtomicU64,
@@ -315,16 +315,57 @@ impl CircuitBreaker {
     /// the other states, either a decision or the need to apply `Op::Admit`.
     #[inline(always)]
     pub(crate) fn precheck(&self) -> Precheck {
+        if let Some(ticket) = self.closed_ticket() {
+            return Precheck::Admitted(ticket);
+        }
+        if let Backend::Memory(m) = &self.shared.backend {
+            let word = m.word();
+            if memory::word_state(word) == State::Open {
+                return self.precheck_open(m, word);
+            }
+        }
+        self.precheck_slow()
+    }
+
+    /// The hot path: a closed circuit on the memory storage admits on one
+    /// atomic load.
+    #[inline(always)]
+    pub(crate) fn closed_ticket(&self) -> Option<Ticket> {
         if let Backend::Memory(m) = &self.shared.backend {
             let word = m.word();
             if memory::word_state(word) == State::Closed {
-                return Precheck::Admitted(Ticket {
+                return Some(Ticket {
                     generation: memory::word_generation(word),
                     trial: false,
                 });
             }
         }
-        self.precheck_slow()
+        None
+    }
+
+    /// An open circuit on the memory storage: rejected in integer
+    /// nanoseconds on the coarse clock while the deadline is far.
+    #[inline(never)]
+    fn precheck_open(&self, m: &MemoryStorage, word: u64) -> Precheck {
+        let timeout = self.shared.reset_timeout_ns.load(Ordering::Relaxed);
+        let retry_after = match m.opened_ms(word) {
+            Some(ms) => {
+                let deadline = ms.saturating_mul(1_000_000).saturating_add(timeout);
+                let (now, lag) = self.shared.clock.coarse_nanos();
+                let left = deadline.saturating_sub(now);
+                if left <= lag {
+                    return self.precheck_slow();
+                }
+                left
+            }
+            // Opened an instant ago; its opener is about to publish when.
+            None => timeout,
+        };
+        Precheck::Rejected(self.error(
+            State::Open,
+            Reason::TimeoutNotElapsed,
+            Some(Duration::from_nanos(retry_after)),
+        ))
     }
 
     #[cold]
@@ -337,6 +378,17 @@ impl CircuitBreaker {
                 trial: false,
             }),
             State::Open => {
+                // Far from the deadline, the cheap coarse reading decides;
+                // near it, the precise one, so the trial is never early.
+                let (coarse, lag) = self.shared.clock.coarse_nanos();
+                let coarse = snap.retry_after(self.reset_timeout(), Duration::from_nanos(coarse));
+                if coarse.is_some_and(|d| saturating_nanos(d) > lag) {
+                    return Precheck::Rejected(self.error(
+                        State::Open,
+                        Reason::TimeoutNotElapsed,
+                        coarse,
+                    ));
+                }
                 let retry_after = snap.retry_after(self.reset_timeout(), self.shared.clock.now());
                 if retry_after == Some(Duration::ZERO) {
                     Precheck::Apply
@@ -519,7 +571,7 @@ pub struct Builder {
     exclusions: Vec<Exclusion>,
     listeners: Vec<Arc<dyn Listener>>,
     storage: Option<Backend>,
-    clock: Option<Arc<dyn Clock>>,
+    clock: Option<ClockImpl>,
 }
 
 impl Builder {
@@ -611,7 +663,7 @@ impl Builder {
     /// The clock (default: [`SystemClock`]); inject a
     /// [`ManualClock`](crate::clock::ManualClock) to test timeouts.
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(Arc::new(clock));
+        self.clock = Some(ClockImpl::new(clock));
         self
     }
 
@@ -628,7 +680,9 @@ impl Builder {
                 .storage
                 .unwrap_or(Backend::Memory(MemoryStorage::new())),
             name: self.name,
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())),
+            clock: self
+                .clock
+                .unwrap_or_else(|| ClockImpl::System(SystemClock::new())),
             fail_max: AtomicU32::new(fail_max),
             success_threshold: AtomicU32::new(success_threshold),
             reset_timeout_ns: AtomicU64::new(saturating_nanos(self.reset_timeout)),
@@ -641,6 +695,7 @@ impl Builder {
             storage.bind(Binding {
                 name: shared.name.as_str().into(),
                 breaker: Arc::downgrade(&shared),
+                clock: shared.clock.clone(),
             });
         }
         Ok(CircuitBreaker { shared })

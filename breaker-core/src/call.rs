@@ -78,7 +78,9 @@ impl CircuitBreaker {
     /// struct QueryError(#[source] Invalid);
     ///
     /// let cb = CircuitBreaker::builder("db").exclude::<Invalid>().build();
-    /// let view = |e: &QueryError| Some(e as &(dyn Error + 'static));
+    /// fn view(e: &QueryError) -> Option<&(dyn Error + 'static)> {
+    ///     Some(e)
+    /// }
     /// let _ = cb.call_with_view(|| Err::<(), _>(QueryError(Invalid)), view);
     /// assert_eq!(cb.fail_counter(), 0);
     /// ```
@@ -209,7 +211,9 @@ impl CircuitBreaker {
                     false => None,
                 };
                 guard.ticket = None;
-                self.report_success(applied);
+                if applied.is_some() || self.listening() {
+                    self.report_success(applied);
+                }
                 Ok(value)
             }
             Ok(Err(error)) => {
@@ -239,6 +243,16 @@ impl CircuitBreaker {
     /// Admission for a call: the hot path is one atomic load.
     #[inline(always)]
     pub(crate) fn admit(&self) -> Result<Ticket, CircuitBreakerError> {
+        match self.closed_ticket() {
+            Some(ticket) => Ok(ticket),
+            None => self.admit_slow(),
+        }
+    }
+
+    /// Admission in every state but closed-on-memory: a rejection here is
+    /// one function call away from the hot path.
+    #[inline(never)]
+    fn admit_slow(&self) -> Result<Ticket, CircuitBreakerError> {
         match self.precheck() {
             Precheck::Admitted(ticket) => Ok(ticket),
             Precheck::Rejected(e) => Err(e),
@@ -323,6 +337,8 @@ impl CircuitBreaker {
     }
 
     /// Tells listeners of a success and of the transition it made.
+    #[cold]
+    #[inline(never)]
     fn report_success(&self, applied: Option<Applied>) {
         let heard = self.each_listener(|l| l.success(self));
         let changed = match &applied {

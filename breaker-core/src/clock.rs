@@ -2,7 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+#[cfg(not(target_os = "linux"))]
+use std::time::Instant;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of time, as a [`Duration`] since the Unix epoch.
 ///
@@ -15,24 +17,70 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + 'static {
     /// The current time since the Unix epoch.
     fn now(&self) -> Duration;
+
+    /// A cheaper reading that is never ahead of [`now`](Clock::now) and
+    /// lags it by at most [`coarse_lag`](Clock::coarse_lag). An open breaker
+    /// rejects calls on this reading while the reset timeout is further away
+    /// than the lag, and reads `now` only near the deadline, so the trial is
+    /// never early nor late. Defaults to `now`.
+    fn now_coarse(&self) -> Duration {
+        self.now()
+    }
+
+    /// How far [`now_coarse`](Clock::now_coarse) may lag; defaults to zero.
+    fn coarse_lag(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// The default clock: wall-clock time sampled once, then advanced by the
-/// monotonic [`Instant`], so it never jumps when the system time is changed.
+/// monotonic clock, so it never jumps when the system time is changed.
+///
+/// On Linux its coarse reading is `CLOCK_MONOTONIC_COARSE` (a few
+/// nanoseconds, lagging by one scheduler tick), which keeps an open
+/// breaker's rejections cheap.
 #[derive(Clone, Copy, Debug)]
 pub struct SystemClock {
     base: Duration,
+    #[cfg(not(target_os = "linux"))]
     start: Instant,
+    #[cfg(target_os = "linux")]
+    start_mono: Duration,
+    #[cfg(target_os = "linux")]
+    lag: Duration,
+    #[cfg(target_os = "linux")]
+    base_ns: u64,
+    #[cfg(target_os = "linux")]
+    start_mono_ns: u64,
+    #[cfg(target_os = "linux")]
+    lag_ns: u64,
 }
 
 impl SystemClock {
     /// A clock anchored to the system time now.
     pub fn new() -> Self {
+        let base = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        #[cfg(target_os = "linux")]
+        let (start_mono, lag) = (
+            monotonic::read(monotonic::PRECISE),
+            monotonic::coarse_resolution(),
+        );
         SystemClock {
-            base: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO),
+            base,
+            #[cfg(not(target_os = "linux"))]
             start: Instant::now(),
+            #[cfg(target_os = "linux")]
+            start_mono,
+            #[cfg(target_os = "linux")]
+            lag,
+            #[cfg(target_os = "linux")]
+            base_ns: as_nanos(base),
+            #[cfg(target_os = "linux")]
+            start_mono_ns: as_nanos(start_mono),
+            #[cfg(target_os = "linux")]
+            lag_ns: as_nanos(lag),
         }
     }
 }
@@ -44,8 +92,171 @@ impl Default for SystemClock {
 }
 
 impl Clock for SystemClock {
+    #[cfg(target_os = "linux")]
+    fn now(&self) -> Duration {
+        self.base + monotonic::read(monotonic::PRECISE).saturating_sub(self.start_mono)
+    }
+
+    #[cfg(not(target_os = "linux"))]
     fn now(&self) -> Duration {
         self.base + self.start.elapsed()
+    }
+
+    #[cfg(target_os = "linux")]
+    fn now_coarse(&self) -> Duration {
+        self.base + monotonic::read(monotonic::COARSE).saturating_sub(self.start_mono)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn coarse_lag(&self) -> Duration {
+        self.lag
+    }
+}
+
+/// The breaker's clock: the system clock matched directly (integer
+/// nanoseconds, no virtual call), any other through the trait.
+#[derive(Clone)]
+pub(crate) enum ClockImpl {
+    System(SystemClock),
+    Other(Arc<dyn Clock>),
+}
+
+impl ClockImpl {
+    pub(crate) fn new<C: Clock>(clock: C) -> Self {
+        let mut slot = Some(clock);
+        match (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<SystemClock>>() {
+            Some(system) => ClockImpl::System(system.take().unwrap_or_default()),
+            None => match slot {
+                Some(other) => ClockImpl::Other(Arc::new(other)),
+                None => ClockImpl::System(SystemClock::new()),
+            },
+        }
+    }
+
+    pub(crate) fn now(&self) -> Duration {
+        match self {
+            ClockImpl::System(c) => c.now(),
+            ClockImpl::Other(c) => c.now(),
+        }
+    }
+
+    /// The coarse reading and its lag, in nanoseconds since the epoch.
+    #[inline]
+    pub(crate) fn coarse_nanos(&self) -> (u64, u64) {
+        match self {
+            #[cfg(target_os = "linux")]
+            ClockImpl::System(c) => (
+                c.base_ns.saturating_add(
+                    monotonic::read_nanos(monotonic::COARSE).saturating_sub(c.start_mono_ns),
+                ),
+                c.lag_ns,
+            ),
+            #[cfg(not(target_os = "linux"))]
+            ClockImpl::System(c) => (as_nanos(c.now()), 0),
+            ClockImpl::Other(c) => (as_nanos(c.now_coarse()), as_nanos(c.coarse_lag())),
+        }
+    }
+}
+
+/// Linux's monotonic clocks, read directly: `CLOCK_MONOTONIC` (what
+/// `Instant` reads) and `CLOCK_MONOTONIC_COARSE` (the same clock as of the
+/// last scheduler tick; never ahead of the precise one).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod monotonic {
+    use std::time::Duration;
+
+    pub(super) const PRECISE: libc::clockid_t = libc::CLOCK_MONOTONIC;
+    pub(super) const COARSE: libc::clockid_t = libc::CLOCK_MONOTONIC_COARSE;
+
+    #[inline]
+    pub(super) fn read(clock: libc::clockid_t) -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable `timespec` that outlives the
+        // call, and `clock` is one of the two constants above, which Linux
+        // has supported since 2.6.32. `clock_gettime` writes only `ts`.
+        let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+        if rc != 0 {
+            return Duration::ZERO;
+        }
+        Duration::new(
+            u64::try_from(ts.tv_sec).unwrap_or(0),
+            u32::try_from(ts.tv_nsec).unwrap_or(0),
+        )
+    }
+
+    /// `read` in integer nanoseconds.
+    #[inline]
+    pub(super) fn read_nanos(clock: libc::clockid_t) -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: as in `read`.
+        let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+        if rc != 0 {
+            return 0;
+        }
+        (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64)
+    }
+
+    /// The coarse clock's resolution, one scheduler tick (1 to 10 ms).
+    pub(super) fn coarse_resolution() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: as in `read`: a valid, writable `timespec` and a
+        // supported clock id; `clock_getres` writes only `ts`.
+        let rc = unsafe { libc::clock_getres(COARSE, &mut ts) };
+        let res = Duration::new(
+            u64::try_from(ts.tv_sec).unwrap_or(0),
+            u32::try_from(ts.tv_nsec).unwrap_or(0),
+        );
+        if rc != 0 || res.is_zero() || res > Duration::from_millis(100) {
+            // Unknown: a lag so large the coarse reading is never trusted
+            // near a deadline.
+            return Duration::from_secs(1);
+        }
+        // One tick of lag, plus one for the tick in progress.
+        res * 2
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn coarse_is_never_ahead_of_precise_and_lags_by_at_most_the_resolution() {
+            let lag = coarse_resolution();
+            for _ in 0..10_000 {
+                // The coarse reading is taken at a time between the two
+                // precise ones: at most `lag` behind the first, never ahead
+                // of the second, however the thread is scheduled.
+                let before = read(PRECISE);
+                let coarse = read(COARSE);
+                let after = read(PRECISE);
+                assert!(coarse <= after, "{coarse:?} > {after:?}");
+                let behind = before.saturating_sub(coarse);
+                assert!(behind <= lag, "lag {behind:?} > {lag:?}");
+            }
+        }
+
+        #[test]
+        fn both_clocks_are_monotonic_and_nonzero() {
+            let (mut c, mut p) = (read(COARSE), read(PRECISE));
+            assert!(!p.is_zero());
+            for _ in 0..10_000 {
+                let (c2, p2) = (read(COARSE), read(PRECISE));
+                assert!(c2 >= c && p2 >= p);
+                (c, p) = (c2, p2);
+            }
+        }
     }
 }
 
@@ -97,7 +308,7 @@ impl Clock for ManualClock {
     }
 }
 
-fn as_nanos(d: Duration) -> u64 {
+pub(crate) fn as_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 

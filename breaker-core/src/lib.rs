@@ -31,7 +31,7 @@
 //! assert_eq!(cb.current_state(), State::Closed);
 //! ```
 #![deny(missing_docs, unreachable_pub)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod breaker;
 mod call;

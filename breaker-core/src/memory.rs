@@ -83,6 +83,15 @@ impl MemoryStorage {
         self.word.load(Ordering::Acquire)
     }
 
+    /// When the generation of `word` opened the circuit, in milliseconds
+    /// since the epoch, if that is published yet.
+    #[inline]
+    pub(crate) fn opened_ms(&self, word: u64) -> Option<u64> {
+        let slot = self.opened.load(Ordering::Acquire);
+        (slot & TAG_MASK == word_generation(word) & TAG_MASK && slot != 0)
+            .then_some(slot >> TAG_BITS)
+    }
+
     fn decode(&self, word: u64) -> Snapshot {
         let state = word_state(word);
         let generation = word_generation(word);
@@ -91,7 +100,9 @@ impl MemoryStorage {
             State::Open | State::HalfOpen => {
                 let slot = self.opened.load(Ordering::Acquire);
                 let tag_ok = slot & TAG_MASK == generation & TAG_MASK;
-                (slot != 0 && (tag_ok || state == State::HalfOpen))
+                // A time of 0 is "none": nothing published yet, or a
+                // half-open circuit entered from closed (see `apply`).
+                (slot >> TAG_BITS != 0 && (tag_ok || state == State::HalfOpen))
                     .then(|| Duration::from_millis(slot >> TAG_BITS))
             }
         };
@@ -207,10 +218,15 @@ impl Storage for MemoryStorage {
                 .compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
-                    if after.state == State::Open {
-                        if let Some(at) = after.opened_at {
-                            self.publish_opened(after.generation, at);
+                    match (after.state, after.opened_at) {
+                        (State::Open, Some(at)) => self.publish_opened(after.generation, at),
+                        // Half-open entered without an open time (by hand,
+                        // from closed): clear the time an earlier open left,
+                        // which half-open would otherwise show as its own.
+                        (State::HalfOpen, None) if after.generation != before.generation => {
+                            self.publish_opened(after.generation, Duration::ZERO)
                         }
+                        _ => {}
                     }
                     return Applied {
                         before,

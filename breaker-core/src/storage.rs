@@ -3,8 +3,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use crate::breaker::Shared;
+use crate::clock::ClockImpl;
 use crate::state::{Limits, Op, Outcome, Snapshot, State};
 
 /// The result of applying one [`Op`]: the snapshot it saw, the one it left,
@@ -103,18 +105,27 @@ pub trait Storage: Send + Sync + 'static {
     }
 }
 
-/// A storage's handle on the breaker it serves: its name, and a way to tell
-/// its listeners about transitions made elsewhere (by another process).
+/// A storage's handle on the breaker it serves: its name, its clock, and a
+/// way to tell its listeners about transitions made elsewhere (by another
+/// process).
 #[derive(Clone)]
 pub struct Binding {
     pub(crate) name: Arc<str>,
     pub(crate) breaker: Weak<Shared>,
+    pub(crate) clock: ClockImpl,
 }
 
 impl Binding {
     /// The breaker's name, to key shared state by.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The time on the breaker's clock, the one its [`Limits::now`] is read
+    /// from. A storage that keeps time by another clock (a server's) uses it
+    /// to translate the times it reports into the breaker's.
+    pub fn now(&self) -> Duration {
+        self.clock.now()
     }
 
     /// Reports a transition that another process made, so this process's

@@ -9,6 +9,18 @@ use std::time::Duration;
 use breaker::CircuitBreaker;
 use breaker_bench::{work, Failure};
 
+/// Polls a future that is ready at once, without a runtime.
+fn poll_ready<F: std::future::Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    match fut
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => unreachable!("ready at once"),
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let scenario = args.next().unwrap_or_default();
@@ -30,6 +42,11 @@ fn main() {
                 let _ = black_box(cb.call(|| work(black_box(i))));
             }
         }
+        "async" => {
+            for i in 0..n {
+                let _ = black_box(poll_ready(cb.call_async(async { work(black_box(i)) })));
+            }
+        }
         "rejection" => {
             cb.open();
             for i in 0..n {
@@ -43,6 +60,6 @@ fn main() {
                 let _ = i;
             }
         }
-        other => panic!("unknown scenario {other:?}: bare, call, rejection, failure"),
+        other => panic!("unknown scenario {other:?}: bare, call, async, rejection, failure"),
     }
 }
