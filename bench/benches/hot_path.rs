@@ -8,6 +8,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use breaker::clock::{Clock, SystemClock};
 use breaker::{circuit_breaker, registry, CircuitBreaker, Listener};
 use breaker_bench::{failsafe_breaker, work, work_failing_every, Failure};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -127,6 +128,13 @@ fn open_rejection(c: &mut Criterion) {
     });
     g.bench_function("failsafe", |b| b.iter(|| fs.call(|| work(black_box(1)))));
     g.bench_function("recloser", |b| b.iter(|| rc.call(|| work(black_box(1)))));
+    // What any rejection must pay at least: deciding whether the reset
+    // timeout has passed means reading a clock.
+    let clock = SystemClock::new();
+    g.bench_function("coarse_clock_read", |b| {
+        b.iter(|| black_box(clock.now_coarse()))
+    });
+    g.bench_function("precise_clock_read", |b| b.iter(|| black_box(clock.now())));
     g.finish();
 }
 

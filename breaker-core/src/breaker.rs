@@ -318,6 +318,12 @@ impl CircuitBreaker {
         if let Some(ticket) = self.closed_ticket() {
             return Precheck::Admitted(ticket);
         }
+        self.precheck_after_closed()
+    }
+
+    /// [`precheck`](Self::precheck) once the closed fast path said no.
+    #[inline(always)]
+    pub(crate) fn precheck_after_closed(&self) -> Precheck {
         if let Backend::Memory(m) = &self.shared.backend {
             let word = m.word();
             if memory::word_state(word) == State::Open {
@@ -345,7 +351,7 @@ impl CircuitBreaker {
 
     /// An open circuit on the memory storage: rejected in integer
     /// nanoseconds on the coarse clock while the deadline is far.
-    #[inline(never)]
+    #[inline]
     fn precheck_open(&self, m: &MemoryStorage, word: u64) -> Precheck {
         let timeout = self.shared.reset_timeout_ns.load(Ordering::Relaxed);
         let retry_after = match m.opened_ms(word) {
@@ -361,10 +367,11 @@ impl CircuitBreaker {
             // Opened an instant ago; its opener is about to publish when.
             None => timeout,
         };
-        Precheck::Rejected(self.error(
+        Precheck::Rejected(CircuitBreakerError::with_retry_nanos(
+            self.shared.name,
             State::Open,
             Reason::TimeoutNotElapsed,
-            Some(Duration::from_nanos(retry_after)),
+            retry_after,
         ))
     }
 

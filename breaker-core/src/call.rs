@@ -253,7 +253,7 @@ impl CircuitBreaker {
     /// one function call away from the hot path.
     #[inline(never)]
     fn admit_slow(&self) -> Result<Ticket, CircuitBreakerError> {
-        match self.precheck() {
+        match self.precheck_after_closed() {
             Precheck::Admitted(ticket) => Ok(ticket),
             Precheck::Rejected(e) => Err(e),
             Precheck::Apply => self.admitted(self.apply(Op::Admit)),

@@ -101,6 +101,17 @@ impl CircuitBreakerError {
         }
     }
 
+    /// With `retry_after` in nanoseconds (the rejection fast path).
+    #[inline]
+    pub(crate) fn with_retry_nanos(name: Name, state: State, reason: Reason, nanos: u64) -> Self {
+        CircuitBreakerError {
+            name,
+            state,
+            reason,
+            retry_after: PackedDuration(std::num::NonZeroU64::new(nanos.saturating_add(1))),
+        }
+    }
+
     /// The breaker's name.
     pub fn name(&self) -> &str {
         self.name.as_str()
