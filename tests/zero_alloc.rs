@@ -80,7 +80,10 @@ fn closed_state_successes_allocate_nothing() {
         for i in 0..10_000u64 {
             black_box(cb.call(|| Ok::<_, Failed>(black_box(i)))).unwrap();
             black_box(attributed(black_box(i))).unwrap();
-            black_box(poll_ready(cb.call_async(async { Ok::<_, Failed>(black_box(i)) }))).unwrap();
+            black_box(poll_ready(
+                cb.call_async(async { Ok::<_, Failed>(black_box(i)) }),
+            ))
+            .unwrap();
         }
     });
     assert_eq!(n, 0, "allocations on the closed-state success path");
@@ -96,12 +99,17 @@ fn rejections_allocate_nothing() {
     half_open.half_open();
     let n = allocations_in(|| {
         for i in 0..10_000u64 {
-            assert!(black_box(open.call(|| Ok::<_, Failed>(i))).unwrap_err().is_open());
-            assert!(black_box(poll_ready(open.call_async(async { Ok::<_, Failed>(i) })))
+            assert!(black_box(open.call(|| Ok::<_, Failed>(i)))
                 .unwrap_err()
                 .is_open());
+            assert!(
+                black_box(poll_ready(open.call_async(async { Ok::<_, Failed>(i) })))
+                    .unwrap_err()
+                    .is_open()
+            );
             // From inside the trial, the next call is rejected: trial in progress.
-            let nested = half_open.call(|| Ok::<_, Failed>(half_open.call(|| Ok::<_, Failed>(i)).is_err()));
+            let nested =
+                half_open.call(|| Ok::<_, Failed>(half_open.call(|| Ok::<_, Failed>(i)).is_err()));
             assert_eq!(nested.ok(), Some(true));
             half_open.half_open();
         }
