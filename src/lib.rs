@@ -46,6 +46,15 @@ pub use breaker_core::{
     Listener, MemoryStorage, ParseStateError, Reason, RegistryError, State, Storage,
 };
 
+/// Sharing a breaker's state across processes through Redis (feature
+/// `redis`): [`RedisStorage`] and its settings.
+#[cfg(feature = "redis")]
+#[doc(inline)]
+pub use breaker_core::redis;
+#[cfg(feature = "redis")]
+#[doc(inline)]
+pub use breaker_core::RedisStorage;
+
 /// Not public API. Referenced by code that `#[circuit_breaker]` generates.
 #[doc(hidden)]
 pub mod __private {

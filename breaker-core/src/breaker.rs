@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
+use crate::announce::Announcer;
 use crate::clock::{Clock, ClockImpl, SystemClock};
 use crate::error::{
     check_fail_max, check_success_threshold, CircuitBreakerError, ConfigError, Name,
@@ -30,6 +31,10 @@ pub(crate) enum Backend {
 
 pub(crate) struct Shared {
     pub(crate) backend: Backend,
+    /// Reports the memory storage's transitions in the order they were
+    /// committed (`None` for other storages, whose generations this
+    /// process does not see all of).
+    announcer: Option<Announcer>,
     name: Name,
     clock: ClockImpl,
     fail_max: AtomicU32,
@@ -364,6 +369,9 @@ impl CircuitBreaker {
                 }
                 left
             }
+            // The time read is another generation's: the state moved on
+            // since `word` was read.
+            None if m.word() != word => return self.precheck_slow(),
             // Opened an instant ago; its opener is about to publish when.
             None => timeout,
         };
@@ -493,7 +501,16 @@ impl CircuitBreaker {
     }
 
     /// Tells listeners of the transition `applied` made, if it made one.
+    ///
+    /// On the memory storage every operation that changed the generation
+    /// must come here (the announcer orders the reports by generation); on
+    /// the others transitions are reported as their callers get here.
     pub(crate) fn after_transition(&self, applied: &Applied) -> Result<(), Box<dyn Any + Send>> {
+        if let Some(announcer) = &self.shared.announcer {
+            return announcer.announce(applied, |old, new| {
+                self.each_listener(|l| l.state_change(self, old, new))
+            });
+        }
         let (old, new) = (applied.before.state, applied.after.state);
         if old == new {
             return Ok(());
@@ -682,10 +699,16 @@ impl Builder {
         let fail_max = check_fail_max(self.fail_max)?;
         let success_threshold = check_success_threshold(self.success_threshold)?;
         let listening = !self.listeners.is_empty();
+        let backend = self
+            .storage
+            .unwrap_or(Backend::Memory(MemoryStorage::new()));
+        let announcer = match &backend {
+            Backend::Memory(m) => Some(Announcer::new(m.load().generation)),
+            Backend::Custom(_) => None,
+        };
         let shared = Arc::new(Shared {
-            backend: self
-                .storage
-                .unwrap_or(Backend::Memory(MemoryStorage::new())),
+            backend,
+            announcer,
             name: self.name,
             clock: self
                 .clock

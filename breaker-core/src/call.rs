@@ -19,8 +19,8 @@ use crate::storage::Applied;
 /// exclusions along its `source()` chain.
 pub type ErrorView<E> = fn(&E) -> Option<&(dyn StdError + 'static)>;
 
-/// The view `call` uses: boxed errors (and `anyhow::Error`) are seen through;
-/// other types match exclusions by their own type only.
+/// The view `call` uses: boxed errors, `io::Error` (and `anyhow::Error`) are
+/// seen through; other types match exclusions by their own type only.
 fn default_view<E: 'static>(e: &E) -> Option<&(dyn StdError + 'static)> {
     container_view(e)
 }
@@ -189,8 +189,13 @@ impl CircuitBreaker {
         // the trial place itself, and must not have the guard free it again
         // (by then it may be another caller's).
         self.before_call(ticket);
-        // Armed until the result is recorded: a future dropped before then
-        // (even while the storage records the result) frees its trial place.
+        // Armed until the result is handed to the storage: a future dropped
+        // before then frees its trial place. Not after: the result is the
+        // trial's one report, which the storage applies even if this future
+        // is dropped while it does. A cancel sent after a success that kept
+        // the circuit half-open (below `success_threshold`) would free the
+        // place of the next trial, admitted under the same generation, and
+        // let a third run alongside it.
         let mut guard = CancelGuard {
             cb: self,
             ticket: Some(ticket),
@@ -206,11 +211,11 @@ impl CircuitBreaker {
             .await;
         match outcome {
             Ok(Ok(value)) => {
+                guard.ticket = None;
                 let applied = match self.success_is_news(ticket) {
                     true => Some(self.apply_async(success_op(ticket)).await),
                     false => None,
                 };
-                guard.ticket = None;
                 if applied.is_some() || self.listening() {
                     self.report_success(applied);
                 }
@@ -218,22 +223,22 @@ impl CircuitBreaker {
             }
             Ok(Err(error)) => {
                 if self.excludes(&error, view, site_excluded) {
+                    guard.ticket = None;
                     let applied = match self.success_is_news(ticket) {
                         true => Some(self.apply_async(success_op(ticket)).await),
                         false => None,
                     };
-                    guard.ticket = None;
                     self.report_success(applied);
                     Err(Error::Inner(error))
                 } else {
-                    let applied = self.apply_async(failure_op(ticket)).await;
                     guard.ticket = None;
+                    let applied = self.apply_async(failure_op(ticket)).await;
                     Err(self.report_failure(error, view, &applied))
                 }
             }
             Err(panic) => {
-                let applied = self.apply_async(failure_op(ticket)).await;
                 guard.ticket = None;
+                let applied = self.apply_async(failure_op(ticket)).await;
                 self.report_panic(&*panic, &applied);
                 resume_unwind(panic)
             }
@@ -410,5 +415,93 @@ impl Drop for CancelGuard<'_> {
         if let Some(ticket) = self.ticket.take() {
             self.cb.cancel(ticket);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    use crate::clock::ManualClock;
+    use crate::state::{step, Limits, Op, Reason, Snapshot, State};
+    use crate::storage::{Applied, ApplyFuture, Storage};
+    use crate::CircuitBreaker;
+
+    /// Applies every op at once, but the future of a success never
+    /// completes: a caller dropped while its result is on its way.
+    #[derive(Default)]
+    struct SlowSuccess(Mutex<Snapshot>);
+
+    impl Storage for SlowSuccess {
+        fn load(&self) -> Snapshot {
+            *self.0.lock().unwrap()
+        }
+        fn apply(&self, op: Op, limits: &Limits) -> Applied {
+            let mut current = self.0.lock().unwrap();
+            let before = *current;
+            let (after, outcome) = step(&before, op, limits);
+            *current = after;
+            Applied {
+                before,
+                after,
+                outcome,
+            }
+        }
+        fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
+            let applied = self.apply(op, &limits);
+            let slow = matches!(op, Op::Success { .. });
+            Box::pin(async move {
+                if slow {
+                    std::future::pending::<()>().await;
+                }
+                applied
+            })
+        }
+    }
+
+    fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+        fut.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    // A trial's future dropped while its success was being recorded used to
+    // send a cancel after it: with the circuit still half-open (one success
+    // of two), that cancel freed the place of the next trial, admitted under
+    // the same generation, and a third call ran alongside it.
+    #[test]
+    fn a_trial_dropped_after_its_result_does_not_free_the_next_trial() {
+        let clock = ManualClock::new();
+        let cb = CircuitBreaker::builder("dropped-after-result")
+            .success_threshold(2)
+            .reset_timeout(Duration::from_secs(1))
+            .clock(clock.clone())
+            .storage(SlowSuccess::default())
+            .build();
+        cb.open();
+        clock.advance(Duration::from_secs(1));
+
+        let mut first = Box::pin(cb.call_async(async { Ok::<_, ()>(1) }));
+        assert!(poll_once(first.as_mut()).is_pending()); // its success is recorded
+        assert_eq!(
+            (cb.current_state(), cb.success_counter()),
+            (State::HalfOpen, 1)
+        );
+
+        let mut second = pin!(cb.call_async(std::future::pending::<Result<(), ()>>()));
+        assert!(poll_once(second.as_mut()).is_pending()); // the next trial runs
+        assert!(cb.snapshot().trial);
+
+        drop(first);
+        assert!(cb.snapshot().trial, "the running trial lost its place");
+        let third = cb.call(|| Ok::<_, ()>(3)).unwrap_err();
+        let crate::Error::Open(rejected) = third else {
+            panic!("a third call ran alongside the trial: {third:?}");
+        };
+        assert!(rejected
+            .to_string()
+            .contains(Reason::TrialInProgress.as_str()));
     }
 }

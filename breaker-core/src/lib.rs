@@ -33,6 +33,7 @@
 #![deny(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
 
+mod announce;
 mod breaker;
 mod call;
 pub mod clock;
@@ -42,6 +43,8 @@ mod exclude;
 mod iter;
 mod listener;
 mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod registry;
 pub mod state;
 mod storage;
@@ -60,3 +63,6 @@ pub use memory::MemoryStorage;
 pub use registry::RegistryError;
 pub use state::{ParseStateError, Reason, State};
 pub use storage::{Applied, ApplyFuture, Binding, Storage};
+
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStorage;

@@ -15,6 +15,16 @@ use crate::state::State;
 /// added. For one call the order is `before_call`, then `success` or
 /// `failure`, then `state_change` if that call changed the state.
 ///
+/// On the default [`MemoryStorage`](crate::MemoryStorage), `state_change` is
+/// reported in the order the transitions were made, one at a time: each
+/// `old` is the previous report's `new`. When transitions race, the thread
+/// that reports one also reports those made meanwhile by other threads (so a
+/// racing caller may return before its transition is reported, and a panic
+/// in that report continues in the reporting thread); a transition made by
+/// a listener is reported once the current report is done. Storages shared
+/// with other processes report each transition once, but those made
+/// elsewhere may arrive out of order with this process's.
+///
 /// A listener that panics leaves the breaker consistent: the other listeners
 /// still run, then the first panic continues in the caller.
 ///

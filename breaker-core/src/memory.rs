@@ -92,28 +92,21 @@ impl MemoryStorage {
             .then_some(slot >> TAG_BITS)
     }
 
-    fn decode(&self, word: u64) -> Snapshot {
-        let state = word_state(word);
-        let generation = word_generation(word);
-        let opened_at = match state {
-            State::Closed => None,
-            State::Open | State::HalfOpen => {
-                let slot = self.opened.load(Ordering::Acquire);
-                let tag_ok = slot & TAG_MASK == generation & TAG_MASK;
-                // A time of 0 is "none": nothing published yet, or a
-                // half-open circuit entered from closed (see `apply`).
-                (slot >> TAG_BITS != 0 && (tag_ok || state == State::HalfOpen))
-                    .then(|| Duration::from_millis(slot >> TAG_BITS))
-            }
-        };
-        Snapshot {
-            state,
-            generation,
-            fail_counter: word_fail_counter(word),
-            success_counter: ((word >> SUCCESS_SHIFT) & SUCCESS_MASK) as u32,
-            trial: word_trial(word),
-            opened_at,
+    /// The snapshot `word` holds, with its opening time read from the
+    /// `opened` word; `None` if the state word changed meanwhile (the time
+    /// read may then be a later generation's: the caller reads again).
+    fn decode_consistent(&self, word: u64) -> Option<Snapshot> {
+        if word_state(word) == State::Closed {
+            return Some(decode_with(word, 0));
         }
+        let slot = self.opened.load(Ordering::Acquire);
+        (self.word() == word).then(|| decode_with(word, slot))
+    }
+
+    /// [`decode_consistent`](Self::decode_consistent) without the check.
+    #[cfg(test)]
+    fn decode(&self, word: u64) -> Snapshot {
+        decode_with(word, self.opened.load(Ordering::Acquire))
     }
 
     /// Publishes when generation `generation` opened the circuit, unless a
@@ -136,6 +129,36 @@ impl MemoryStorage {
                 Err(actual) => current = actual,
             }
         }
+    }
+}
+
+/// The snapshot of state word `word`, with `slot` the `opened` word read
+/// with it.
+fn decode_with(word: u64, slot: u64) -> Snapshot {
+    let state = word_state(word);
+    let generation = word_generation(word);
+    let opened_at = match state {
+        State::Closed => None,
+        State::Open | State::HalfOpen => {
+            let tag = slot & TAG_MASK;
+            // Open: the time its own opener published. Half-open: the one
+            // of the generation it was entered from, whose time it keeps,
+            // or its own (published when entered, see `apply`). Any other
+            // tag is an earlier opening's time, not this one's: none.
+            let tag_ok = tag == generation & TAG_MASK
+                || (state == State::HalfOpen && tag == generation.wrapping_sub(1) & TAG_MASK);
+            // A time of 0 is "none": a half-open circuit entered from
+            // closed (see `apply`).
+            (slot >> TAG_BITS != 0 && tag_ok).then(|| Duration::from_millis(slot >> TAG_BITS))
+        }
+    };
+    Snapshot {
+        state,
+        generation,
+        fail_counter: word_fail_counter(word),
+        success_counter: ((word >> SUCCESS_SHIFT) & SUCCESS_MASK) as u32,
+        trial: word_trial(word),
+        opened_at,
     }
 }
 
@@ -195,13 +218,20 @@ fn mask_outcome(outcome: Outcome) -> Outcome {
 
 impl Storage for MemoryStorage {
     fn load(&self) -> Snapshot {
-        self.decode(self.word())
+        loop {
+            if let Some(snapshot) = self.decode_consistent(self.word()) {
+                return snapshot;
+            }
+        }
     }
 
     fn apply(&self, op: Op, limits: &Limits) -> Applied {
         let mut current = self.word();
         loop {
-            let before = self.decode(current);
+            let Some(before) = self.decode_consistent(current) else {
+                current = self.word();
+                continue;
+            };
             let (mut after, outcome) = step(&before, op, limits);
             after.generation &= GEN_MASK;
             let outcome = mask_outcome(outcome);
@@ -218,14 +248,28 @@ impl Storage for MemoryStorage {
                 .compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
+                    let entered = after.generation != before.generation;
                     match (after.state, after.opened_at) {
                         (State::Open, Some(at)) => self.publish_opened(after.generation, at),
-                        // Half-open entered without an open time (by hand,
-                        // from closed): clear the time an earlier open left,
-                        // which half-open would otherwise show as its own.
-                        (State::HalfOpen, None) if after.generation != before.generation => {
+                        // Half-open keeps the time of the generation it was
+                        // entered from, and reads it under that generation's
+                        // tag; entered again by hand from half-open, that
+                        // tag is two generations old: publish it under its
+                        // own.
+                        (State::HalfOpen, Some(at))
+                            if entered && before.state == State::HalfOpen =>
+                        {
+                            self.publish_opened(after.generation, at)
+                        }
+                        // Half-open entered by hand from closed: no time
+                        // (0), under its own tag.
+                        (State::HalfOpen, None) if entered && before.state == State::Closed => {
                             self.publish_opened(after.generation, Duration::ZERO)
                         }
+                        // Half-open entered from an open (or half-open)
+                        // generation whose time was not published yet: its
+                        // opener may still publish it under that
+                        // generation's tag, which this one reads as its own.
                         _ => {}
                     }
                     return Applied {
@@ -295,6 +339,51 @@ mod tests {
         let m = MemoryStorage::new();
         m.apply(Op::Force(State::Open), &limits(1_234));
         assert_eq!(m.load().opened_at, Some(Duration::from_millis(1_234)));
+    }
+
+    // Found by the loom model `half_open_shows_its_own_opened_at`: half-open
+    // read the opening time whatever generation had published it.
+    #[test]
+    fn a_snapshot_never_shows_another_generations_opened_at() {
+        let m = MemoryStorage::new();
+        m.apply(Op::Force(State::Open), &limits(1_000)); // generation 1
+        m.apply(Op::Admit, &limits(1_100)); // half-open, generation 2
+        let half_open = m.word();
+        assert_eq!(
+            m.decode(half_open).opened_at,
+            Some(Duration::from_millis(1_000))
+        );
+        let failed = Op::Failure {
+            generation: 2,
+            trial: true,
+        };
+        m.apply(failed, &limits(1_200)); // open again, generation 3
+                                         // A reader that loaded the word before the failure and the time
+                                         // after it: not the later opening's time.
+        assert_eq!(m.decode(half_open).opened_at, None);
+        assert_eq!(m.load().opened_at, Some(Duration::from_millis(1_200)));
+
+        // Half-open entered by hand from closed, read before its entry has
+        // published "no time": not the time the earlier opening left.
+        m.apply(Op::Force(State::Closed), &limits(1_300)); // generation 4
+        let entering = encode(&Snapshot {
+            state: State::HalfOpen,
+            generation: 5,
+            ..Snapshot::INITIAL
+        });
+        assert_eq!(m.decode(entering).opened_at, None);
+        m.apply(Op::Force(State::HalfOpen), &limits(1_300));
+        assert_eq!(m.load().opened_at, None);
+    }
+
+    #[test]
+    fn half_open_keeps_its_opened_at_through_manual_reentry() {
+        let m = MemoryStorage::new();
+        m.apply(Op::Force(State::Open), &limits(1_000));
+        for _ in 0..3 {
+            m.apply(Op::Force(State::HalfOpen), &limits(2_000));
+            assert_eq!(m.load().opened_at, Some(Duration::from_millis(1_000)));
+        }
     }
 
     #[test]

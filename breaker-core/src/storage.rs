@@ -47,7 +47,10 @@ pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Applied> + Send + 'a>>;
 ///   the first success after failures, for half-open trials and for manual
 ///   transitions. It may block for I/O, up to a timeout the storage documents.
 /// - `apply_async` is what `call_async` uses; its default runs `apply`. A
-///   storage that does I/O overrides it so no executor thread blocks.
+///   storage that does I/O overrides it so no executor thread blocks. A
+///   call's result is handed over once: if the returned future is dropped
+///   before it completes (the caller's future was dropped), the operation
+///   should still take effect, since the breaker sends no cancel after it.
 /// - Neither may panic. A storage that cannot reach its backend decides from
 ///   a fallback snapshot and still returns an [`Applied`].
 ///

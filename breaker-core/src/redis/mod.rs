@@ -1,0 +1,580 @@
+//! [`RedisStorage`]: one breaker state shared by every process and host that
+//! use the same Redis and namespace (feature `redis`).
+//!
+//! ```no_run
+//! use breaker_core::redis::RedisStorage;
+//! use breaker_core::CircuitBreaker;
+//! use std::time::Duration;
+//!
+//! let redis = RedisStorage::builder("redis://127.0.0.1:6379/")
+//!     .namespace("checkout")
+//!     .command_timeout(Duration::from_millis(250))
+//!     .build()?;
+//! // One clone per breaker: clones share the connections.
+//! let payments = CircuitBreaker::builder("payments").storage(redis.clone()).build();
+//! let search = CircuitBreaker::builder("search").storage(redis.clone()).build();
+//! # let _ = (payments, search);
+//! # Ok::<(), breaker_core::redis::RedisStorageError>(())
+//! ```
+//!
+//! # How it works
+//!
+//! Each breaker's state is one Redis string (see [`decode`] for its format),
+//! changed only by one Lua script that applies
+//! [`state::step`](crate::state::step) on the server, atomically, with the
+//! server's clock (`TIME`, in milliseconds) for `opened_at` and timeouts. So
+//! under any number of processes failing at once `fail_counter` never passes
+//! `fail_max`, the circuit opens once, and one process at a time runs the
+//! half-open trial. The trial holds a *lease* (by default the reset timeout,
+//! at least a second; see [`RedisStorageBuilder::trial_lease`]): if its
+//! holder crashes, or runs longer than the lease, the place is freed and the
+//! late result ignored. The script is loaded once and run with `EVALSHA`
+//! (with `EVAL` when the server has lost it), and every write is published
+//! on the namespace's pub/sub channel.
+//!
+//! # Keys
+//!
+//! A breaker named `db` in namespace `checkout` lives at `{checkout:db}:state`
+//! and its writes are published on `checkout:events`. The hash tag
+//! `{namespace:name}` keeps every key of a breaker in one cluster slot; keys
+//! are the same in cluster mode and out of it. Each write sets the key's TTL
+//! ([`RedisStorageBuilder::key_ttl`]), raised to at least two reset timeouts
+//! plus a trial lease so an open circuit never expires before its trial. An
+//! expired key reads as closed with zero counters.
+//!
+//! # The hot path, round trips and staleness
+//!
+//! [`load`](crate::Storage::load) never does I/O: it reads a local view of
+//! the shared state. The view is updated by the reply to each of this
+//! process's own operations, by a pub/sub message for every write by any
+//! process, and by a read of every breaker's state each
+//! [`resync_interval`](RedisStorageBuilder::resync_interval) (and at once
+//! after any reconnection). Round trips per call:
+//!
+//! | call | round trips |
+//! |---|---|
+//! | success, closed, `fail_counter` 0 | 0 |
+//! | rejected (open before the timeout, or half-open with the trial taken) | 0 |
+//! | failure (including the one that trips) | 1 |
+//! | first success after failures | 1 |
+//! | trial admission, trial result | 1 each |
+//! | `open()`, `close()`, `half_open()`, `reset()` | 1 |
+//! | anything while Redis is unreachable | 0 |
+//!
+//! One more round trip only when the server answers `NOSCRIPT`. Background
+//! work per storage: one read per breaker per resync interval, and one
+//! pub/sub connection per storage and its clones.
+//!
+//! **Staleness bound.** A write by another process reaches this process's
+//! view when its pub/sub message arrives: one network delivery after the
+//! write (well under a millisecond on loopback). If messages are lost (the
+//! pub/sub connection drops, or is disabled with
+//! [`subscribe(false)`](RedisStorageBuilder::subscribe)), the view is never
+//! older than `resync_interval + command_timeout` (1.25 s by default) while
+//! Redis is reachable. A stale view costs at most one round trip: an
+//! operation sent on it is decided by the script on the real state, and its
+//! reply brings the view up to date.
+//!
+//! # Clocks
+//!
+//! Redis's clock decides when an open circuit admits its trial, so every
+//! host agrees whatever its own clock says. Each reply carries the server's
+//! time; the storage keeps the offset between it and the breaker's clock
+//! (from the reply with the shortest round trip, renewed every few seconds)
+//! and reports `opened_at` and `retry_after` in the breaker's clock, off by
+//! at most half a round trip. Use the default
+//! [`SystemClock`](crate::clock::SystemClock) with this storage: a manual
+//! clock does not move the server's.
+//!
+//! # When Redis is unreachable
+//!
+//! A command that fails or takes longer than the
+//! [`command_timeout`](RedisStorageBuilder::command_timeout) switches every
+//! breaker of the storage to a local state machine that starts in the
+//! [`fallback_state`](RedisStorageBuilder::fallback_state) (closed by
+//! default) and follows the usual rules from there: with the default, calls
+//! run and enough local failures open the circuit in this process alone. No
+//! call waits longer than the command timeout, and while Redis is away no
+//! call waits at all. The storage reconnects by itself (backing off from
+//! 25 ms to 500 ms), reads every breaker's state and uses it again: the
+//! shared state is what counts when Redis is back, and results of calls
+//! admitted on the fallback are not replayed. A manual transition while
+//! Redis is away applies to the fallback only. An operation that timed out
+//! may still be applied by Redis later (it was sent); its effect then shows
+//! in the view like any other write. A value in Redis that is not a valid
+//! state (see [`decode`]) sends that breaker to its fallback until a read
+//! finds a valid one; a manual transition (`reset()`, `close()`, ...)
+//! overwrites it.
+//!
+//! A process that joins never writes what it has not changed: building a
+//! breaker reads the shared state (waiting up to the connect timeout for it),
+//! and its first call already follows it.
+//!
+//! # Listeners
+//!
+//! In the process that makes a transition, `state_change` runs on the
+//! calling thread, right after the change, as with any storage. Every other
+//! process sharing the breaker hears the transition too, from a background
+//! thread of its storage, as soon as its view learns of it. If the view
+//! skipped states (messages lost), they hear one change from the state they
+//! last knew to the current one. Switching to the fallback state and back
+//! is reported the same way. `before_call`, `success` and `failure` fire
+//! only in the process that made the call.
+
+mod codec;
+mod handoff;
+mod hub;
+mod script;
+mod view;
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use ::redis::{ConnectionInfo, IntoConnectionInfo};
+
+pub use codec::{decode, DecodeError};
+
+use self::handoff::{Answer, AnswerFuture};
+use self::hub::{Config, Hub};
+use self::script::Shape;
+use self::view::{Slot, FALLBACK_TAG};
+use crate::memory::MemoryStorage;
+use crate::state::{Limits, Op, Snapshot, State};
+use crate::storage::{Applied, ApplyFuture, Binding, Storage};
+
+/// A [`Storage`] in Redis, shared by every process and host that use the
+/// same Redis and namespace. See the [module documentation](self) for how it
+/// works, its round trips, staleness bound and failure behaviour.
+///
+/// Build one with [`RedisStorage::builder`], then give each breaker its own
+/// [`clone`](Clone::clone): clones share the connections and background work,
+/// and each keeps the state of the breaker it is built into, by that
+/// breaker's name.
+pub struct RedisStorage {
+    hub: Arc<Hub>,
+    slot: OnceLock<Arc<Slot>>,
+    /// The state before a breaker is bound (nothing can be keyed yet).
+    unbound: MemoryStorage,
+}
+
+impl Clone for RedisStorage {
+    /// A storage on the same connections, for another breaker: not yet bound
+    /// to any, whatever `self` is bound to.
+    fn clone(&self) -> Self {
+        RedisStorage {
+            hub: Arc::clone(&self.hub),
+            slot: OnceLock::new(),
+            unbound: MemoryStorage::new(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStorage")
+            .field("namespace", &self.hub.core.cfg.namespace)
+            .field("key", &self.key())
+            .field("shared", &self.is_shared())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStorage {
+    /// A builder for a storage on the Redis server at `url`
+    /// (`redis://[user:password@]host[:port][/db]`), or on the cluster it
+    /// belongs to with [`cluster_mode`](RedisStorageBuilder::cluster_mode).
+    pub fn builder(url: impl IntoConnectionInfo) -> RedisStorageBuilder {
+        RedisStorageBuilder::new(url.into_connection_info())
+    }
+
+    /// A builder for a storage on the server `client` connects to.
+    pub fn from_client(client: &::redis::Client) -> RedisStorageBuilder {
+        RedisStorageBuilder::new(Ok(client.get_connection_info().clone()))
+    }
+
+    /// A storage on `url` with every setting at its default.
+    ///
+    /// # Errors
+    /// As [`RedisStorageBuilder::build`].
+    pub fn open(url: impl IntoConnectionInfo) -> Result<Self, RedisStorageError> {
+        Self::builder(url).build()
+    }
+
+    /// The Redis key of the breaker this storage is bound to, once bound.
+    pub fn key(&self) -> Option<&str> {
+        self.slot.get().map(|s| s.key.as_str())
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.hub.core.cfg.namespace
+    }
+
+    /// Whether calls follow the shared state now: `false` before the first
+    /// read of it, while Redis is unreachable, and while its value is corrupt
+    /// (calls then follow the fallback state).
+    pub fn is_shared(&self) -> bool {
+        self.slot.get().is_some_and(|s| !s.on_fallback())
+    }
+
+    fn decide_locally(&self, slot: &Arc<Slot>, op: Op, limits: &Limits) -> Option<Applied> {
+        if slot.on_fallback() {
+            let repair = matches!(op, Op::Force(_) | Op::Reset) && slot.only_corrupt();
+            if !repair {
+                return Some(slot.apply_fallback(op, limits));
+            }
+        }
+        match op {
+            // Giving a trial place back changes no state: it is sent without
+            // waiting (a dropped future must not block its executor), and
+            // the view frees the place at once. This process's next
+            // admission is sent after it on the same connection.
+            Op::Cancel { generation } if generation & FALLBACK_TAG == 0 => {
+                let applied = slot.release_trial(generation);
+                self.hub.core.spawn_cancel(slot, generation);
+                Some(applied)
+            }
+            // Admitted on the fallback: nothing to count in Redis.
+            Op::Success { generation, .. }
+            | Op::Failure { generation, .. }
+            | Op::Cancel { generation }
+                if generation & FALLBACK_TAG != 0 =>
+            {
+                Some(slot.stale())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Storage for RedisStorage {
+    fn load(&self) -> Snapshot {
+        match self.slot.get() {
+            Some(slot) => slot.load(),
+            None => self.unbound.load(),
+        }
+    }
+
+    fn apply(&self, op: Op, limits: &Limits) -> Applied {
+        let Some(slot) = self.slot.get() else {
+            return self.unbound.apply(op, limits);
+        };
+        if let Some(applied) = self.decide_locally(slot, op, limits) {
+            return applied;
+        }
+        let core = &self.hub.core;
+        let deadline = Instant::now() + core.cfg.command_timeout;
+        let (op_id, handoff) = core.submit(slot, op, *limits);
+        match handoff.wait_until(deadline) {
+            Some(Answer::Applied(applied)) => applied,
+            Some(Answer::Unavailable) => slot.apply_fallback(op, limits),
+            None => {
+                slot.abandon(op_id);
+                core.mark_down(false);
+                slot.apply_fallback(op, limits)
+            }
+        }
+    }
+
+    fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
+        let Some(slot) = self.slot.get() else {
+            let applied = self.unbound.apply(op, &limits);
+            return Box::pin(std::future::ready(applied));
+        };
+        if let Some(applied) = self.decide_locally(slot, op, &limits) {
+            return Box::pin(std::future::ready(applied));
+        }
+        let (op_id, handoff) = self.hub.core.submit(slot, op, limits);
+        let answer = AnswerFuture {
+            handoff,
+            slot: Arc::clone(slot),
+            op_id,
+            done: false,
+        };
+        Box::pin(async move {
+            match answer.await {
+                Some(Answer::Applied(applied)) => applied,
+                Some(Answer::Unavailable) => slot.apply_fallback(op, &limits),
+                None => {
+                    slot.abandon(op_id);
+                    slot.apply_fallback(op, &limits)
+                }
+            }
+        })
+    }
+
+    /// Binds the storage to its breaker: keys its state by the breaker's
+    /// name and reads it, waiting up to the connect timeout (less if Redis is
+    /// known to be unreachable). A storage is bound once; later bindings are
+    /// ignored (build each breaker on its own clone).
+    fn bind(&self, binding: Binding) {
+        let core = &self.hub.core;
+        let key = state_key(&core.cfg.namespace, binding.name());
+        let mut created = None;
+        let slot = self.slot.get_or_init(|| {
+            let slot = Arc::new(Slot::new(Arc::clone(core), binding, key, !core.up()));
+            created = Some(Arc::clone(&slot));
+            slot
+        });
+        if created.is_none() {
+            return;
+        }
+        core.register(slot);
+        core.read_new(slot);
+        slot.wait_ready(Instant::now() + core.cfg.connect_timeout + core.cfg.command_timeout);
+    }
+}
+
+/// The key of breaker `name` in `namespace`.
+fn state_key(namespace: &str, name: &str) -> String {
+    format!("{{{namespace}:{name}}}:state")
+}
+
+/// Settings for a [`RedisStorage`]; made by [`RedisStorage::builder`].
+#[must_use = "a builder does nothing until `build()`"]
+pub struct RedisStorageBuilder {
+    nodes: Vec<Result<ConnectionInfo, ::redis::RedisError>>,
+    namespace: String,
+    fallback_state: State,
+    cluster: bool,
+    key_ttl: Duration,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    resync_interval: Duration,
+    trial_lease: Option<Duration>,
+    subscribe: bool,
+}
+
+impl fmt::Debug for RedisStorageBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStorageBuilder")
+            .field("namespace", &self.namespace)
+            .field("fallback_state", &self.fallback_state)
+            .field("cluster_mode", &self.cluster)
+            .field("key_ttl", &self.key_ttl)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("resync_interval", &self.resync_interval)
+            .field("trial_lease", &self.trial_lease)
+            .field("subscribe", &self.subscribe)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStorageBuilder {
+    fn new(node: Result<ConnectionInfo, ::redis::RedisError>) -> Self {
+        RedisStorageBuilder {
+            nodes: vec![node],
+            namespace: "breaker".into(),
+            fallback_state: State::Closed,
+            cluster: false,
+            key_ttl: Duration::from_secs(24 * 3_600),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_millis(250),
+            resync_interval: Duration::from_secs(1),
+            trial_lease: None,
+            subscribe: true,
+        }
+    }
+
+    /// Breakers in the same namespace and of the same name share their state
+    /// (default `breaker`). Letters, digits and `-_.` only, at most 64.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The state a breaker starts from, and decides on locally, while Redis
+    /// is unreachable (default [`State::Closed`]: calls keep running).
+    pub fn fallback_state(mut self, state: State) -> Self {
+        self.fallback_state = state;
+        self
+    }
+
+    /// Talk to a Redis Cluster (default `false`): the URL given to the
+    /// builder, and any added with [`node`](Self::node), are its seed nodes.
+    pub fn cluster_mode(mut self, on: bool) -> Self {
+        self.cluster = on;
+        self
+    }
+
+    /// Adds a seed node of the cluster (in cluster mode; ignored otherwise).
+    /// The pub/sub listener also moves to the next seed node when one fails.
+    pub fn node(mut self, url: impl IntoConnectionInfo) -> Self {
+        self.nodes.push(url.into_connection_info());
+        self
+    }
+
+    /// How long a breaker's key lives after its last write (default 24 h),
+    /// raised to two reset timeouts plus a trial lease if shorter.
+    pub fn key_ttl(mut self, ttl: Duration) -> Self {
+        self.key_ttl = ttl;
+        self
+    }
+
+    /// The longest wait for a connection, and for the first read of a
+    /// breaker's state when it is built (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The longest any call waits for Redis (default 250 ms); past it, Redis
+    /// counts as unreachable and calls decide on the fallback state.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// How often every breaker's state is read again, whatever pub/sub says
+    /// (default 1 s): with the command timeout, it bounds how stale the
+    /// local view can be.
+    pub fn resync_interval(mut self, interval: Duration) -> Self {
+        self.resync_interval = interval;
+        self
+    }
+
+    /// How long a half-open trial holds its place (default: the breaker's
+    /// reset timeout, at least 1 s). A trial that runs longer loses it: its
+    /// result is ignored and another call may run as the trial.
+    pub fn trial_lease(mut self, lease: Duration) -> Self {
+        self.trial_lease = Some(lease);
+        self
+    }
+
+    /// Whether to listen on pub/sub for other processes' writes (default
+    /// `true`). Without it, their transitions show after at most a resync
+    /// interval; use it where pub/sub is not allowed.
+    pub fn subscribe(mut self, on: bool) -> Self {
+        self.subscribe = on;
+        self
+    }
+
+    /// The storage. It connects in the background and never fails for
+    /// Redis being unreachable: until it can reach Redis, its breakers decide
+    /// on the fallback state.
+    ///
+    /// # Errors
+    /// [`RedisStorageError`] for an invalid URL or namespace, a zero timeout
+    /// or interval, or when its background threads cannot start.
+    pub fn build(self) -> Result<RedisStorage, RedisStorageError> {
+        let nodes = self
+            .nodes
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(RedisStorageError::Client)?;
+        check_namespace(&self.namespace)?;
+        for (what, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("command_timeout", self.command_timeout),
+            ("resync_interval", self.resync_interval),
+        ] {
+            if d.is_zero() {
+                return Err(RedisStorageError::ZeroDuration { setting: what });
+            }
+        }
+        let nodes = if self.cluster {
+            nodes
+        } else {
+            nodes[..1].to_vec()
+        };
+        let cfg = Config {
+            channel: format!("{}:events", self.namespace),
+            nodes,
+            namespace: self.namespace,
+            fallback_state: self.fallback_state,
+            cluster: self.cluster,
+            connect_timeout: self.connect_timeout,
+            command_timeout: self.command_timeout,
+            resync_interval: self.resync_interval,
+            subscribe: self.subscribe,
+            shape: Shape {
+                trial_lease: self.trial_lease,
+                key_ttl: self.key_ttl,
+            },
+        };
+        Ok(RedisStorage {
+            hub: Arc::new(Hub::start(cfg)?),
+            slot: OnceLock::new(),
+            unbound: MemoryStorage::new(),
+        })
+    }
+}
+
+fn check_namespace(namespace: &str) -> Result<(), RedisStorageError> {
+    let ok = !namespace.is_empty()
+        && namespace.len() <= 64
+        && namespace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RedisStorageError::Namespace {
+            namespace: namespace.to_owned(),
+        })
+    }
+}
+
+/// Why a [`RedisStorage`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisStorageError {
+    /// The URL or client settings are invalid.
+    #[error("invalid Redis connection settings: {0}")]
+    Client(#[source] ::redis::RedisError),
+    /// No node to connect to.
+    #[error("no Redis node given")]
+    NoNode,
+    /// The namespace has characters other than letters, digits and `-_.`,
+    /// is empty or longer than 64.
+    #[error("invalid namespace '{namespace}': use 1 to 64 letters, digits, '-', '_' or '.'")]
+    Namespace {
+        /// The namespace given.
+        namespace: String,
+    },
+    /// A timeout or interval of zero.
+    #[error("`{setting}` must be greater than zero")]
+    ZeroDuration {
+        /// The setting.
+        setting: &'static str,
+    },
+    /// The background runtime or threads could not start.
+    #[error("cannot start the Redis storage's background work: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_a_hash_tag_per_breaker() {
+        assert_eq!(state_key("checkout", "db"), "{checkout:db}:state");
+        assert_eq!(state_key("n", "a::b"), "{n:a::b}:state");
+    }
+
+    #[test]
+    fn namespaces_are_checked() {
+        assert!(check_namespace("checkout-v2.eu_1").is_ok());
+        for bad in ["", "a:b", "a{b", "a b", &"x".repeat(65)] {
+            assert!(check_namespace(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn settings_are_checked_before_anything_starts() {
+        let zero = RedisStorage::builder("redis://127.0.0.1:1/")
+            .command_timeout(Duration::ZERO)
+            .build();
+        assert!(matches!(
+            zero,
+            Err(RedisStorageError::ZeroDuration {
+                setting: "command_timeout"
+            })
+        ));
+        let bad_url = RedisStorage::builder("http://nowhere").build();
+        assert!(matches!(bad_url, Err(RedisStorageError::Client(_))));
+    }
+}

@@ -1,0 +1,202 @@
+-- One operation on one breaker's state, atomically: a port of
+-- breaker_core::state::step (state.rs), on the server's clock.
+--
+-- KEYS[1]  the breaker's state key
+-- ARGV[1]  op: admit | success | failure | cancel | force | reset | read
+-- ARGV[2]  the generation the op reports under (success, failure, cancel)
+-- ARGV[3]  1 if the op reports a half-open trial, else 0
+-- ARGV[4]  the state to force: closed | open | half-open
+-- ARGV[5]  fail_max            ARGV[6]  success_threshold
+-- ARGV[7]  reset_timeout (ms)  ARGV[8]  trial lease (ms)   ARGV[9]  key TTL (ms)
+-- ARGV[10] pub/sub channel     ARGV[11] origin of the op   ARGV[12] breaker name
+--
+-- Returns {status, before, after, outcome, a, b, now_us}:
+--   status  'ok', or 'corrupt' when the stored value is not a valid state
+--           (it is then left alone, except by force and reset, which repair it)
+--   before  the state the op was applied to, after the state it left (stored form)
+--   outcome 0 none (read), 1 admitted (a = generation, b = 1 if trial),
+--           2 rejected (a = reason), 3 counted (a = reason it tripped, or 0),
+--           4 stale, 5 done
+--   reasons 1 timeout not elapsed, 2 trial in progress, 3 failure threshold,
+--           4 trial failed
+--   now_us  the server's time in microseconds
+
+local GEN_MOD = 281474976710656 -- 2^48
+local MAX_EXACT = 9007199254740991 -- 2^53 - 1
+local MAX_FAIL = 1048575
+local MAX_SUCC = 65535
+
+local op = ARGV[1]
+local op_gen = tonumber(ARGV[2]) or 0
+local op_trial = ARGV[3] == '1'
+local target = ARGV[4]
+local fail_max = tonumber(ARGV[5])
+local threshold = tonumber(ARGV[6])
+local reset_ms = tonumber(ARGV[7])
+local lease_ms = tonumber(ARGV[8])
+local ttl_ms = tonumber(ARGV[9])
+
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(now_us / 1000)
+
+-- The same checks as codec.rs: anything else is corrupt.
+local function parse(raw)
+  local st, g, f, s, tr, o, q =
+    string.match(raw, '^v1 ([%a-]+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
+  if not st then return nil end
+  if st ~= 'closed' and st ~= 'open' and st ~= 'half-open' then return nil end
+  local n = {g, f, s, tr, o, q}
+  for i = 1, 6 do
+    if #n[i] > 16 then return nil end
+    n[i] = tonumber(n[i])
+    if n[i] > MAX_EXACT then return nil end
+  end
+  local v = {state = st, gen = n[1], fails = n[2], succ = n[3], trial = n[4],
+             opened = n[5], seq = n[6]}
+  if v.gen >= GEN_MOD or v.fails > MAX_FAIL or v.succ > MAX_SUCC then return nil end
+  if st == 'closed' and (v.succ ~= 0 or v.trial ~= 0 or v.opened ~= 0) then return nil end
+  if st == 'open' and (v.succ ~= 0 or v.trial ~= 0 or v.opened == 0) then return nil end
+  return v
+end
+
+local function encode(v)
+  return string.format('v1 %s %d %d %d %d %d %d',
+    v.state, v.gen, v.fails, v.succ, v.trial, v.opened, v.seq)
+end
+
+local function copy(v)
+  return {state = v.state, gen = v.gen, fails = v.fails, succ = v.succ,
+          trial = v.trial, opened = v.opened, seq = v.seq}
+end
+
+local function same(a, b)
+  return a.state == b.state and a.gen == b.gen and a.fails == b.fails and
+    a.succ == b.succ and a.trial == b.trial and a.opened == b.opened
+end
+
+-- state.rs `enter`: a new generation, counters reset as the state requires.
+local function enter(v, state)
+  local n = copy(v)
+  n.state = state
+  n.gen = (v.gen + 1) % GEN_MOD
+  if state == 'closed' then n.fails = 0 end
+  n.succ = 0
+  n.trial = 0
+  if state == 'closed' then
+    n.opened = 0
+  elseif state == 'open' then
+    n.opened = math.ceil(now_us / 1000) -- rounded up, never early
+  end
+  return n
+end
+
+local got = redis.pcall('GET', KEYS[1])
+local stored
+if got == false then
+  -- A missing key (never written, expired, lost in a restart) is a closed
+  -- breaker with zero counters. It takes the generation of a result it is
+  -- given, so a call admitted before the key expired still counts.
+  local gen = 0
+  if (op == 'success' or op == 'failure' or op == 'cancel') and op_gen < GEN_MOD then
+    gen = op_gen
+  end
+  stored = {state = 'closed', gen = gen, fails = 0, succ = 0, trial = 0, opened = 0,
+            seq = now_us}
+elseif type(got) == 'string' then
+  stored = parse(got)
+end
+if stored == nil then
+  if op ~= 'force' and op ~= 'reset' then
+    local raw = ''
+    if type(got) == 'string' then raw = got end
+    return {'corrupt', raw, '', 0, 0, 0, now_us}
+  end
+  stored = {state = 'closed', gen = 0, fails = 0, succ = 0, trial = 0, opened = 0,
+            seq = now_us}
+end
+
+-- A trial whose lease ran out frees its place under a new generation, so its
+-- holder (crashed, or slower than the lease) can no longer report.
+local cur = copy(stored)
+if cur.state == 'half-open' and cur.trial ~= 0 and cur.trial <= now_ms and op ~= 'read' then
+  cur.trial = 0
+  cur.gen = (cur.gen + 1) % GEN_MOD
+end
+
+local nxt = copy(cur)
+local oc, oa, ob = 0, 0, 0
+if op == 'admit' then
+  if cur.state == 'closed' then
+    oc, oa = 1, cur.gen
+  elseif cur.state == 'open' then
+    if (cur.opened + reset_ms) * 1000 <= now_us then
+      nxt = enter(cur, 'half-open')
+      nxt.trial = now_ms + lease_ms
+      oc, oa, ob = 1, nxt.gen, 1
+    else
+      oc, oa = 2, 1
+    end
+  elseif cur.trial ~= 0 then
+    oc, oa = 2, 2
+  else
+    nxt.trial = now_ms + lease_ms
+    oc, oa, ob = 1, cur.gen, 1
+  end
+elseif (op == 'success' or op == 'failure') and op_gen ~= cur.gen then
+  oc = 4
+elseif op == 'success' then
+  if cur.state == 'closed' then
+    nxt.fails = 0
+    oc = 3
+  elseif cur.state == 'half-open' and op_trial then
+    nxt.trial = 0
+    nxt.succ = cur.succ + 1
+    if nxt.succ >= threshold then
+      nxt = enter(cur, 'closed')
+    end
+    oc = 3
+  else
+    oc = 4
+  end
+elseif op == 'failure' then
+  if cur.state == 'closed' then
+    nxt.fails = math.min(cur.fails + 1, MAX_FAIL)
+    oc = 3
+    if nxt.fails >= fail_max then
+      local fails = nxt.fails
+      nxt = enter(cur, 'open')
+      nxt.fails = fails
+      oa = 3
+    end
+  elseif cur.state == 'half-open' and op_trial then
+    nxt = enter(cur, 'open')
+    nxt.fails = math.min(cur.fails + 1, MAX_FAIL)
+    oc, oa = 3, 4
+  else
+    oc = 4
+  end
+elseif op == 'cancel' then
+  if op_gen == cur.gen and cur.state == 'half-open' and cur.trial ~= 0 then
+    nxt.trial = 0
+    oc = 5
+  else
+    oc = 4
+  end
+elseif op == 'force' then
+  nxt = enter(cur, target)
+  oc = 5
+elseif op == 'reset' then
+  nxt = enter(cur, 'closed')
+  oc = 5
+end
+
+local before = encode(cur)
+local after = before
+if op ~= 'read' and not same(stored, nxt) then
+  nxt.seq = stored.seq + 1
+  after = encode(nxt)
+  redis.call('SET', KEYS[1], after, 'PX', ttl_ms)
+  redis.call('PUBLISH', ARGV[10], ARGV[11] .. '\n' .. cur.state .. '\n' .. after .. '\n' .. ARGV[12])
+end
+return {'ok', before, after, oc, oa, ob, now_us}
