@@ -409,7 +409,7 @@ fn mixed_results_below_fail_max_keep_invariants() {
         let tally = hammer(THREADS, |t, tally| {
             let mut rng = XorShift::new(t as u64 + 1);
             for _ in 0..CALLS {
-                let r = if rng.next() % 3 == 0 {
+                let r = if rng.next().is_multiple_of(3) {
                     Ok(())
                 } else {
                     Err("down")
@@ -484,7 +484,7 @@ fn trip_and_recover_cycles_under_a_moving_clock() {
             let mut rng = XorShift::new(t as u64 + 100);
             let mut i = 0;
             while i < CALLS || (!enough() && i < MAX_CALLS) {
-                let r = if rng.next() % 2 == 0 {
+                let r = if rng.next().is_multiple_of(2) {
                     Ok(())
                 } else {
                     Err("down")
