@@ -48,10 +48,12 @@ fn limits(fail_max: u32, success_threshold: u32, now_ms: u64) -> Limits {
 }
 
 /// Explores every interleaving with at most `preemptions` preemptions per
-/// execution (every schedule of the small models below needs fewer than 4).
+/// execution (enough for every race below: each needs at most two threads
+/// to be cut short once or twice).
 fn model<F: Fn() + Sync + Send + 'static>(preemptions: usize, f: F) {
     let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(preemptions);
+    // `LOOM_MAX_PREEMPTIONS` (read by `Builder::new`) overrides the bound.
+    builder.preemption_bound = builder.preemption_bound.or(Some(preemptions));
     builder.check(f);
 }
 
