@@ -75,4 +75,9 @@ out.append(f"| reading the coarse / precise clock | {fmt(median('open_rejection'
 out.append(f"| one listener | {fmt(median('listeners', 'one'))} | | |\n")
 out.append(f"| three listeners | {fmt(median('listeners', 'three'))} | | |\n")
 out.append(f"| `registry::get` by name | {fmt(median('registry_get'))} | | |\n")
+out.append("\n**Shared state on Redis** (loopback, a redis-server of the bench's own)\n\n")
+out.append("| | memory | `RedisStorage` | naive: GET per read (pybreaker's pattern) |\n|---|---:|---:|---:|\n")
+out.append(f"| closed-state success (ns) | {fmt(median('redis_success', 'memory'))} | {fmt(median('redis_success', 'redis_storage'))} | "
+           f"{fmt(median('redis_success', 'naive_get_per_call'))} |\n")
+out.append(f"| failure (ns) | {fmt(median('redis_failure', 'memory'))} | {fmt(median('redis_failure', 'redis_storage'))} | |\n")
 print("".join(out), end="")

@@ -1,0 +1,175 @@
+//! RedisStorage on loopback against MemoryStorage and a naive storage that
+//! reads Redis on every call (pybreaker's `CircuitRedisStorage` pattern).
+//!
+//! Starts its own `redis-server` on a free 127.0.0.1 port and stops it at
+//! the end; skips with a message when `redis-server` is not installed.
+//! Run with `cargo bench -p breaker-bench --bench redis`.
+
+use std::hint::black_box;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use breaker::state::{step, Limits, Op, Snapshot};
+use breaker::{Applied, CircuitBreaker, RedisStorage, Storage};
+use breaker_bench::{work, Failure};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+/// A redis-server of our own, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start() -> Option<Server> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = Server { child, port };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(mut conn) = redis::Client::open(server.url()).and_then(|c| c.get_connection())
+            {
+                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                    return Some(server);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads the shared state with a GET on every `load()`, as pybreaker does;
+/// writes are applied locally (only the read path is measured here).
+struct NaiveGet {
+    conn: Mutex<redis::Connection>,
+    local: Mutex<Snapshot>,
+}
+
+impl Storage for NaiveGet {
+    fn load(&self) -> Snapshot {
+        let mut conn = self.conn.lock().unwrap();
+        let stored: Option<String> = redis::cmd("GET")
+            .arg("naive:state")
+            .query(&mut *conn)
+            .unwrap_or(None);
+        black_box(stored);
+        *self.local.lock().unwrap()
+    }
+
+    fn apply(&self, op: Op, limits: &Limits) -> Applied {
+        let mut local = self.local.lock().unwrap();
+        let before = *local;
+        let (after, outcome) = step(&before, op, limits);
+        *local = after;
+        Applied {
+            before,
+            after,
+            outcome,
+        }
+    }
+}
+
+fn redis_storage(c: &mut Criterion) {
+    let Some(server) = Server::start() else {
+        eprintln!("redis bench skipped: could not start redis-server (install redis-server)");
+        return;
+    };
+    let storage = RedisStorage::builder(server.url())
+        .namespace("bench")
+        .build()
+        .expect("a Redis storage on the bench's own server");
+    let memory = CircuitBreaker::new("bench-redis-memory");
+    let shared = CircuitBreaker::builder("bench-redis-shared")
+        .storage(storage.clone())
+        .build();
+    let naive_conn = redis::Client::open(server.url())
+        .and_then(|c| c.get_connection())
+        .expect("a connection");
+    let naive = CircuitBreaker::builder("bench-redis-naive")
+        .storage(NaiveGet {
+            conn: Mutex::new(naive_conn),
+            local: Mutex::new(Snapshot::INITIAL),
+        })
+        .build();
+
+    let mut g = c.benchmark_group("redis_success");
+    g.bench_function("memory", |b| b.iter(|| memory.call(|| work(black_box(1)))));
+    g.bench_function("redis_storage", |b| {
+        b.iter(|| shared.call(|| work(black_box(1))))
+    });
+    g.bench_function("naive_get_per_call", |b| {
+        b.iter(|| naive.call(|| work(black_box(1))))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("redis_failure");
+    let memory = CircuitBreaker::builder("bench-redis-memory-fail")
+        .fail_max(1_000_000)
+        .build();
+    let shared = CircuitBreaker::builder("bench-redis-shared-fail")
+        .fail_max(1_000_000)
+        .storage(storage.clone())
+        .build();
+    g.bench_function("memory", |b| {
+        b.iter(|| {
+            let r = memory.call(|| Err::<u64, _>(Failure));
+            if memory.fail_counter() > 900_000 {
+                memory.reset();
+            }
+            r
+        })
+    });
+    g.bench_function("redis_storage", |b| {
+        b.iter(|| {
+            let r = shared.call(|| Err::<u64, _>(Failure));
+            if shared.fail_counter() > 900_000 {
+                shared.reset();
+            }
+            r
+        })
+    });
+    g.finish();
+    drop(server);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    targets = redis_storage
+}
+criterion_main!(benches);
