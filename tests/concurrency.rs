@@ -12,41 +12,17 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
+mod common;
+
 use breaker::clock::ManualClock;
-use breaker::state::{step, Limits, Op, Snapshot};
-use breaker::{
-    Applied, Builder, CircuitBreaker, Error, Failure, Listener, MemoryStorage, Reason, State,
-    Storage,
-};
+use breaker::{Builder, CircuitBreaker, Error, Failure, Listener, MemoryStorage, Reason, State};
+use common::LockedStorage;
 
 const THREADS: usize = 8;
 const CALLS: usize = 10_000;
 
 // ---------------------------------------------------------------------------
 // Two storages.
-
-/// The whole state under a mutex, changed only by `step`: the contract of
-/// `Storage` in its plainest form.
-#[derive(Default)]
-struct LockedStorage(Mutex<Snapshot>);
-
-impl Storage for LockedStorage {
-    fn load(&self) -> Snapshot {
-        *self.0.lock().unwrap()
-    }
-
-    fn apply(&self, op: Op, limits: &Limits) -> Applied {
-        let mut current = self.0.lock().unwrap();
-        let before = *current;
-        let (after, outcome) = step(&before, op, limits);
-        *current = after;
-        Applied {
-            before,
-            after,
-            outcome,
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {

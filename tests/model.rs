@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, UNIX_EPOCH};
 
+mod common;
+
 use breaker::clock::ManualClock;
-use breaker::state::{step, Limits, Op, Snapshot};
-use breaker::{
-    Applied, CircuitBreaker, Error, Failure, Listener, MemoryStorage, Reason, State, Storage,
-};
+use breaker::{CircuitBreaker, Error, Failure, Listener, MemoryStorage, Reason, State};
+use common::LockedStorage;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -345,28 +345,6 @@ impl Model {
 
 // ---------------------------------------------------------------------------
 // The real breaker, on either storage.
-
-/// The plainest `Storage`: a mutex around `step`.
-#[derive(Default)]
-struct LockedStorage(Mutex<Snapshot>);
-
-impl Storage for LockedStorage {
-    fn load(&self) -> Snapshot {
-        *self.0.lock().unwrap()
-    }
-
-    fn apply(&self, op: Op, limits: &Limits) -> Applied {
-        let mut current = self.0.lock().unwrap();
-        let before = *current;
-        let (after, outcome) = step(&before, op, limits);
-        *current = after;
-        Applied {
-            before,
-            after,
-            outcome,
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {

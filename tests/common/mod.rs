@@ -1,0 +1,30 @@
+//! Pieces shared by the root test binaries.
+
+use std::sync::Mutex;
+
+use breaker::state::{step, Limits, Op, Snapshot};
+use breaker::{Applied, Storage};
+
+/// The whole state under a mutex, changed only by `step`: the contract of
+/// `Storage` in its plainest form, to run the breaker's generic-storage
+/// path beside the lock-free memory storage.
+#[derive(Default)]
+pub struct LockedStorage(Mutex<Snapshot>);
+
+impl Storage for LockedStorage {
+    fn load(&self) -> Snapshot {
+        *self.0.lock().unwrap()
+    }
+
+    fn apply(&self, op: Op, limits: &Limits) -> Applied {
+        let mut current = self.0.lock().unwrap();
+        let before = *current;
+        let (after, outcome) = step(&before, op, limits);
+        *current = after;
+        Applied {
+            before,
+            after,
+            outcome,
+        }
+    }
+}
