@@ -16,6 +16,7 @@ use crate::error::{
     check_fail_max, check_success_threshold, CircuitBreakerError, ConfigError, Name,
 };
 use crate::exclude::Exclusion;
+use crate::future::Applying;
 use crate::listener::Listener;
 use crate::memory::{self, MemoryStorage};
 use crate::state::{Limits, Op, Outcome, Reason, Snapshot, State};
@@ -308,25 +309,18 @@ impl CircuitBreaker {
         }
     }
 
-    pub(crate) async fn apply_async(&self, op: Op) -> Applied {
+    /// `op` applied at once on the memory storage, or a custom storage's
+    /// future of it (for `call_async`, which must not block).
+    pub(crate) fn applying(&self, op: Op) -> Applying<'_> {
         let limits = self.limits();
         match &self.shared.backend {
-            Backend::Memory(m) => m.apply(op, &limits),
-            Backend::Custom(s) => s.apply_async(op, limits).await,
+            Backend::Memory(m) => Applying::Now(m.apply(op, &limits)),
+            Backend::Custom(s) => Applying::Later(s.apply_async(op, limits)),
         }
     }
 
-    /// Admission without touching shared memory or the clock in closed; for
-    /// the other states, either a decision or the need to apply `Op::Admit`.
-    #[inline(always)]
-    pub(crate) fn precheck(&self) -> Precheck {
-        if let Some(ticket) = self.closed_ticket() {
-            return Precheck::Admitted(ticket);
-        }
-        self.precheck_after_closed()
-    }
-
-    /// [`precheck`](Self::precheck) once the closed fast path said no.
+    /// Admission once the closed fast path ([`closed_ticket`](Self::closed_ticket))
+    /// said no: either a decision or the need to apply `Op::Admit`.
     #[inline(always)]
     pub(crate) fn precheck_after_closed(&self) -> Precheck {
         if let Backend::Memory(m) = &self.shared.backend {

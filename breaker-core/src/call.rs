@@ -3,14 +3,13 @@
 use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::pin::pin;
-use std::task::Poll;
 
 use crate::breaker::{CircuitBreaker, Precheck, Ticket};
 use crate::error::{CircuitBreakerError, Error};
 use crate::exclude::container_view;
+use crate::future::GuardedFuture;
 use crate::listener::Failure;
 use crate::state::{Op, Outcome, State};
 use crate::storage::Applied;
@@ -99,7 +98,9 @@ impl CircuitBreaker {
     ///
     /// Dropping the returned future before it finishes counts as neither
     /// success nor failure and frees a half-open trial place. It needs no
-    /// particular executor.
+    /// particular executor, and on the default in-memory storage it awaits
+    /// nothing but `fut`: it is `Send` when `fut` is, and costs what
+    /// [`call`](Self::call) costs.
     ///
     /// ```
     /// use breaker_core::CircuitBreaker;
@@ -111,27 +112,31 @@ impl CircuitBreaker {
     /// assert_eq!(body.unwrap(), "pong");
     /// # }
     /// ```
-    pub async fn call_async<T, E, Fut>(&self, fut: Fut) -> Result<T, Error<E>>
+    #[inline]
+    pub fn call_async<T, E, Fut>(
+        &self,
+        fut: Fut,
+    ) -> impl Future<Output = Result<T, Error<E>>> + use<'_, T, E, Fut>
     where
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug + 'static,
     {
-        self.run_async(fut, &default_view::<E>, &no_site_exclusions::<E>)
-            .await
+        GuardedFuture::new(self, fut, default_view::<E>, no_site_exclusions::<E>)
     }
 
     /// [`call_async`](Self::call_async) with an [`ErrorView`], as
     /// [`call_with_view`](Self::call_with_view).
-    pub async fn call_async_with_view<T, E, Fut>(
+    #[inline]
+    pub fn call_async_with_view<T, E, Fut>(
         &self,
         fut: Fut,
         view: ErrorView<E>,
-    ) -> Result<T, Error<E>>
+    ) -> impl Future<Output = Result<T, Error<E>>> + use<'_, T, E, Fut>
     where
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug + 'static,
     {
-        self.run_async(fut, &view, &no_site_exclusions::<E>).await
+        GuardedFuture::new(self, fut, view, no_site_exclusions::<E>)
     }
 
     /// The engine of `call`: `view` sees `E` as `dyn Error`, `site_excluded`
@@ -159,86 +164,6 @@ impl CircuitBreaker {
             Ok(Err(error)) => Err(self.finish_err(ticket, error, view, site_excluded)),
             Err(panic) => {
                 let applied = self.apply(failure_op(ticket));
-                self.report_panic(&*panic, &applied);
-                resume_unwind(panic)
-            }
-        }
-    }
-
-    /// The engine of `call_async`, as [`run`](Self::run).
-    pub(crate) async fn run_async<T, E, Fut, V, X>(
-        &self,
-        fut: Fut,
-        view: &V,
-        site_excluded: &X,
-    ) -> Result<T, Error<E>>
-    where
-        Fut: Future<Output = Result<T, E>>,
-        E: fmt::Debug + 'static,
-        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
-        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
-    {
-        let ticket = match self.precheck() {
-            Precheck::Admitted(ticket) => ticket,
-            Precheck::Rejected(e) => return Err(Error::Open(e)),
-            Precheck::Apply => self
-                .admitted(self.apply_async(Op::Admit).await)
-                .map_err(Error::Open)?,
-        };
-        // Before the guard is armed: a panicking `before_call` listener frees
-        // the trial place itself, and must not have the guard free it again
-        // (by then it may be another caller's).
-        self.before_call(ticket);
-        // Armed until the result is handed to the storage: a future dropped
-        // before then frees its trial place. Not after: the result is the
-        // trial's one report, which the storage applies even if this future
-        // is dropped while it does. A cancel sent after a success that kept
-        // the circuit half-open (below `success_threshold`) would free the
-        // place of the next trial, admitted under the same generation, and
-        // let a third run alongside it.
-        let mut guard = CancelGuard {
-            cb: self,
-            ticket: Some(ticket),
-        };
-        let mut fut = pin!(fut);
-        let outcome =
-            poll_fn(
-                |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-                    Ok(poll) => poll.map(Ok),
-                    Err(panic) => Poll::Ready(Err(panic)),
-                },
-            )
-            .await;
-        match outcome {
-            Ok(Ok(value)) => {
-                guard.ticket = None;
-                let applied = match self.success_is_news(ticket) {
-                    true => Some(self.apply_async(success_op(ticket)).await),
-                    false => None,
-                };
-                if applied.is_some() || self.listening() {
-                    self.report_success(applied);
-                }
-                Ok(value)
-            }
-            Ok(Err(error)) => {
-                if self.excludes(&error, view, site_excluded) {
-                    guard.ticket = None;
-                    let applied = match self.success_is_news(ticket) {
-                        true => Some(self.apply_async(success_op(ticket)).await),
-                        false => None,
-                    };
-                    self.report_success(applied);
-                    Err(Error::Inner(error))
-                } else {
-                    guard.ticket = None;
-                    let applied = self.apply_async(failure_op(ticket)).await;
-                    Err(self.report_failure(error, view, &applied))
-                }
-            }
-            Err(panic) => {
-                guard.ticket = None;
-                let applied = self.apply_async(failure_op(ticket)).await;
                 self.report_panic(&*panic, &applied);
                 resume_unwind(panic)
             }
@@ -344,7 +269,7 @@ impl CircuitBreaker {
     /// Tells listeners of a success and of the transition it made.
     #[cold]
     #[inline(never)]
-    fn report_success(&self, applied: Option<Applied>) {
+    pub(crate) fn report_success(&self, applied: Option<Applied>) {
         let heard = self.each_listener(|l| l.success(self));
         let changed = match &applied {
             Some(applied) => self.after_transition(applied),
@@ -356,7 +281,7 @@ impl CircuitBreaker {
     }
 
     /// Tells listeners of a failure and its transition; the error to return.
-    fn report_failure<E, V>(&self, error: E, view: &V, applied: &Applied) -> Error<E>
+    pub(crate) fn report_failure<E, V>(&self, error: E, view: &V, applied: &Applied) -> Error<E>
     where
         E: fmt::Debug + 'static,
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
@@ -384,7 +309,7 @@ impl CircuitBreaker {
 
     /// Tells listeners of a panic and its transition. The guarded function's
     /// panic continues, so a listener's panic here is dropped.
-    fn report_panic(&self, panic: &(dyn Any + Send), applied: &Applied) {
+    pub(crate) fn report_panic(&self, panic: &(dyn Any + Send), applied: &Applied) {
         let _ = self.each_listener(|l| l.failure(self, &Failure::panic(panic)));
         let _ = self.after_transition(applied);
     }
@@ -401,20 +326,6 @@ pub(crate) fn failure_op(ticket: Ticket) -> Op {
     Op::Failure {
         generation: ticket.generation,
         trial: ticket.trial,
-    }
-}
-
-/// Frees the trial place of a `call_async` future dropped before it finished.
-struct CancelGuard<'a> {
-    cb: &'a CircuitBreaker,
-    ticket: Option<Ticket>,
-}
-
-impl Drop for CancelGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.cb.cancel(ticket);
-        }
     }
 }
 

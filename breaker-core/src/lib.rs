@@ -40,6 +40,7 @@ pub mod clock;
 mod duration;
 mod error;
 mod exclude;
+mod future;
 mod iter;
 mod listener;
 mod memory;

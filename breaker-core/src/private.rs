@@ -12,7 +12,9 @@ use std::error::Error as StdError;
 use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub use inventory;
@@ -20,7 +22,10 @@ pub use inventory;
 use crate::breaker::{Builder, CircuitBreaker};
 use crate::error::{CircuitBreakerError, Error};
 use crate::exclude::{chain_find, container_view};
+use crate::future::GuardedFuture;
 use crate::iter::GuardedIter;
+
+use pin_project_lite::pin_project;
 
 /// A setting given as code: the path as written (to compare declarations),
 /// and how it configures a builder.
@@ -203,21 +208,47 @@ where
 }
 
 /// Awaits `body` through `cb`, converting the breaker's errors into `E`.
-pub async fn call_async<T, E, Fut, V, X>(
-    cb: &CircuitBreaker,
+#[inline]
+pub fn call_async<'cb, T, E, Fut, V, X>(
+    cb: &'cb CircuitBreaker,
     body: Fut,
     view: V,
     excluded: X,
-) -> Result<T, E>
+) -> impl Future<Output = Result<T, E>> + use<'cb, T, E, Fut, V, X>
 where
     Fut: Future<Output = Result<T, E>>,
     E: FromBreakerError,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
 {
-    cb.run_async(body, &view, &excluded)
-        .await
-        .map_err(into_user_error)
+    IntoUserError {
+        inner: GuardedFuture::new(cb, body, view, excluded),
+    }
+}
+
+pin_project! {
+    /// The future of [`call_async`]: the breaker's errors turned into the
+    /// function's own error type.
+    struct IntoUserError<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, T, E> Future for IntoUserError<F>
+where
+    F: Future<Output = Result<T, Error<E>>>,
+    E: FromBreakerError,
+{
+    type Output = Result<T, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project()
+            .inner
+            .poll(cx)
+            .map(|r| r.map_err(into_user_error))
+    }
 }
 
 /// Runs `body` (which makes an iterator) as one guarded call.

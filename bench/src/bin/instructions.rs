@@ -21,6 +21,18 @@ fn poll_ready<F: std::future::Future>(fut: F) -> F::Output {
     }
 }
 
+/// One `call`, out of line so its code can be read on its own.
+#[inline(never)]
+fn one_call(cb: &CircuitBreaker, i: u64) -> Result<u64, breaker::Error<Failure>> {
+    cb.call(|| work(black_box(i)))
+}
+
+/// One `call_async`, out of line so its code can be read on its own.
+#[inline(never)]
+fn one_async(cb: &CircuitBreaker, i: u64) -> Result<u64, breaker::Error<Failure>> {
+    poll_ready(cb.call_async(async move { work(black_box(i)) }))
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let scenario = args.next().unwrap_or_default();
@@ -39,12 +51,12 @@ fn main() {
         }
         "call" => {
             for i in 0..n {
-                let _ = black_box(cb.call(|| work(black_box(i))));
+                let _ = black_box(one_call(&cb, i));
             }
         }
         "async" => {
             for i in 0..n {
-                let _ = black_box(poll_ready(cb.call_async(async { work(black_box(i)) })));
+                let _ = black_box(one_async(&cb, i));
             }
         }
         "rejection" => {

@@ -1,0 +1,327 @@
+//! The future of `call_async`: a hand-written state machine whose path on
+//! the memory storage never awaits anything but the guarded future.
+//!
+//! An `async fn` would hold every `apply_async` await point in its state, and
+//! await a boxed future even where the storage answers at once. Here the
+//! memory storage's operations are applied in place, as `call` applies them;
+//! only a custom storage's answer is awaited, in the `Admitting` and
+//! `Recording` stages. On a closed circuit the first poll does what `call`
+//! does: one atomic load before the guarded future's poll, one after.
+
+use std::any::Any;
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::breaker::{CircuitBreaker, Precheck, Ticket};
+use crate::call::{failure_op, success_op};
+use crate::error::Error;
+use crate::state::Op;
+use crate::storage::{Applied, ApplyFuture};
+
+pin_project! {
+    /// `fut` run as one call through `cb`: admitted at the first poll, its
+    /// output recorded as a success or failure, and neither if dropped while
+    /// it runs (a half-open trial place is freed).
+    #[project = Projected]
+    pub(crate) struct GuardedFuture<'cb, Fut, T, E, V, X> {
+        cb: &'cb CircuitBreaker,
+        #[pin]
+        fut: Fut,
+        // `Copy`, so that moving between stages drops nothing; what a custom
+        // storage's stages hold is kept apart, boxed (its future is boxed
+        // already), so the memory storage's future stays small.
+        stage: Stage,
+        // Dropped by hand in `drop` below: an inline null check, where the
+        // field's own drop glue is an out-of-line call on every call.
+        waiting: ManuallyDrop<Option<Box<Waiting<'cb, T, E>>>>,
+        view: V,
+        site_excluded: X,
+    }
+
+    impl<'cb, Fut, T, E, V, X> PinnedDrop for GuardedFuture<'cb, Fut, T, E, V, X> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Only while `fut` runs: once its output is handed to the storage
+            // it is the call's one report, applied even if this future is
+            // dropped meanwhile. A cancel sent after a success that kept the
+            // circuit half-open (below `success_threshold`) would free the
+            // place of the next trial, admitted under the same generation.
+            if let Stage::Running(ticket) = *this.stage {
+                this.cb.cancel(ticket);
+            }
+            drop(this.waiting.take());
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Stage {
+    /// Not polled yet.
+    Start,
+    /// A custom storage is applying `Op::Admit`.
+    Admitting,
+    /// The guarded future runs under this ticket.
+    Running(Ticket),
+    /// A custom storage is recording the result.
+    Recording,
+    /// The output has been returned.
+    Done,
+}
+
+/// What a custom storage's stages wait for.
+struct Waiting<'cb, T, E> {
+    applying: ApplyFuture<'cb>,
+    /// How the guarded future ended (`None` while admitting).
+    ending: Option<Ending<T, E>>,
+}
+
+/// How the guarded future ended, to report once its result is recorded.
+enum Ending<T, E> {
+    Success(T),
+    Excluded(E),
+    Failure(E),
+    Panic(Box<dyn Any + Send>),
+}
+
+impl<'cb, Fut, T, E, V, X> GuardedFuture<'cb, Fut, T, E, V, X> {
+    pub(crate) fn new(cb: &'cb CircuitBreaker, fut: Fut, view: V, site_excluded: X) -> Self {
+        GuardedFuture {
+            cb,
+            fut,
+            stage: Stage::Start,
+            waiting: ManuallyDrop::new(None),
+            view,
+            site_excluded,
+        }
+    }
+}
+
+/// An operation's result: at once from the memory storage, or a custom
+/// storage's future of it.
+pub(crate) enum Applying<'cb> {
+    Now(Applied),
+    Later(ApplyFuture<'cb>),
+}
+
+impl<Fut, T, E, V, X> Future for GuardedFuture<'_, Fut, T, E, V, X>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: fmt::Debug + 'static,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+{
+    type Output = Result<T, Error<E>>;
+
+    /// The path of a closed circuit on the memory storage is straight-line
+    /// code, as `call`'s is: one atomic load to admit, the guarded future's
+    /// poll, one atomic load to see that a success has nothing to record.
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let cb = self.cb;
+        let ticket = match self.stage {
+            Stage::Running(ticket) => ticket,
+            Stage::Start => match cb.closed_ticket() {
+                Some(ticket) => {
+                    cb.before_call(ticket);
+                    *self.as_mut().project().stage = Stage::Running(ticket);
+                    ticket
+                }
+                None => ready!(self.as_mut().admit(cx))?,
+            },
+            Stage::Admitting => ready!(self.as_mut().admit(cx))?,
+            Stage::Recording => return self.poll_recording(cx),
+            Stage::Done => panic!("a `call_async` future polled after it completed"),
+        };
+        let this = self.as_mut().project();
+        let fut = this.fut;
+        let polled = catch_unwind(AssertUnwindSafe(|| fut.poll(cx)));
+        if let Ok(Poll::Pending) = polled {
+            return Poll::Pending;
+        }
+        *this.stage = Stage::Done;
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(Ok(value))) => {
+                if cb.success_is_news(ticket) || cb.listening() {
+                    return self.end(Ending::Success(value), ticket, cx);
+                }
+                Poll::Ready(Ok(value))
+            }
+            Ok(Poll::Ready(Err(error))) => self.end_err(error, ticket, cx),
+            Err(panic) => self.end(Ending::Panic(panic), ticket, cx),
+        }
+    }
+}
+
+impl<Fut, T, E, V, X> GuardedFuture<'_, Fut, T, E, V, X>
+where
+    E: fmt::Debug + 'static,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+{
+    /// Admission off the hot path: every state but closed-on-memory, and a
+    /// custom storage's answer to `Op::Admit`. Ready with the ticket once
+    /// `before_call` has run and the stage is `Running`.
+    #[inline(never)]
+    fn admit(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Ticket, Error<E>>> {
+        let this = self.project();
+        let cb = *this.cb;
+        if let Stage::Start = *this.stage {
+            match cb.precheck_after_closed() {
+                Precheck::Admitted(ticket) => {
+                    // Not armed yet: a panicking `before_call` listener frees
+                    // the trial place itself.
+                    cb.before_call(ticket);
+                    *this.stage = Stage::Running(ticket);
+                    return Poll::Ready(Ok(ticket));
+                }
+                Precheck::Rejected(e) => {
+                    *this.stage = Stage::Done;
+                    return Poll::Ready(Err(Error::Open(e)));
+                }
+                Precheck::Apply => match cb.applying(Op::Admit) {
+                    Applying::Now(applied) => return this.admitted(cb, applied),
+                    Applying::Later(applying) => {
+                        **this.waiting = Some(Box::new(Waiting {
+                            applying,
+                            ending: None,
+                        }));
+                        *this.stage = Stage::Admitting;
+                    }
+                },
+            }
+        }
+        let applied = ready!(applying(this.waiting).poll(cx));
+        **this.waiting = None;
+        this.admitted(cb, applied)
+    }
+
+    /// The guarded future's error: a success if excluded, else a failure.
+    #[cold]
+    #[inline(never)]
+    fn end_err(
+        self: Pin<&mut Self>,
+        error: E,
+        ticket: Ticket,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, Error<E>>> {
+        let cb = self.cb;
+        if !cb.excludes(&error, &self.view, &self.site_excluded) {
+            return self.end(Ending::Failure(error), ticket, cx);
+        }
+        if !cb.success_is_news(ticket) {
+            cb.report_success(None);
+            return Poll::Ready(Err(Error::Inner(error)));
+        }
+        self.end(Ending::Excluded(error), ticket, cx)
+    }
+
+    /// Records how the call ended, then reports it.
+    #[cold]
+    #[inline(never)]
+    fn end(
+        self: Pin<&mut Self>,
+        ending: Ending<T, E>,
+        ticket: Ticket,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, Error<E>>> {
+        let this = self.project();
+        let cb = *this.cb;
+        if let Ending::Success(_) = ending {
+            if !cb.success_is_news(ticket) {
+                // Only listeners to tell.
+                return Poll::Ready(report(cb, ending, None, this.view));
+            }
+        }
+        let op = match ending {
+            Ending::Success(_) | Ending::Excluded(_) => success_op(ticket),
+            Ending::Failure(_) | Ending::Panic(_) => failure_op(ticket),
+        };
+        match cb.applying(op) {
+            Applying::Now(applied) => Poll::Ready(report(cb, ending, Some(applied), this.view)),
+            Applying::Later(applying) => {
+                **this.waiting = Some(Box::new(Waiting {
+                    applying,
+                    ending: Some(ending),
+                }));
+                *this.stage = Stage::Recording;
+                this.poll_recording(cx)
+            }
+        }
+    }
+
+    /// Waits for a custom storage to record the result, then reports it.
+    fn poll_recording(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error<E>>> {
+        self.project().poll_recording(cx)
+    }
+}
+
+impl<Fut, T, E, V, X> Projected<'_, '_, Fut, T, E, V, X>
+where
+    E: fmt::Debug + 'static,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+{
+    /// The verdict of an applied `Op::Admit`; running if admitted.
+    fn admitted(self, cb: &CircuitBreaker, applied: Applied) -> Poll<Result<Ticket, Error<E>>> {
+        *self.stage = Stage::Done;
+        let ticket = cb.admitted(applied).map_err(Error::Open)?;
+        cb.before_call(ticket);
+        *self.stage = Stage::Running(ticket);
+        Poll::Ready(Ok(ticket))
+    }
+
+    fn poll_recording(self, cx: &mut Context<'_>) -> Poll<Result<T, Error<E>>> {
+        let applied = ready!(applying(self.waiting).poll(cx));
+        *self.stage = Stage::Done;
+        let ending = self.waiting.take().and_then(|w| w.ending);
+        let ending = ending.expect("a recording call keeps how it ended");
+        Poll::Ready(report(self.cb, ending, Some(applied), self.view))
+    }
+}
+
+/// The custom storage's future a waiting stage polls.
+fn applying<'a, 'cb, T, E>(
+    waiting: &'a mut Option<Box<Waiting<'cb, T, E>>>,
+) -> Pin<&'a mut (dyn Future<Output = Applied> + Send + 'cb)> {
+    let waiting = waiting.as_mut().expect("a waiting stage has a future");
+    waiting.applying.as_mut()
+}
+
+/// Tells listeners how the call ended and what its result did (`None`: a
+/// success with nothing to record); the output.
+fn report<T, E, V>(
+    cb: &CircuitBreaker,
+    ending: Ending<T, E>,
+    applied: Option<Applied>,
+    view: &V,
+) -> Result<T, Error<E>>
+where
+    E: fmt::Debug + 'static,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+{
+    match (ending, applied) {
+        (Ending::Success(value), applied) => {
+            cb.report_success(applied);
+            Ok(value)
+        }
+        (Ending::Excluded(error), applied) => {
+            cb.report_success(applied);
+            Err(Error::Inner(error))
+        }
+        (Ending::Failure(error), Some(applied)) => Err(cb.report_failure(error, view, &applied)),
+        (Ending::Panic(panic), Some(applied)) => {
+            cb.report_panic(&*panic, &applied);
+            resume_unwind(panic)
+        }
+        (Ending::Failure(_) | Ending::Panic(_), None) => {
+            unreachable!("a failure is always recorded")
+        }
+    }
+}
