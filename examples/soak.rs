@@ -26,12 +26,11 @@
 //!   of one generation run at once (counted with a shared counter; a call is
 //!   known to be a trial when the state just before it and at its start show
 //!   it could only have been admitted in open or half-open);
-//! - a listener hears transitions in order: each `state_change`'s old state
-//!   is the previous one's new state, old and new differ, and once every
-//!   caller has finished the last one heard is the breaker's state (on the
-//!   memory storage, which orders its reports; on Redis, whose reports of
-//!   racing transitions may arrive out of order, these are counted and
-//!   printed, not violations; old and new must still differ);
+//! - a listener hears transitions in order and one at a time, on every
+//!   storage: each `state_change`'s old state is the previous one's new
+//!   state, old and new differ, no two `state_change` calls overlap, and
+//!   once every caller has finished the last one heard is the breaker's
+//!   state (on Redis, once this process's view has settled);
 //! - no thread or task panics.
 
 use std::collections::HashMap;
@@ -134,7 +133,6 @@ struct Stats {
     trials_seen: AtomicU64,
     manual: AtomicU64,
     snapshots_checked: AtomicU64,
-    reordered: AtomicU64,
     violations: AtomicU64,
     messages: Mutex<Vec<String>>,
 }
@@ -161,19 +159,6 @@ struct Checker {
     heard: Mutex<HashMap<(State, State), u64>>,
     inside: AtomicBool,
     failures: AtomicU64,
-    /// Whether the storage promises ordered reports (the memory storage
-    /// does); if not, reports out of order are counted, not violations.
-    ordered: bool,
-}
-
-impl Checker {
-    fn out_of_order(&self, message: String) {
-        if self.ordered {
-            self.stats.violation(message);
-        } else {
-            self.stats.count(&self.stats.reordered);
-        }
-    }
 }
 
 impl Listener for Checker {
@@ -192,12 +177,13 @@ impl Listener for Checker {
 
     fn state_change(&self, _: &CircuitBreaker, old: State, new: State) {
         if self.inside.swap(true, Ordering::AcqRel) {
-            self.out_of_order(format!("state_change {old} -> {new} while another ran"));
+            self.stats
+                .violation(format!("state_change {old} -> {new} while another ran"));
         }
         {
             let mut last = self.last.lock().unwrap();
             if old != *last {
-                self.out_of_order(format!(
+                self.stats.violation(format!(
                     "listener heard {old} -> {new} right after a change to {}",
                     *last
                 ));
@@ -603,7 +589,6 @@ fn main() -> ExitCode {
         heard: Mutex::new(HashMap::new()),
         inside: AtomicBool::new(false),
         failures: AtomicU64::new(0),
-        ordered: args.storage == Kind::Memory,
     });
     let (cb, server) = match build(&args, Arc::clone(&checker)) {
         Ok(built) => built,
@@ -679,7 +664,7 @@ fn main() -> ExitCode {
             break;
         }
         if Instant::now() > settle {
-            checker.out_of_order(format!(
+            stats.violation(format!(
                 "the last transition heard was to {heard}, the breaker is {now}"
             ));
             break;
@@ -712,12 +697,6 @@ fn main() -> ExitCode {
     println!("soak: transitions     {transitions}");
     for ((old, new), count) in kinds {
         println!("soak:   {old:>9} -> {new:<9} {count}");
-    }
-    if !checker.ordered {
-        println!(
-            "soak: out of order    {} (reports this storage does not order; not violations)",
-            n(&stats.reordered)
-        );
     }
     let violations = n(&stats.violations);
     println!("soak: violations      {violations}");

@@ -497,21 +497,31 @@ impl CircuitBreaker {
     /// Tells listeners of the transition `applied` made, if it made one.
     ///
     /// On the memory storage every operation that changed the generation
-    /// must come here (the announcer orders the reports by generation); on
-    /// the others transitions are reported as their callers get here.
+    /// must come here (the announcer orders the reports by generation); any
+    /// other storage is handed every result through [`Storage::announce`]
+    /// (it may hold a transition until its caller gets here, and report
+    /// others queued with it), whether or not anyone listens.
     pub(crate) fn after_transition(&self, applied: &Applied) -> Result<(), Box<dyn Any + Send>> {
         if let Some(announcer) = &self.shared.announcer {
             return announcer.announce(applied, |old, new| {
                 self.each_listener(|l| l.state_change(self, old, new))
             });
         }
-        let (old, new) = (applied.before.state, applied.after.state);
-        if old == new {
-            return Ok(());
-        }
-        self.each_listener(|l| l.state_change(self, old, new))
+        let Backend::Custom(storage) = &self.shared.backend else {
+            unreachable!("the memory storage has an announcer");
+        };
+        let mut first_panic = None;
+        storage.announce(applied, &mut |old, new| {
+            if let Err(panic) = self.each_listener(|l| l.state_change(self, old, new)) {
+                first_panic.get_or_insert(panic);
+            }
+        });
+        first_panic.map_or(Ok(()), Err)
     }
 
+    /// Tells listeners of a transition a storage reports itself
+    /// ([`Binding::notify_transition`]); the first listener panic is resumed
+    /// once every listener has run.
     pub(crate) fn notify_state_change(&self, old: State, new: State) {
         if let Err(panic) = self.each_listener(|l| l.state_change(self, old, new)) {
             resume_unwind(panic);

@@ -21,9 +21,13 @@ use crate::state::State;
 /// that reports one also reports those made meanwhile by other threads (so a
 /// racing caller may return before its transition is reported, and a panic
 /// in that report continues in the reporting thread); a transition made by
-/// a listener is reported once the current report is done. Storages shared
-/// with other processes report each transition once, but those made
-/// elsewhere may arrive out of order with this process's.
+/// a listener is reported once the current report is done. `RedisStorage`
+/// (feature `redis`) does the same, in the order this process's view of the
+/// shared state saw the transitions, those made by other processes included
+/// (heard from a background thread of the storage, or from a caller that
+/// reports them after its own). Other storages shared with other processes
+/// report each transition once, in the order their
+/// [`Storage::announce`](crate::Storage::announce) gives.
 ///
 /// A listener that panics leaves the breaker consistent: the other listeners
 /// still run, then the first panic continues in the caller.

@@ -12,9 +12,9 @@ use crate::state::{Limits, Op, Outcome, Snapshot, State};
 /// The result of applying one [`Op`]: the snapshot it saw, the one it left,
 /// and what it did.
 ///
-/// `before` and `after` are one atomic step: a breaker reports a change of
-/// state to its listeners when they differ in state, so each transition is
-/// reported by exactly the call that made it.
+/// `before` and `after` are one atomic step: when they differ in state, the
+/// call that made the step reports the transition to the breaker's listeners
+/// (through [`Storage::announce`]), so each transition is reported once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Applied {
     /// The state the operation was applied to.
@@ -53,6 +53,12 @@ pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Applied> + Send + 'a>>;
 ///   should still take effect, since the breaker sends no cancel after it.
 /// - Neither may panic. A storage that cannot reach its backend decides from
 ///   a fallback snapshot and still returns an [`Applied`].
+/// - [`announce`](Storage::announce) is how the breaker reports the
+///   transitions its calls make; its default reports each one at once. A
+///   storage that also reports transitions itself (through
+///   [`Binding::notify_transition`]) overrides it to put the two in one
+///   order. A storage that wraps another forwards it, as it forwards
+///   `apply`.
 ///
 /// # Example
 ///
@@ -106,6 +112,38 @@ pub trait Storage: Send + Sync + 'static {
     fn bind(&self, binding: Binding) {
         let _ = binding;
     }
+
+    /// Reports to the breaker's listeners, through `tell(old, new)`, the
+    /// transition `applied` made, if it made one; `applied` is what
+    /// [`apply`](Storage::apply) or [`apply_async`](Storage::apply_async)
+    /// returned to the breaker.
+    ///
+    /// The breaker calls it on the thread of the call that applied the
+    /// operation, once its `success` or `failure` listeners have run, with
+    /// every `Applied` it gets (it skips only those of
+    /// [`Op::Cancel`], which changes no state). `tell` runs every listener's
+    /// [`state_change`](crate::Listener::state_change) and never panics (a
+    /// listener's panic is resumed by the breaker once `announce` returns).
+    ///
+    /// The default calls `tell(before.state, after.state)` when the two
+    /// differ: right for a storage whose every transition is made by a
+    /// breaker's call. A storage that also reports transitions through
+    /// [`Binding::notify_transition`] (made by other processes, say) overrides
+    /// it so that listeners hear all of them in one order and one at a time:
+    /// it may report here, through `tell`, transitions queued before or
+    /// after this one, and may leave this one for another thread to report
+    /// (to a `tell` of its own, or to `notify_transition`) when that thread
+    /// is reporting already. Each transition must be reported once, whether
+    /// by `tell` or by `notify_transition`.
+    ///
+    /// A storage that wraps another must forward `announce` to it, as it
+    /// forwards `apply` and `bind`.
+    fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
+        let (old, new) = (applied.before.state, applied.after.state);
+        if old != new {
+            tell(old, new);
+        }
+    }
 }
 
 /// A storage's handle on the breaker it serves: its name, its clock, and a
@@ -131,8 +169,15 @@ impl Binding {
         self.clock.now()
     }
 
-    /// Reports a transition that another process made, so this process's
-    /// listeners see it. Returns `false` once the breaker has been dropped.
+    /// Reports a transition that no call of the breaker reports itself (one
+    /// another process made, say), so this process's listeners see it.
+    /// Returns `false` once the breaker has been dropped.
+    ///
+    /// It runs the listeners on the calling thread and resumes the first
+    /// panic of one once all have run. Reports made here and through
+    /// [`Storage::announce`] are heard in the order they are made: a storage
+    /// that wants them heard in the order the transitions happened makes
+    /// them one at a time, in that order.
     pub fn notify_transition(&self, old: State, new: State) -> bool {
         match self.breaker.upgrade() {
             Some(shared) => {
@@ -163,6 +208,9 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     fn bind(&self, binding: Binding) {
         (**self).bind(binding)
     }
+    fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
+        (**self).announce(applied, tell)
+    }
 }
 
 impl<S: Storage + ?Sized> Storage for Box<S> {
@@ -178,6 +226,9 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     fn bind(&self, binding: Binding) {
         (**self).bind(binding)
     }
+    fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
+        (**self).announce(applied, tell)
+    }
 }
 
 impl<S: Storage + ?Sized> Storage for &'static S {
@@ -192,5 +243,8 @@ impl<S: Storage + ?Sized> Storage for &'static S {
     }
     fn bind(&self, binding: Binding) {
         (**self).bind(binding)
+    }
+    fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
+        (**self).announce(applied, tell)
     }
 }

@@ -2,7 +2,8 @@
 //! and its clones: a runtime on a thread of its own that runs every command
 //! (so no caller's executor ever waits on Redis I/O), a supervisor that
 //! reconnects and resynchronises, a pub/sub listener, and a thread that runs
-//! listeners for transitions learnt from elsewhere.
+//! listeners for transitions learnt in the background (see
+//! [`Told`](super::told::Told) for the order they hear them in).
 //!
 //! [`RedisStorage`]: super::RedisStorage
 
@@ -28,7 +29,6 @@ use super::handoff::{Answer, Handoff};
 use super::script::{argv, parse_reply, Reply, Request, Script, Shape};
 use super::view::Slot;
 use crate::state::{Limits, Op, State};
-use crate::storage::Binding;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(25);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
@@ -64,13 +64,6 @@ impl Conn {
     }
 }
 
-/// A transition learnt from elsewhere, for the listeners' thread.
-struct Notice {
-    binding: Binding,
-    old: State,
-    new: State,
-}
-
 /// Why a command did not get a reply.
 #[derive(Clone, Copy, Debug)]
 struct Fault {
@@ -97,7 +90,8 @@ pub(crate) struct Core {
     slots: Mutex<HashMap<Arc<str>, Vec<Weak<Slot>>>>,
     wake: Notify,
     next_op: AtomicU64,
-    notices: mpsc::Sender<Notice>,
+    /// Slots with transitions for the listeners' thread to report.
+    kicks: mpsc::Sender<Weak<Slot>>,
 }
 
 /// The owner of the background work: dropping the last one stops it.
@@ -135,16 +129,17 @@ impl Hub {
             .enable_all()
             .build()
             .map_err(E::Runtime)?;
-        let (notices, inbox) = mpsc::channel::<Notice>();
+        let (kicks, inbox) = mpsc::channel::<Weak<Slot>>();
         std::thread::Builder::new()
             .name("breaker-redis-listeners".into())
             .spawn(move || {
-                for n in inbox {
+                for slot in inbox {
+                    let Some(slot) = slot.upgrade() else {
+                        continue;
+                    };
                     // A panicking listener is the breaker's to contain; the
                     // others still run, and so does this thread.
-                    let _ = catch_unwind(AssertUnwindSafe(|| {
-                        n.binding.notify_transition(n.old, n.new)
-                    }));
+                    let _ = catch_unwind(AssertUnwindSafe(|| slot.report_pending()));
                 }
             })
             .map_err(E::Runtime)?;
@@ -161,7 +156,7 @@ impl Hub {
             slots: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             next_op: AtomicU64::new(1),
-            notices,
+            kicks,
             cfg,
         });
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -213,13 +208,9 @@ impl Core {
         self.failed.load(Ordering::Acquire)
     }
 
-    /// Queues a transition for the listeners' thread.
-    pub(crate) fn notify(&self, binding: &Binding, old: State, new: State) {
-        let _ = self.notices.send(Notice {
-            binding: binding.clone(),
-            old,
-            new,
-        });
+    /// Asks the listeners' thread to report what `slot` has ready.
+    pub(crate) fn kick(&self, slot: Weak<Slot>) {
+        let _ = self.kicks.send(slot);
     }
 
     pub(crate) fn register(self: &Arc<Self>, slot: &Arc<Slot>) {
@@ -585,11 +576,9 @@ async fn perform(
             outcome: Some(outcome),
             ..
         }) => {
-            let (applied, responsible) = slot.absorb_own(op_id, before, after, outcome);
+            let applied = slot.absorb_own(op_id, before, after, outcome);
             if !handoff.deliver(Answer::Applied(applied)) {
-                if responsible {
-                    slot.announce_lost(&applied);
-                }
+                slot.announce_lost(&applied);
                 core.release_orphan(&slot, &applied).await;
             }
             return;

@@ -112,19 +112,30 @@
 //!
 //! # Listeners
 //!
-//! In the process that makes a transition, `state_change` runs on the
-//! calling thread, right after the change, as with any storage. Every other
-//! process sharing the breaker hears the transition too, from a background
-//! thread of its storage, as soon as its view learns of it. If the view
-//! skipped states (messages lost), they hear one change from the state they
-//! last knew to the current one. Switching to the fallback state and back
-//! is reported the same way. `before_call`, `success` and `failure` fire
-//! only in the process that made the call.
+//! Each process's listeners hear the transitions in the order its view saw
+//! them, each once, one at a time (a `state_change` never runs while
+//! another does). In the process that makes a transition, `state_change`
+//! runs on the calling thread, after the call's `success` or `failure`
+//! listeners, as with any storage; transitions its view learns of
+//! meanwhile (made by other processes) wait for it, and the caller reports
+//! them too. Every other process sharing the breaker hears the transition
+//! from a background thread of its storage as soon as its view learns of it
+//! (or from one of its own callers, after that caller's own transition). If
+//! the view skipped states (messages lost), they hear one change from the
+//! state they last knew to the current one. Switching to the fallback state
+//! and back is reported the same way. `before_call`, `success` and
+//! `failure` fire only in the process that made the call.
+//!
+//! So a listener that waits, inside `success` or `failure`, for a
+//! transition made elsewhere to be reported waits in vain: it is reported
+//! after the call's own. (A transition held that way for longer than ten
+//! seconds is reported without waiting for its caller any longer.)
 
 mod codec;
 mod handoff;
 mod hub;
 mod script;
+mod told;
 mod view;
 
 use std::fmt;
@@ -304,6 +315,22 @@ impl Storage for RedisStorage {
         })
     }
 
+    /// Reports the transition of this process's own operation in the order
+    /// the local view saw it: after every change it saw before, before any it
+    /// saw after (those wait for it, however long the call's `failure` or
+    /// `success` listeners take), together with whatever is ready behind it
+    /// unless another thread is reporting already (which then reports it).
+    /// A transition the view did not see in order (it had already moved
+    /// past it, or it was decided on a fallback the view no longer
+    /// followed) is not reported: the view reported the change it saw
+    /// instead.
+    fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
+        match self.slot.get() {
+            Some(slot) => slot.announce(applied, tell),
+            None => self.unbound.announce(applied, tell),
+        }
+    }
+
     /// Binds the storage to its breaker: keys its state by the breaker's
     /// name and reads it, waiting up to the connect timeout (less if Redis is
     /// known to be unreachable). A storage is bound once; later bindings are
@@ -313,7 +340,7 @@ impl Storage for RedisStorage {
         let key = state_key(&core.cfg.namespace, binding.name());
         let mut created = None;
         let slot = self.slot.get_or_init(|| {
-            let slot = Arc::new(Slot::new(Arc::clone(core), binding, key, !core.up()));
+            let slot = Slot::new(Arc::clone(core), binding, key, !core.up());
             created = Some(Arc::clone(&slot));
             slot
         });

@@ -3,25 +3,30 @@
 //! fallback state machine for when Redis cannot be used; and who tells the
 //! listeners about which transition.
 //!
-//! # Which transitions the storage reports
+//! # Which transitions the storage reports, and in what order
 //!
-//! A breaker reports the transitions its own operations make (from
-//! [`Applied`]). The storage reports, through [`Binding::notify_transition`],
-//! every other change of the state this process sees: transitions made by
-//! other processes, changes found by a read, and switches to and from the
-//! fallback state. It keeps `told`, the state the listeners know of, so that
-//! each change is reported once, by one of the two.
+//! Every change of the state this process sees is queued in `told` (see
+//! [`Told`]) under the slot's lock, in the order the view saw it, and
+//! reported in that order, once, one at a time: transitions made by this
+//! process's own operations (held for their caller, which reports them
+//! through [`Storage::announce`] after its `success` or `failure`
+//! listeners), transitions made by other processes, changes found by a
+//! read, and switches to and from the fallback state (reported, through
+//! [`Binding::notify_transition`], from the storage's listeners' thread, or
+//! by a caller that finds them behind its own).
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::codec::Stored;
 use super::hub::Core;
+use super::told::Told;
 use crate::memory::MemoryStorage;
 use crate::state::{Limits, Op, Outcome, Snapshot, State};
 use crate::storage::{Applied, Binding, Storage};
@@ -33,6 +38,8 @@ use crate::storage::{Applied, Binding, Storage};
 pub(crate) const FALLBACK_TAG: u64 = 1 << 62;
 
 pub(crate) struct Slot {
+    /// This slot, for the listeners' thread to find it.
+    me: Weak<Slot>,
     pub(crate) name: Arc<str>,
     pub(crate) key: String,
     pub(crate) core: Arc<Core>,
@@ -50,8 +57,11 @@ pub(crate) struct Slot {
 }
 
 struct Inner {
-    /// The state the listeners know of (or will, from the breaker).
-    told: State,
+    /// The changes of state seen and not yet reported, in order; its
+    /// `last()` is the state the listeners know of once they are.
+    told: Told,
+    /// The listeners' thread has been asked to report and has not started.
+    kicked: bool,
     /// The view has been read from Redis since the slot was made.
     synced: bool,
     /// The stored value is not a valid state.
@@ -64,18 +74,20 @@ struct Inner {
     ready: bool,
     /// Consecutive reads that found an older sequence than the view's.
     regressions: u8,
-    /// Operations whose callers wait for them, with the transition a pub/sub
-    /// message already showed for them.
-    waiting: HashMap<u64, Option<(State, State)>>,
+    /// Operations whose callers wait for them, with the generation of the
+    /// transition a pub/sub message already showed (and `told` holds) for
+    /// them.
+    waiting: HashMap<u64, Option<u64>>,
     /// The best clock-offset sample: its round trip and when it was taken.
     offset_rtt: Duration,
     offset_at: Option<Instant>,
 }
 
 impl Slot {
-    pub(crate) fn new(core: Arc<Core>, binding: Binding, key: String, down: bool) -> Self {
+    pub(crate) fn new(core: Arc<Core>, binding: Binding, key: String, down: bool) -> Arc<Self> {
         let fallback_state = core.cfg.fallback_state;
-        let slot = Slot {
+        let slot = Arc::new_cyclic(|me| Slot {
+            me: Weak::clone(me),
             name: binding.name().into(),
             key,
             binding,
@@ -93,7 +105,8 @@ impl Slot {
             offset_ms: AtomicI64::new(0),
             fallback: MemoryStorage::new(),
             inner: Mutex::new(Inner {
-                told: fallback_state,
+                told: Told::new(fallback_state),
+                kicked: false,
                 synced: false,
                 corrupt: false,
                 down,
@@ -106,7 +119,7 @@ impl Slot {
             }),
             ready: Condvar::new(),
             core,
-        };
+        });
         slot.seed_fallback();
         slot
     }
@@ -247,7 +260,13 @@ impl Slot {
         let mut inner = self.inner.lock();
         let applied = self.fallback.apply(untagged, limits);
         if self.on_fallback() {
-            inner.told = applied.after.state;
+            let (old, new) = (applied.before.state, applied.after.state);
+            self.hold(
+                &mut inner,
+                old,
+                new,
+                applied.after.generation | FALLBACK_TAG,
+            );
         }
         Applied {
             before: tag(applied.before),
@@ -285,13 +304,89 @@ impl Slot {
         self.tell(inner, new);
     }
 
-    /// Reports a change of state to `new` unless the listeners know it.
+    /// Queues the change of state to `new` for the listeners, unless they
+    /// know of it (or will).
     fn tell(&self, inner: &mut Inner, new: State) {
-        if inner.told != new {
-            if inner.observable {
-                self.core.notify(&self.binding, inner.told, new);
-            }
-            inner.told = new;
+        if inner.observable {
+            inner.told.push(new);
+            self.wake(inner);
+        } else {
+            inner.told.assume(new);
+        }
+    }
+
+    /// Queues this process's own transition `old -> new`, which left
+    /// generation `key` (tagged on the fallback), held for its caller to
+    /// report through [`announce`](Self::announce).
+    fn hold(&self, inner: &mut Inner, old: State, new: State, key: u64) {
+        if inner.observable {
+            inner.told.hold(old, new, key, Instant::now());
+            self.wake(inner);
+        } else {
+            inner.told.assume(new);
+        }
+    }
+
+    /// Lets the transition held under `key` be reported by whoever reports
+    /// next: its caller left without reporting it.
+    fn release(&self, inner: &mut Inner, key: u64) {
+        if inner.told.release(key) {
+            self.wake(inner);
+        }
+    }
+
+    /// Asks the listeners' thread to report what is ready, if nobody is
+    /// reporting and it has not been asked yet.
+    fn wake(&self, inner: &mut Inner) {
+        if !inner.kicked && inner.told.wants_reporter(Instant::now()) {
+            inner.kicked = true;
+            self.core.kick(Weak::clone(&self.me));
+        }
+    }
+
+    /// Reports what `told` has ready, in order, through `tell`, unless
+    /// another thread is reporting (it reports it then). Every change is
+    /// reported even if `tell` panics; the first panic is resumed after.
+    fn report(&self, mut inner: MutexGuard<'_, Inner>, tell: &mut dyn FnMut(State, State)) {
+        if !inner.told.start() {
+            return;
+        }
+        let mut first_panic = None;
+        while let Some((old, new)) = inner.told.next(Instant::now()) {
+            MutexGuard::unlocked(&mut inner, || {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| tell(old, new))) {
+                    first_panic.get_or_insert(panic);
+                }
+            });
+        }
+        drop(inner);
+        if let Some(panic) = first_panic {
+            resume_unwind(panic);
+        }
+    }
+
+    /// The listeners' thread: reports what is ready to the breaker's
+    /// listeners.
+    pub(crate) fn report_pending(&self) {
+        let mut inner = self.inner.lock();
+        inner.kicked = false;
+        self.report(inner, &mut |old, new| {
+            self.binding.notify_transition(old, new);
+        });
+    }
+
+    /// The breaker reports what its own operation did ([`Storage::announce`]):
+    /// the transition held for it, then whatever is ready behind it, through
+    /// `tell`. Nothing if the transition was not held: it was not in the
+    /// view's order (the view had moved past it, or did not follow the state
+    /// it was made on), or its hold lapsed and it has been reported.
+    pub(crate) fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
+        if applied.before.state == applied.after.state {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        if inner.told.release(applied.after.generation) {
+            self.report(inner, tell);
         }
     }
 
@@ -315,10 +410,12 @@ impl Slot {
         self.settle(&mut inner);
     }
 
-    /// A connection attempt failed: `bind` need not wait any longer.
+    /// A connection attempt failed: `bind` need not wait any longer. (Also
+    /// a regular look at a hold that may have lapsed while Redis is away.)
     pub(crate) fn attempt_failed(&self) {
         let mut inner = self.inner.lock();
         self.set_ready(&mut inner);
+        self.wake(&mut inner);
     }
 
     /// The stored value is not a valid state: decide on the fallback until a
@@ -373,6 +470,8 @@ impl Slot {
             self.tell(&mut inner, state);
         }
         self.settle(&mut inner);
+        // Every resync interval: a hold that lapsed is reported.
+        self.wake(&mut inner);
     }
 
     /// A pub/sub message: the state after a write by `origin` (this hub's
@@ -388,12 +487,13 @@ impl Slot {
         }
         match own_op.and_then(|id| inner.waiting.get(&id).map(|_| id)) {
             Some(id) => {
-                // This process's own write, whose reply is on its way: the
-                // breaker reports `before -> after`; anything before that
-                // happened elsewhere.
-                self.tell(&mut inner, before);
-                inner.told = s.state;
-                inner.waiting.insert(id, Some((before, s.state)));
+                // This process's own write, whose reply is on its way: held
+                // for the breaker to report `before -> after`; anything
+                // before that happened elsewhere.
+                self.hold(&mut inner, before, s.state, s.generation);
+                if before != s.state {
+                    inner.waiting.insert(id, Some(s.generation));
+                }
             }
             None => self.tell(&mut inner, s.state),
         }
@@ -404,10 +504,10 @@ impl Slot {
         self.inner.lock().waiting.insert(op_id, None);
     }
 
-    /// The reply to this process's operation `op_id`. Returns the result in
-    /// the breaker's frame, and whether its caller was still waiting (then
-    /// the breaker reports the transition, or [`announce_lost`] does if the
-    /// caller leaves before taking it).
+    /// The reply to this process's operation `op_id` (0: one nobody waits
+    /// for), in the breaker's frame. If its caller still waits, the
+    /// transition it made is held for the breaker to report (or
+    /// [`announce_lost`] to release if the caller leaves before taking it).
     ///
     /// [`announce_lost`]: Self::announce_lost
     pub(crate) fn absorb_own(
@@ -416,7 +516,7 @@ impl Slot {
         before: Stored,
         after: Stored,
         outcome: Outcome,
-    ) -> (Applied, bool) {
+    ) -> Applied {
         let mut inner = self.inner.lock();
         let waiting = inner.waiting.remove(&op_id);
         let newer = after.seq > self.view.load().seq;
@@ -427,35 +527,36 @@ impl Slot {
         inner.synced = true;
         inner.corrupt = false;
         let shared = was_synced && !self.on_fallback();
-        match waiting {
-            Some(None) if newer && shared => {
-                self.tell(&mut inner, before.state);
-                inner.told = after.state;
+        // Only a write newer than the view is in its order: an older one has
+        // been told already (its message held it) or the view moved past it.
+        if newer && shared {
+            match waiting {
+                Some(None) => self.hold(&mut inner, before.state, after.state, after.generation),
+                _ => {
+                    self.tell(&mut inner, before.state);
+                    self.tell(&mut inner, after.state);
+                }
             }
-            Some(_) => {}
-            None if newer && shared => self.tell(&mut inner, after.state),
-            None => {}
         }
         self.settle(&mut inner);
-        (self.applied(&before, &after, outcome), waiting.is_some())
+        self.applied(&before, &after, outcome)
     }
 
     /// The caller of operation `op_id` stopped waiting before its reply: if a
-    /// message already showed its transition, report it now.
+    /// message already showed (and held) its transition, let it be reported.
     pub(crate) fn abandon(&self, op_id: u64) {
         let mut inner = self.inner.lock();
-        if let Some(Some((old, new))) = inner.waiting.remove(&op_id) {
-            if old != new && inner.observable {
-                self.core.notify(&self.binding, old, new);
-            }
+        if let Some(Some(key)) = inner.waiting.remove(&op_id) {
+            self.release(&mut inner, key);
         }
     }
 
-    /// A result the breaker will never see: report its transition.
+    /// A result the breaker will never see: let the transition held for it
+    /// be reported.
     pub(crate) fn announce_lost(&self, applied: &Applied) {
-        let (old, new) = (applied.before.state, applied.after.state);
-        if old != new && self.inner.lock().observable {
-            self.core.notify(&self.binding, old, new);
+        if applied.before.state != applied.after.state {
+            let mut inner = self.inner.lock();
+            self.release(&mut inner, applied.after.generation);
         }
     }
 }
@@ -481,5 +582,227 @@ mod tests {
         assert_eq!(shift(1_000, -250), Duration::from_millis(1_250));
         assert_eq!(shift(10, 250), Duration::ZERO);
         assert_eq!(shift(u64::MAX, i64::MIN), Duration::from_millis(u64::MAX));
+    }
+
+    // ---- the order of reports, driven through the slot ----
+
+    use crate::redis::RedisStorage;
+    use crate::{CircuitBreaker, Error, Failure, Listener};
+
+    type Hook = Box<dyn FnOnce() + Send>;
+
+    /// Records the events it hears; runs a hook in the first `failure`.
+    #[derive(Default)]
+    struct Recorder {
+        log: Mutex<Vec<String>>,
+        on_failure: Mutex<Option<Hook>>,
+    }
+
+    impl Listener for Recorder {
+        fn failure(&self, _: &CircuitBreaker, _: &Failure<'_>) {
+            self.log.lock().push("failure".into());
+            if let Some(hook) = self.on_failure.lock().take() {
+                hook();
+            }
+        }
+        fn state_change(&self, _: &CircuitBreaker, old: State, new: State) {
+            self.log.lock().push(format!("{old}->{new}"));
+        }
+    }
+
+    impl Recorder {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.log.lock())
+        }
+
+        /// Waits (up to 5 s) until `n` events are recorded; what it heard.
+        fn wait_for(&self, n: usize) -> Vec<String> {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.log.lock().len() < n && Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            self.take()
+        }
+    }
+
+    /// A breaker on a Redis nobody listens at: its slot decides on the
+    /// fallback (closed), and only the test changes what the view sees.
+    fn offline(fail_max: u32) -> (CircuitBreaker, Arc<Slot>, Arc<Recorder>) {
+        let storage = Arc::new(
+            RedisStorage::builder("redis://127.0.0.1:1/")
+                .connect_timeout(Duration::from_millis(100))
+                .command_timeout(Duration::from_millis(100))
+                .build()
+                .unwrap(),
+        );
+        let recorder = Arc::new(Recorder::default());
+        let cb = CircuitBreaker::builder("offline")
+            .fail_max(fail_max)
+            .listener_arc(Arc::clone(&recorder) as Arc<dyn Listener>)
+            .storage(Arc::clone(&storage))
+            .build();
+        let slot = Arc::clone(storage.slot.get().expect("bound"));
+        assert!(slot.on_fallback());
+        (cb, slot, recorder)
+    }
+
+    fn stored(state: State, generation: u64, seq: u64) -> Stored {
+        Stored {
+            state,
+            generation,
+            fail_counter: 0,
+            success_counter: 0,
+            trial_until_ms: 0,
+            opened_at_ms: if state == State::Open { 1 } else { 0 },
+            seq,
+        }
+    }
+
+    /// Redis answers again, with `s`: the slot follows the shared state.
+    fn reconnect(slot: &Slot, s: Stored) {
+        slot.absorb_read(s);
+        slot.set_down(false, slot.core.epoch());
+        assert!(!slot.on_fallback());
+    }
+
+    fn queued(slot: &Slot) -> usize {
+        slot.inner.lock().told.queued()
+    }
+
+    #[test]
+    fn a_change_seen_while_the_callers_listeners_run_is_heard_after_its_own() {
+        let (cb, slot, recorder) = offline(1);
+        let during = Arc::clone(&slot);
+        *recorder.on_failure.lock() = Some(Box::new(move || {
+            // The failure tripped the fallback (closed -> open); its
+            // listeners are running when Redis answers again, closed.
+            reconnect(&during, stored(State::Closed, 1, 10));
+            // Queued behind the caller's own transition, not reported.
+            assert_eq!(queued(&during), 2);
+            assert!(!during.inner.lock().kicked);
+        }));
+        let r = cb.call(|| Err::<(), _>("boom"));
+        assert!(matches!(r, Err(Error::Tripped(_, "boom"))), "{r:?}");
+        // Both reported by the caller, its own first, before it returned.
+        assert_eq!(recorder.take(), ["failure", "closed->open", "open->closed"]);
+        assert_eq!(queued(&slot), 0);
+        assert_eq!(cb.current_state(), State::Closed);
+    }
+
+    #[test]
+    fn an_own_write_shown_by_its_message_is_held_for_the_caller() {
+        let (cb, slot, recorder) = offline(1);
+        reconnect(&slot, stored(State::Closed, 1, 10));
+        // This process's failure trips the circuit: its message comes before
+        // its reply, then another process's reset.
+        slot.begin(42);
+        slot.absorb_message(Some(42), State::Closed, stored(State::Open, 2, 11));
+        slot.absorb_message(None, State::Open, stored(State::Closed, 3, 12));
+        let applied = slot.absorb_own(
+            42,
+            stored(State::Closed, 1, 10),
+            stored(State::Open, 2, 11),
+            Outcome::Counted {
+                tripped: Some(crate::Reason::FailureThreshold),
+            },
+        );
+        assert_eq!(queued(&slot), 2);
+        assert!(recorder.take().is_empty());
+        // The breaker reports: its own change, then the one behind it.
+        let mut heard = Vec::new();
+        slot.announce(&applied, &mut |old, new| heard.push((old, new)));
+        assert_eq!(
+            heard,
+            [(State::Closed, State::Open), (State::Open, State::Closed)]
+        );
+        // Reported once: a second report finds nothing held.
+        slot.announce(&applied, &mut |_, _| panic!("reported twice"));
+        assert_eq!(queued(&slot), 0);
+        drop(cb);
+    }
+
+    #[test]
+    fn a_caller_that_stops_waiting_releases_its_transition() {
+        let (_cb, slot, recorder) = offline(1);
+        reconnect(&slot, stored(State::Closed, 1, 10));
+        slot.begin(7);
+        slot.absorb_message(Some(7), State::Closed, stored(State::Open, 2, 11));
+        slot.absorb_message(None, State::Open, stored(State::HalfOpen, 3, 12));
+        assert_eq!(queued(&slot), 2);
+        // Its reply never came in time.
+        slot.abandon(7);
+        assert_eq!(recorder.wait_for(2), ["closed->open", "open->half-open"]);
+        // The reply comes late: nothing more to report.
+        slot.absorb_own(
+            7,
+            stored(State::Closed, 1, 10),
+            stored(State::Open, 2, 11),
+            Outcome::Counted { tripped: None },
+        );
+        assert_eq!(queued(&slot), 0);
+    }
+
+    #[test]
+    fn a_result_nobody_takes_releases_its_transition() {
+        let (_cb, slot, recorder) = offline(1);
+        reconnect(&slot, stored(State::Closed, 1, 10));
+        // The reply comes first this time, then another process's write.
+        slot.begin(9);
+        let applied = slot.absorb_own(
+            9,
+            stored(State::Closed, 1, 10),
+            stored(State::Open, 2, 11),
+            Outcome::Counted { tripped: None },
+        );
+        slot.absorb_message(Some(9), State::Closed, stored(State::Open, 2, 11));
+        slot.absorb_message(None, State::Open, stored(State::Closed, 3, 12));
+        assert_eq!(queued(&slot), 2);
+        // Its caller left before taking it (a dropped future).
+        slot.announce_lost(&applied);
+        assert_eq!(recorder.wait_for(2), ["closed->open", "open->closed"]);
+    }
+
+    #[test]
+    fn changes_learnt_in_the_background_are_reported_in_order() {
+        let (_cb, slot, recorder) = offline(1);
+        reconnect(&slot, stored(State::Closed, 1, 10));
+        for (seq, (before, after)) in [
+            (State::Closed, State::Open),
+            (State::Open, State::HalfOpen),
+            (State::HalfOpen, State::Closed),
+            (State::Closed, State::Open),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            slot.absorb_message(None, before, stored(after, 2 + seq as u64, 11 + seq as u64));
+        }
+        assert_eq!(
+            recorder.wait_for(4),
+            [
+                "closed->open",
+                "open->half-open",
+                "half-open->closed",
+                "closed->open"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fallback_transition_the_view_no_longer_follows_is_not_reported() {
+        let (_cb, slot, recorder) = offline(1);
+        reconnect(&slot, stored(State::Closed, 1, 10));
+        // A call admitted on the fallback fails after the switch back.
+        let limits = Limits {
+            fail_max: 1,
+            success_threshold: 1,
+            reset_timeout: Duration::from_secs(60),
+            now: slot.now(),
+        };
+        let applied = slot.apply_fallback(Op::Force(State::Open), &limits);
+        assert_ne!(applied.before.state, applied.after.state);
+        slot.announce(&applied, &mut |_, _| panic!("not in the view's order"));
+        assert_eq!(queued(&slot), 0);
+        assert!(recorder.take().is_empty());
     }
 }
