@@ -21,7 +21,7 @@ pub use inventory;
 
 use crate::breaker::{Builder, CircuitBreaker};
 use crate::error::{CircuitBreakerError, Error};
-use crate::exclude::{chain_find, container_view};
+use crate::exclude::{chain_find, container_view, is_container};
 use crate::future::GuardedFuture;
 use crate::iter::GuardedIter;
 
@@ -360,8 +360,12 @@ pub trait ViewAny<'a> {
 }
 
 impl<'a, E: 'static> ViewAny<'a> for Wrap<'a, E> {
+    #[inline(always)]
     fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)> {
-        container_view(self.0)
+        match is_container::<E>() {
+            true => container_view(self.0),
+            false => None,
+        }
     }
 }
 
