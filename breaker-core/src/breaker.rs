@@ -235,28 +235,16 @@ impl CircuitBreaker {
     /// Adds a listener at the end of the list.
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
         let _edit = self.edit();
-        let mut list = Vec::clone(&self.shared.listeners.load());
-        list.push(listener);
-        self.shared.listeners.store(Arc::new(list));
-        self.shared.listening.store(true, Ordering::Release);
+        push(&self.shared.listeners, &self.shared.listening, listener);
     }
 
     /// Removes `listener` (compared by identity); returns whether it was there.
     pub fn remove_listener(&self, listener: &Arc<dyn Listener>) -> bool {
         let target = Arc::as_ptr(listener) as *const ();
         let _edit = self.edit();
-        let previous = self.shared.listeners.load();
-        let list: Vec<_> = previous
-            .iter()
-            .filter(|l| Arc::as_ptr(l) as *const () != target)
-            .cloned()
-            .collect();
-        let removed = list.len() != previous.len();
-        self.shared
-            .listening
-            .store(!list.is_empty(), Ordering::Release);
-        self.shared.listeners.store(Arc::new(list));
-        removed
+        remove(&self.shared.listeners, &self.shared.listening, |l| {
+            Arc::as_ptr(l) as *const () == target
+        })
     }
 
     /// Held while editing the listeners or the exclusions.
@@ -290,28 +278,16 @@ impl CircuitBreaker {
 
     fn add_exclusion(&self, exclusion: Exclusion) {
         let _edit = self.edit();
-        let mut list = Vec::clone(&self.shared.exclusions.load());
-        list.push(exclusion);
-        self.shared.exclusions.store(Arc::new(list));
-        self.shared.excluding.store(true, Ordering::Release);
+        push(&self.shared.exclusions, &self.shared.excluding, exclusion);
     }
 
     /// Stops excluding errors of type `E` (added with `exclude::<E>()` or
     /// `add_excluded::<E>()`); returns whether it was excluded.
     pub fn remove_excluded<E: 'static>(&self) -> bool {
         let _edit = self.edit();
-        let previous = self.shared.exclusions.load();
-        let list: Vec<_> = previous
-            .iter()
-            .filter(|x| !x.is_type::<E>())
-            .cloned()
-            .collect();
-        let removed = list.len() != previous.len();
-        self.shared
-            .excluding
-            .store(!list.is_empty(), Ordering::Release);
-        self.shared.exclusions.store(Arc::new(list));
-        removed
+        remove(&self.shared.exclusions, &self.shared.excluding, |x| {
+            x.is_type::<E>()
+        })
     }
 
     // ---- the machinery behind `call` and `call_async` ----
@@ -577,6 +553,30 @@ impl CircuitBreaker {
         let list = self.shared.exclusions.load();
         list.iter().any(|x| x.matches(any, as_error))
     }
+}
+
+/// Appends `item` to `list` and sets its `non_empty` flag. The caller holds
+/// the breaker's edit lock.
+fn push<T: Clone>(list: &ArcSwap<Vec<T>>, non_empty: &AtomicBool, item: T) {
+    let mut items = Vec::clone(&list.load());
+    items.push(item);
+    list.store(Arc::new(items));
+    non_empty.store(true, Ordering::Release);
+}
+
+/// Removes the items of `list` that match, setting its `non_empty` flag from
+/// what is left; whether any did. The caller holds the breaker's edit lock.
+fn remove<T: Clone>(
+    list: &ArcSwap<Vec<T>>,
+    non_empty: &AtomicBool,
+    matches: impl Fn(&T) -> bool,
+) -> bool {
+    let previous = list.load();
+    let kept: Vec<T> = previous.iter().filter(|x| !matches(x)).cloned().collect();
+    let removed = kept.len() != previous.len();
+    non_empty.store(!kept.is_empty(), Ordering::Release);
+    list.store(Arc::new(kept));
+    removed
 }
 
 pub(crate) enum Precheck {
