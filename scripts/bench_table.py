@@ -4,7 +4,7 @@ import os
 import platform
 import subprocess
 
-ROOT = "target/criterion"
+ROOT = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "criterion")
 
 
 def median(group, bench=None):
@@ -42,18 +42,23 @@ out = []
 out.append(f"Measured on {cpu()}, {os.cpu_count()} cores, {rustc()}; median ns per call, ")
 out.append("criterion, one run for every row (`scripts/bench`).\n\n")
 
-rows = [("bare call (no breaker)", "bare"), ("`CircuitBreaker::call`", "breaker_call"),
-        ("`#[circuit_breaker]`", "breaker_attribute"), ("`call_async` (polled, no runtime)", "breaker_call_async"),
-        ("failsafe (consecutive failures)", "failsafe"), ("recloser (defaults)", "recloser")]
-out.append("**Closed state, successful call**\n\n| | ns/call | vs bare |\n|---|---:|---:|\n")
-bare = median("closed_success", "bare")
-for label, key in rows:
-    ns = median("closed_success", key)
-    extra = "" if ns is None or bare is None else f"+{ns - bare:.2f} ns"
-    out.append(f"| {label} | {fmt(ns)} | {extra} |\n")
-ours = median("closed_success", "breaker_call")
-out.append(f"\n`call` is {ratio(ours, median('closed_success', 'failsafe'))} faster than failsafe "
-           f"and {ratio(ours, median('closed_success', 'recloser'))} faster than recloser.\n\n")
+rows = [("bare call (no breaker)", "bare", "bare"),
+        ("`CircuitBreaker::call`", "breaker_call", "bare"),
+        ("`#[circuit_breaker]`", "breaker_attribute", "bare"),
+        ("bare `async` block (polled, no runtime)", "bare_async", "bare_async"),
+        ("`call_async` (polled, no runtime)", "breaker_call_async", "bare_async"),
+        ("failsafe (consecutive failures)", "failsafe", "bare"),
+        ("recloser (defaults)", "recloser", "bare")]
+fs1, rc1 = median("closed_success", "failsafe"), median("closed_success", "recloser")
+out.append("**Closed state, successful call**\n\n")
+out.append("| | ns/call | vs its bare call | failsafe / this | recloser / this |\n|---|---:|---:|---:|---:|\n")
+for label, key, base in rows:
+    ns, b = median("closed_success", key), median("closed_success", base)
+    extra = "" if ns is None or b is None or key == base else f"{ns - b:+.2f} ns"
+    ours_row = key.startswith("breaker")
+    out.append(f"| {label} | {fmt(ns)} | {extra} | {ratio(ns, fs1) if ours_row else ''} | "
+               f"{ratio(ns, rc1) if ours_row else ''} |\n")
+out.append("\n")
 
 out.append("**Threads sharing one breaker** (wall time / all calls; lower is more throughput)\n\n")
 out.append("| threads | bare | `call` | failsafe | recloser | `call` scaling vs 1 thread |\n|---:|---:|---:|---:|---:|---:|\n")
@@ -80,4 +85,40 @@ out.append("| | memory | `RedisStorage` | naive: GET per read (pybreaker's patte
 out.append(f"| closed-state success (ns) | {fmt(median('redis_success', 'memory'))} | {fmt(median('redis_success', 'redis_storage'))} | "
            f"{fmt(median('redis_success', 'naive_get_per_call'))} |\n")
 out.append(f"| failure (ns) | {fmt(median('redis_failure', 'memory'))} | {fmt(median('redis_failure', 'redis_storage'))} | |\n")
+
+# The targets of issue 5, as ratios in this run.
+def cell(ok):
+    return "holds" if ok else "**missed**"
+
+
+call1 = median("closed_success", "breaker_call")
+bare1 = median("closed_success", "bare")
+attr1 = median("closed_success", "breaker_attribute")
+async1, bare_async1 = median("closed_success", "breaker_call_async"), median("closed_success", "bare_async")
+t1, t2 = median("threads_1", "breaker_call"), median("threads_2", "breaker_call")
+peers2 = [x for x in (median("threads_2", "failsafe"), median("threads_2", "recloser")) if x]
+reject = median("open_rejection", "breaker_call")
+targets = []
+if None not in (call1, bare1, attr1, async1, bare_async1):
+    worst = max(call1 - bare1, attr1 - bare1, async1 - bare_async1)
+    targets.append(("closed-state success within 2 ns of the bare call (`call`, attribute, `call_async`)",
+                    f"+{call1 - bare1:.2f} / +{attr1 - bare1:.2f} / +{async1 - bare_async1:.2f} ns", worst <= 2))
+if call1 and fs1 and rc1:
+    r = min(fs1, rc1) / call1
+    targets.append(("≥ 4× faster than the faster peer, 1 thread", f"{r:.1f}×", r >= 4))
+if t2 and peers2:
+    r = min(peers2) / t2
+    targets.append(("≥ 10× faster than the faster peer, 2 threads", f"{r:.1f}×", r >= 10))
+if t1 and t2:
+    r = t1 / t2
+    targets.append(("2 threads on one breaker: ≥ 1.8× the 1-thread throughput", f"{r:.2f}×", r >= 1.8))
+if reject and call1:
+    clock = median("open_rejection", "coarse_clock_read")
+    note = f"{reject:.2f} vs {call1:.2f} ns" + (f" (a coarse clock read alone: {clock:.2f} ns)" if clock else "")
+    targets.append(("rejection at least as fast as a closed-state success", note, reject <= call1))
+if targets:
+    out.append("\n**Targets** (issue 5, ratios within this run)\n\n| target | measured | |\n|---|---|---|\n")
+    for label, measured, ok in targets:
+        out.append(f"| {label} | {measured} | {cell(ok)} |\n")
+    out.append("| zero heap allocations on the success and rejection paths | enforced by `tests/zero_alloc.rs` | holds |\n")
 print("".join(out), end="")

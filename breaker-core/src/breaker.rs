@@ -21,7 +21,7 @@ use crate::listener::Listener;
 use crate::memory::{self, MemoryStorage};
 use crate::state::{Limits, Op, Outcome, Reason, Snapshot, State};
 use crate::storage::{Applied, Binding, Storage};
-use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// Where the state lives: the default storage is matched directly so its hot
 /// path inlines to a single atomic load; any other goes through the trait.
@@ -42,9 +42,17 @@ pub(crate) struct Shared {
     success_threshold: AtomicU32,
     reset_timeout_ns: AtomicU64,
     throw_on_trip: AtomicBool,
+    /// Whether `listeners` is not empty: the hot path reads this flag, not
+    /// the list.
     listening: AtomicBool,
     listeners: ArcSwap<Vec<Arc<dyn Listener>>>,
+    /// Whether `exclusions` is not empty: a failure reads this flag first.
+    excluding: AtomicBool,
     exclusions: ArcSwap<Vec<Exclusion>>,
+    /// Serialises edits of the two lists, so each flag is set from the list
+    /// its own edit left: two racing edits setting flags from their own
+    /// views could leave `listening` false over a non-empty list.
+    edits: Mutex<()>,
 }
 
 /// A circuit breaker: calls go through it, and once a dependency fails
@@ -226,28 +234,26 @@ impl CircuitBreaker {
 
     /// Adds a listener at the end of the list.
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
-        self.shared.listeners.rcu(|list| {
-            let mut list = Vec::clone(list);
-            list.push(Arc::clone(&listener));
-            list
-        });
-        self.shared.listening.store(true, Ordering::Release);
+        let _edit = self.edit();
+        push(&self.shared.listeners, &self.shared.listening, listener);
     }
 
     /// Removes `listener` (compared by identity); returns whether it was there.
     pub fn remove_listener(&self, listener: &Arc<dyn Listener>) -> bool {
         let target = Arc::as_ptr(listener) as *const ();
-        let previous = self.shared.listeners.rcu(|list| {
-            list.iter()
-                .filter(|l| Arc::as_ptr(l) as *const () != target)
-                .cloned()
-                .collect::<Vec<_>>()
-        });
-        let now_empty = self.shared.listeners.load().is_empty();
-        self.shared.listening.store(!now_empty, Ordering::Release);
-        previous
-            .iter()
-            .any(|l| Arc::as_ptr(l) as *const () == target)
+        let _edit = self.edit();
+        remove(&self.shared.listeners, &self.shared.listening, |l| {
+            Arc::as_ptr(l) as *const () == target
+        })
+    }
+
+    /// Held while editing the listeners or the exclusions.
+    fn edit(&self) -> MutexGuard<'_, ()> {
+        // Nothing panics while it is held.
+        self.shared
+            .edits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The listeners, in the order they run.
@@ -271,51 +277,51 @@ impl CircuitBreaker {
     }
 
     fn add_exclusion(&self, exclusion: Exclusion) {
-        self.shared.exclusions.rcu(|list| {
-            let mut list = Vec::clone(list);
-            list.push(exclusion.clone());
-            list
-        });
+        let _edit = self.edit();
+        push(&self.shared.exclusions, &self.shared.excluding, exclusion);
     }
 
     /// Stops excluding errors of type `E` (added with `exclude::<E>()` or
     /// `add_excluded::<E>()`); returns whether it was excluded.
     pub fn remove_excluded<E: 'static>(&self) -> bool {
-        let previous = self.shared.exclusions.rcu(|list| {
-            list.iter()
-                .filter(|x| !x.is_type::<E>())
-                .cloned()
-                .collect::<Vec<_>>()
-        });
-        previous.iter().any(|x| x.is_type::<E>())
+        let _edit = self.edit();
+        remove(&self.shared.exclusions, &self.shared.excluding, |x| {
+            x.is_type::<E>()
+        })
     }
 
     // ---- the machinery behind `call` and `call_async` ----
 
     pub(crate) fn limits(&self) -> Limits {
+        self.limits_at(self.shared.clock.now())
+    }
+
+    fn limits_at(&self, now: Duration) -> Limits {
         Limits {
             fail_max: self.fail_max(),
             success_threshold: self.success_threshold(),
             reset_timeout: self.reset_timeout(),
-            now: self.shared.clock.now(),
+            now,
         }
     }
 
     pub(crate) fn apply(&self, op: Op) -> Applied {
-        let limits = self.limits();
         match &self.shared.backend {
-            Backend::Memory(m) => m.apply(op, &limits),
-            Backend::Custom(s) => s.apply(op, &limits),
+            // The memory storage reads the clock only for the operations
+            // whose outcome depends on it.
+            Backend::Memory(m) => m.apply_timed(op, &self.limits_at(Duration::ZERO), || {
+                self.shared.clock.now()
+            }),
+            Backend::Custom(s) => s.apply(op, &self.limits()),
         }
     }
 
     /// `op` applied at once on the memory storage, or a custom storage's
     /// future of it (for `call_async`, which must not block).
     pub(crate) fn applying(&self, op: Op) -> Applying<'_> {
-        let limits = self.limits();
         match &self.shared.backend {
-            Backend::Memory(m) => Applying::Now(m.apply(op, &limits)),
-            Backend::Custom(s) => Applying::Later(s.apply_async(op, limits)),
+            Backend::Memory(_) => Applying::Now(self.apply(op)),
+            Backend::Custom(s) => Applying::Later(s.apply_async(op, self.limits())),
         }
     }
 
@@ -323,13 +329,21 @@ impl CircuitBreaker {
     /// said no: either a decision or the need to apply `Op::Admit`.
     #[inline(always)]
     pub(crate) fn precheck_after_closed(&self) -> Precheck {
-        if let Backend::Memory(m) = &self.shared.backend {
-            let word = m.word();
-            if memory::word_state(word) == State::Open {
-                return self.precheck_open(m, word);
-            }
+        match self.open_rejection() {
+            Some(retry_nanos) => Precheck::Rejected(self.open_error(retry_nanos)),
+            None => self.precheck_slow(),
         }
-        self.precheck_slow()
+    }
+
+    /// The rejection of an open circuit, built where the caller returns it.
+    #[inline(always)]
+    pub(crate) fn open_error(&self, retry_nanos: u64) -> CircuitBreakerError {
+        CircuitBreakerError::with_retry_nanos(
+            self.shared.name,
+            State::Open,
+            Reason::TimeoutNotElapsed,
+            retry_nanos,
+        )
     }
 
     /// The hot path: a closed circuit on the memory storage admits on one
@@ -348,38 +362,38 @@ impl CircuitBreaker {
         None
     }
 
-    /// An open circuit on the memory storage: rejected in integer
-    /// nanoseconds on the coarse clock while the deadline is far.
-    #[inline]
-    fn precheck_open(&self, m: &MemoryStorage, word: u64) -> Precheck {
+    /// An open circuit on the memory storage far from its deadline: the
+    /// nanoseconds left, decided in integers on the coarse clock. `None`
+    /// for every other case, which [`precheck_slow`](Self::precheck_slow)
+    /// decides.
+    #[inline(always)]
+    pub(crate) fn open_rejection(&self) -> Option<u64> {
+        let Backend::Memory(m) = &self.shared.backend else {
+            return None;
+        };
+        let word = m.word();
+        if memory::word_state(word) != State::Open {
+            return None;
+        }
         let timeout = self.shared.reset_timeout_ns.load(Ordering::Relaxed);
-        let retry_after = match m.opened_ms(word) {
+        match m.opened_ms(word) {
             Some(ms) => {
                 let deadline = ms.saturating_mul(1_000_000).saturating_add(timeout);
                 let (now, lag) = self.shared.clock.coarse_nanos();
                 let left = deadline.saturating_sub(now);
-                if left <= lag {
-                    return self.precheck_slow();
-                }
-                left
+                (left > lag).then_some(left)
             }
+            // Opened an instant ago; its opener is about to publish when.
+            None if m.word() == word => Some(timeout),
             // The time read is another generation's: the state moved on
             // since `word` was read.
-            None if m.word() != word => return self.precheck_slow(),
-            // Opened an instant ago; its opener is about to publish when.
-            None => timeout,
-        };
-        Precheck::Rejected(CircuitBreakerError::with_retry_nanos(
-            self.shared.name,
-            State::Open,
-            Reason::TimeoutNotElapsed,
-            retry_after,
-        ))
+            None => None,
+        }
     }
 
     #[cold]
     #[inline(never)]
-    fn precheck_slow(&self) -> Precheck {
+    pub(crate) fn precheck_slow(&self) -> Precheck {
         let snap = self.snapshot();
         match snap.state {
             State::Closed => Precheck::Admitted(Ticket {
@@ -543,9 +557,36 @@ impl CircuitBreaker {
         any: &dyn Any,
         as_error: Option<&(dyn StdError + 'static)>,
     ) -> bool {
+        if !self.shared.excluding.load(Ordering::Acquire) {
+            return false;
+        }
         let list = self.shared.exclusions.load();
         list.iter().any(|x| x.matches(any, as_error))
     }
+}
+
+/// Appends `item` to `list` and sets its `non_empty` flag. The caller holds
+/// the breaker's edit lock.
+fn push<T: Clone>(list: &ArcSwap<Vec<T>>, non_empty: &AtomicBool, item: T) {
+    let mut items = Vec::clone(&list.load());
+    items.push(item);
+    list.store(Arc::new(items));
+    non_empty.store(true, Ordering::Release);
+}
+
+/// Removes the items of `list` that match, setting its `non_empty` flag from
+/// what is left; whether any did. The caller holds the breaker's edit lock.
+fn remove<T: Clone>(
+    list: &ArcSwap<Vec<T>>,
+    non_empty: &AtomicBool,
+    matches: impl Fn(&T) -> bool,
+) -> bool {
+    let previous = list.load();
+    let kept: Vec<T> = previous.iter().filter(|x| !matches(x)).cloned().collect();
+    let removed = kept.len() != previous.len();
+    non_empty.store(!kept.is_empty(), Ordering::Release);
+    list.store(Arc::new(kept));
+    removed
 }
 
 pub(crate) enum Precheck {
@@ -703,6 +744,7 @@ impl Builder {
         let fail_max = check_fail_max(self.fail_max)?;
         let success_threshold = check_success_threshold(self.success_threshold)?;
         let listening = !self.listeners.is_empty();
+        let excluding = !self.exclusions.is_empty();
         let backend = self
             .storage
             .unwrap_or(Backend::Memory(MemoryStorage::new()));
@@ -723,7 +765,9 @@ impl Builder {
             throw_on_trip: AtomicBool::new(self.throw_on_trip),
             listening: AtomicBool::new(listening),
             listeners: ArcSwap::from_pointee(self.listeners),
+            excluding: AtomicBool::new(excluding),
             exclusions: ArcSwap::from_pointee(self.exclusions),
+            edits: Mutex::new(()),
         });
         if let Backend::Custom(storage) = &shared.backend {
             storage.bind(Binding {

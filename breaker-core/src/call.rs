@@ -8,7 +8,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use crate::breaker::{CircuitBreaker, Precheck, Ticket};
 use crate::error::{CircuitBreakerError, Error};
-use crate::exclude::container_view;
+use crate::exclude::{container_view, is_container};
 use crate::future::GuardedFuture;
 use crate::listener::Failure;
 use crate::state::{Op, Outcome, State};
@@ -20,8 +20,12 @@ pub type ErrorView<E> = fn(&E) -> Option<&(dyn StdError + 'static)>;
 
 /// The view `call` uses: boxed errors, `io::Error` (and `anyhow::Error`) are
 /// seen through; other types match exclusions by their own type only.
+#[inline(always)]
 fn default_view<E: 'static>(e: &E) -> Option<&(dyn StdError + 'static)> {
-    container_view(e)
+    match is_container::<E>() {
+        true => container_view(e),
+        false => None,
+    }
 }
 
 /// No exclusions beyond the breaker's own.
@@ -183,7 +187,16 @@ impl CircuitBreaker {
     /// one function call away from the hot path.
     #[inline(never)]
     fn admit_slow(&self) -> Result<Ticket, CircuitBreakerError> {
-        match self.precheck_after_closed() {
+        if let Some(retry_nanos) = self.open_rejection() {
+            return Err(self.open_error(retry_nanos));
+        }
+        self.admit_slower()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn admit_slower(&self) -> Result<Ticket, CircuitBreakerError> {
+        match self.precheck_slow() {
             Precheck::Admitted(ticket) => Ok(ticket),
             Precheck::Rejected(e) => Err(e),
             Precheck::Apply => self.admitted(self.apply(Op::Admit)),

@@ -17,6 +17,23 @@ impl<T: fmt::Debug + Any> ErasedError for T {
     }
 }
 
+/// Whether `E` is one of the containers [`container_view`] looks into:
+/// decided at compile time, so that for any other type the view costs
+/// nothing on a failure's path.
+#[inline(always)]
+pub(crate) fn is_container<E: 'static>() -> bool {
+    let id = TypeId::of::<E>();
+    #[cfg(feature = "anyhow")]
+    if id == TypeId::of::<anyhow::Error>() {
+        return true;
+    }
+    id == TypeId::of::<Box<dyn StdError + Send + Sync>>()
+        || id == TypeId::of::<Box<dyn StdError + Send>>()
+        || id == TypeId::of::<Box<dyn StdError>>()
+        || id == TypeId::of::<Arc<dyn StdError + Send + Sync>>()
+        || id == TypeId::of::<std::io::Error>()
+}
+
 /// Sees the error as `dyn Error` when it is a known container of one.
 ///
 /// A concrete `E: Error` cannot be recognised here (no specialisation on

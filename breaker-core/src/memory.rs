@@ -229,13 +229,36 @@ impl Storage for MemoryStorage {
     }
 
     fn apply(&self, op: Op, limits: &Limits) -> Applied {
+        self.apply_timed(op, limits, || limits.now)
+    }
+}
+
+impl MemoryStorage {
+    /// [`Storage::apply`], reading the time from `now` only when the outcome
+    /// depends on it (`limits.now` is ignored): a failure that trips stamps
+    /// when, and admission to an open circuit compares with it. Counting a
+    /// failure or resetting the counter after one needs no clock.
+    pub(crate) fn apply_timed(
+        &self,
+        op: Op,
+        limits: &Limits,
+        now: impl FnOnce() -> Duration,
+    ) -> Applied {
+        let mut now = Some(now);
+        let mut limits = *limits;
+        let mut timed = false;
         let mut current = self.word();
         loop {
             let Some(before) = self.decode_consistent(current) else {
                 current = self.word();
                 continue;
             };
-            let (mut after, outcome) = step(&before, op, limits);
+            let (mut after, mut outcome) = step(&before, op, &limits);
+            if !timed && needs_time(&before, op, &after) {
+                limits.now = now.take().map_or(limits.now, |now| now());
+                timed = true;
+                (after, outcome) = step(&before, op, &limits);
+            }
             after.generation &= GEN_MASK;
             let outcome = mask_outcome(outcome);
             let new = encode(&after);
@@ -287,6 +310,15 @@ impl Storage for MemoryStorage {
     }
 }
 
+/// Whether `step` read `limits.now` to go from `before` to `after`: to
+/// decide whether an open circuit's reset timeout has passed, and to stamp
+/// when the circuit opened. (Everything else it decides from counters.)
+fn needs_time(before: &Snapshot, op: Op, after: &Snapshot) -> bool {
+    let admits_to_open = matches!(op, Op::Admit) && before.state == State::Open;
+    let opens = after.state == State::Open && after.generation != before.generation;
+    admits_to_open || opens
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -298,6 +330,58 @@ mod tests {
             reset_timeout: Duration::from_millis(100),
             now: Duration::from_millis(now_ms),
         }
+    }
+
+    /// Applies `op` with a clock that counts its readings.
+    fn apply_counting(m: &MemoryStorage, op: Op, now_ms: u64) -> (Applied, u32) {
+        let reads = std::cell::Cell::new(0);
+        let applied = m.apply_timed(op, &limits(0), || {
+            reads.set(reads.get() + 1);
+            Duration::from_millis(now_ms)
+        });
+        (applied, reads.get())
+    }
+
+    #[test]
+    fn the_clock_is_read_only_to_open_and_to_admit_to_an_open_circuit() {
+        let m = MemoryStorage::new();
+        let failure = |generation| Op::Failure {
+            generation,
+            trial: false,
+        };
+        let success = Op::Success {
+            generation: 0,
+            trial: false,
+        };
+        // Counting failures and resetting the count: no clock.
+        assert_eq!(apply_counting(&m, failure(0), 5).1, 0);
+        assert_eq!(apply_counting(&m, success, 5).1, 0);
+        assert_eq!(apply_counting(&m, failure(0), 5).1, 0);
+        assert_eq!(apply_counting(&m, failure(0), 5).1, 0);
+        // The third trips: one reading, stamped as when it opened.
+        let (tripped, reads) = apply_counting(&m, failure(0), 1_234);
+        assert_eq!((tripped.after.state, reads), (State::Open, 1));
+        assert_eq!(tripped.after.opened_at, Some(Duration::from_millis(1_234)));
+        // Admission to the open circuit compares with the time: too early ...
+        let (early, reads) = apply_counting(&m, Op::Admit, 1_300);
+        assert_eq!((early.after.state, reads), (State::Open, 1));
+        assert!(matches!(early.outcome, Outcome::Rejected { .. }));
+        // ... and once the reset timeout has passed.
+        let (trial, reads) = apply_counting(&m, Op::Admit, 1_334);
+        assert_eq!((trial.after.state, reads), (State::HalfOpen, 1));
+        // A trial's success closes without reading it; a manual open does.
+        let generation = trial.after.generation;
+        let closing = Op::Success {
+            generation,
+            trial: true,
+        };
+        assert_eq!(apply_counting(&m, closing, 2_000).1, 0);
+        assert_eq!(m.load().state, State::Closed);
+        let (opened, reads) = apply_counting(&m, Op::Force(State::Open), 3_000);
+        assert_eq!(
+            (opened.after.opened_at, reads),
+            (Some(Duration::from_secs(3)), 1)
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use inventory;
 
 use crate::breaker::{Builder, CircuitBreaker};
 use crate::error::{CircuitBreakerError, Error};
-use crate::exclude::{chain_find, container_view};
+use crate::exclude::{chain_find, container_view, is_container};
 use crate::future::GuardedFuture;
 use crate::iter::GuardedIter;
 
@@ -62,7 +62,9 @@ inventory::collect!(Registration);
 #[derive(Debug)]
 pub struct Site {
     declaration: &'static Declaration,
-    breaker: OnceLock<Arc<CircuitBreaker>>,
+    /// A handle on the registry's breaker (the same shared state), held
+    /// here rather than its `Arc`: one pointer less to follow per call.
+    breaker: OnceLock<CircuitBreaker>,
 }
 
 impl Site {
@@ -86,10 +88,10 @@ impl Site {
     #[cold]
     #[inline(never)]
     fn resolve(&'static self) -> &'static CircuitBreaker {
-        let cb = self
-            .breaker
-            .get_or_init(|| crate::registry::declared(self.declaration));
-        cb
+        self.breaker.get_or_init(|| {
+            let registered = crate::registry::declared(self.declaration);
+            CircuitBreaker::from_shared(Arc::clone(&registered.shared))
+        })
     }
 }
 
@@ -360,8 +362,12 @@ pub trait ViewAny<'a> {
 }
 
 impl<'a, E: 'static> ViewAny<'a> for Wrap<'a, E> {
+    #[inline(always)]
     fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)> {
-        container_view(self.0)
+        match is_container::<E>() {
+            true => container_view(self.0),
+            false => None,
+        }
     }
 }
 

@@ -808,3 +808,53 @@ fn a_listener_hears_each_transition_once_and_in_order() {
         assert!(heard.len() <= 2, "{heard:?}");
     });
 }
+
+/// Counts the calls a listener is told about.
+struct Counter(AtomicUsize);
+
+impl Listener for Counter {
+    fn before_call(&self, _: &CircuitBreaker) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// **Listener edits keep the hot path's flag true.** One thread adds a
+/// listener while another removes the only one there was. (The list itself
+/// is in `arc_swap`, which loom does not model; the flag the hot path reads
+/// instead of the list, and the lock that serialises edits, are loom's.)
+///
+/// Invariant: after both, the added listener hears the next call: the flag
+/// says "listening" whenever the list is not empty. (With edits that set the
+/// flag from their own view of the list, unserialised, loom finds the
+/// removal's `false` stored after the addition's `true`: a listener in the
+/// list that no call reaches.)
+#[test]
+fn listener_edits_never_hide_a_listener() {
+    model(2, || {
+        let first: StdArc<dyn Listener> = StdArc::new(Counter(AtomicUsize::new(0)));
+        let added = StdArc::new(Counter(AtomicUsize::new(0)));
+        let cb = StdArc::new(
+            CircuitBreaker::builder("loom-listener-edits")
+                .clock(ManualClock::new())
+                .listener_arc(first.clone())
+                .build(),
+        );
+        let adding = {
+            let (cb, added) = (cb.clone(), added.clone());
+            thread::spawn(move || cb.add_listener(added))
+        };
+        let removing = {
+            let cb = cb.clone();
+            thread::spawn(move || assert!(cb.remove_listener(&first)))
+        };
+        adding.join().unwrap();
+        removing.join().unwrap();
+        assert_eq!(cb.listeners().len(), 1);
+        cb.call(|| Ok::<_, ()>(())).unwrap();
+        assert_eq!(
+            added.0.load(Ordering::SeqCst),
+            1,
+            "the added listener was not told"
+        );
+    });
+}

@@ -33,6 +33,29 @@ fn one_async(cb: &CircuitBreaker, i: u64) -> Result<u64, breaker::Error<Failure>
     poll_ready(cb.call_async(async move { work(black_box(i)) }))
 }
 
+#[breaker::circuit_breaker(name = "instructions-attribute")]
+fn attributed(x: u64) -> Result<u64, Failure> {
+    work(x)
+}
+
+/// One call of a `#[circuit_breaker]` function, out of line.
+#[inline(never)]
+fn one_attributed(i: u64) -> Result<u64, Failure> {
+    attributed(black_box(i))
+}
+
+/// A listener that does nothing but is not optimised away.
+struct Quiet;
+
+impl breaker::Listener for Quiet {
+    fn before_call(&self, cb: &CircuitBreaker) {
+        black_box(cb);
+    }
+    fn success(&self, cb: &CircuitBreaker) {
+        black_box(cb);
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let scenario = args.next().unwrap_or_default();
@@ -59,6 +82,17 @@ fn main() {
                 let _ = black_box(one_async(&cb, i));
             }
         }
+        "attribute" => {
+            for i in 0..n {
+                let _ = black_box(one_attributed(i));
+            }
+        }
+        "listener" => {
+            cb.add_listener(std::sync::Arc::new(Quiet));
+            for i in 0..n {
+                let _ = black_box(one_call(&cb, i));
+            }
+        }
         "rejection" => {
             cb.open();
             for i in 0..n {
@@ -72,6 +106,6 @@ fn main() {
                 let _ = i;
             }
         }
-        other => panic!("unknown scenario {other:?}: bare, call, async, rejection, failure"),
+        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure"),
     }
 }
