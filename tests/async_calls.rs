@@ -247,6 +247,42 @@ async fn a_cancelled_trial_counts_nothing_and_frees_its_place() {
     assert_eq!(cb.current_state(), State::Closed);
 }
 
+/// Records, when dropped, whether its breaker's trial place was still held.
+struct SeesTheTrialPlace<'a> {
+    cb: &'a CircuitBreaker,
+    held_while_dropped: &'a AtomicBool,
+}
+
+impl Drop for SeesTheTrialPlace<'_> {
+    fn drop(&mut self) {
+        let held = self.cb.snapshot().trial;
+        self.held_while_dropped.store(held, Ordering::SeqCst);
+    }
+}
+
+// A cancelled trial's future is dropped before its place is freed: what it
+// holds for the trial (a connection, a permit) is gone before the next trial
+// can be admitted. The soak found two trials at once when the place was
+// freed first.
+#[tokio::test]
+async fn a_cancelled_trial_is_dropped_before_its_place_is_freed() {
+    let (cb, _clock) = breaker("async-cancel-order", 1, 1);
+    cb.half_open();
+    let held_while_dropped = AtomicBool::new(false);
+    let guard = SeesTheTrialPlace {
+        cb: &cb,
+        held_while_dropped: &held_while_dropped,
+    };
+    let mut trial = Box::pin(cb.call_async(async move {
+        let _guard = guard;
+        pending::<Result<(), &str>>().await
+    }));
+    assert!(poll_once(&mut trial).await.is_pending());
+    drop(trial);
+    assert!(held_while_dropped.load(Ordering::SeqCst));
+    assert!(!cb.snapshot().trial, "the place was not freed");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_trial_cancelled_by_a_timeout_frees_its_place() {
     let (cb, clock) = breaker("async-cancel-timeout", 1, 1);

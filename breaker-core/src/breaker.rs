@@ -589,6 +589,16 @@ fn remove<T: Clone>(
     removed
 }
 
+/// Frees a trial place when dropped: after what is dropped before it, even
+/// if that panics.
+pub(crate) struct CancelOnDrop<'cb>(pub(crate) &'cb CircuitBreaker, pub(crate) Ticket);
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.cancel(self.1);
+    }
+}
+
 pub(crate) enum Precheck {
     Admitted(Ticket),
     Rejected(CircuitBreakerError),

@@ -19,7 +19,7 @@ use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::breaker::{CircuitBreaker, Precheck, Ticket};
+use crate::breaker::{CancelOnDrop, CircuitBreaker, Precheck, Ticket};
 use crate::call::{failure_op, success_op};
 use crate::error::Error;
 use crate::state::Op;
@@ -32,8 +32,9 @@ pin_project! {
     #[project = Projected]
     pub(crate) struct GuardedFuture<'cb, Fut, T, E, V, X> {
         cb: &'cb CircuitBreaker,
+        // `None` once dropped early, in `drop` below.
         #[pin]
-        fut: Fut,
+        fut: Option<Fut>,
         // `Copy`, so that moving between stages drops nothing; what a custom
         // storage's stages hold is kept apart, boxed (its future is boxed
         // already), so the memory storage's future stays small.
@@ -47,14 +48,20 @@ pin_project! {
 
     impl<'cb, Fut, T, E, V, X> PinnedDrop for GuardedFuture<'cb, Fut, T, E, V, X> {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
+            let mut this = this.project();
             // Only while `fut` runs: once its output is handed to the storage
             // it is the call's one report, applied even if this future is
             // dropped meanwhile. A cancel sent after a success that kept the
             // circuit half-open (below `success_threshold`) would free the
             // place of the next trial, admitted under the same generation.
+            //
+            // The guarded future is dropped first, while the place is still
+            // held: whatever it holds for its trial (a connection, a guard)
+            // is gone before the next trial can be admitted. The cancel runs
+            // even if that drop panics.
             if let Stage::Running(ticket) = *this.stage {
-                this.cb.cancel(ticket);
+                let _cancel = CancelOnDrop(this.cb, ticket);
+                this.fut.set(None);
             }
             drop(this.waiting.take());
         }
@@ -94,7 +101,7 @@ impl<'cb, Fut, T, E, V, X> GuardedFuture<'cb, Fut, T, E, V, X> {
     pub(crate) fn new(cb: &'cb CircuitBreaker, fut: Fut, view: V, site_excluded: X) -> Self {
         GuardedFuture {
             cb,
-            fut,
+            fut: Some(fut),
             stage: Stage::Start,
             waiting: ManuallyDrop::new(None),
             view,
@@ -140,7 +147,7 @@ where
             Stage::Done => panic!("a `call_async` future polled after it completed"),
         };
         let this = self.as_mut().project();
-        let fut = this.fut;
+        let fut = this.fut.as_pin_mut().expect("the guarded future runs");
         let polled = catch_unwind(AssertUnwindSafe(|| fut.poll(cx)));
         if let Ok(Poll::Pending) = polled {
             return Poll::Pending;

@@ -3,9 +3,8 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use crate::breaker::{CircuitBreaker, Ticket};
+use crate::breaker::{CancelOnDrop, CircuitBreaker, Ticket};
 use crate::error::CircuitBreakerError;
-use crate::state::Op;
 
 /// An iterator of `Result`s run as one call through a breaker: admitted when
 /// it was made, failed by its first `Err` item that is not excluded,
@@ -106,12 +105,13 @@ where
 
 impl<I, V, X> Drop for GuardedIter<'_, I, V, X> {
     fn drop(&mut self) {
-        if let IterState::Running(_, ticket) = self.state {
-            if ticket.trial {
-                self.cb.apply(Op::Cancel {
-                    generation: ticket.generation,
-                });
-            }
+        // The inner iterator is dropped first, while a trial place is still
+        // held: what it holds for the trial is gone before the next trial
+        // can be admitted.
+        let state = std::mem::replace(&mut self.state, IterState::Rejected(None));
+        if let IterState::Running(inner, ticket) = state {
+            let _cancel = CancelOnDrop(self.cb, ticket);
+            drop(inner);
         }
     }
 }

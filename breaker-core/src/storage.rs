@@ -28,7 +28,7 @@ pub struct Applied {
 /// A boxed future of an [`Applied`], returned by [`Storage::apply_async`].
 pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Applied> + Send + 'a>>;
 
-/// Where a breaker keeps its state: in this process ([`MemoryStorage`]), or
+/// Where a breaker keeps its state: in this process ([`MemoryStorage`](crate::MemoryStorage)), or
 /// somewhere shared by many processes.
 ///
 /// A breaker never reads or writes fields one by one. It asks for a
@@ -63,7 +63,7 @@ pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Applied> + Send + 'a>>;
 /// # Example
 ///
 /// A storage that logs each change and keeps the state under a mutex (the
-/// default [`MemoryStorage`] is lock-free; this shows the contract):
+/// default [`MemoryStorage`](crate::MemoryStorage) is lock-free; this shows the contract):
 ///
 /// ```
 /// use breaker_core::state::{step, Limits, Op, Snapshot};

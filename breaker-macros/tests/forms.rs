@@ -237,6 +237,56 @@ fn iterators_are_one_call() {
     assert_eq!(cb.current_state(), State::Closed);
 }
 
+/// An iterator that records, when dropped, whether its breaker's trial place
+/// was still held.
+struct Cursor {
+    breaker: &'static str,
+    held_while_dropped: &'static AtomicUsize,
+}
+
+impl Iterator for Cursor {
+    type Item = Result<u32, DbError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(Ok(0))
+    }
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        let held = registry::get(self.breaker).snapshot().trial;
+        self.held_while_dropped
+            .store(held as usize + 1, Ordering::SeqCst);
+    }
+}
+
+static CURSOR_DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+#[circuit_breaker(name = "forms-iter-cursor")]
+fn cursor() -> impl Iterator<Item = Result<u32, DbError>> {
+    Cursor {
+        breaker: "forms-iter-cursor",
+        held_while_dropped: &CURSOR_DROPPED,
+    }
+}
+
+// A trial iterator dropped early is dropped before its place is freed: what
+// it holds for the trial (a cursor, a connection) is gone before the next
+// trial can be admitted.
+#[test]
+fn a_dropped_trial_iterator_goes_before_its_place_is_freed() {
+    let cb = registry::get("forms-iter-cursor");
+    cb.half_open();
+    let mut trial = cursor();
+    assert_eq!(trial.next().map(Result::ok), Some(Some(0)));
+    drop(trial);
+    assert_eq!(
+        CURSOR_DROPPED.load(Ordering::SeqCst),
+        2,
+        "dropped after the place was freed"
+    );
+    assert!(!cb.snapshot().trial);
+}
+
 #[test]
 fn iterators_inside_result() {
     let cb = registry::get("forms-iter-result");
