@@ -121,4 +121,16 @@ if targets:
     for label, measured, ok in targets:
         out.append(f"| {label} | {measured} | {cell(ok)} |\n")
     out.append("| zero heap allocations on the success and rejection paths | enforced by `tests/zero_alloc.rs` | holds |\n")
+
+labels = {"bare": "bare call", "call": "`CircuitBreaker::call`", "attribute": "`#[circuit_breaker]`",
+          "async": "`call_async` (polled)", "listener": "`call` with one listener",
+          "rejection": "open: rejected call (without the clock's own instructions, in the vDSO)",
+          "failure": "a failure, counted"}
+path = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "instructions.txt")
+if os.path.exists(path):
+    out.append("\n**Instructions per call** (callgrind, `bench/src/bin/instructions.rs`; each scenario's "
+               "call is one out-of-line function, so a few are the call itself)\n\n| | instructions |\n|---|---:|\n")
+    for line in open(path):
+        name, count = line.split()
+        out.append(f"| {labels.get(name, name)} | {count} |\n")
 print("".join(out), end="")
