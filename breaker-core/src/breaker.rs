@@ -293,7 +293,12 @@ impl CircuitBreaker {
     // ---- the machinery behind `call` and `call_async` ----
 
     pub(crate) fn limits(&self) -> Limits {
-        self.limits_at(self.shared.clock.now())
+        self.limits_at(self.now())
+    }
+
+    /// The time on the breaker's clock.
+    pub(crate) fn now(&self) -> Duration {
+        self.shared.clock.now()
     }
 
     fn limits_at(&self, now: Duration) -> Limits {

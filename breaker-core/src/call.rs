@@ -312,7 +312,7 @@ impl CircuitBreaker {
                 // millisecond), so waiting this long does admit the next trial.
                 let retry_after = applied
                     .after
-                    .retry_after(self.reset_timeout(), self.limits().now)
+                    .retry_after(self.reset_timeout(), self.now())
                     .or(Some(self.reset_timeout()));
                 Error::Tripped(self.error(State::Open, reason, retry_after), error)
             }
