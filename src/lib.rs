@@ -42,8 +42,8 @@ pub use breaker_macros::circuit_breaker;
 #[doc(inline)]
 pub use breaker_core::{
     clock, parse_duration, registry, state, Applied, ApplyFuture, Binding, Builder, CircuitBreaker,
-    CircuitBreakerError, ConfigError, DurationError, Error, ErrorView, Failure, GuardedIter,
-    Listener, MemoryStorage, ParseStateError, Reason, RegistryError, State, Storage,
+    CircuitBreakerError, ClosedHint, ConfigError, DurationError, Error, ErrorView, Failure,
+    GuardedIter, Listener, MemoryStorage, ParseStateError, Reason, RegistryError, State, Storage,
 };
 
 /// Sharing a breaker's state across processes through Redis (feature

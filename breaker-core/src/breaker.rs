@@ -334,10 +334,27 @@ impl CircuitBreaker {
     /// said no: either a decision or the need to apply `Op::Admit`.
     #[inline(always)]
     pub(crate) fn precheck_after_closed(&self) -> Precheck {
+        if let Some(ticket) = self.custom_closed_ticket() {
+            return Precheck::Admitted(ticket);
+        }
         match self.open_rejection() {
             Some(retry_nanos) => Precheck::Rejected(self.open_error(retry_nanos)),
             None => self.precheck_slow(),
         }
+    }
+
+    /// A custom storage's closed state, from its [`Storage::closed_hint`]:
+    /// admission without a whole snapshot.
+    #[inline]
+    pub(crate) fn custom_closed_ticket(&self) -> Option<Ticket> {
+        let Backend::Custom(storage) = &self.shared.backend else {
+            return None;
+        };
+        let hint = storage.closed_hint()?;
+        Some(Ticket {
+            generation: hint.generation,
+            trial: false,
+        })
     }
 
     /// The rejection of an open circuit, built where the caller returns it.
@@ -480,12 +497,15 @@ impl CircuitBreaker {
                 let word = m.word();
                 !memory::word_is_quiet(word) && memory::word_generation(word) == ticket.generation
             }
-            Backend::Custom(s) => {
-                let snap = s.load();
-                snap.state == State::Closed
-                    && snap.fail_counter != 0
-                    && snap.generation == ticket.generation
-            }
+            Backend::Custom(s) => match s.closed_hint() {
+                Some(hint) => hint.failures && hint.generation == ticket.generation,
+                None => {
+                    let snap = s.load();
+                    snap.state == State::Closed
+                        && snap.fail_counter != 0
+                        && snap.generation == ticket.generation
+                }
+            },
         }
     }
 

@@ -187,6 +187,9 @@ impl CircuitBreaker {
     /// one function call away from the hot path.
     #[inline(never)]
     fn admit_slow(&self) -> Result<Ticket, CircuitBreakerError> {
+        if let Some(ticket) = self.custom_closed_ticket() {
+            return Ok(ticket);
+        }
         if let Some(retry_nanos) = self.open_rejection() {
             return Err(self.open_error(retry_nanos));
         }

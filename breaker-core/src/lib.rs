@@ -63,7 +63,7 @@ pub use listener::{Failure, Listener};
 pub use memory::MemoryStorage;
 pub use registry::RegistryError;
 pub use state::{ParseStateError, Reason, State};
-pub use storage::{Applied, ApplyFuture, Binding, Storage};
+pub use storage::{Applied, ApplyFuture, Binding, ClosedHint, Storage};
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStorage;

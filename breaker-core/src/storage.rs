@@ -25,6 +25,16 @@ pub struct Applied {
     pub outcome: Outcome,
 }
 
+/// What [`Storage::closed_hint`] knows cheaply of a closed state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClosedHint {
+    /// The generation of the closed state, as [`Snapshot::generation`].
+    pub generation: u64,
+    /// Whether failures are counted (`fail_counter > 0`): a success then has
+    /// a count to reset.
+    pub failures: bool,
+}
+
 /// A boxed future of an [`Applied`], returned by [`Storage::apply_async`].
 pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Applied> + Send + 'a>>;
 
@@ -111,6 +121,18 @@ pub trait Storage: Send + Sync + 'static {
     /// learns of from elsewhere. The default ignores it.
     fn bind(&self, binding: Binding) {
         let _ = binding;
+    }
+
+    /// The closed state, told cheaply: `Some` when the state is closed (as
+    /// [`load`](Storage::load) would say), `None` when it is not or the
+    /// storage cannot tell without building a whole [`Snapshot`].
+    ///
+    /// A breaker on this storage asks it before every call and after every
+    /// success, and calls `load` only when it answers `None`; a storage whose
+    /// `load` does more than read one word (a remote storage's local view,
+    /// say) answers from a word it keeps for this. The default is `None`.
+    fn closed_hint(&self) -> Option<ClosedHint> {
+        None
     }
 
     /// Reports to the breaker's listeners, through `tell(old, new)`, the
@@ -208,6 +230,9 @@ impl<S: Storage + ?Sized> Storage for Arc<S> {
     fn bind(&self, binding: Binding) {
         (**self).bind(binding)
     }
+    fn closed_hint(&self) -> Option<ClosedHint> {
+        (**self).closed_hint()
+    }
     fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
         (**self).announce(applied, tell)
     }
@@ -226,6 +251,9 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     fn bind(&self, binding: Binding) {
         (**self).bind(binding)
     }
+    fn closed_hint(&self) -> Option<ClosedHint> {
+        (**self).closed_hint()
+    }
     fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
         (**self).announce(applied, tell)
     }
@@ -243,6 +271,9 @@ impl<S: Storage + ?Sized> Storage for &'static S {
     }
     fn bind(&self, binding: Binding) {
         (**self).bind(binding)
+    }
+    fn closed_hint(&self) -> Option<ClosedHint> {
+        (**self).closed_hint()
     }
     fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
         (**self).announce(applied, tell)

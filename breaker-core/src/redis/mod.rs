@@ -152,7 +152,7 @@ use self::script::Shape;
 use self::view::{Slot, FALLBACK_TAG};
 use crate::memory::MemoryStorage;
 use crate::state::{Limits, Op, Snapshot, State};
-use crate::storage::{Applied, ApplyFuture, Binding, Storage};
+use crate::storage::{Applied, ApplyFuture, Binding, ClosedHint, Storage};
 
 /// A [`Storage`] in Redis, shared by every process and host that use the
 /// same Redis and namespace. See the [module documentation](self) for how it
@@ -265,6 +265,13 @@ impl Storage for RedisStorage {
             Some(slot) => slot.load(),
             None => self.unbound.load(),
         }
+    }
+
+    /// From one word the slot keeps with its view: a closed circuit on
+    /// Redis admits a call and sees that a success has nothing to record
+    /// without building a snapshot.
+    fn closed_hint(&self) -> Option<ClosedHint> {
+        self.slot.get()?.closed_hint()
     }
 
     fn apply(&self, op: Op, limits: &Limits) -> Applied {

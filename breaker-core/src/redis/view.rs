@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -29,13 +29,18 @@ use super::hub::Core;
 use super::told::Told;
 use crate::memory::MemoryStorage;
 use crate::state::{Limits, Op, Outcome, Snapshot, State};
-use crate::storage::{Applied, Binding, Storage};
+use crate::storage::{Applied, Binding, ClosedHint, Storage};
 
 /// Set on every generation handed out by the fallback state machine, so a
 /// result is applied where its call was admitted: a call admitted on the
 /// fallback never counts in Redis, nor one admitted from Redis on the
 /// fallback.
 pub(crate) const FALLBACK_TAG: u64 = 1 << 62;
+
+/// The fields of [`Slot`]'s `closed` word.
+const CLOSED: u64 = 1 << 63;
+const FAILURES: u64 = 1 << 62;
+const GENERATION: u64 = (1 << 48) - 1;
 
 pub(crate) struct Slot {
     /// This slot, for the listeners' thread to find it.
@@ -49,6 +54,13 @@ pub(crate) struct Slot {
     on_fallback: AtomicBool,
     /// The shared state, in the server's frame.
     view: ArcSwap<Stored>,
+    /// The view's closed state in one word, for [`closed_hint`]: 0 unless
+    /// calls are decided by the shared state and it is closed; then
+    /// `CLOSED | failures << 62 | generation`. Kept with the view and the
+    /// fallback switch, under `inner`.
+    ///
+    /// [`closed_hint`]: Slot::closed_hint
+    closed: AtomicU64,
     /// Server clock minus the breaker's clock, in milliseconds.
     offset_ms: AtomicI64,
     fallback: MemoryStorage,
@@ -93,6 +105,7 @@ impl Slot {
             binding,
             fallback_state,
             on_fallback: AtomicBool::new(true),
+            closed: AtomicU64::new(0),
             view: ArcSwap::from_pointee(Stored {
                 state: State::Closed,
                 generation: 0,
@@ -160,6 +173,42 @@ impl Slot {
         snap
     }
 
+    /// The closed state of the view in one word, without building a
+    /// snapshot; `None` on the fallback (whose `load` is one word already)
+    /// and in any other state.
+    #[inline]
+    pub(crate) fn closed_hint(&self) -> Option<ClosedHint> {
+        let word = self.closed.load(Ordering::Acquire);
+        (word & CLOSED != 0).then_some(ClosedHint {
+            generation: word & GENERATION,
+            failures: word & FAILURES != 0,
+        })
+    }
+
+    /// Replaces the view (under `inner`). The closed word is cleared first:
+    /// whoever sees the new view then sees no closed word older than it (a
+    /// call admitted as closed after a `load` that showed open was the
+    /// soak's "a call ran while open").
+    fn set_view(&self, s: Stored) {
+        self.closed.store(0, Ordering::Release);
+        self.view.store(Arc::new(s));
+        self.publish_closed();
+    }
+
+    /// Rewrites `closed` from the view and the fallback switch, once either
+    /// has changed (under `inner`, after clearing it).
+    fn publish_closed(&self) {
+        let v = self.view.load();
+        let word = if !self.on_fallback() && v.state == State::Closed {
+            debug_assert!(v.generation <= GENERATION, "generations are 48 bits");
+            let failures = if v.fail_counter != 0 { FAILURES } else { 0 };
+            CLOSED | failures | (v.generation & GENERATION)
+        } else {
+            0
+        };
+        self.closed.store(word, Ordering::Release);
+    }
+
     /// `s` in the breaker's frame: times moved by the clock offset.
     fn local(&self, s: &Stored) -> Snapshot {
         let offset = self.offset_ms.load(Ordering::Relaxed);
@@ -220,7 +269,7 @@ impl Slot {
                 trial_until_ms: 0,
                 ..v
             };
-            self.view.store(Arc::new(after));
+            self.set_view(after);
             self.applied(&v, &after, Outcome::Done)
         } else {
             self.applied(&v, &v, Outcome::Stale)
@@ -293,6 +342,7 @@ impl Slot {
         if want == self.on_fallback() {
             return;
         }
+        self.closed.store(0, Ordering::Release);
         let new = if want {
             self.seed_fallback();
             self.on_fallback.store(true, Ordering::Release);
@@ -301,6 +351,7 @@ impl Slot {
             self.on_fallback.store(false, Ordering::Release);
             self.view.load().state
         };
+        self.publish_closed();
         self.tell(inner, new);
     }
 
@@ -443,7 +494,7 @@ impl Slot {
 
     fn accept(&self, inner: &mut Inner, s: Stored) {
         inner.regressions = 0;
-        self.view.store(Arc::new(s));
+        self.set_view(s);
     }
 
     /// A read of the whole state (at startup, after a reconnection, and every
@@ -804,5 +855,43 @@ mod tests {
         slot.announce(&applied, &mut |_, _| panic!("not in the view's order"));
         assert_eq!(queued(&slot), 0);
         assert!(recorder.take().is_empty());
+    }
+
+    // ---- the closed hint ----
+
+    #[test]
+    fn the_closed_hint_follows_the_view_and_the_fallback() {
+        let (cb, slot, _recorder) = offline(3);
+        // On the fallback: no hint (its `load` is one word already).
+        assert_eq!(slot.closed_hint(), None);
+        cb.call(|| Ok::<_, ()>(())).unwrap();
+        reconnect(&slot, stored(State::Closed, 7, 10));
+        let hint = |generation, failures| {
+            Some(ClosedHint {
+                generation,
+                failures,
+            })
+        };
+        assert_eq!(slot.closed_hint(), hint(7, false));
+        // Failures counted elsewhere: a success has a count to reset.
+        let failed = Stored {
+            fail_counter: 2,
+            ..stored(State::Closed, 7, 11)
+        };
+        slot.absorb_read(failed);
+        assert_eq!(slot.closed_hint(), hint(7, true));
+        // Not closed: none.
+        slot.absorb_read(stored(State::Open, 8, 12));
+        assert_eq!(slot.closed_hint(), None);
+        slot.absorb_read(stored(State::HalfOpen, 9, 13));
+        assert_eq!(slot.closed_hint(), None);
+        slot.absorb_read(stored(State::Closed, 10, 14));
+        assert_eq!(slot.closed_hint(), hint(10, false));
+        // Back on the fallback (Redis down): none again.
+        slot.set_down(true, slot.core.epoch());
+        assert!(slot.on_fallback());
+        assert_eq!(slot.closed_hint(), None);
+        // What a breaker decides from it agrees with `load`.
+        assert_eq!(cb.current_state(), cb.snapshot().state);
     }
 }
