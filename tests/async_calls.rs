@@ -10,7 +10,12 @@ use std::task::Poll;
 use std::time::Duration;
 
 use breaker::clock::ManualClock;
+use breaker::state::{Limits, Op, Snapshot};
+use breaker::{Applied, ApplyFuture, Storage};
 use breaker::{CircuitBreaker, Error, Failure, Listener, Reason, State};
+
+mod common;
+use common::LockedStorage;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -640,4 +645,66 @@ mod before_call_panic {
             Reason::TrialInProgress
         );
     }
+}
+
+/// Applies every op at once (a [`LockedStorage`]), but the future of a
+/// success never completes: a caller dropped while its result is on its way.
+#[derive(Default)]
+struct SlowSuccess(LockedStorage);
+
+impl Storage for SlowSuccess {
+    fn load(&self) -> Snapshot {
+        self.0.load()
+    }
+    fn apply(&self, op: Op, limits: &Limits) -> Applied {
+        self.0.apply(op, limits)
+    }
+    fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
+        let applied = self.apply(op, &limits);
+        let slow = matches!(op, Op::Success { .. });
+        Box::pin(async move {
+            if slow {
+                pending::<()>().await;
+            }
+            applied
+        })
+    }
+}
+
+// A trial's future dropped while its success was being recorded used to
+// send a cancel after it: with the circuit still half-open (one success
+// of two), that cancel freed the place of the next trial, admitted under
+// the same generation, and a third call ran alongside it.
+#[tokio::test]
+async fn a_trial_dropped_after_its_result_does_not_free_the_next_trial() {
+    let clock = ManualClock::new();
+    let cb = CircuitBreaker::builder("dropped-after-result")
+        .success_threshold(2)
+        .reset_timeout(Duration::from_secs(1))
+        .clock(clock.clone())
+        .storage(SlowSuccess::default())
+        .build();
+    cb.open();
+    clock.advance(Duration::from_secs(1));
+
+    let mut first = Box::pin(cb.call_async(async { Ok::<_, ()>(1) }));
+    assert!(poll_once(&mut first).await.is_pending()); // its success is recorded
+    assert_eq!(
+        (cb.current_state(), cb.success_counter()),
+        (State::HalfOpen, 1)
+    );
+
+    let mut second = Box::pin(cb.call_async(pending::<Result<(), ()>>()));
+    assert!(poll_once(&mut second).await.is_pending()); // the next trial runs
+    assert!(cb.snapshot().trial);
+
+    drop(first);
+    assert!(cb.snapshot().trial, "the running trial lost its place");
+    let third = cb.call(|| Ok::<_, ()>(3)).unwrap_err();
+    let Error::Open(rejected) = third else {
+        panic!("a third call ran alongside the trial: {third:?}");
+    };
+    assert!(rejected
+        .to_string()
+        .contains(Reason::TrialInProgress.as_str()));
 }

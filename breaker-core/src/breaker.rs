@@ -314,9 +314,9 @@ impl CircuitBreaker {
         match &self.shared.backend {
             // The memory storage reads the clock only for the operations
             // whose outcome depends on it.
-            Backend::Memory(m) => m.apply_timed(op, &self.limits_at(Duration::ZERO), || {
-                self.shared.clock.now()
-            }),
+            Backend::Memory(m) => {
+                m.apply_timed(op, &self.limits_at(Duration::ZERO), Some(|| self.now()))
+            }
             Backend::Custom(s) => s.apply(op, &self.limits()),
         }
     }

@@ -229,24 +229,24 @@ impl Storage for MemoryStorage {
     }
 
     fn apply(&self, op: Op, limits: &Limits) -> Applied {
-        self.apply_timed(op, limits, || limits.now)
+        // `limits.now` is the time already: nothing to read.
+        self.apply_timed(op, limits, None::<fn() -> Duration>)
     }
 }
 
 impl MemoryStorage {
-    /// [`Storage::apply`], reading the time from `now` only when the outcome
-    /// depends on it (`limits.now` is ignored): a failure that trips stamps
-    /// when, and admission to an open circuit compares with it. Counting a
-    /// failure or resetting the counter after one needs no clock.
+    /// [`Storage::apply`]; with `now`, the time is read from it (and
+    /// `limits.now` ignored) only when the outcome depends on it: a failure
+    /// that trips stamps when, and admission to an open circuit compares
+    /// with it. Counting a failure or resetting the counter after one needs
+    /// no clock.
     pub(crate) fn apply_timed(
         &self,
         op: Op,
         limits: &Limits,
-        now: impl FnOnce() -> Duration,
+        mut now: Option<impl FnOnce() -> Duration>,
     ) -> Applied {
-        let mut now = Some(now);
         let mut limits = *limits;
-        let mut timed = false;
         let mut current = self.word();
         loop {
             let Some(before) = self.decode_consistent(current) else {
@@ -254,9 +254,8 @@ impl MemoryStorage {
                 continue;
             };
             let (mut after, mut outcome) = step(&before, op, &limits);
-            if !timed && needs_time(&before, op, &after) {
-                limits.now = now.take().map_or(limits.now, |now| now());
-                timed = true;
+            if let Some(read) = now.take_if(|_| needs_time(&before, op, &after)) {
+                limits.now = read();
                 (after, outcome) = step(&before, op, &limits);
             }
             after.generation &= GEN_MASK;
@@ -335,10 +334,14 @@ mod tests {
     /// Applies `op` with a clock that counts its readings.
     fn apply_counting(m: &MemoryStorage, op: Op, now_ms: u64) -> (Applied, u32) {
         let reads = std::cell::Cell::new(0);
-        let applied = m.apply_timed(op, &limits(0), || {
-            reads.set(reads.get() + 1);
-            Duration::from_millis(now_ms)
-        });
+        let applied = m.apply_timed(
+            op,
+            &limits(0),
+            Some(|| {
+                reads.set(reads.get() + 1);
+                Duration::from_millis(now_ms)
+            }),
+        );
         (applied, reads.get())
     }
 

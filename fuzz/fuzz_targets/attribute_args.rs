@@ -18,16 +18,9 @@ use proc_macro2::{Delimiter, Group, Ident, Literal, Punct, Spacing, Span, TokenS
 #[path = "../../breaker-macros/src/args.rs"]
 mod args;
 
-const WORDS: &[&str] = &[
-    "name",
-    "fail_max",
-    "reset_timeout",
-    "success_threshold",
-    "throw_new_error_on_trip",
-    "exclude",
-    "storage",
-    "listeners",
-    "crate",
+/// Words besides the attribute's keys (`args::KEYS`) that the built token
+/// trees use.
+const OTHER_WORDS: &[&str] = &[
     "r#name",
     "true",
     "false",
@@ -64,7 +57,13 @@ fn build(data: &mut &[u8], depth: u32) -> TokenStream {
         *data = rest;
         let pick = |n: usize| usize::from(b >> 3) % n;
         let tree = match b & 7 {
-            0 | 1 => TokenTree::Ident(ident(WORDS[pick(WORDS.len())])),
+            0 | 1 => {
+                let n = pick(args::KEYS.len() + OTHER_WORDS.len());
+                let word = args::KEYS
+                    .get(n)
+                    .unwrap_or_else(|| &OTHER_WORDS[n - args::KEYS.len()]);
+                TokenTree::Ident(ident(word))
+            }
             2 => {
                 let spacing = if b & 0x80 != 0 {
                     Spacing::Joint

@@ -286,23 +286,25 @@ impl Core {
 
     /// Reads `slot`'s state and adopts it; a fault marks Redis down.
     async fn read(&self, slot: &Slot) -> bool {
-        let epoch = self.epoch();
-        match self.call(slot, Request::Read, &read_limits(), "").await {
-            Ok(Reply::Done { after, .. }) => {
-                slot.absorb_read(after);
-                slot.set_down(false, epoch);
-                true
-            }
-            Ok(Reply::Corrupt) => {
-                slot.set_corrupt();
-                slot.set_down(false, epoch);
-                true
-            }
+        match self.adopt(slot, self.epoch()).await {
+            Ok(()) => true,
             Err(fault) => {
                 self.mark_down(fault.broken);
                 false
             }
         }
+    }
+
+    /// Reads `slot`'s state from Redis and has the slot follow it (a corrupt
+    /// value included: the slot then decides from its fallback), as of
+    /// connection `epoch`.
+    async fn adopt(&self, slot: &Slot, epoch: u64) -> Result<(), Fault> {
+        match self.call(slot, Request::Read, &read_limits(), "").await? {
+            Reply::Done { after, .. } => slot.absorb_read(after),
+            Reply::Corrupt => slot.set_corrupt(),
+        }
+        slot.set_down(false, epoch);
+        Ok(())
     }
 
     /// Runs the script once for `slot`, within the command timeout.
@@ -404,17 +406,8 @@ impl Core {
     }
 
     async fn recover_slot(&self, slot: &Slot, epoch: u64) -> bool {
-        match self.call(slot, Request::Read, &read_limits(), "").await {
-            Ok(Reply::Done { after, .. }) => {
-                slot.absorb_read(after);
-                slot.set_down(false, epoch);
-                true
-            }
-            Ok(Reply::Corrupt) => {
-                slot.set_corrupt();
-                slot.set_down(false, epoch);
-                true
-            }
+        match self.adopt(slot, epoch).await {
+            Ok(()) => true,
             Err(fault) => {
                 if fault.broken || !self.up() {
                     *self.conn.lock() = None;
