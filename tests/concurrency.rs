@@ -15,6 +15,7 @@ use std::time::Duration;
 mod common;
 
 use breaker::clock::ManualClock;
+use breaker::state::MAX_FAIL_MAX;
 use breaker::{Builder, CircuitBreaker, Error, Failure, Listener, MemoryStorage, Reason, State};
 use common::LockedStorage;
 
@@ -280,13 +281,15 @@ fn all_successes_change_nothing() {
 #[test]
 fn no_failure_is_lost() {
     for backend in BACKENDS {
-        let (cb, seen) = build("all-fail", backend, |b| b.fail_max(1_000_000));
+        // 8 x 8,000 failures: as many as the counter holds (65,535) allows.
+        const FAILURES: usize = 8_000;
+        let (cb, seen) = build("all-fail", backend, |b| b.fail_max(MAX_FAIL_MAX));
         let tally = hammer(THREADS, |_, tally| {
-            for _ in 0..CALLS {
+            for _ in 0..FAILURES {
                 tally.record(&cb, cb.call(|| Err("down")));
             }
         });
-        let total = (THREADS * CALLS) as u64;
+        let total = (THREADS * FAILURES) as u64;
         assert_eq!(tally.inner, total, "{backend:?}: {tally:?}");
         assert_eq!(cb.fail_counter(), total as u32, "{backend:?}: lost updates");
         assert_eq!(cb.current_state(), State::Closed);
@@ -381,7 +384,7 @@ fn alternating_results_never_trip_and_end_at_zero() {
 #[test]
 fn mixed_results_below_fail_max_keep_invariants() {
     for backend in BACKENDS {
-        let (cb, seen) = build("mixed", backend, |b| b.fail_max(1_000_000));
+        let (cb, seen) = build("mixed", backend, |b| b.fail_max(MAX_FAIL_MAX));
         let tally = hammer(THREADS, |t, tally| {
             let mut rng = XorShift::new(t as u64 + 1);
             for _ in 0..CALLS {

@@ -967,20 +967,20 @@ fn set_fail_max_rejects_out_of_range_values_and_changes_nothing() {
     assert_eq!(cb.set_fail_max(0), Err(ConfigError::FailMax { value: 0 }));
     assert_eq!(cb.fail_max(), 2);
     assert_eq!(
-        cb.set_fail_max(1_048_576),
-        Err(ConfigError::FailMax { value: 1_048_576 })
+        cb.set_fail_max(65_536),
+        Err(ConfigError::FailMax { value: 65_536 })
     );
     assert_eq!(cb.fail_max(), 2);
     assert_eq!(
         cb.set_fail_max(0).unwrap_err().to_string(),
-        "fail_max must be between 1 and 1048575, got 0"
+        "fail_max must be between 1 and 65535, got 0"
     );
     // Behaviour unchanged: still two failures to open.
     assert!(matches!(fail(&cb), Err(Error::Inner(_))));
     assert!(fail(&cb).unwrap_err().is_tripped());
     // The largest value is accepted.
-    cb.set_fail_max(1_048_575).unwrap();
-    assert_eq!(cb.fail_max(), 1_048_575);
+    cb.set_fail_max(65_535).unwrap();
+    assert_eq!(cb.fail_max(), 65_535);
 }
 
 #[test]
@@ -1007,12 +1007,12 @@ fn set_success_threshold_rejects_out_of_range_values_and_changes_nothing() {
         Err(ConfigError::SuccessThreshold { value: 0 })
     );
     assert_eq!(
-        cb.set_success_threshold(65_536),
-        Err(ConfigError::SuccessThreshold { value: 65_536 })
+        cb.set_success_threshold(256),
+        Err(ConfigError::SuccessThreshold { value: 256 })
     );
     assert_eq!(
         cb.set_success_threshold(0).unwrap_err().to_string(),
-        "success_threshold must be between 1 and 65535, got 0"
+        "success_threshold must be between 1 and 255, got 0"
     );
     assert_eq!(cb.success_threshold(), 2);
     trip(&cb);
@@ -1056,7 +1056,7 @@ fn try_build_reports_invalid_settings() {
     assert_eq!(err, ConfigError::FailMax { value: 0 });
     assert_eq!(
         err.to_string(),
-        "fail_max must be between 1 and 1048575, got 0"
+        "fail_max must be between 1 and 65535, got 0"
     );
 
     let err = CircuitBreaker::builder("bad")
@@ -1066,41 +1066,41 @@ fn try_build_reports_invalid_settings() {
     assert_eq!(err, ConfigError::SuccessThreshold { value: 0 });
     assert_eq!(
         err.to_string(),
-        "success_threshold must be between 1 and 65535, got 0"
+        "success_threshold must be between 1 and 255, got 0"
     );
 
     assert_eq!(
         CircuitBreaker::builder("bad")
-            .fail_max(1 << 20)
+            .fail_max(1 << 16)
             .try_build()
             .unwrap_err(),
-        ConfigError::FailMax { value: 1 << 20 }
+        ConfigError::FailMax { value: 1 << 16 }
     );
     assert_eq!(
         CircuitBreaker::builder("bad")
-            .success_threshold(1 << 16)
+            .success_threshold(1 << 8)
             .try_build()
             .unwrap_err(),
-        ConfigError::SuccessThreshold { value: 1 << 16 }
+        ConfigError::SuccessThreshold { value: 1 << 8 }
     );
 
     let ok = CircuitBreaker::builder("limits")
-        .fail_max((1 << 20) - 1)
-        .success_threshold((1 << 16) - 1)
+        .fail_max((1 << 16) - 1)
+        .success_threshold((1 << 8) - 1)
         .try_build()
         .unwrap();
-    assert_eq!(ok.fail_max(), (1 << 20) - 1);
-    assert_eq!(ok.success_threshold(), (1 << 16) - 1);
+    assert_eq!(ok.fail_max(), (1 << 16) - 1);
+    assert_eq!(ok.success_threshold(), (1 << 8) - 1);
 }
 
 #[test]
-#[should_panic(expected = "fail_max must be between 1 and 1048575, got 0")]
+#[should_panic(expected = "fail_max must be between 1 and 65535, got 0")]
 fn build_panics_on_fail_max_zero() {
     let _ = CircuitBreaker::builder("bad").fail_max(0).build();
 }
 
 #[test]
-#[should_panic(expected = "success_threshold must be between 1 and 65535, got 0")]
+#[should_panic(expected = "success_threshold must be between 1 and 255, got 0")]
 fn build_panics_on_success_threshold_zero() {
     let _ = CircuitBreaker::builder("bad").success_threshold(0).build();
 }

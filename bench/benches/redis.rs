@@ -136,16 +136,16 @@ fn redis_storage(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("redis_failure");
     let memory = CircuitBreaker::builder("bench-redis-memory-fail")
-        .fail_max(1_000_000)
+        .fail_max(65_535)
         .build();
     let shared = CircuitBreaker::builder("bench-redis-shared-fail")
-        .fail_max(1_000_000)
+        .fail_max(65_535)
         .storage(storage.clone())
         .build();
     g.bench_function("memory", |b| {
         b.iter(|| {
             let r = memory.call(|| Err::<u64, _>(Failure));
-            if memory.fail_counter() > 900_000 {
+            if memory.fail_counter() > 60_000 {
                 memory.reset();
             }
             r
@@ -154,7 +154,7 @@ fn redis_storage(c: &mut Criterion) {
     g.bench_function("redis_storage", |b| {
         b.iter(|| {
             let r = shared.call(|| Err::<u64, _>(Failure));
-            if shared.fail_counter() > 900_000 {
+            if shared.fail_counter() > 60_000 {
                 shared.reset();
             }
             r

@@ -156,7 +156,7 @@ impl CircuitBreaker {
     /// Changes `fail_max`; it applies from the next failure on.
     ///
     /// # Errors
-    /// [`ConfigError::FailMax`] if `n` is 0 or above 1,048,575; nothing changes.
+    /// [`ConfigError::FailMax`] if `n` is 0 or above 65,535; nothing changes.
     pub fn set_fail_max(&self, n: u32) -> Result<(), ConfigError> {
         self.shared
             .fail_max
@@ -185,7 +185,7 @@ impl CircuitBreaker {
     /// Changes the success threshold.
     ///
     /// # Errors
-    /// [`ConfigError::SuccessThreshold`] if `n` is 0 or above 65,535.
+    /// [`ConfigError::SuccessThreshold`] if `n` is 0 or above 255.
     pub fn set_success_threshold(&self, n: u32) -> Result<(), ConfigError> {
         self.shared
             .success_threshold
@@ -226,8 +226,8 @@ impl CircuitBreaker {
     }
 
     fn force(&self, op: Op) {
-        let applied = self.apply(op);
-        if let Err(panic) = self.after_transition(&applied) {
+        let (_, announced) = self.announce(self.apply(op));
+        if let Err(panic) = announced {
             resume_unwind(panic);
         }
     }
@@ -292,10 +292,6 @@ impl CircuitBreaker {
 
     // ---- the machinery behind `call` and `call_async` ----
 
-    pub(crate) fn limits(&self) -> Limits {
-        self.limits_at(self.now())
-    }
-
     /// The time on the breaker's clock.
     pub(crate) fn now(&self) -> Duration {
         self.shared.clock.now()
@@ -310,24 +306,78 @@ impl CircuitBreaker {
         }
     }
 
-    pub(crate) fn apply(&self, op: Op) -> Applied {
-        match &self.shared.backend {
+    /// Applies `op` to the storage; what it did must then be announced.
+    ///
+    /// A clock that panics does not stop the operation: it is applied as
+    /// of [`FALLBACK_TIME`] and the panic is handed on with the result, to
+    /// be resumed once the call's bookkeeping is done. (A failing trial must
+    /// end even if the time of its failure cannot be read.)
+    pub(crate) fn apply(&self, op: Op) -> Recorded {
+        let mut clock_panic = None;
+        let applied = match &self.shared.backend {
             // The memory storage reads the clock only for the operations
             // whose outcome depends on it.
-            Backend::Memory(m) => {
-                m.apply_timed(op, &self.limits_at(Duration::ZERO), Some(|| self.now()))
+            Backend::Memory(m) => m.apply_timed(
+                op,
+                &self.limits_at(Duration::ZERO),
+                Some(|| self.read_clock(&mut clock_panic)),
+            ),
+            Backend::Custom(s) => {
+                let now = self.read_clock(&mut clock_panic);
+                s.apply(op, &self.limits_at(now))
             }
-            Backend::Custom(s) => s.apply(op, &self.limits()),
+        };
+        Recorded {
+            applied,
+            clock_panic,
+        }
+    }
+
+    /// The time, or [`FALLBACK_TIME`] with the clock's panic put in `panic`.
+    fn read_clock(&self, panic: &mut Option<Panic>) -> Duration {
+        match catch_unwind(AssertUnwindSafe(|| self.shared.clock.now())) {
+            Ok(now) => now,
+            Err(caught) => {
+                panic.get_or_insert(caught);
+                FALLBACK_TIME
+            }
         }
     }
 
     /// `op` applied at once on the memory storage, or a custom storage's
-    /// future of it (for `call_async`, which must not block).
-    pub(crate) fn applying(&self, op: Op) -> Applying<'_> {
-        match &self.shared.backend {
-            Backend::Memory(_) => Applying::Now(self.apply(op)),
-            Backend::Custom(s) => Applying::Later(s.apply_async(op, self.limits())),
-        }
+    /// future of it (for `call_async`, which must not block). The future
+    /// holds its own handle on the breaker, so it can be finished after
+    /// the call that started it is dropped.
+    pub(crate) fn applying(&self, op: Op) -> Applying {
+        let Backend::Custom(_) = &self.shared.backend else {
+            return Applying::Now(self.apply(op));
+        };
+        let mut clock_panic = None;
+        let limits = self.limits_at(self.read_clock(&mut clock_panic));
+        let shared = Arc::clone(&self.shared);
+        let future = Box::pin(async move {
+            match &shared.backend {
+                Backend::Custom(s) => s.apply_async(op, limits).await,
+                Backend::Memory(m) => m.apply(op, &limits),
+            }
+        });
+        Applying::Later(future, clock_panic)
+    }
+
+    /// Tells listeners of the transition `recorded` made, if it made one;
+    /// hands back what was applied and the first panic: the clock's while
+    /// applying it, or a listener's.
+    pub(crate) fn announce(&self, recorded: Recorded) -> (Applied, Result<(), Panic>) {
+        let Recorded {
+            applied,
+            clock_panic,
+        } = recorded;
+        let told = self.after_transition(&applied);
+        let first = match clock_panic {
+            Some(panic) => Err(panic),
+            None => told,
+        };
+        (applied, first)
     }
 
     /// Admission once the closed fast path ([`closed_ticket`](Self::closed_ticket))
@@ -400,10 +450,12 @@ impl CircuitBreaker {
         let timeout = self.shared.reset_timeout_ns.load(Ordering::Relaxed);
         match m.opened_ms(word) {
             Some(ms) => {
-                let deadline = ms.saturating_mul(1_000_000).saturating_add(timeout);
+                // In 128 bits: a deadline past the last time a clock can show
+                // (2554) stays ahead of it instead of saturating to it.
+                let deadline = u128::from(ms) * 1_000_000 + u128::from(timeout);
                 let (now, lag) = self.shared.clock.coarse_nanos();
-                let left = deadline.saturating_sub(now);
-                (left > lag).then_some(left)
+                let left = deadline.saturating_sub(u128::from(now));
+                (left > u128::from(lag)).then(|| u64::try_from(left).unwrap_or(u64::MAX))
             }
             // Opened an instant ago; its opener is about to publish when.
             None if m.word() == word => Some(timeout),
@@ -454,8 +506,8 @@ impl CircuitBreaker {
 
     /// The verdict of an applied `Op::Admit`, after telling listeners of the
     /// open to half-open transition it may have made.
-    pub(crate) fn admitted(&self, applied: Applied) -> Result<Ticket, CircuitBreakerError> {
-        let notified = self.after_transition(&applied);
+    pub(crate) fn admitted(&self, recorded: Recorded) -> Result<Ticket, CircuitBreakerError> {
+        let (applied, notified) = self.announce(recorded);
         let verdict = match applied.outcome {
             Outcome::Admitted { generation, trial } => Ok(Ticket { generation, trial }),
             Outcome::Rejected { reason } => {
@@ -540,7 +592,7 @@ impl CircuitBreaker {
     /// other storage is handed every result through [`Storage::announce`]
     /// (it may hold a transition until its caller gets here, and report
     /// others queued with it), whether or not anyone listens.
-    pub(crate) fn after_transition(&self, applied: &Applied) -> Result<(), Box<dyn Any + Send>> {
+    fn after_transition(&self, applied: &Applied) -> Result<(), Panic> {
         if let Some(announcer) = &self.shared.announcer {
             return announcer.announce(applied, |old, new| {
                 self.each_listener(|l| l.state_change(self, old, new))
@@ -568,9 +620,13 @@ impl CircuitBreaker {
     }
 
     /// Frees a trial place that will not report a result.
+    ///
+    /// It runs from `Drop` impls, maybe while a panic unwinds: nothing in it
+    /// may panic. A cancel changes no state, so there is nothing to
+    /// announce, and a clock's panic is dropped (a cancel needs no time).
     pub(crate) fn cancel(&self, ticket: Ticket) {
         if ticket.trial {
-            self.apply(Op::Cancel {
+            let _no_transition = self.apply(Op::Cancel {
                 generation: ticket.generation,
             });
         }
@@ -622,6 +678,25 @@ impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         self.0.cancel(self.1);
     }
+}
+
+/// A panic caught from user code, to resume once the breaker's own
+/// bookkeeping is done.
+pub(crate) type Panic = Box<dyn Any + Send>;
+
+/// The time an operation is applied at when the clock panics: long ago, so
+/// a circuit opened then admits its next trial at once rather than never.
+pub(crate) const FALLBACK_TIME: Duration = Duration::from_millis(1);
+
+/// What one operation did, not yet announced: [`CircuitBreaker::apply`]
+/// makes it and [`CircuitBreaker::announce`] consumes it, so no transition
+/// goes unreported. (A cancel, which changes no state, is the one exception:
+/// it is dropped.)
+#[must_use = "an applied operation is announced with `CircuitBreaker::announce`"]
+pub(crate) struct Recorded {
+    pub(crate) applied: Applied,
+    /// The clock's panic, if reading the time for this operation panicked.
+    pub(crate) clock_panic: Option<Panic>,
 }
 
 pub(crate) enum Precheck {

@@ -6,13 +6,12 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-use crate::breaker::{CircuitBreaker, Precheck, Ticket};
+use crate::breaker::{CircuitBreaker, Panic, Precheck, Recorded, Ticket};
 use crate::error::{CircuitBreakerError, Error};
 use crate::exclude::{container_view, is_container};
 use crate::future::GuardedFuture;
 use crate::listener::Failure;
 use crate::state::{Op, Outcome, State};
-use crate::storage::Applied;
 
 /// How the breaker sees an error of type `E` as `dyn Error`, to match
 /// exclusions along its `source()` chain.
@@ -166,11 +165,7 @@ impl CircuitBreaker {
                 Ok(value)
             }
             Ok(Err(error)) => Err(self.finish_err(ticket, error, view, site_excluded)),
-            Err(panic) => {
-                let applied = self.apply(failure_op(ticket));
-                self.report_panic(&*panic, &applied);
-                resume_unwind(panic)
-            }
+            Err(panic) => self.fail_with_panic(ticket, panic),
         }
     }
 
@@ -239,6 +234,16 @@ impl CircuitBreaker {
         self.report_success(applied);
     }
 
+    /// Records a panic as the failure of the call admitted with `ticket`,
+    /// then continues the panic.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn fail_with_panic(&self, ticket: Ticket, panic: Panic) -> ! {
+        let recorded = self.apply(failure_op(ticket));
+        self.report_panic(&*panic, recorded);
+        resume_unwind(panic)
+    }
+
     /// Records an error result: a success if excluded, else a failure.
     #[cold]
     #[inline(never)]
@@ -254,11 +259,35 @@ impl CircuitBreaker {
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     {
-        if self.excludes(&error, view, site_excluded) {
+        if self.excluded_or_fail(ticket, &error, view, site_excluded) {
             self.finish_ok_slow(ticket);
             return Error::Inner(error);
         }
         self.finish_failure(ticket, error, view)
+    }
+
+    /// Whether `error` is excluded. That is decided by user code (predicates,
+    /// `source()`, a view); if it panics, the call admitted with `ticket` is
+    /// recorded as a failure and the panic continues, so a trial never
+    /// keeps its place.
+    pub(crate) fn excluded_or_fail<E, V, X>(
+        &self,
+        ticket: Ticket,
+        error: &E,
+        view: &V,
+        site_excluded: &X,
+    ) -> bool
+    where
+        E: 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    {
+        match catch_unwind(AssertUnwindSafe(|| {
+            self.excludes(error, view, site_excluded)
+        })) {
+            Ok(excluded) => excluded,
+            Err(panic) => self.fail_with_panic(ticket, panic),
+        }
     }
 
     /// Records a failure that is not excluded.
@@ -267,8 +296,8 @@ impl CircuitBreaker {
         E: fmt::Debug + 'static,
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     {
-        let applied = self.apply(failure_op(ticket));
-        self.report_failure(error, view, &applied)
+        let recorded = self.apply(failure_op(ticket));
+        self.report_failure(error, view, recorded)
     }
 
     /// Whether the breaker's exclusions or the call site's exclude `error`.
@@ -285,10 +314,10 @@ impl CircuitBreaker {
     /// Tells listeners of a success and of the transition it made.
     #[cold]
     #[inline(never)]
-    pub(crate) fn report_success(&self, applied: Option<Applied>) {
+    pub(crate) fn report_success(&self, recorded: Option<Recorded>) {
         let heard = self.each_listener(|l| l.success(self));
-        let changed = match &applied {
-            Some(applied) => self.after_transition(applied),
+        let changed = match recorded {
+            Some(recorded) => self.announce(recorded).1,
             None => Ok(()),
         };
         if let Err(panic) = heard.and(changed) {
@@ -297,13 +326,13 @@ impl CircuitBreaker {
     }
 
     /// Tells listeners of a failure and its transition; the error to return.
-    pub(crate) fn report_failure<E, V>(&self, error: E, view: &V, applied: &Applied) -> Error<E>
+    pub(crate) fn report_failure<E, V>(&self, error: E, view: &V, recorded: Recorded) -> Error<E>
     where
         E: fmt::Debug + 'static,
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     {
         let heard = self.each_listener(|l| l.failure(self, &Failure::error(&error, view(&error))));
-        let changed = self.after_transition(applied);
+        let (applied, changed) = self.announce(recorded);
         if let Err(panic) = heard.and(changed) {
             resume_unwind(panic);
         }
@@ -325,9 +354,9 @@ impl CircuitBreaker {
 
     /// Tells listeners of a panic and its transition. The guarded function's
     /// panic continues, so a listener's panic here is dropped.
-    pub(crate) fn report_panic(&self, panic: &(dyn Any + Send), applied: &Applied) {
+    pub(crate) fn report_panic(&self, panic: &(dyn Any + Send), recorded: Recorded) {
         let _ = self.each_listener(|l| l.failure(self, &Failure::panic(panic)));
-        let _ = self.after_transition(applied);
+        let _ = self.announce(recorded);
     }
 }
 

@@ -290,9 +290,16 @@ impl ManualClock {
         }
     }
 
-    /// Moves the clock forward by `by`.
+    /// Moves the clock forward by `by`. The clock stops at the latest time
+    /// it can show (`u64::MAX` nanoseconds after the epoch, in the year
+    /// 2554) instead of wrapping around.
     pub fn advance(&self, by: Duration) {
-        self.nanos.fetch_add(as_nanos(by), Ordering::SeqCst);
+        let by = as_nanos(by);
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+                Some(now.saturating_add(by))
+            });
     }
 }
 

@@ -19,11 +19,12 @@ use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::breaker::{CancelOnDrop, CircuitBreaker, Precheck, Ticket};
+use crate::breaker::{CancelOnDrop, CircuitBreaker, Panic, Precheck, Recorded, Ticket};
 use crate::call::{failure_op, success_op};
+use crate::detach;
 use crate::error::Error;
 use crate::state::Op;
-use crate::storage::{Applied, ApplyFuture};
+use crate::storage::ApplyFuture;
 
 pin_project! {
     /// `fut` run as one call through `cb`: admitted at the first poll, its
@@ -41,7 +42,7 @@ pin_project! {
         stage: Stage,
         // Dropped by hand in `drop` below: an inline null check, where the
         // field's own drop glue is an out-of-line call on every call.
-        waiting: ManuallyDrop<Option<Box<Waiting<'cb, T, E>>>>,
+        waiting: ManuallyDrop<Option<Box<Waiting<T, E>>>>,
         view: V,
         site_excluded: X,
     }
@@ -59,9 +60,19 @@ pin_project! {
             // held: whatever it holds for its trial (a connection, a guard)
             // is gone before the next trial can be admitted. The cancel runs
             // even if that drop panics.
-            if let Stage::Running(ticket) = *this.stage {
-                let _cancel = CancelOnDrop(this.cb, ticket);
-                this.fut.set(None);
+            match *this.stage {
+                Stage::Running(ticket) => {
+                    let _cancel = CancelOnDrop(this.cb, ticket);
+                    this.fut.set(None);
+                }
+                // The storage applies the admission anyway (its contract):
+                // finish it elsewhere, and free the trial place it may take.
+                Stage::Admitting => {
+                    if let Some(waiting) = this.waiting.take() {
+                        detach::admission(this.cb, waiting.applying);
+                    }
+                }
+                _ => {}
             }
             drop(this.waiting.take());
         }
@@ -83,10 +94,22 @@ enum Stage {
 }
 
 /// What a custom storage's stages wait for.
-struct Waiting<'cb, T, E> {
-    applying: ApplyFuture<'cb>,
+struct Waiting<T, E> {
+    applying: ApplyFuture<'static>,
+    /// The clock's panic while reading the time for the operation.
+    clock_panic: Option<Panic>,
     /// How the guarded future ended (`None` while admitting).
     ending: Option<Ending<T, E>>,
+}
+
+impl<T, E> Waiting<T, E> {
+    /// What the operation did, once the storage has answered.
+    fn recorded(&mut self, applied: crate::storage::Applied) -> Recorded {
+        Recorded {
+            applied,
+            clock_panic: self.clock_panic.take(),
+        }
+    }
 }
 
 /// How the guarded future ended, to report once its result is recorded.
@@ -111,10 +134,11 @@ impl<'cb, Fut, T, E, V, X> GuardedFuture<'cb, Fut, T, E, V, X> {
 }
 
 /// An operation's result: at once from the memory storage, or a custom
-/// storage's future of it.
-pub(crate) enum Applying<'cb> {
-    Now(Applied),
-    Later(ApplyFuture<'cb>),
+/// storage's future of it (with the clock's panic while reading the time
+/// for it).
+pub(crate) enum Applying {
+    Now(Recorded),
+    Later(ApplyFuture<'static>, Option<Panic>),
 }
 
 impl<Fut, T, E, V, X> Future for GuardedFuture<'_, Fut, T, E, V, X>
@@ -194,10 +218,11 @@ where
                     return Poll::Ready(Err(Error::Open(e)));
                 }
                 Precheck::Apply => match cb.applying(Op::Admit) {
-                    Applying::Now(applied) => return this.admitted(cb, applied),
-                    Applying::Later(applying) => {
+                    Applying::Now(recorded) => return this.admitted(cb, recorded),
+                    Applying::Later(applying, clock_panic) => {
                         **this.waiting = Some(Box::new(Waiting {
                             applying,
+                            clock_panic,
                             ending: None,
                         }));
                         *this.stage = Stage::Admitting;
@@ -206,8 +231,8 @@ where
             }
         }
         let applied = ready!(applying(this.waiting).poll(cx));
-        **this.waiting = None;
-        this.admitted(cb, applied)
+        let recorded = this.waiting.take().map(|mut w| w.recorded(applied));
+        this.admitted(cb, recorded.expect("an admitting stage has a future"))
     }
 
     /// The guarded future's error: a success if excluded, else a failure.
@@ -220,7 +245,16 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Result<T, Error<E>>> {
         let cb = self.cb;
-        if !cb.excludes(&error, &self.view, &self.site_excluded) {
+        // User code decides (predicates, `source()`): a panic there is the
+        // call's failure, recorded before the panic continues.
+        let excluded = catch_unwind(AssertUnwindSafe(|| {
+            cb.excludes(&error, &self.view, &self.site_excluded)
+        }));
+        let excluded = match excluded {
+            Ok(excluded) => excluded,
+            Err(panic) => return self.end(Ending::Panic(panic), ticket, cx),
+        };
+        if !excluded {
             return self.end(Ending::Failure(error), ticket, cx);
         }
         if !cb.success_is_news(ticket) {
@@ -252,10 +286,11 @@ where
             Ending::Failure(_) | Ending::Panic(_) => failure_op(ticket),
         };
         match cb.applying(op) {
-            Applying::Now(applied) => Poll::Ready(report(cb, ending, Some(applied), this.view)),
-            Applying::Later(applying) => {
+            Applying::Now(recorded) => Poll::Ready(report(cb, ending, Some(recorded), this.view)),
+            Applying::Later(applying, clock_panic) => {
                 **this.waiting = Some(Box::new(Waiting {
                     applying,
+                    clock_panic,
                     ending: Some(ending),
                 }));
                 *this.stage = Stage::Recording;
@@ -276,9 +311,9 @@ where
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
 {
     /// The verdict of an applied `Op::Admit`; running if admitted.
-    fn admitted(self, cb: &CircuitBreaker, applied: Applied) -> Poll<Result<Ticket, Error<E>>> {
+    fn admitted(self, cb: &CircuitBreaker, recorded: Recorded) -> Poll<Result<Ticket, Error<E>>> {
         *self.stage = Stage::Done;
-        let ticket = cb.admitted(applied).map_err(Error::Open)?;
+        let ticket = cb.admitted(recorded).map_err(Error::Open)?;
         cb.before_call(ticket);
         *self.stage = Stage::Running(ticket);
         Poll::Ready(Ok(ticket))
@@ -287,16 +322,17 @@ where
     fn poll_recording(self, cx: &mut Context<'_>) -> Poll<Result<T, Error<E>>> {
         let applied = ready!(applying(self.waiting).poll(cx));
         *self.stage = Stage::Done;
-        let ending = self.waiting.take().and_then(|w| w.ending);
-        let ending = ending.expect("a recording call keeps how it ended");
-        Poll::Ready(report(self.cb, ending, Some(applied), self.view))
+        let mut waiting = self.waiting.take().expect("a recording stage has a future");
+        let recorded = waiting.recorded(applied);
+        let ending = waiting.ending.expect("a recording call keeps how it ended");
+        Poll::Ready(report(self.cb, ending, Some(recorded), self.view))
     }
 }
 
 /// The custom storage's future a waiting stage polls.
-fn applying<'a, 'cb, T, E>(
-    waiting: &'a mut Option<Box<Waiting<'cb, T, E>>>,
-) -> Pin<&'a mut (dyn Future<Output = Applied> + Send + 'cb)> {
+fn applying<'a, T, E>(
+    waiting: &'a mut Option<Box<Waiting<T, E>>>,
+) -> Pin<&'a mut (dyn Future<Output = crate::storage::Applied> + Send + 'static)> {
     let waiting = waiting.as_mut().expect("a waiting stage has a future");
     waiting.applying.as_mut()
 }
@@ -306,25 +342,25 @@ fn applying<'a, 'cb, T, E>(
 fn report<T, E, V>(
     cb: &CircuitBreaker,
     ending: Ending<T, E>,
-    applied: Option<Applied>,
+    recorded: Option<Recorded>,
     view: &V,
 ) -> Result<T, Error<E>>
 where
     E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
 {
-    match (ending, applied) {
-        (Ending::Success(value), applied) => {
-            cb.report_success(applied);
+    match (ending, recorded) {
+        (Ending::Success(value), recorded) => {
+            cb.report_success(recorded);
             Ok(value)
         }
-        (Ending::Excluded(error), applied) => {
-            cb.report_success(applied);
+        (Ending::Excluded(error), recorded) => {
+            cb.report_success(recorded);
             Err(Error::Inner(error))
         }
-        (Ending::Failure(error), Some(applied)) => Err(cb.report_failure(error, view, &applied)),
-        (Ending::Panic(panic), Some(applied)) => {
-            cb.report_panic(&*panic, &applied);
+        (Ending::Failure(error), Some(recorded)) => Err(cb.report_failure(error, view, recorded)),
+        (Ending::Panic(panic), Some(recorded)) => {
+            cb.report_panic(&*panic, recorded);
             resume_unwind(panic)
         }
         (Ending::Failure(_) | Ending::Panic(_), None) => {

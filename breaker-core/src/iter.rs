@@ -2,13 +2,15 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::breaker::{CancelOnDrop, CircuitBreaker, Ticket};
 use crate::error::CircuitBreakerError;
 
 /// An iterator of `Result`s run as one call through a breaker: admitted when
-/// it was made, failed by its first `Err` item that is not excluded,
-/// succeeded by reaching its end, and neither if dropped before either.
+/// it was made, failed by its first `Err` item that is not excluded (or by a
+/// panic in its `next`), succeeded by reaching its end, and neither if
+/// dropped before either.
 ///
 /// A rejected call yields one `Err(E::from(CircuitBreakerError))` and ends.
 /// The item whose failure opens the circuit is replaced by
@@ -73,11 +75,30 @@ where
             IterState::Reported(inner) => return inner.next(),
             IterState::Running(inner, ticket) => (inner, *ticket),
         };
-        let item = inner.next();
+        // A panic in the guarded iterator, or in deciding whether its error
+        // is excluded, is the call's failure: recorded, then continued.
+        let item = match catch_unwind(AssertUnwindSafe(|| inner.next())) {
+            Ok(item) => item,
+            Err(panic) => {
+                self.state = IterState::Rejected(None);
+                self.cb.fail_with_panic(ticket, panic)
+            }
+        };
         let report = match &item {
             None => Some(Ok(())),
             Some(Ok(_)) => None,
-            Some(Err(e)) => (!self.cb.excludes(e, &self.view, &self.excluded)).then_some(Err(())),
+            Some(Err(e)) => {
+                let excluded = catch_unwind(AssertUnwindSafe(|| {
+                    self.cb.excludes(e, &self.view, &self.excluded)
+                }));
+                match excluded {
+                    Ok(excluded) => (!excluded).then_some(Err(())),
+                    Err(panic) => {
+                        self.state = IterState::Rejected(None);
+                        self.cb.fail_with_panic(ticket, panic)
+                    }
+                }
+            }
         };
         let Some(report) = report else {
             return item;

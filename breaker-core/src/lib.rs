@@ -37,6 +37,7 @@ mod announce;
 mod breaker;
 mod call;
 pub mod clock;
+mod detach;
 mod duration;
 mod error;
 mod exclude;

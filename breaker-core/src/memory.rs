@@ -6,9 +6,10 @@ use crate::state::{step, Limits, Op, Outcome, Snapshot, State};
 use crate::storage::{Applied, Storage};
 use crate::sync::{AtomicU64, Ordering};
 
-// Layout of the state word, low bits first.
-const FAIL_BITS: u32 = 20;
-const SUCCESS_BITS: u32 = 16;
+// Layout of the state word, low bits first: 16 bits of failures, 8 of
+// trial successes, the trial flag, 2 bits of state, and 37 of generation.
+const FAIL_BITS: u32 = 16;
+const SUCCESS_BITS: u32 = 8;
 const SUCCESS_SHIFT: u32 = FAIL_BITS;
 const TRIAL_SHIFT: u32 = SUCCESS_SHIFT + SUCCESS_BITS;
 const STATE_SHIFT: u32 = TRIAL_SHIFT + 1;
@@ -19,10 +20,14 @@ const FAIL_MASK: u64 = (1 << FAIL_BITS) - 1;
 const SUCCESS_MASK: u64 = (1 << SUCCESS_BITS) - 1;
 const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
 
-// Layout of the `opened` word: milliseconds since the Unix epoch above, the
-// low bits of the generation that opened the circuit below.
-const TAG_BITS: u32 = 22;
+// Layout of the `opened` word: milliseconds since the Unix epoch above (45
+// bits: past the year 3000, beyond any time a `Duration` of `u64`
+// nanoseconds can hold), the low bits of the generation that opened the
+// circuit below.
+const TAG_BITS: u32 = 19;
 const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+/// The latest opening time the `opened` word holds, in milliseconds.
+const MAX_OPENED_MS: u64 = u64::MAX >> TAG_BITS;
 
 const CLOSED: u64 = 0;
 const OPEN: u64 = 1;
@@ -39,8 +44,13 @@ const HALF_OPEN: u64 = 2;
 /// read it, so it never pairs a state with another generation's time (the
 /// loom models in `tests/loom.rs` check both words' protocol).
 ///
-/// Limits: `fail_max` up to 1,048,575 and `success_threshold` up to 65,535
-/// (what the builder accepts), 2^25 generations before their numbers wrap.
+/// Limits: `fail_max` up to 65,535 and `success_threshold` up to 255 (what
+/// the builder accepts), and 2^37 generations before their numbers wrap: a
+/// call's result is matched to the generation it was admitted under, so a
+/// result could be taken for a later generation's only if the breaker went
+/// through 137 billion transitions while that one call ran (at the fastest
+/// rate one thread can make them, about 20 million a second, that is about
+/// two hours of nothing but manual transitions).
 ///
 /// ```
 /// use breaker_core::{CircuitBreaker, MemoryStorage};
@@ -115,8 +125,8 @@ impl MemoryStorage {
     /// Publishes when generation `generation` opened the circuit, unless a
     /// later generation has already replaced it.
     fn publish_opened(&self, generation: u64, at: Duration) {
-        let ms = u64::try_from(at.as_millis()).unwrap_or(u64::MAX >> TAG_BITS);
-        let new = (ms.min(u64::MAX >> TAG_BITS) << TAG_BITS) | (generation & TAG_MASK);
+        let ms = u64::try_from(at.as_millis()).unwrap_or(MAX_OPENED_MS);
+        let new = (ms.min(MAX_OPENED_MS) << TAG_BITS) | (generation & TAG_MASK);
         let mut current = self.opened.load(Ordering::Acquire);
         // Only the opener of the current generation may write: a writer that
         // was delayed past a newer transition gives up, and a newer opener's
@@ -422,6 +432,45 @@ mod tests {
         assert!(trial);
         let applied = m.apply(Op::Success { generation, trial }, &limits(1_200));
         assert_eq!(applied.after.state, State::Closed);
+    }
+
+    #[test]
+    fn a_trial_result_from_2_pow_25_generations_ago_is_stale() {
+        // With 25 bits of generation, a trial admitted 2^25 transitions ago
+        // matched the current trial's generation, and its success closed the
+        // circuit while that trial still ran (`half_open()` in a loop
+        // reproduced it in under two seconds).
+        let m = MemoryStorage::new();
+        let stale = 7;
+        m.word.store(
+            encode(&Snapshot {
+                state: State::HalfOpen,
+                generation: stale + (1 << 25),
+                trial: true,
+                ..Snapshot::INITIAL
+            }),
+            Ordering::SeqCst,
+        );
+        let late = Op::Success {
+            generation: stale,
+            trial: true,
+        };
+        let applied = m.apply(late, &limits(1_000));
+        assert_eq!(applied.outcome, Outcome::Stale);
+        assert_eq!(m.load().state, State::HalfOpen);
+        assert!(m.load().trial);
+    }
+
+    #[test]
+    fn the_opened_word_holds_any_time_a_clock_can_show() {
+        let m = MemoryStorage::new();
+        let last = Duration::from_nanos(u64::MAX);
+        m.apply(Op::Force(State::Open), &limits(0)); // generation 1
+        m.publish_opened(1, last);
+        assert_eq!(
+            m.load().opened_at,
+            Some(Duration::from_millis(last.as_millis() as u64))
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::error::Error as StdError;
 use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -273,7 +274,10 @@ where
         Err(rejected) => GuardedIter::rejected(cb, rejected, view, excluded),
         Ok(ticket) => {
             cb.before_call(ticket);
-            GuardedIter::running(cb, body().into_iter(), ticket, view, excluded)
+            // A body that panics before it returns the iterator fails the call.
+            let inner = catch_unwind(AssertUnwindSafe(|| body().into_iter()))
+                .unwrap_or_else(|panic| cb.fail_with_panic(ticket, panic));
+            GuardedIter::running(cb, inner, ticket, view, excluded)
         }
     }
 }
@@ -303,14 +307,11 @@ where
     let _ = item;
     let ticket = cb.admit().map_err(E2::from)?;
     cb.before_call(ticket);
-    match body() {
-        Ok(inner) => Ok(GuardedIter::running(
-            cb,
-            inner.into_iter(),
-            ticket,
-            view,
-            excluded,
-        )),
+    // A body that panics before it returns the iterator fails the call.
+    let made = catch_unwind(AssertUnwindSafe(|| body().map(IntoIterator::into_iter)))
+        .unwrap_or_else(|panic| cb.fail_with_panic(ticket, panic));
+    match made {
+        Ok(inner) => Ok(GuardedIter::running(cb, inner, ticket, view, excluded)),
         Err(error) => Err(into_user_error(cb.finish_err(
             ticket,
             error,

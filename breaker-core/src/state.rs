@@ -84,7 +84,7 @@ impl FromStr for State {
 /// `generation` grows by one on every change of state and on every manual
 /// `open()`, `close()`, `half_open()` or `reset()`; results of calls admitted
 /// under an older generation are ignored. A storage may keep fewer bits of it
-/// than 64 (the memory storage keeps 25) as long as it compares generations
+/// than 64 (the memory storage keeps 37) as long as it compares generations
 /// the way [`step`] does: for equality only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Snapshot {
@@ -122,7 +122,7 @@ impl Snapshot {
             return None;
         }
         Some(match self.opened_at {
-            Some(at) => (at + reset_timeout).saturating_sub(now),
+            Some(at) => at.saturating_add(reset_timeout).saturating_sub(now),
             None => reset_timeout,
         })
     }
@@ -241,9 +241,9 @@ pub enum Outcome {
 }
 
 /// The largest `fail_max` any storage must support.
-pub const MAX_FAIL_MAX: u32 = (1 << 20) - 1;
+pub const MAX_FAIL_MAX: u32 = (1 << 16) - 1;
 /// The largest `success_threshold` any storage must support.
-pub const MAX_SUCCESS_THRESHOLD: u32 = (1 << 16) - 1;
+pub const MAX_SUCCESS_THRESHOLD: u32 = (1 << 8) - 1;
 
 /// Applies `op` to `snap`: the whole state machine in one pure function.
 ///

@@ -60,9 +60,9 @@ use proc_macro::TokenStream;
 /// | key | value | default |
 /// |---|---|---|
 /// | `name` | `"db"` | the function's module path and name |
-/// | `fail_max` | `5` (1 to 1,048,575) | 5 |
+/// | `fail_max` | `5` (1 to 65,535) | 5 |
 /// | `reset_timeout` | `"500ms"`, `"60s"`, `"1m30s"`, `"2h"` | `"60s"` |
-/// | `success_threshold` | `1` (1 to 65,535) | 1 |
+/// | `success_threshold` | `1` (1 to 255) | 1 |
 /// | `throw_new_error_on_trip` | `true` / `false` | `true` |
 /// | `exclude` | `[Type, Enum::Variant(..), Enum::Unit { .. }, \|e: &T\| predicate]` | none |
 /// | `storage` | `path::to::fn` returning a [`Storage`](https://docs.rs/breaker/latest/breaker/trait.Storage.html) | memory |

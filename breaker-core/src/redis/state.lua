@@ -23,8 +23,8 @@
 
 local GEN_MOD = 281474976710656 -- 2^48
 local MAX_EXACT = 9007199254740991 -- 2^53 - 1
-local MAX_FAIL = 1048575
-local MAX_SUCC = 65535
+local MAX_FAIL = 65535
+local MAX_SUCC = 255
 
 local op = ARGV[1]
 local op_gen = tonumber(ARGV[2]) or 0

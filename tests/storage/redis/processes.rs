@@ -65,7 +65,7 @@ fn child() {
     let cb = CircuitBreaker::builder("shared")
         .fail_max(FAIL_MAX)
         .reset_timeout(RESET)
-        .success_threshold(1_000)
+        .success_threshold(255)
         .listener_arc(changes.clone())
         .storage(storage)
         .build();
