@@ -113,6 +113,7 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
         Some(lit) => lit.to_token_stream(),
         None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
     };
+    let default_name = args.name.is_none();
     let fail_max = args.fail_max.map_or(none.clone(), |n| some(quote!(#n)));
     let success_threshold = args
         .success_threshold
@@ -153,6 +154,7 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
         #helpers
         static __BREAKER_DECLARATION: #krate::__private::Declaration = #krate::__private::Declaration {
             name: #name,
+            default_name: #default_name,
             function: ::core::concat!(::core::module_path!(), "::", #fn_name),
             fail_max: #fail_max,
             reset_timeout: #reset_timeout,
