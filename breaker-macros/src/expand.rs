@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::{parse_quote, ItemFn, Path, Type};
 
 use crate::args::{Args, Errors, Exclude};
-use crate::kind::{classify, result_args, Kind};
+use crate::kind::{check_default_name, classify, result_args, Kind};
 
 /// The whole attribute: parse, check, expand; on any error, the function
 /// unchanged plus every error, so call sites see no follow-on errors.
@@ -24,6 +24,9 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let mut errors = Errors::default();
     let args = Args::parse(args).map_err(|e| errors.push(e)).ok();
+    if args.as_ref().is_some_and(|args| args.name.is_none()) {
+        let _ = check_default_name(&func.sig).map_err(|e| errors.push(e));
+    }
     let kind = classify(&func.sig).map_err(|e| errors.push(e)).ok();
     match (args, kind, errors.finish()) {
         (Some(args), Some(kind), Ok(())) => expand(args, func, kind),
