@@ -96,10 +96,12 @@ pub enum RegistryError {
 /// the reason (see [`declaration_errors`]). Use [`try_get`] to get an
 /// `Option` instead.
 pub fn get(name: &str) -> Arc<CircuitBreaker> {
-    if let Some(entry) = map().read().get(name) {
-        return entry
-            .breaker()
-            .unwrap_or_else(|message| panic!("{message}"));
+    let found = map()
+        .read()
+        .get(name)
+        .map(|entry| entry.breaker().map_err(str::to_owned));
+    if let Some(found) = found {
+        return found.unwrap_or_else(|message| panic!("{message}"));
     }
     panic!(
         "no circuit breaker named '{name}' is registered; known breakers: [{}]",
