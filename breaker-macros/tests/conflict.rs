@@ -1,6 +1,7 @@
 //! Declarations that cannot make a breaker fail alone, where they are used:
 //! two attributes naming one breaker with different values for a setting,
-//! a `storage` function that panics, two functions sharing a default name.
+//! settings the builder refuses, a `storage` function that panics, two
+//! functions sharing a default name.
 //! Every other breaker of the process keeps working. (A test binary of its
 //! own: its declarations are this process's registry.)
 
@@ -45,6 +46,24 @@ fn no_storage() -> MemoryStorage {
 fn stored() -> Result<(), Failed> {
     Ok(())
 }
+
+/// Settings the builder refuses. The attribute rejects `fail_max = 0` at
+/// compile time, so this declaration is written as generated code would be.
+static INVALID: breaker::__private::Declaration = breaker::__private::Declaration {
+    name: "invalid",
+    default_name: false,
+    function: "conflict::invalid",
+    fail_max: Some(0),
+    reset_timeout: None,
+    success_threshold: None,
+    throw_new_error_on_trip: None,
+    storage: None,
+    listeners: None,
+};
+breaker::__private::inventory::submit! {
+    breaker::__private::Registration(&INVALID)
+}
+static INVALID_SITE: breaker::__private::Site = breaker::__private::Site::new(&INVALID);
 
 /// Two types in one module with an associated function `fetch` and no
 /// `name`: the default name, `conflict::fetch`, would join them.
@@ -158,7 +177,10 @@ fn declaration_errors_lists_every_failed_name_and_only_those() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(names, ["broken-storage", "conflict::fetch", "conflicted"]);
+    assert_eq!(
+        names,
+        ["broken-storage", "conflict::fetch", "conflicted", "invalid"]
+    );
     assert_eq!(errors[2].to_string(), CONFLICT);
 }
 
@@ -172,6 +194,22 @@ fn a_storage_function_that_panics_fails_only_its_breaker() {
     );
     assert!(catch_unwind(stored).is_err(), "and at every use");
     assert!(registry::try_get("broken-storage").is_none());
+    assert!(registry::try_get("unrelated").is_some());
+}
+
+#[test]
+fn invalid_settings_fail_only_their_breaker() {
+    let message = panic_text(&*catch_unwind(|| INVALID_SITE.get()).unwrap_err());
+    assert_eq!(
+        message,
+        "circuit breaker 'invalid' declared on conflict::invalid: \
+         fail_max must be between 1 and 1048575, got 0"
+    );
+    assert!(
+        catch_unwind(|| INVALID_SITE.get()).is_err(),
+        "and at every use"
+    );
+    assert!(registry::try_get("invalid").is_none());
     assert!(registry::try_get("unrelated").is_some());
 }
 
