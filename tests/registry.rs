@@ -194,3 +194,26 @@ fn registered_breakers_are_shared_across_threads() {
     }
     assert_eq!(cb.fail_counter(), 100);
 }
+
+#[derive(Debug)]
+struct Rejected;
+
+impl From<breaker::CircuitBreakerError> for Rejected {
+    fn from(_: breaker::CircuitBreakerError) -> Self {
+        Rejected
+    }
+}
+
+#[breaker::circuit_breaker(name = "reg-declared", fail_max = 2)]
+fn declared() -> Result<(), Rejected> {
+    Ok(())
+}
+
+#[test]
+fn a_declared_name_is_taken_and_healthy_declarations_report_no_errors() {
+    assert!(declared().is_ok());
+    let err = registry::register(CircuitBreaker::new("reg-declared")).unwrap_err();
+    assert_eq!(err, RegistryError::NameTaken("reg-declared".into()));
+    assert_eq!(registry::get("reg-declared").fail_max(), 2);
+    assert_eq!(registry::declaration_errors(), []);
+}

@@ -3,200 +3,30 @@
 //!
 //! Each annotated function expands to a [`Declaration`] (its settings, made
 //! at compile time), registered at link time through `inventory`, and a
-//! [`Site`] static that resolves the declared breaker once; every call then
-//! goes through [`call`], [`call_async`] or [`iter`].
+//! [`Site`] static that resolves the declared breaker once (all owned by the
+//! registry); every call then goes through [`call`], [`call_async`] or
+//! [`iter`].
 
 use std::any::Any;
-use std::collections::BTreeMap;
 use std::error::Error as StdError;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 pub use inventory;
 
-use crate::breaker::{Builder, CircuitBreaker};
+pub use crate::registry::declared::{Configure, Declaration, Registration, Site};
+
+use crate::breaker::CircuitBreaker;
 use crate::error::{CircuitBreakerError, Error};
 use crate::exclude::{chain_find, container_view, is_container};
 use crate::future::GuardedFuture;
 use crate::iter::GuardedIter;
 
 use pin_project_lite::pin_project;
-
-/// A setting given as code: the path as written (to compare declarations),
-/// and how it configures a builder.
-pub type Configure = (&'static str, fn(Builder) -> Builder);
-
-/// The settings one `#[circuit_breaker]` gives; `None` where it gives none.
-#[derive(Debug)]
-pub struct Declaration {
-    /// The breaker's name.
-    pub name: &'static str,
-    /// `module::path::function`, for messages.
-    pub function: &'static str,
-    /// `fail_max = ..`
-    pub fail_max: Option<u32>,
-    /// `reset_timeout = ".."`, parsed at compile time.
-    pub reset_timeout: Option<Duration>,
-    /// `success_threshold = ..`
-    pub success_threshold: Option<u32>,
-    /// `throw_new_error_on_trip = ..`
-    pub throw_new_error_on_trip: Option<bool>,
-    /// `storage = path`: the path as written, and how it configures a builder.
-    pub storage: Option<Configure>,
-    /// `listeners = [..]`: the paths as written, and how they configure a builder.
-    pub listeners: Option<Configure>,
-}
-
-/// A declaration's entry in the link-time list.
-#[derive(Debug)]
-pub struct Registration(pub &'static Declaration);
-
-inventory::collect!(Registration);
-
-/// The breaker of one annotated function, resolved on first use.
-#[derive(Debug)]
-pub struct Site {
-    declaration: &'static Declaration,
-    /// A handle on the registry's breaker (the same shared state), held
-    /// here rather than its `Arc`: one pointer less to follow per call.
-    breaker: OnceLock<CircuitBreaker>,
-}
-
-impl Site {
-    /// A site for `declaration`.
-    pub const fn new(declaration: &'static Declaration) -> Self {
-        Site {
-            declaration,
-            breaker: OnceLock::new(),
-        }
-    }
-
-    /// The breaker: from the registry the first time, then from this static.
-    #[inline(always)]
-    pub fn get(&'static self) -> &'static CircuitBreaker {
-        match self.breaker.get() {
-            Some(cb) => cb,
-            None => self.resolve(),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn resolve(&'static self) -> &'static CircuitBreaker {
-        self.breaker.get_or_init(|| {
-            let registered = crate::registry::declared(self.declaration);
-            CircuitBreaker::from_shared(Arc::clone(&registered.shared))
-        })
-    }
-}
-
-/// Registers every declared breaker, merging declarations that share a name.
-///
-/// # Panics
-/// When two declarations of one name give different values for a setting;
-/// the message names both functions.
-pub(crate) fn declare_all(map: &mut BTreeMap<String, Arc<CircuitBreaker>>) {
-    let mut by_name: BTreeMap<&'static str, Vec<&'static Declaration>> = BTreeMap::new();
-    for Registration(declaration) in inventory::iter::<Registration> {
-        by_name
-            .entry(declaration.name)
-            .or_default()
-            .push(declaration);
-    }
-    for (name, declarations) in by_name {
-        let cb = build(&declarations).unwrap_or_else(|conflict| panic!("{conflict}"));
-        map.insert(name.to_owned(), Arc::new(cb));
-    }
-}
-
-/// Builds the breaker that `declarations` (all of one name) describe.
-pub(crate) fn build(declarations: &[&'static Declaration]) -> Result<CircuitBreaker, String> {
-    let first = declarations[0];
-    let mut builder = CircuitBreaker::builder(first.name);
-    macro_rules! merge {
-        ($field:ident, $shown:expr, $apply:expr) => {{
-            let mut chosen: Option<&'static Declaration> = None;
-            for d in declarations {
-                let Some(value) = &d.$field else { continue };
-                match chosen {
-                    None => chosen = Some(d),
-                    Some(c) => {
-                        let previous = c.$field.as_ref().expect("chosen has the field");
-                        if $shown(previous) != $shown(value) {
-                            return Err(conflict(
-                                first.name,
-                                stringify!($field),
-                                c,
-                                &$shown(previous),
-                                d,
-                                &$shown(value),
-                            ));
-                        }
-                    }
-                }
-            }
-            if let Some(value) = chosen.and_then(|c| c.$field.as_ref()) {
-                builder = $apply(builder, value);
-            }
-        }};
-    }
-    merge!(fail_max, |v: &u32| v.to_string(), |b: Builder, v: &u32| b
-        .fail_max(*v));
-    merge!(
-        reset_timeout,
-        |v: &Duration| format!("{v:?}"),
-        |b: Builder, v: &Duration| b.reset_timeout(*v)
-    );
-    merge!(
-        success_threshold,
-        |v: &u32| v.to_string(),
-        |b: Builder, v: &u32| b.success_threshold(*v)
-    );
-    merge!(
-        throw_new_error_on_trip,
-        |v: &bool| v.to_string(),
-        |b: Builder, v: &bool| b.throw_new_error_on_trip(*v)
-    );
-    merge!(
-        storage,
-        |v: &Configure| v.0.to_owned(),
-        |b: Builder, v: &Configure| (v.1)(b)
-    );
-    merge!(
-        listeners,
-        |v: &Configure| v.0.to_owned(),
-        |b: Builder, v: &Configure| (v.1)(b)
-    );
-    builder.try_build().map_err(|e| {
-        format!(
-            "circuit breaker '{}' declared on {}: {e}",
-            first.name, first.function
-        )
-    })
-}
-
-fn conflict(
-    name: &str,
-    setting: &str,
-    a: &Declaration,
-    a_value: &str,
-    b: &Declaration,
-    b_value: &str,
-) -> String {
-    let mut message = String::new();
-    let _ = write!(
-        message,
-        "conflicting settings for circuit breaker '{name}': {setting} = {a_value} on {} but {setting} = {b_value} on {}",
-        a.function, b.function
-    );
-    message
-}
 
 /// Calls `body` through `cb`, converting the breaker's errors into `E`.
 #[inline(always)]

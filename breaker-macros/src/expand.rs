@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::{parse_quote, ItemFn, Path, Type};
 
 use crate::args::{Args, Errors, Exclude};
-use crate::kind::{classify, result_args, Kind};
+use crate::kind::{check_default_name, classify, result_args, Kind};
 
 /// The whole attribute: parse, check, expand; on any error, the function
 /// unchanged plus every error, so call sites see no follow-on errors.
@@ -24,6 +24,9 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let mut errors = Errors::default();
     let args = Args::parse(args).map_err(|e| errors.push(e)).ok();
+    if args.as_ref().is_some_and(|args| args.name.is_none()) {
+        let _ = check_default_name(&func.sig).map_err(|e| errors.push(e));
+    }
     let kind = classify(&func.sig).map_err(|e| errors.push(e)).ok();
     match (args, kind, errors.finish()) {
         (Some(args), Some(kind), Ok(())) => expand(args, func, kind),
@@ -113,6 +116,7 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
         Some(lit) => lit.to_token_stream(),
         None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
     };
+    let default_name = args.name.is_none();
     let fail_max = args.fail_max.map_or(none.clone(), |n| some(quote!(#n)));
     let success_threshold = args
         .success_threshold
@@ -153,6 +157,7 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
         #helpers
         static __BREAKER_DECLARATION: #krate::__private::Declaration = #krate::__private::Declaration {
             name: #name,
+            default_name: #default_name,
             function: ::core::concat!(::core::module_path!(), "::", #fn_name),
             fail_max: #fail_max,
             reset_timeout: #reset_timeout,

@@ -1,5 +1,7 @@
 //! What kind of function the attribute is on, from its signature alone.
 
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{GenericArgument, PathArguments, ReturnType, Signature, Type, TypeParamBound};
 
@@ -68,6 +70,43 @@ pub(crate) fn classify(sig: &Signature) -> syn::Result<Kind> {
         )),
         _ => Ok(kind),
     }
+}
+
+/// Without `name = ..`, a breaker is named after the function's module path
+/// and name, which only free functions make unique: methods and associated
+/// functions of different types in one module (and a trait's default
+/// method across its implementors) would share one breaker. A static name
+/// cannot include the type (`Self` is out of reach of the static that holds
+/// it, and `type_name` is not `const`), so such functions must be named:
+/// one with a `self` receiver, or whose signature mentions `Self`, is an
+/// error on that token. (An associated function that shows neither is
+/// caught when the registry starts, as two functions with one default name.)
+pub(crate) fn check_default_name(sig: &Signature) -> syn::Result<()> {
+    let (span, what) = match sig.receiver() {
+        Some(receiver) => (receiver.self_token.span, "a method"),
+        None => match self_type_token(sig.to_token_stream()) {
+            Some(span) => (span, "an associated function"),
+            None => return Ok(()),
+        },
+    };
+    let name = &sig.ident;
+    Err(syn::Error::new(
+        span,
+        format!(
+            "{what} needs its own `name`: by default every type in this module with a \
+             `{name}` would share one breaker, named after the module and `{name}`; write one, \
+             as in `#[circuit_breaker(name = \"payments.{name}\")]`"
+        ),
+    ))
+}
+
+/// The span of the first `Self` in `tokens`.
+fn self_type_token(tokens: TokenStream) -> Option<Span> {
+    tokens.into_iter().find_map(|tree| match tree {
+        TokenTree::Ident(ident) if ident == "Self" => Some(ident.span()),
+        TokenTree::Group(group) => self_type_token(group.stream()),
+        _ => None,
+    })
 }
 
 /// The generic arguments of `Result<..>`-like types: a path whose last

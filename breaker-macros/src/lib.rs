@@ -59,7 +59,7 @@ use proc_macro::TokenStream;
 ///
 /// | key | value | default |
 /// |---|---|---|
-/// | `name` | `"db"` | the function's module path and name |
+/// | `name` | `"db"` | a free function's module path and name; methods need one (see [Names](#names)) |
 /// | `fail_max` | `5` (1 to 65,535) | 5 |
 /// | `reset_timeout` | `"500ms"`, `"60s"`, `"1m30s"`, `"2h"` | `"60s"` |
 /// | `success_threshold` | `1` (1 to 255) | 1 |
@@ -75,14 +75,70 @@ use proc_macro::TokenStream;
 /// is and excludes the error when it returns `true`. Exclusions apply to
 /// this function's calls; settings apply to the named breaker.
 ///
+/// # Names
+///
 /// Every declared breaker is in the [`registry`](https://docs.rs/breaker/latest/breaker/registry/)
-/// from start-up. Attributes naming the same breaker share it, and their
-/// settings merge; two attributes giving one setting different values make
-/// the first use panic, naming both functions.
+/// from start-up, under a `&'static str` fixed at compile time.
+///
+/// - Without `name`, a free function's breaker is named after its module
+///   path and name (`app::db::update_customer`). Two free functions cannot
+///   collide: Rust forbids two of one name in a module, and functions in
+///   different `mod`s have different paths.
+/// - A method (a `self` receiver) or an associated function whose signature
+///   mentions `Self` must be given a `name`, else it is a compile error on
+///   that token: the default would be the same for `Payments::fetch` and
+///   `Inventory::fetch` in one module, and a static name cannot include the
+///   type (`type_name` is not `const`). An associated function that shows
+///   neither and shares its default name with another function is reported
+///   at run time: calling either panics saying so.
+/// - A generic function has one breaker for all its instantiations:
+///   `fetch::<Payments>` and `fetch::<Inventory>` fail together. So do the
+///   implementors of a trait's default method. Give them separate functions
+///   (or names) if they must fail separately.
+///
+/// Attributes naming the same breaker share it, and their settings merge.
+/// Two attributes giving one setting different values fail that name alone,
+/// where it is used: calling either function, or `registry::get` of the
+/// name, panics naming both functions; `registry::declaration_errors` lists
+/// it; every other breaker keeps working.
+///
+/// ```
+/// use breaker::{circuit_breaker, CircuitBreakerError};
+///
+/// #[derive(Debug)]
+/// struct DbError;
+///
+/// impl From<CircuitBreakerError> for DbError {
+///     fn from(_: CircuitBreakerError) -> Self {
+///         DbError
+///     }
+/// }
+///
+/// struct Payments;
+/// struct Inventory;
+///
+/// impl Payments {
+///     #[circuit_breaker(name = "payments.fetch")]
+///     fn fetch(&self) -> Result<u64, DbError> {
+///         Ok(1)
+///     }
+/// }
+///
+/// impl Inventory {
+///     #[circuit_breaker(name = "inventory.fetch")] // without it: a compile error
+///     fn fetch(&self) -> Result<u64, DbError> {
+///         Ok(2)
+///     }
+/// }
+/// # assert_eq!(Payments.fetch().unwrap() + Inventory.fetch().unwrap(), 3);
+/// ```
+///
+/// # Compile errors
 ///
 /// Misuse (an unknown or repeated key, a value of the wrong type, a bad
-/// duration, `fail_max = 0`, a return type it cannot guard, a `const fn`)
-/// is a compile error pointing at the offending token.
+/// duration, `fail_max = 0`, a return type it cannot guard, a `const fn`, a
+/// method without `name`) is a compile error pointing at the offending
+/// token.
 #[proc_macro_attribute]
 pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::attribute(args.into(), item.into()).into()

@@ -43,6 +43,14 @@ impl Repo {
     pub fn make() -> Result<Self, DbError> {
         Ok(Self { rows: vec![] })
     }
+
+    // Neither `self` nor `Self`: the attribute cannot tell it from a free
+    // function, and the default name is accepted (the registry reports a
+    // second function with the same default name).
+    #[circuit_breaker]
+    pub fn ping() -> Result<(), DbError> {
+        Ok(())
+    }
 }
 
 impl Store for Repo {
@@ -58,4 +66,5 @@ fn main() {
     let _ = repo.first();
     let _ = repo.count();
     let _ = repo.into_rows();
+    let _ = Repo::ping();
 }

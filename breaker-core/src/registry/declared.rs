@@ -1,0 +1,222 @@
+//! Breakers declared with `#[circuit_breaker]`: the declarations generated
+//! code makes, their merging by name, and the call site's handle.
+//!
+//! Each annotated function expands to a [`Declaration`] (its settings, made
+//! at compile time), registered at link time as a [`Registration`], and a
+//! [`Site`] static that resolves the declared breaker once. The registry
+//! merges the declarations of each name when it starts ([`declare_all`]):
+//! a name whose declarations cannot make a breaker (settings that disagree,
+//! invalid settings, a storage or listener function that panics) is kept as
+//! its error, so only that name fails, and only where it is used.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::breaker::{Builder, CircuitBreaker};
+
+/// A setting given as code: the path as written (to compare declarations),
+/// and how it configures a builder.
+pub type Configure = (&'static str, fn(Builder) -> Builder);
+
+/// The settings one `#[circuit_breaker]` gives; `None` where it gives none.
+#[derive(Debug)]
+pub struct Declaration {
+    /// The breaker's name.
+    pub name: &'static str,
+    /// Whether `name` is the default (the function's path) rather than
+    /// written: two functions with one default name are a mistake, not a
+    /// shared breaker.
+    pub default_name: bool,
+    /// `module::path::function`, for messages.
+    pub function: &'static str,
+    /// `fail_max = ..`
+    pub fail_max: Option<u32>,
+    /// `reset_timeout = ".."`, parsed at compile time.
+    pub reset_timeout: Option<Duration>,
+    /// `success_threshold = ..`
+    pub success_threshold: Option<u32>,
+    /// `throw_new_error_on_trip = ..`
+    pub throw_new_error_on_trip: Option<bool>,
+    /// `storage = path`: the path as written, and how it configures a builder.
+    pub storage: Option<Configure>,
+    /// `listeners = [..]`: the paths as written, and how they configure a builder.
+    pub listeners: Option<Configure>,
+}
+
+/// A declaration's entry in the link-time list.
+#[derive(Debug)]
+pub struct Registration(pub &'static Declaration);
+
+inventory::collect!(Registration);
+
+/// The breaker of one annotated function, resolved on first use.
+#[derive(Debug)]
+pub struct Site {
+    declaration: &'static Declaration,
+    /// A handle on the registry's breaker (the same shared state), held
+    /// here rather than its `Arc`: one pointer less to follow per call.
+    breaker: OnceLock<CircuitBreaker>,
+}
+
+impl Site {
+    /// A site for `declaration`.
+    pub const fn new(declaration: &'static Declaration) -> Self {
+        Site {
+            declaration,
+            breaker: OnceLock::new(),
+        }
+    }
+
+    /// The breaker: from the registry the first time, then from this static.
+    ///
+    /// # Panics
+    /// When the declarations of this name cannot make a breaker (see
+    /// [`super::declaration_errors`]); every call panics again, rather than
+    /// running unguarded.
+    #[inline(always)]
+    pub fn get(&'static self) -> &'static CircuitBreaker {
+        match self.breaker.get() {
+            Some(cb) => cb,
+            None => self.resolve(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resolve(&'static self) -> &'static CircuitBreaker {
+        self.breaker.get_or_init(|| {
+            let registered = super::declared(self.declaration);
+            CircuitBreaker::from_shared(Arc::clone(&registered.shared))
+        })
+    }
+}
+
+/// Every declared name with its breaker, or the message saying why its
+/// declarations cannot make one. Never panics.
+pub(super) fn declare_all() -> BTreeMap<&'static str, Result<CircuitBreaker, String>> {
+    let mut by_name: BTreeMap<&'static str, Vec<&'static Declaration>> = BTreeMap::new();
+    for Registration(declaration) in inventory::iter::<Registration> {
+        by_name
+            .entry(declaration.name)
+            .or_default()
+            .push(declaration);
+    }
+    by_name
+        .into_iter()
+        .map(|(name, mut declarations)| {
+            // Link order varies: messages name the functions in path order.
+            declarations.sort_by_key(|d| d.function);
+            (name, build(&declarations))
+        })
+        .collect()
+}
+
+/// Builds the breaker that `declarations` (all of one name) describe; a
+/// panic in a `storage` or `listeners` function is reported as an error.
+pub(super) fn build(declarations: &[&'static Declaration]) -> Result<CircuitBreaker, String> {
+    let first = declarations[0];
+    catch_unwind(AssertUnwindSafe(|| merge(declarations))).unwrap_or_else(|payload| {
+        let reason = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        Err(format!(
+            "circuit breaker '{}' declared on {}: building it panicked: {reason}",
+            first.name, first.function
+        ))
+    })
+}
+
+/// Merges the settings of `declarations` into one breaker.
+fn merge(declarations: &[&'static Declaration]) -> Result<CircuitBreaker, String> {
+    let first = declarations[0];
+    let defaulted: Vec<_> = declarations.iter().filter(|d| d.default_name).collect();
+    if let [one, _, ..] = defaulted[..] {
+        return Err(format!(
+            "circuit breaker '{}' is the default name of {} functions `{}` \
+             (associated functions of different types in one module): give each its own \
+             `name`, as in `#[circuit_breaker(name = \"..\")]`",
+            first.name,
+            defaulted.len(),
+            one.function
+        ));
+    }
+    let mut builder = CircuitBreaker::builder(first.name);
+    macro_rules! merge {
+        ($field:ident, $shown:expr, $apply:expr) => {{
+            let mut chosen: Option<&'static Declaration> = None;
+            for d in declarations {
+                let Some(value) = &d.$field else { continue };
+                match chosen {
+                    None => chosen = Some(d),
+                    Some(c) => {
+                        let previous = c.$field.as_ref().expect("chosen has the field");
+                        if $shown(previous) != $shown(value) {
+                            return Err(conflict(
+                                first.name,
+                                stringify!($field),
+                                c,
+                                &$shown(previous),
+                                d,
+                                &$shown(value),
+                            ));
+                        }
+                    }
+                }
+            }
+            if let Some(value) = chosen.and_then(|c| c.$field.as_ref()) {
+                builder = $apply(builder, value);
+            }
+        }};
+    }
+    merge!(fail_max, |v: &u32| v.to_string(), |b: Builder, v: &u32| b
+        .fail_max(*v));
+    merge!(
+        reset_timeout,
+        |v: &Duration| format!("{v:?}"),
+        |b: Builder, v: &Duration| b.reset_timeout(*v)
+    );
+    merge!(
+        success_threshold,
+        |v: &u32| v.to_string(),
+        |b: Builder, v: &u32| b.success_threshold(*v)
+    );
+    merge!(
+        throw_new_error_on_trip,
+        |v: &bool| v.to_string(),
+        |b: Builder, v: &bool| b.throw_new_error_on_trip(*v)
+    );
+    merge!(
+        storage,
+        |v: &Configure| v.0.to_owned(),
+        |b: Builder, v: &Configure| (v.1)(b)
+    );
+    merge!(
+        listeners,
+        |v: &Configure| v.0.to_owned(),
+        |b: Builder, v: &Configure| (v.1)(b)
+    );
+    builder.try_build().map_err(|e| {
+        format!(
+            "circuit breaker '{}' declared on {}: {e}",
+            first.name, first.function
+        )
+    })
+}
+
+fn conflict(
+    name: &str,
+    setting: &str,
+    a: &Declaration,
+    a_value: &str,
+    b: &Declaration,
+    b_value: &str,
+) -> String {
+    format!(
+        "conflicting settings for circuit breaker '{name}': {setting} = {a_value} on {} but {setting} = {b_value} on {}",
+        a.function, b.function
+    )
+}

@@ -1,0 +1,211 @@
+//! The process-wide registry of named breakers.
+//!
+//! Breakers declared with `#[circuit_breaker]` are registered before their
+//! function is first called; others are added with [`register`].
+//!
+//! A declared name whose attributes cannot make a breaker (two of them give
+//! one setting different values, or building it fails) fails alone, where
+//! it is used: its functions and [`get`] panic with the reason, [`try_get`]
+//! returns `None`, [`register`] refuses it, [`names`] and [`reset_all`] skip
+//! it, and [`declaration_errors`] lists it. Every other breaker keeps
+//! working.
+//!
+//! ```
+//! use breaker_core::{registry, CircuitBreaker, State};
+//!
+//! let cb = registry::register(CircuitBreaker::new("registry-doc")).unwrap();
+//! cb.open();
+//! assert_eq!(registry::get("registry-doc").current_state(), State::Open);
+//! registry::reset_all();
+//! assert_eq!(registry::get("registry-doc").current_state(), State::Closed);
+//! ```
+
+use std::collections::btree_map::{BTreeMap, Entry as MapEntry};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
+
+use crate::breaker::CircuitBreaker;
+
+pub(crate) mod declared;
+
+use declared::Declaration;
+
+/// What a name stands for: a breaker, or the reason its declarations
+/// cannot make one.
+enum Entry {
+    Breaker(Arc<CircuitBreaker>),
+    Failed(String),
+}
+
+impl Entry {
+    fn new(built: Result<CircuitBreaker, String>) -> Self {
+        match built {
+            Ok(cb) => Entry::Breaker(Arc::new(cb)),
+            Err(message) => Entry::Failed(message),
+        }
+    }
+
+    fn breaker(&self) -> Result<Arc<CircuitBreaker>, &str> {
+        match self {
+            Entry::Breaker(cb) => Ok(Arc::clone(cb)),
+            Entry::Failed(message) => Err(message),
+        }
+    }
+}
+
+type Map = BTreeMap<String, Entry>;
+
+/// The registry, with every declared breaker in it. Its start never panics:
+/// a declaration that fails is kept as its error.
+fn map() -> &'static RwLock<Map> {
+    static MAP: OnceLock<RwLock<Map>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let map = declared::declare_all()
+            .into_iter()
+            .map(|(name, built)| (name.to_owned(), Entry::new(built)))
+            .collect();
+        RwLock::new(map)
+    })
+}
+
+/// Why the registry refused a name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Another breaker has this name.
+    #[error("a circuit breaker named '{0}' is already registered")]
+    NameTaken(String),
+    /// The name is declared with `#[circuit_breaker]`, but its declarations
+    /// cannot make a breaker: two of them give one setting different values,
+    /// or building it failed. The message says which and where.
+    #[error("{message}")]
+    Declaration {
+        /// The declared name.
+        name: String,
+        /// The reason, naming the functions.
+        message: String,
+    },
+}
+
+/// The breaker named `name`.
+///
+/// # Panics
+/// If there is none; the message lists the names that are registered. If
+/// the name is declared but its declarations cannot make a breaker, with
+/// the reason (see [`declaration_errors`]). Use [`try_get`] to get an
+/// `Option` instead.
+pub fn get(name: &str) -> Arc<CircuitBreaker> {
+    let found = map()
+        .read()
+        .get(name)
+        .map(|entry| entry.breaker().map_err(str::to_owned));
+    if let Some(found) = found {
+        return found.unwrap_or_else(|message| panic!("{message}"));
+    }
+    panic!(
+        "no circuit breaker named '{name}' is registered; known breakers: [{}]",
+        names().join(", ")
+    )
+}
+
+/// The breaker named `name`, if there is one: `None` for an unknown name,
+/// and for a declared name whose declarations cannot make a breaker (the
+/// reason is in [`declaration_errors`]).
+pub fn try_get(name: &str) -> Option<Arc<CircuitBreaker>> {
+    map().read().get(name)?.breaker().ok()
+}
+
+/// Adds `breaker` under its name and returns it shared.
+///
+/// # Errors
+/// [`RegistryError::NameTaken`] if a breaker with that name is registered;
+/// [`RegistryError::Declaration`] if the name is declared with
+/// `#[circuit_breaker]` but its declarations cannot make a breaker (the
+/// name stays theirs). The registry is unchanged.
+pub fn register(breaker: CircuitBreaker) -> Result<Arc<CircuitBreaker>, RegistryError> {
+    let mut map = map().write();
+    match map.entry(breaker.name().to_owned()) {
+        MapEntry::Occupied(e) => match e.get() {
+            Entry::Breaker(_) => Err(RegistryError::NameTaken(e.key().clone())),
+            Entry::Failed(message) => Err(RegistryError::Declaration {
+                name: e.key().clone(),
+                message: message.clone(),
+            }),
+        },
+        MapEntry::Vacant(e) => {
+            let cb = Arc::new(breaker);
+            e.insert(Entry::Breaker(Arc::clone(&cb)));
+            Ok(cb)
+        }
+    }
+}
+
+/// The names of all registered breakers, sorted: every name [`get`]
+/// returns a breaker for. Declared names whose declarations cannot make a
+/// breaker are not among them; [`declaration_errors`] lists those.
+pub fn names() -> Vec<String> {
+    map()
+        .read()
+        .iter()
+        .filter(|(_, entry)| matches!(entry, Entry::Breaker(_)))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// Every declared name whose `#[circuit_breaker]` declarations cannot make
+/// a breaker, sorted by name, as [`RegistryError::Declaration`]s. Empty in
+/// a healthy program: a start-up check or a test can assert it.
+///
+/// ```
+/// assert_eq!(breaker_core::registry::declaration_errors(), []);
+/// ```
+pub fn declaration_errors() -> Vec<RegistryError> {
+    map()
+        .read()
+        .iter()
+        .filter_map(|(name, entry)| match entry {
+            Entry::Failed(message) => Some(RegistryError::Declaration {
+                name: name.clone(),
+                message: message.clone(),
+            }),
+            Entry::Breaker(_) => None,
+        })
+        .collect()
+}
+
+/// Resets every registered breaker: closed, counters zero.
+pub fn reset_all() {
+    let all: Vec<_> = map()
+        .read()
+        .values()
+        .filter_map(|entry| entry.breaker().ok())
+        .collect();
+    for cb in all {
+        cb.reset();
+    }
+}
+
+/// The breaker a `#[circuit_breaker]` declaration names, from the registry
+/// (where every declaration was registered at start-up), or built from this
+/// declaration alone if link-time registration missed it.
+///
+/// # Panics
+/// When the name's declarations cannot make a breaker, with the reason.
+fn declared(declaration: &'static Declaration) -> Arc<CircuitBreaker> {
+    let lookup = |map: &Map| {
+        map.get(declaration.name)
+            .map(|entry| entry.breaker().map_err(str::to_owned))
+    };
+    let found = lookup(&map().read());
+    let result = found.unwrap_or_else(|| {
+        let mut map = map().write();
+        lookup(&map).unwrap_or_else(|| {
+            let entry = Entry::new(declared::build(&[declaration]));
+            let result = entry.breaker().map_err(str::to_owned);
+            map.insert(declaration.name.to_owned(), entry);
+            result
+        })
+    });
+    result.unwrap_or_else(|message| panic!("{message}"))
+}
