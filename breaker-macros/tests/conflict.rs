@@ -203,7 +203,7 @@ fn invalid_settings_fail_only_their_breaker() {
     assert_eq!(
         message,
         "circuit breaker 'invalid' declared on conflict::invalid: \
-         fail_max must be between 1 and 1048575, got 0"
+         fail_max must be between 1 and 65535, got 0"
     );
     assert!(
         catch_unwind(|| INVALID_SITE.get()).is_err(),
