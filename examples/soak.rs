@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use breaker::state::Snapshot;
+use breaker::storage::Snapshot;
 use breaker::{CircuitBreaker, Error, Listener, State};
 
 const FAIL_MAX: u32 = 5;
@@ -203,7 +203,7 @@ impl Listener for Checker {
 fn check_snapshot(stats: &Stats, s: &Snapshot) {
     stats.count(&stats.snapshots_checked);
     let ok = State::ALL.contains(&s.state)
-        && s.fail_counter <= breaker::state::MAX_FAIL_MAX
+        && s.fail_counter <= breaker::storage::MAX_FAIL_MAX
         && match s.state {
             State::Closed => s.fail_counter < FAIL_MAX && s.success_counter == 0 && !s.trial,
             State::Open => s.success_counter == 0 && !s.trial,
@@ -419,7 +419,7 @@ fn build(
 #[cfg(feature = "redis")]
 fn build_redis(
     args: &Args,
-    builder: breaker::Builder,
+    builder: breaker::CircuitBreakerBuilder,
 ) -> Result<(CircuitBreaker, Option<RedisServer>), String> {
     let (url, server) = match &args.redis_url {
         Some(url) => (url.clone(), None),
@@ -439,7 +439,7 @@ fn build_redis(
 #[cfg(not(feature = "redis"))]
 fn build_redis(
     args: &Args,
-    _: breaker::Builder,
+    _: breaker::CircuitBreakerBuilder,
 ) -> Result<(CircuitBreaker, Option<RedisServer>), String> {
     let _ = (RedisServer::start, RedisServer::url, &args.redis_url);
     Err(

@@ -41,9 +41,9 @@ pub use breaker_macros::circuit_breaker;
 
 #[doc(inline)]
 pub use breaker_core::{
-    clock, parse_duration, registry, state, Applied, ApplyFuture, Binding, Builder, CircuitBreaker,
-    CircuitBreakerError, ClosedHint, ConfigError, DurationError, Error, ErrorView, Failure,
-    GuardedIter, Listener, MemoryStorage, ParseStateError, Reason, RegistryError, State, Storage,
+    clock, parse_duration, registry, storage, CircuitBreaker, CircuitBreakerBuilder,
+    CircuitBreakerError, ConfigError, DurationError, Error, ErrorView, Failure, Listener,
+    MemoryStorage, ParseStateError, Reason, State,
 };
 
 /// Sharing a breaker's state across processes through Redis (feature

@@ -10,8 +10,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use breaker::clock::ManualClock;
-use breaker::state::{Limits, Op, Snapshot};
-use breaker::{Applied, ApplyFuture, Storage};
+use breaker::storage::{Applied, ApplyFuture, Storage};
+use breaker::storage::{Limits, Op, Snapshot};
 use breaker::{CircuitBreaker, Error, Failure, Listener, Reason, State};
 
 mod common;
@@ -566,8 +566,9 @@ async fn call_async_works_across_worker_threads() {
 
 mod before_call_panic {
     use super::*;
-    use breaker::state::{Limits, Op, Outcome, Snapshot};
-    use breaker::{Applied, MemoryStorage, Storage};
+    use breaker::storage::{Applied, Storage};
+    use breaker::storage::{Limits, Op, Outcome, Snapshot};
+    use breaker::MemoryStorage;
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::task::{Context, Wake, Waker};
 

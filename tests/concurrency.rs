@@ -3,7 +3,7 @@
 //! only through a `ManualClock`.
 //!
 //! Every scenario runs twice: on the default lock-free `MemoryStorage` and on
-//! a `Storage` written here (a mutex around `breaker::state::step`), so the
+//! a `Storage` written here (a mutex around `breaker::storage::step`), so the
 //! breaker's fast path and its generic-storage path are held to the same
 //! promises.
 
@@ -15,8 +15,11 @@ use std::time::Duration;
 mod common;
 
 use breaker::clock::ManualClock;
-use breaker::state::MAX_FAIL_MAX;
-use breaker::{Builder, CircuitBreaker, Error, Failure, Listener, MemoryStorage, Reason, State};
+use breaker::storage::MAX_FAIL_MAX;
+use breaker::{
+    CircuitBreaker, CircuitBreakerBuilder as Builder, Error, Failure, Listener, MemoryStorage,
+    Reason, State,
+};
 use common::LockedStorage;
 
 const THREADS: usize = 8;

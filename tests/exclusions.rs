@@ -39,7 +39,7 @@ struct HttpError {
 #[error("client failed")]
 struct ClientError(#[source] HttpError);
 
-fn builder(name: &'static str) -> breaker::Builder {
+fn builder(name: &'static str) -> breaker::CircuitBreakerBuilder {
     CircuitBreaker::builder(name)
         .fail_max(1)
         .reset_timeout(MINUTE)

@@ -5,7 +5,7 @@
 //! counters, `opened_at`, `retry_after`, what each call returned (variant,
 //! reason, retry_after, message) and the listener events in order.
 //!
-//! The model does not call `breaker::state::step`; it is an independent
+//! The model does not call `breaker::storage::step`; it is an independent
 //! statement of the rules. The property runs on the default `MemoryStorage`
 //! (the breaker's lock-free fast path) and on a `Storage` written here that
 //! applies `step` under a mutex (the generic-storage path).
@@ -235,6 +235,7 @@ impl Model {
         }
     }
 
+    /// Time until the trial is due (the deadline decides admission).
     fn retry_after(&self) -> Option<Duration> {
         match self.state {
             State::Open => {
@@ -245,16 +246,21 @@ impl Model {
         }
     }
 
+    /// The `retry_after` a caller is shown: never more than the open period
+    /// (the opening time's round-up to the millisecond does not show).
+    fn shown_retry_after(&self) -> Option<Duration> {
+        self.retry_after().map(|d| d.min(self.reset_timeout))
+    }
+
     fn admit(&mut self) -> Verdict {
         let trial = match self.state {
             State::Closed => false,
             State::Open => {
-                let wait = self.retry_after();
-                if wait != Some(Duration::ZERO) {
+                if self.retry_after() != Some(Duration::ZERO) {
                     return Verdict::Reject {
                         state: State::Open,
                         reason: Reason::TimeoutNotElapsed,
-                        retry_after: wait,
+                        retry_after: self.shown_retry_after(),
                     };
                 }
                 self.enter(State::HalfOpen);
@@ -336,7 +342,7 @@ impl Model {
             (Res::Panic, _) => Expect::Panicked,
             (_, Some(reason)) if self.throw_on_trip => Expect::Tripped {
                 reason,
-                retry_after: self.retry_after(),
+                retry_after: self.shown_retry_after(),
             },
             _ => Expect::Inner,
         }
@@ -621,7 +627,7 @@ impl Harness {
             m.opened_at.map(|d| UNIX_EPOCH + d),
             "{ctx}: opened_at"
         );
-        assert_eq!(cb.retry_after(), m.retry_after(), "{ctx}: retry_after");
+        assert_eq!(cb.retry_after(), m.shown_retry_after(), "{ctx}: retry_after");
         assert_eq!(cb.fail_max(), m.fail_max, "{ctx}");
         assert_eq!(cb.success_threshold(), m.success_threshold, "{ctx}");
         assert_eq!(cb.reset_timeout(), m.reset_timeout, "{ctx}");

@@ -16,8 +16,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use breaker::clock::{Clock, ManualClock};
-use breaker::state::{Limits, Op, Snapshot};
-use breaker::{Applied, ApplyFuture, CircuitBreaker, Error, Reason, State, Storage};
+use breaker::storage::{Applied, ApplyFuture, Storage};
+use breaker::storage::{Limits, Op, Snapshot};
+use breaker::{CircuitBreaker, Error, Reason, State};
 use common::LockedStorage;
 
 const MINUTE: Duration = Duration::from_secs(60);

@@ -4,6 +4,8 @@
 //! setters and invalid settings. Time comes from a `ManualClock`: no test
 //! sleeps.
 
+mod common;
+
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::error::Error as StdError;
@@ -391,15 +393,14 @@ fn opened_at_comes_from_the_injected_clock_rounded_up_to_the_millisecond() {
     fail(&cb).unwrap_err();
     assert_eq!(cb.opened_at(), at(T0 + Duration::from_millis(2)));
 
-    // The trial may start only once reset_timeout has passed since opened_at.
+    // The trial may start only once reset_timeout has passed since opened_at;
+    // what a caller is told never exceeds the open period.
     let cbe = rejection(succeed(&cb));
-    assert_eq!(
-        cbe.retry_after(),
-        Some(MINUTE + Duration::from_nanos(765_500))
-    );
+    assert_eq!(cbe.retry_after(), Some(MINUTE));
+    assert_eq!(cb.retry_after(), Some(MINUTE));
     assert_eq!(
         cbe.to_string(),
-        "circuit breaker 'rounding' is open: timeout not elapsed yet, next trial in 60.001s"
+        "circuit breaker 'rounding' is open: timeout not elapsed yet, next trial in 60s"
     );
     clock.advance(MINUTE);
     let cbe = rejection(succeed(&cb));
@@ -416,9 +417,11 @@ fn opened_at_comes_from_the_injected_clock_rounded_up_to_the_millisecond() {
 }
 
 #[test]
-fn waiting_the_tripped_errors_retry_after_admits_the_next_call() {
-    // Off a millisecond boundary the circuit opens at the next millisecond;
-    // the time until the next trial must include that.
+fn the_tripped_errors_retry_after_never_exceeds_the_open_period() {
+    // Off a millisecond boundary the circuit opens at the next millisecond,
+    // so the trial is never early. The tripped error's retry_after never
+    // exceeds the open period: a caller that waits it may be told, once,
+    // to wait the rest of that millisecond.
     let clock = ManualClock::starting_at(T0 + Duration::from_nanos(1_234_500));
     let cb = CircuitBreaker::builder("tripped-retry-after")
         .fail_max(1)
@@ -427,11 +430,34 @@ fn waiting_the_tripped_errors_retry_after_admits_the_next_call() {
         .build();
     let (cbe, _) = tripped(fail(&cb));
     let wait = cbe.retry_after().unwrap();
-    assert_eq!(wait, MINUTE + Duration::from_nanos(765_500));
-    clock.advance(wait - Duration::from_nanos(1));
-    assert!(succeed(&cb).unwrap_err().is_open());
-    clock.advance(Duration::from_nanos(1));
+    assert_eq!(wait, MINUTE);
+    clock.advance(wait);
+    let rest = rejection(succeed(&cb)).retry_after().unwrap();
+    assert_eq!(rest, Duration::from_nanos(765_500));
+    clock.advance(rest);
     assert_eq!(succeed(&cb).unwrap(), 7);
+}
+
+#[test]
+fn retry_after_never_exceeds_the_open_period_on_the_system_clock() {
+    // Tripped and asked at once: the opening time's round-up to the
+    // millisecond and the coarse clock's lag used to show through (60.0007 s
+    // for a 60 s period). The memory storage decides rejections on the
+    // coarse clock, a custom storage from a snapshot on the precise one.
+    for storage in ["memory", "custom"] {
+        let builder = CircuitBreaker::builder("retry-after-clamp")
+            .fail_max(1)
+            .reset_timeout(MINUTE);
+        let cb = match storage {
+            "memory" => builder.build(),
+            _ => builder.storage(common::LockedStorage::default()).build(),
+        };
+        let (tripped_error, _) = tripped(fail(&cb));
+        assert!(tripped_error.retry_after().unwrap() <= MINUTE, "{storage}");
+        let rejected = rejection(succeed(&cb));
+        assert!(rejected.retry_after().unwrap() <= MINUTE, "{storage}");
+        assert!(cb.retry_after().unwrap() <= MINUTE, "{storage}");
+    }
 }
 
 #[test]

@@ -11,8 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use breaker::state::{step, Limits, Op, Snapshot};
-use breaker::{Applied, CircuitBreaker, RedisStorage, Storage};
+use breaker::storage::{step, Limits, Op, Snapshot};
+use breaker::storage::{Applied, Storage};
+use breaker::{CircuitBreaker, RedisStorage};
 use breaker_bench::{work, Failure};
 use criterion::{criterion_group, criterion_main, Criterion};
 

@@ -54,7 +54,7 @@ struct Change {
 
 impl Announcer {
     /// An announcer for a storage whose current generation is `generation`.
-    pub(crate) fn new(generation: u64) -> Self {
+    pub(crate) fn new(generation: u64, _state: crate::state::State) -> Self {
         Announcer {
             queue: Mutex::new(Queue {
                 last: generation,
@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn a_change_handed_in_early_waits_for_the_one_before_it() {
-        let announcer = Announcer::new(0);
+        let announcer = Announcer::new(0, State::Closed);
         let mut heard = Vec::new();
         let mut tell = |old, new| {
             heard.push((old, new));
@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn a_generation_without_a_change_of_state_is_passed_over_silently() {
-        let announcer = Announcer::new(0);
+        let announcer = Announcer::new(0, State::Closed);
         let mut heard = Vec::new();
         for applied in [
             change(0, State::Closed, State::Open),
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn a_change_made_while_reporting_is_reported_after_the_current_one() {
-        let announcer = Announcer::new(0);
+        let announcer = Announcer::new(0, State::Closed);
         let heard = std::cell::RefCell::new(Vec::new());
         let mut nested = true;
         announcer
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn the_first_panic_is_handed_back_after_every_report() {
-        let announcer = Announcer::new(0);
+        let announcer = Announcer::new(0, State::Closed);
         announcer
             .announce(&change(1, State::Open, State::Closed), |_, _| Ok(()))
             .unwrap();

@@ -1,58 +1,47 @@
-//! [`CircuitBreaker`], its [`Builder`], monitoring and manual control.
+//! [`CircuitBreaker`]: its shared state and settings, monitoring, manual
+//! control, and its lists of listeners and exclusions. How a call goes
+//! through it is in `admission.rs` (let in or rejected) and `recording.rs`
+//! (its result applied and reported).
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::resume_unwind;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
-use crate::announce::Announcer;
-use crate::clock::{Clock, ClockImpl, SystemClock};
-use crate::error::{
-    check_fail_max, check_success_threshold, CircuitBreakerError, ConfigError, Name,
-};
+use crate::backend::Backend;
+use crate::builder::CircuitBreakerBuilder;
+use crate::clock::ClockImpl;
+use crate::error::{check_fail_max, check_success_threshold, ConfigError, Name};
 use crate::exclude::Exclusion;
-use crate::future::Applying;
 use crate::listener::Listener;
-use crate::memory::{self, MemoryStorage};
-use crate::state::{Limits, Op, Outcome, Reason, Snapshot, State};
-use crate::storage::{Applied, Binding, Storage};
+use crate::state::{Limits, Op, Snapshot, State};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 
-/// Where the state lives: the default storage is matched directly so its hot
-/// path inlines to a single atomic load; any other goes through the trait.
-pub(crate) enum Backend {
-    Memory(MemoryStorage),
-    Custom(Box<dyn Storage>),
-}
-
+/// A breaker's state and settings, shared by every handle on it.
 pub(crate) struct Shared {
     pub(crate) backend: Backend,
-    /// Reports the memory storage's transitions in the order they were
-    /// committed (`None` for other storages, whose generations this
-    /// process does not see all of).
-    announcer: Option<Announcer>,
-    name: Name,
-    clock: ClockImpl,
-    fail_max: AtomicU32,
-    success_threshold: AtomicU32,
-    reset_timeout_ns: AtomicU64,
-    throw_on_trip: AtomicBool,
+    pub(crate) name: Name,
+    pub(crate) clock: ClockImpl,
+    pub(crate) fail_max: AtomicU32,
+    pub(crate) success_threshold: AtomicU32,
+    pub(crate) reset_timeout_ns: AtomicU64,
+    pub(crate) throw_on_trip: AtomicBool,
     /// Whether `listeners` is not empty: the hot path reads this flag, not
     /// the list.
-    listening: AtomicBool,
-    listeners: ArcSwap<Vec<Arc<dyn Listener>>>,
+    pub(crate) listening: AtomicBool,
+    pub(crate) listeners: ArcSwap<Vec<Arc<dyn Listener>>>,
     /// Whether `exclusions` is not empty: a failure reads this flag first.
-    excluding: AtomicBool,
-    exclusions: ArcSwap<Vec<Exclusion>>,
+    pub(crate) excluding: AtomicBool,
+    pub(crate) exclusions: ArcSwap<Vec<Exclusion>>,
     /// Serialises edits of the two lists, so each flag is set from the list
     /// its own edit left: two racing edits setting flags from their own
     /// views could leave `listening` false over a non-empty list.
-    edits: Mutex<()>,
+    pub(crate) edits: Mutex<()>,
 }
 
 /// A circuit breaker: calls go through it, and once a dependency fails
@@ -65,7 +54,7 @@ pub(crate) struct Shared {
 /// writes nothing.
 ///
 /// ```
-/// use breaker_core::{CircuitBreaker, State};
+/// use breaker::{CircuitBreaker, State};
 /// use std::time::Duration;
 ///
 /// let db = CircuitBreaker::builder("db")
@@ -83,18 +72,10 @@ pub struct CircuitBreaker {
     pub(crate) shared: Arc<Shared>,
 }
 
-/// Admission to run one call: the generation it reports under, and whether it
-/// runs as the half-open trial.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Ticket {
-    pub(crate) generation: u64,
-    pub(crate) trial: bool,
-}
-
 impl CircuitBreaker {
     /// A builder for a breaker named `name`, with pybreaker's defaults.
-    pub fn builder(name: impl Into<Cow<'static, str>>) -> Builder {
-        Builder::new(name.into())
+    pub fn builder(name: impl Into<Cow<'static, str>>) -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::new(name.into())
     }
 
     /// A breaker named `name` with every setting at its default.
@@ -113,18 +94,12 @@ impl CircuitBreaker {
 
     /// The full current state in one consistent read.
     pub fn snapshot(&self) -> Snapshot {
-        match &self.shared.backend {
-            Backend::Memory(m) => m.load(),
-            Backend::Custom(s) => s.load(),
-        }
+        self.shared.backend.load()
     }
 
     /// The current state.
     pub fn current_state(&self) -> State {
-        match &self.shared.backend {
-            Backend::Memory(m) => memory::word_state(m.word()),
-            Backend::Custom(s) => s.load().state,
-        }
+        self.shared.backend.state()
     }
 
     /// Consecutive failures counted in closed (kept through open and half-open).
@@ -144,8 +119,11 @@ impl CircuitBreaker {
 
     /// Time until the next trial call, while the circuit is open.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.snapshot()
-            .retry_after(self.reset_timeout(), self.shared.clock.now())
+        let timeout = self.reset_timeout();
+        // Never more than the open period (the opening time is rounded up
+        // to the millisecond).
+        let left = self.snapshot().retry_after(timeout, self.now());
+        left.map(|d| d.min(timeout))
     }
 
     /// Consecutive failures that open the circuit.
@@ -290,14 +268,13 @@ impl CircuitBreaker {
         })
     }
 
-    // ---- the machinery behind `call` and `call_async` ----
-
     /// The time on the breaker's clock.
     pub(crate) fn now(&self) -> Duration {
         self.shared.clock.now()
     }
 
-    fn limits_at(&self, now: Duration) -> Limits {
+    /// The settings a transition depends on, at `now`.
+    pub(crate) fn limits_at(&self, now: Duration) -> Limits {
         Limits {
             fail_max: self.fail_max(),
             success_threshold: self.success_threshold(),
@@ -306,343 +283,10 @@ impl CircuitBreaker {
         }
     }
 
-    /// Applies `op` to the storage; what it did must then be announced.
-    ///
-    /// A clock that panics does not stop the operation: it is applied as
-    /// of [`FALLBACK_TIME`] and the panic is handed on with the result, to
-    /// be resumed once the call's bookkeeping is done. (A failing trial must
-    /// end even if the time of its failure cannot be read.)
-    pub(crate) fn apply(&self, op: Op) -> Recorded {
-        let mut clock_panic = None;
-        let applied = match &self.shared.backend {
-            // The memory storage reads the clock only for the operations
-            // whose outcome depends on it.
-            Backend::Memory(m) => m.apply_timed(
-                op,
-                &self.limits_at(Duration::ZERO),
-                Some(|| self.read_clock(&mut clock_panic)),
-            ),
-            Backend::Custom(s) => {
-                let now = self.read_clock(&mut clock_panic);
-                s.apply(op, &self.limits_at(now))
-            }
-        };
-        Recorded {
-            applied,
-            clock_panic,
-        }
-    }
-
-    /// The time, or [`FALLBACK_TIME`] with the clock's panic put in `panic`.
-    fn read_clock(&self, panic: &mut Option<Panic>) -> Duration {
-        match catch_unwind(AssertUnwindSafe(|| self.shared.clock.now())) {
-            Ok(now) => now,
-            Err(caught) => {
-                panic.get_or_insert(caught);
-                FALLBACK_TIME
-            }
-        }
-    }
-
-    /// `op` applied at once on the memory storage, or a custom storage's
-    /// future of it (for `call_async`, which must not block). The future
-    /// holds its own handle on the breaker, so it can be finished after
-    /// the call that started it is dropped.
-    pub(crate) fn applying(&self, op: Op) -> Applying {
-        let Backend::Custom(_) = &self.shared.backend else {
-            return Applying::Now(self.apply(op));
-        };
-        let mut clock_panic = None;
-        let limits = self.limits_at(self.read_clock(&mut clock_panic));
-        let shared = Arc::clone(&self.shared);
-        let future = Box::pin(async move {
-            match &shared.backend {
-                Backend::Custom(s) => s.apply_async(op, limits).await,
-                Backend::Memory(m) => m.apply(op, &limits),
-            }
-        });
-        Applying::Later(future, clock_panic)
-    }
-
-    /// Tells listeners of the transition `recorded` made, if it made one;
-    /// hands back what was applied and the first panic: the clock's while
-    /// applying it, or a listener's.
-    pub(crate) fn announce(&self, recorded: Recorded) -> (Applied, Result<(), Panic>) {
-        let Recorded {
-            applied,
-            clock_panic,
-        } = recorded;
-        let told = self.after_transition(&applied);
-        let first = match clock_panic {
-            Some(panic) => Err(panic),
-            None => told,
-        };
-        (applied, first)
-    }
-
-    /// Admission once the closed fast path ([`closed_ticket`](Self::closed_ticket))
-    /// said no: either a decision or the need to apply `Op::Admit`.
+    /// The reset timeout in nanoseconds.
     #[inline(always)]
-    pub(crate) fn precheck_after_closed(&self) -> Precheck {
-        if let Some(ticket) = self.custom_closed_ticket() {
-            return Precheck::Admitted(ticket);
-        }
-        match self.open_rejection() {
-            Some(retry_nanos) => Precheck::Rejected(self.open_error(retry_nanos)),
-            None => self.precheck_slow(),
-        }
-    }
-
-    /// A custom storage's closed state, from its [`Storage::closed_hint`]:
-    /// admission without a whole snapshot.
-    #[inline]
-    pub(crate) fn custom_closed_ticket(&self) -> Option<Ticket> {
-        let Backend::Custom(storage) = &self.shared.backend else {
-            return None;
-        };
-        let hint = storage.closed_hint()?;
-        Some(Ticket {
-            generation: hint.generation,
-            trial: false,
-        })
-    }
-
-    /// The rejection of an open circuit, built where the caller returns it.
-    #[inline(always)]
-    pub(crate) fn open_error(&self, retry_nanos: u64) -> CircuitBreakerError {
-        CircuitBreakerError::with_retry_nanos(
-            self.shared.name,
-            State::Open,
-            Reason::TimeoutNotElapsed,
-            retry_nanos,
-        )
-    }
-
-    /// The hot path: a closed circuit on the memory storage admits on one
-    /// atomic load.
-    #[inline(always)]
-    pub(crate) fn closed_ticket(&self) -> Option<Ticket> {
-        if let Backend::Memory(m) = &self.shared.backend {
-            let word = m.word();
-            if memory::word_state(word) == State::Closed {
-                return Some(Ticket {
-                    generation: memory::word_generation(word),
-                    trial: false,
-                });
-            }
-        }
-        None
-    }
-
-    /// An open circuit on the memory storage far from its deadline: the
-    /// nanoseconds left, decided in integers on the coarse clock. `None`
-    /// for every other case, which [`precheck_slow`](Self::precheck_slow)
-    /// decides.
-    #[inline(always)]
-    pub(crate) fn open_rejection(&self) -> Option<u64> {
-        let Backend::Memory(m) = &self.shared.backend else {
-            return None;
-        };
-        let word = m.word();
-        if memory::word_state(word) != State::Open {
-            return None;
-        }
-        let timeout = self.shared.reset_timeout_ns.load(Ordering::Relaxed);
-        match m.opened_ms(word) {
-            Some(ms) => {
-                // In 128 bits: a deadline past the last time a clock can show
-                // (2554) stays ahead of it instead of saturating to it.
-                let deadline = u128::from(ms) * 1_000_000 + u128::from(timeout);
-                let (now, lag) = self.shared.clock.coarse_nanos();
-                let left = deadline.saturating_sub(u128::from(now));
-                (left > u128::from(lag)).then(|| u64::try_from(left).unwrap_or(u64::MAX))
-            }
-            // Opened an instant ago; its opener is about to publish when.
-            None if m.word() == word => Some(timeout),
-            // The time read is another generation's: the state moved on
-            // since `word` was read.
-            None => None,
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn precheck_slow(&self) -> Precheck {
-        let snap = self.snapshot();
-        match snap.state {
-            State::Closed => Precheck::Admitted(Ticket {
-                generation: snap.generation,
-                trial: false,
-            }),
-            State::Open => {
-                // Far from the deadline, the cheap coarse reading decides;
-                // near it, the precise one, so the trial is never early.
-                let (coarse, lag) = self.shared.clock.coarse_nanos();
-                let coarse = snap.retry_after(self.reset_timeout(), Duration::from_nanos(coarse));
-                if coarse.is_some_and(|d| saturating_nanos(d) > lag) {
-                    return Precheck::Rejected(self.error(
-                        State::Open,
-                        Reason::TimeoutNotElapsed,
-                        coarse,
-                    ));
-                }
-                let retry_after = snap.retry_after(self.reset_timeout(), self.shared.clock.now());
-                if retry_after == Some(Duration::ZERO) {
-                    Precheck::Apply
-                } else {
-                    Precheck::Rejected(self.error(
-                        State::Open,
-                        Reason::TimeoutNotElapsed,
-                        retry_after,
-                    ))
-                }
-            }
-            State::HalfOpen if snap.trial => {
-                Precheck::Rejected(self.error(State::HalfOpen, Reason::TrialInProgress, None))
-            }
-            State::HalfOpen => Precheck::Apply,
-        }
-    }
-
-    /// The verdict of an applied `Op::Admit`, after telling listeners of the
-    /// open to half-open transition it may have made.
-    pub(crate) fn admitted(&self, recorded: Recorded) -> Result<Ticket, CircuitBreakerError> {
-        let (applied, notified) = self.announce(recorded);
-        let verdict = match applied.outcome {
-            Outcome::Admitted { generation, trial } => Ok(Ticket { generation, trial }),
-            Outcome::Rejected { reason } => {
-                let retry_after = applied
-                    .after
-                    .retry_after(self.reset_timeout(), self.shared.clock.now());
-                Err(self.error(applied.after.state, reason, retry_after))
-            }
-            other => unreachable!("Op::Admit cannot give {other:?}"),
-        };
-        if let Err(panic) = notified {
-            if let Ok(ticket) = verdict {
-                self.cancel(ticket);
-            }
-            resume_unwind(panic);
-        }
-        verdict
-    }
-
-    pub(crate) fn error(
-        &self,
-        state: State,
-        reason: Reason,
-        retry_after: Option<Duration>,
-    ) -> CircuitBreakerError {
-        CircuitBreakerError::new(self.shared.name, state, reason, retry_after)
-    }
-
-    /// Whether a success under `ticket` has anything to record: not when the
-    /// breaker is closed with no failures counted (the hot path), nor when the
-    /// generation has moved on.
-    #[inline(always)]
-    pub(crate) fn success_is_news(&self, ticket: Ticket) -> bool {
-        if ticket.trial {
-            return true;
-        }
-        match &self.shared.backend {
-            Backend::Memory(m) => {
-                let word = m.word();
-                !memory::word_is_quiet(word) && memory::word_generation(word) == ticket.generation
-            }
-            Backend::Custom(s) => match s.closed_hint() {
-                Some(hint) => hint.failures && hint.generation == ticket.generation,
-                None => {
-                    let snap = s.load();
-                    snap.state == State::Closed
-                        && snap.fail_counter != 0
-                        && snap.generation == ticket.generation
-                }
-            },
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn listening(&self) -> bool {
-        self.shared.listening.load(Ordering::Acquire)
-    }
-
-    /// Runs `event` on every listener; a panicking listener does not stop the
-    /// others, and the first panic is handed back to be resumed.
-    pub(crate) fn each_listener(
-        &self,
-        mut event: impl FnMut(&dyn Listener),
-    ) -> Result<(), Box<dyn Any + Send>> {
-        if !self.listening() {
-            return Ok(());
-        }
-        let list = self.shared.listeners.load();
-        let mut first_panic = None;
-        for listener in list.iter() {
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| event(&**listener))) {
-                first_panic.get_or_insert(panic);
-            }
-        }
-        first_panic.map_or(Ok(()), Err)
-    }
-
-    /// Tells listeners of the transition `applied` made, if it made one.
-    ///
-    /// On the memory storage every operation that changed the generation
-    /// must come here (the announcer orders the reports by generation); any
-    /// other storage is handed every result through [`Storage::announce`]
-    /// (it may hold a transition until its caller gets here, and report
-    /// others queued with it), whether or not anyone listens.
-    fn after_transition(&self, applied: &Applied) -> Result<(), Panic> {
-        if let Some(announcer) = &self.shared.announcer {
-            return announcer.announce(applied, |old, new| {
-                self.each_listener(|l| l.state_change(self, old, new))
-            });
-        }
-        let Backend::Custom(storage) = &self.shared.backend else {
-            unreachable!("the memory storage has an announcer");
-        };
-        let mut first_panic = None;
-        storage.announce(applied, &mut |old, new| {
-            if let Err(panic) = self.each_listener(|l| l.state_change(self, old, new)) {
-                first_panic.get_or_insert(panic);
-            }
-        });
-        first_panic.map_or(Ok(()), Err)
-    }
-
-    /// Tells listeners of a transition a storage reports itself
-    /// ([`Binding::notify_transition`]); the first listener panic is resumed
-    /// once every listener has run.
-    pub(crate) fn notify_state_change(&self, old: State, new: State) {
-        if let Err(panic) = self.each_listener(|l| l.state_change(self, old, new)) {
-            resume_unwind(panic);
-        }
-    }
-
-    /// Frees a trial place that will not report a result.
-    ///
-    /// It runs from `Drop` impls, maybe while a panic unwinds: nothing in it
-    /// may panic. A cancel changes no state, so there is nothing to
-    /// announce, and a clock's panic is dropped (a cancel needs no time).
-    pub(crate) fn cancel(&self, ticket: Ticket) {
-        if ticket.trial {
-            let _no_transition = self.apply(Op::Cancel {
-                generation: ticket.generation,
-            });
-        }
-    }
-
-    /// Whether an exclusion matches the error.
-    pub(crate) fn is_excluded(
-        &self,
-        any: &dyn Any,
-        as_error: Option<&(dyn StdError + 'static)>,
-    ) -> bool {
-        if !self.shared.excluding.load(Ordering::Acquire) {
-            return false;
-        }
-        let list = self.shared.exclusions.load();
-        list.iter().any(|x| x.matches(any, as_error))
+    pub(crate) fn reset_timeout_nanos(&self) -> u64 {
+        self.shared.reset_timeout_ns.load(Ordering::Relaxed)
     }
 }
 
@@ -670,41 +314,6 @@ fn remove<T: Clone>(
     removed
 }
 
-/// Frees a trial place when dropped: after what is dropped before it, even
-/// if that panics.
-pub(crate) struct CancelOnDrop<'cb>(pub(crate) &'cb CircuitBreaker, pub(crate) Ticket);
-
-impl Drop for CancelOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.cancel(self.1);
-    }
-}
-
-/// A panic caught from user code, to resume once the breaker's own
-/// bookkeeping is done.
-pub(crate) type Panic = Box<dyn Any + Send>;
-
-/// The time an operation is applied at when the clock panics: long ago, so
-/// a circuit opened then admits its next trial at once rather than never.
-pub(crate) const FALLBACK_TIME: Duration = Duration::from_millis(1);
-
-/// What one operation did, not yet announced: [`CircuitBreaker::apply`]
-/// makes it and [`CircuitBreaker::announce`] consumes it, so no transition
-/// goes unreported. (A cancel, which changes no state, is the one exception:
-/// it is dropped.)
-#[must_use = "an applied operation is announced with `CircuitBreaker::announce`"]
-pub(crate) struct Recorded {
-    pub(crate) applied: Applied,
-    /// The clock's panic, if reading the time for this operation panicked.
-    pub(crate) clock_panic: Option<Panic>,
-}
-
-pub(crate) enum Precheck {
-    Admitted(Ticket),
-    Rejected(CircuitBreakerError),
-    Apply,
-}
-
 impl fmt::Debug for CircuitBreaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let snap = self.snapshot();
@@ -720,198 +329,8 @@ impl fmt::Debug for CircuitBreaker {
     }
 }
 
-fn saturating_nanos(d: Duration) -> u64 {
+pub(crate) fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Settings for a new [`CircuitBreaker`]; made by [`CircuitBreaker::builder`].
-///
-/// ```
-/// use breaker_core::{CircuitBreaker, ConfigError};
-/// use std::time::Duration;
-///
-/// let cb = CircuitBreaker::builder("search")
-///     .fail_max(10)
-///     .reset_timeout(Duration::from_millis(500))
-///     .success_threshold(2)
-///     .build();
-/// assert_eq!(cb.fail_max(), 10);
-///
-/// let bad = CircuitBreaker::builder("search").fail_max(0).try_build();
-/// assert_eq!(bad.unwrap_err(), ConfigError::FailMax { value: 0 });
-/// ```
-#[must_use = "a builder does nothing until `build()`"]
-pub struct Builder {
-    name: Name,
-    fail_max: u32,
-    reset_timeout: Duration,
-    success_threshold: u32,
-    throw_on_trip: bool,
-    exclusions: Vec<Exclusion>,
-    listeners: Vec<Arc<dyn Listener>>,
-    storage: Option<Backend>,
-    clock: Option<ClockImpl>,
-}
-
-impl Builder {
-    fn new(name: Cow<'static, str>) -> Self {
-        Builder {
-            name: name.into(),
-            fail_max: 5,
-            reset_timeout: Duration::from_secs(60),
-            success_threshold: 1,
-            throw_on_trip: true,
-            exclusions: Vec::new(),
-            listeners: Vec::new(),
-            storage: None,
-            clock: None,
-        }
-    }
-
-    /// Consecutive failures that open the circuit (default 5).
-    pub fn fail_max(mut self, n: u32) -> Self {
-        self.fail_max = n;
-        self
-    }
-
-    /// How long the circuit stays open before a trial call (default 60 s).
-    pub fn reset_timeout(mut self, d: Duration) -> Self {
-        self.reset_timeout = d;
-        self
-    }
-
-    /// Trial successes in half-open that close the circuit (default 1).
-    pub fn success_threshold(mut self, n: u32) -> Self {
-        self.success_threshold = n;
-        self
-    }
-
-    /// Whether the failure that opens the circuit returns
-    /// [`Error::Tripped`](crate::Error::Tripped) (default `true`, as pybreaker).
-    pub fn throw_new_error_on_trip(mut self, on: bool) -> Self {
-        self.throw_on_trip = on;
-        self
-    }
-
-    /// Errors of type `E` are not failures: the error itself, the error in a
-    /// `Box<dyn Error>` (or `anyhow::Error` with the `anyhow` feature), and
-    /// any error in their `source()` chain. They count as successes and are
-    /// returned as [`Error::Inner`](crate::Error::Inner).
-    pub fn exclude<E: StdError + 'static>(mut self) -> Self {
-        self.exclusions.push(Exclusion::by_type::<E>());
-        self
-    }
-
-    /// Errors of type `E` (found as [`exclude`](Self::exclude) finds them)
-    /// for which `predicate` is true are not failures.
-    pub fn exclude_if<E, F>(mut self, predicate: F) -> Self
-    where
-        E: StdError + 'static,
-        F: Fn(&E) -> bool + Send + Sync + 'static,
-    {
-        self.exclusions.push(Exclusion::predicate(predicate));
-        self
-    }
-
-    /// Adds a listener; listeners run in the order they were added.
-    pub fn listener(mut self, listener: impl Listener + 'static) -> Self {
-        self.listeners.push(Arc::new(listener));
-        self
-    }
-
-    /// Adds a listener already in an `Arc`, to remove it later by identity.
-    pub fn listener_arc(mut self, listener: Arc<dyn Listener>) -> Self {
-        self.listeners.push(listener);
-        self
-    }
-
-    /// Where the state lives (default: a new [`MemoryStorage`]).
-    pub fn storage<S: Storage>(mut self, storage: S) -> Self {
-        let mut slot = Some(storage);
-        let backend = match (&mut slot as &mut dyn Any).downcast_mut::<Option<MemoryStorage>>() {
-            Some(memory) => Backend::Memory(memory.take().unwrap_or_default()),
-            None => match slot {
-                Some(storage) => Backend::Custom(Box::new(storage)),
-                None => Backend::Memory(MemoryStorage::new()),
-            },
-        };
-        self.storage = Some(backend);
-        self
-    }
-
-    /// The clock (default: [`SystemClock`]); inject a
-    /// [`ManualClock`](crate::clock::ManualClock) to test timeouts.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(ClockImpl::new(clock));
-        self
-    }
-
-    /// The breaker, or what is wrong with the settings.
-    ///
-    /// # Errors
-    /// [`ConfigError`] when `fail_max` or `success_threshold` is out of range.
-    pub fn try_build(self) -> Result<CircuitBreaker, ConfigError> {
-        let fail_max = check_fail_max(self.fail_max)?;
-        let success_threshold = check_success_threshold(self.success_threshold)?;
-        let listening = !self.listeners.is_empty();
-        let excluding = !self.exclusions.is_empty();
-        let backend = self
-            .storage
-            .unwrap_or(Backend::Memory(MemoryStorage::new()));
-        let announcer = match &backend {
-            Backend::Memory(m) => Some(Announcer::new(m.load().generation)),
-            Backend::Custom(_) => None,
-        };
-        let shared = Arc::new(Shared {
-            backend,
-            announcer,
-            name: self.name,
-            clock: self
-                .clock
-                .unwrap_or_else(|| ClockImpl::System(SystemClock::new())),
-            fail_max: AtomicU32::new(fail_max),
-            success_threshold: AtomicU32::new(success_threshold),
-            reset_timeout_ns: AtomicU64::new(saturating_nanos(self.reset_timeout)),
-            throw_on_trip: AtomicBool::new(self.throw_on_trip),
-            listening: AtomicBool::new(listening),
-            listeners: ArcSwap::from_pointee(self.listeners),
-            excluding: AtomicBool::new(excluding),
-            exclusions: ArcSwap::from_pointee(self.exclusions),
-            edits: Mutex::new(()),
-        });
-        if let Backend::Custom(storage) = &shared.backend {
-            storage.bind(Binding {
-                name: shared.name.as_str().into(),
-                breaker: Arc::downgrade(&shared),
-                clock: shared.clock.clone(),
-            });
-        }
-        Ok(CircuitBreaker { shared })
-    }
-
-    /// The breaker.
-    ///
-    /// # Panics
-    /// When a setting is out of range, with the message of
-    /// [`try_build`](Self::try_build)'s error.
-    pub fn build(self) -> CircuitBreaker {
-        match self.try_build() {
-            Ok(cb) => cb,
-            Err(e) => panic!("{e}"),
-        }
-    }
-}
-
-impl fmt::Debug for Builder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("name", &self.name.as_str())
-            .field("fail_max", &self.fail_max)
-            .field("reset_timeout", &self.reset_timeout)
-            .field("success_threshold", &self.success_threshold)
-            .field("throw_new_error_on_trip", &self.throw_on_trip)
-            .finish_non_exhaustive()
-    }
 }
 
 // Compile-time checks of the promises in the docs.

@@ -1,17 +1,14 @@
 //! Calling through a breaker: `call` for closures, `call_async` for futures.
 
-use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::breaker::{CircuitBreaker, Panic, Precheck, Recorded, Ticket};
-use crate::error::{CircuitBreakerError, Error};
+use crate::breaker::CircuitBreaker;
+use crate::error::Error;
 use crate::exclude::{container_view, is_container};
 use crate::future::GuardedFuture;
-use crate::listener::Failure;
-use crate::state::{Op, Outcome, State};
 
 /// How the breaker sees an error of type `E` as `dyn Error`, to match
 /// exclusions along its `source()` chain.
@@ -45,7 +42,7 @@ impl CircuitBreaker {
     /// - Panic: a failure; the panic continues.
     ///
     /// ```
-    /// use breaker_core::CircuitBreaker;
+    /// use breaker::CircuitBreaker;
     ///
     /// let cb = CircuitBreaker::new("math");
     /// assert_eq!(cb.call(|| "42".parse::<i32>()).unwrap(), 42);
@@ -68,7 +65,7 @@ impl CircuitBreaker {
     /// this (the `#[circuit_breaker]` attribute does it for you).
     ///
     /// ```
-    /// use breaker_core::CircuitBreaker;
+    /// use breaker::CircuitBreaker;
     /// use std::error::Error;
     ///
     /// #[derive(Debug, thiserror::Error)]
@@ -106,7 +103,7 @@ impl CircuitBreaker {
     /// [`call`](Self::call) costs.
     ///
     /// ```
-    /// use breaker_core::CircuitBreaker;
+    /// use breaker::CircuitBreaker;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
@@ -167,209 +164,5 @@ impl CircuitBreaker {
             Ok(Err(error)) => Err(self.finish_err(ticket, error, view, site_excluded)),
             Err(panic) => self.fail_with_panic(ticket, panic),
         }
-    }
-
-    /// Admission for a call: the hot path is one atomic load.
-    #[inline(always)]
-    pub(crate) fn admit(&self) -> Result<Ticket, CircuitBreakerError> {
-        match self.closed_ticket() {
-            Some(ticket) => Ok(ticket),
-            None => self.admit_slow(),
-        }
-    }
-
-    /// Admission in every state but closed-on-memory: a rejection here is
-    /// one function call away from the hot path.
-    #[inline(never)]
-    fn admit_slow(&self) -> Result<Ticket, CircuitBreakerError> {
-        if let Some(ticket) = self.custom_closed_ticket() {
-            return Ok(ticket);
-        }
-        if let Some(retry_nanos) = self.open_rejection() {
-            return Err(self.open_error(retry_nanos));
-        }
-        self.admit_slower()
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn admit_slower(&self) -> Result<Ticket, CircuitBreakerError> {
-        match self.precheck_slow() {
-            Precheck::Admitted(ticket) => Ok(ticket),
-            Precheck::Rejected(e) => Err(e),
-            Precheck::Apply => self.admitted(self.apply(Op::Admit)),
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn before_call(&self, ticket: Ticket) {
-        if self.listening() {
-            self.before_call_slow(ticket);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn before_call_slow(&self, ticket: Ticket) {
-        if let Err(panic) = self.each_listener(|l| l.before_call(self)) {
-            self.cancel(ticket);
-            resume_unwind(panic);
-        }
-    }
-
-    /// Records a success: on the hot path, one atomic load and nothing else.
-    #[inline(always)]
-    pub(crate) fn finish_ok(&self, ticket: Ticket) {
-        if self.success_is_news(ticket) || self.listening() {
-            self.finish_ok_slow(ticket);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn finish_ok_slow(&self, ticket: Ticket) {
-        let applied = self
-            .success_is_news(ticket)
-            .then(|| self.apply(success_op(ticket)));
-        self.report_success(applied);
-    }
-
-    /// Records a panic as the failure of the call admitted with `ticket`,
-    /// then continues the panic.
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn fail_with_panic(&self, ticket: Ticket, panic: Panic) -> ! {
-        let recorded = self.apply(failure_op(ticket));
-        self.report_panic(&*panic, recorded);
-        resume_unwind(panic)
-    }
-
-    /// Records an error result: a success if excluded, else a failure.
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn finish_err<E, V, X>(
-        &self,
-        ticket: Ticket,
-        error: E,
-        view: &V,
-        site_excluded: &X,
-    ) -> Error<E>
-    where
-        E: fmt::Debug + 'static,
-        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
-        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
-    {
-        if self.excluded_or_fail(ticket, &error, view, site_excluded) {
-            self.finish_ok_slow(ticket);
-            return Error::Inner(error);
-        }
-        self.finish_failure(ticket, error, view)
-    }
-
-    /// Whether `error` is excluded. That is decided by user code (predicates,
-    /// `source()`, a view); if it panics, the call admitted with `ticket` is
-    /// recorded as a failure and the panic continues, so a trial never
-    /// keeps its place.
-    pub(crate) fn excluded_or_fail<E, V, X>(
-        &self,
-        ticket: Ticket,
-        error: &E,
-        view: &V,
-        site_excluded: &X,
-    ) -> bool
-    where
-        E: 'static,
-        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
-        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
-    {
-        match catch_unwind(AssertUnwindSafe(|| {
-            self.excludes(error, view, site_excluded)
-        })) {
-            Ok(excluded) => excluded,
-            Err(panic) => self.fail_with_panic(ticket, panic),
-        }
-    }
-
-    /// Records a failure that is not excluded.
-    pub(crate) fn finish_failure<E, V>(&self, ticket: Ticket, error: E, view: &V) -> Error<E>
-    where
-        E: fmt::Debug + 'static,
-        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
-    {
-        let recorded = self.apply(failure_op(ticket));
-        self.report_failure(error, view, recorded)
-    }
-
-    /// Whether the breaker's exclusions or the call site's exclude `error`.
-    pub(crate) fn excludes<E, V, X>(&self, error: &E, view: &V, site_excluded: &X) -> bool
-    where
-        E: 'static,
-        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
-        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
-    {
-        let as_error = view(error);
-        site_excluded(error, as_error) || self.is_excluded(error as &dyn Any, as_error)
-    }
-
-    /// Tells listeners of a success and of the transition it made.
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn report_success(&self, recorded: Option<Recorded>) {
-        let heard = self.each_listener(|l| l.success(self));
-        let changed = match recorded {
-            Some(recorded) => self.announce(recorded).1,
-            None => Ok(()),
-        };
-        if let Err(panic) = heard.and(changed) {
-            resume_unwind(panic);
-        }
-    }
-
-    /// Tells listeners of a failure and its transition; the error to return.
-    pub(crate) fn report_failure<E, V>(&self, error: E, view: &V, recorded: Recorded) -> Error<E>
-    where
-        E: fmt::Debug + 'static,
-        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
-    {
-        let heard = self.each_listener(|l| l.failure(self, &Failure::error(&error, view(&error))));
-        let (applied, changed) = self.announce(recorded);
-        if let Err(panic) = heard.and(changed) {
-            resume_unwind(panic);
-        }
-        match applied.outcome {
-            Outcome::Counted {
-                tripped: Some(reason),
-            } if self.throw_new_error_on_trip() => {
-                // From the `opened_at` this failure stamped (rounded up to the
-                // millisecond), so waiting this long does admit the next trial.
-                let retry_after = applied
-                    .after
-                    .retry_after(self.reset_timeout(), self.now())
-                    .or(Some(self.reset_timeout()));
-                Error::Tripped(self.error(State::Open, reason, retry_after), error)
-            }
-            _ => Error::Inner(error),
-        }
-    }
-
-    /// Tells listeners of a panic and its transition. The guarded function's
-    /// panic continues, so a listener's panic here is dropped.
-    pub(crate) fn report_panic(&self, panic: &(dyn Any + Send), recorded: Recorded) {
-        let _ = self.each_listener(|l| l.failure(self, &Failure::panic(panic)));
-        let _ = self.announce(recorded);
-    }
-}
-
-pub(crate) fn success_op(ticket: Ticket) -> Op {
-    Op::Success {
-        generation: ticket.generation,
-        trial: ticket.trial,
-    }
-}
-
-pub(crate) fn failure_op(ticket: Ticket) -> Op {
-    Op::Failure {
-        generation: ticket.generation,
-        trial: ticket.trial,
     }
 }

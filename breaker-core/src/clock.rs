@@ -6,30 +6,32 @@ use std::sync::Arc;
 use std::time::Instant;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A source of time, as a [`Duration`] since the Unix epoch.
-///
-/// A breaker reads the clock only off its hot path: to decide whether an open
-/// circuit's reset timeout has passed and to stamp `opened_at`. Inject a
-/// [`ManualClock`] to test timeouts without sleeping.
-///
-/// Implementations should never go backwards; a clock that does only delays
-/// the next trial.
-pub trait Clock: Send + Sync + 'static {
-    /// The current time since the Unix epoch.
-    fn now(&self) -> Duration;
+crate::forward::trait_with_forwarding! {
+    /// A source of time, as a [`Duration`] since the Unix epoch.
+    ///
+    /// A breaker reads the clock only off its hot path: to decide whether an open
+    /// circuit's reset timeout has passed and to stamp `opened_at`. Inject a
+    /// [`ManualClock`] to test timeouts without sleeping.
+    ///
+    /// Implementations should never go backwards; a clock that does only delays
+    /// the next trial.
+    pub trait Clock: Send + Sync + 'static {
+        /// The current time since the Unix epoch.
+        fn now(&self) -> Duration;
 
-    /// A cheaper reading that is never ahead of [`now`](Clock::now) and
-    /// lags it by at most [`coarse_lag`](Clock::coarse_lag). An open breaker
-    /// rejects calls on this reading while the reset timeout is further away
-    /// than the lag, and reads `now` only near the deadline, so the trial is
-    /// never early nor late. Defaults to `now`.
-    fn now_coarse(&self) -> Duration {
-        self.now()
-    }
+        /// A cheaper reading that is never ahead of [`now`](Clock::now) and
+        /// lags it by at most [`coarse_lag`](Clock::coarse_lag). An open breaker
+        /// rejects calls on this reading while the reset timeout is further away
+        /// than the lag, and reads `now` only near the deadline, so the trial is
+        /// never early nor late. Defaults to `now`.
+        fn now_coarse(&self) -> Duration {
+            self.now()
+        }
 
-    /// How far [`now_coarse`](Clock::now_coarse) may lag; defaults to zero.
-    fn coarse_lag(&self) -> Duration {
-        Duration::ZERO
+        /// How far [`now_coarse`](Clock::now_coarse) may lag; defaults to zero.
+        fn coarse_lag(&self) -> Duration {
+            Duration::ZERO
+        }
     }
 }
 
@@ -263,7 +265,7 @@ mod monotonic {
 /// A clock that moves only when told to; clones share the same time.
 ///
 /// ```
-/// use breaker_core::clock::{Clock, ManualClock};
+/// use breaker::clock::{Clock, ManualClock};
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new();
@@ -317,10 +319,4 @@ impl Clock for ManualClock {
 
 pub(crate) fn as_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-impl<C: Clock + ?Sized> Clock for Arc<C> {
-    fn now(&self) -> Duration {
-        (**self).now()
-    }
 }

@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Wake, Waker};
 
-use crate::breaker::{CircuitBreaker, Recorded};
+use crate::breaker::CircuitBreaker;
+use crate::recording::{Applying, Recorded};
 use crate::state::{Op, Outcome};
 use crate::storage::ApplyFuture;
 
@@ -38,9 +39,7 @@ pub(crate) fn admission(cb: &CircuitBreaker, admitting: ApplyFuture<'static>) {
             trial: true,
         } = applied.outcome
         {
-            if let crate::future::Applying::Later(cancel, _) =
-                cb.applying(Op::Cancel { generation })
-            {
+            if let Applying::Later(cancel, _) = cb.applying(Op::Cancel { generation }) {
                 cancel.await;
             }
         }

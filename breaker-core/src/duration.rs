@@ -57,7 +57,7 @@ const UNITS: [(&str, u64); 6] = [
 /// no spaces, signs or fractions.
 ///
 /// ```
-/// use breaker_core::parse_duration;
+/// use breaker::parse_duration;
 /// use std::time::Duration;
 ///
 /// assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));

@@ -68,7 +68,7 @@ impl PackedDuration {
 /// and when the next trial may run.
 ///
 /// ```
-/// use breaker_core::{CircuitBreaker, State};
+/// use breaker::{CircuitBreaker, State};
 ///
 /// let cb = CircuitBreaker::new("payments");
 /// cb.open();
@@ -176,7 +176,7 @@ impl StdError for CircuitBreakerError {}
 /// The result of a call through a breaker that did not succeed.
 ///
 /// ```
-/// use breaker_core::{CircuitBreaker, Error};
+/// use breaker::{CircuitBreaker, Error};
 ///
 /// let cb = CircuitBreaker::builder("db").fail_max(2).build();
 /// let first = cb.call(|| Err::<(), _>("timeout"));

@@ -19,10 +19,11 @@ use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::breaker::{CancelOnDrop, CircuitBreaker, Panic, Precheck, Recorded, Ticket};
-use crate::call::{failure_op, success_op};
+use crate::admission::{Decision, Ticket};
+use crate::breaker::CircuitBreaker;
 use crate::detach;
 use crate::error::Error;
+use crate::recording::{failure_op, success_op, Applying, CancelOnDrop, Panic, Recorded};
 use crate::state::Op;
 use crate::storage::ApplyFuture;
 
@@ -133,14 +134,6 @@ impl<'cb, Fut, T, E, V, X> GuardedFuture<'cb, Fut, T, E, V, X> {
     }
 }
 
-/// An operation's result: at once from the memory storage, or a custom
-/// storage's future of it (with the clock's panic while reading the time
-/// for it).
-pub(crate) enum Applying {
-    Now(Recorded),
-    Later(ApplyFuture<'static>, Option<Panic>),
-}
-
 impl<Fut, T, E, V, X> Future for GuardedFuture<'_, Fut, T, E, V, X>
 where
     Fut: Future<Output = Result<T, E>>,
@@ -205,19 +198,19 @@ where
         let this = self.project();
         let cb = *this.cb;
         if let Stage::Start = *this.stage {
-            match cb.precheck_after_closed() {
-                Precheck::Admitted(ticket) => {
+            match cb.decide() {
+                Decision::Admitted(ticket) => {
                     // Not armed yet: a panicking `before_call` listener frees
                     // the trial place itself.
                     cb.before_call(ticket);
                     *this.stage = Stage::Running(ticket);
                     return Poll::Ready(Ok(ticket));
                 }
-                Precheck::Rejected(e) => {
+                Decision::Rejected(e) => {
                     *this.stage = Stage::Done;
                     return Poll::Ready(Err(Error::Open(e)));
                 }
-                Precheck::Apply => match cb.applying(Op::Admit) {
+                Decision::Apply => match cb.applying(Op::Admit) {
                     Applying::Now(recorded) => return this.admitted(cb, recorded),
                     Applying::Later(applying, clock_panic) => {
                         **this.waiting = Some(Box::new(Waiting {

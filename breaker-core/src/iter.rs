@@ -4,8 +4,10 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::breaker::{CancelOnDrop, CircuitBreaker, Ticket};
+use crate::admission::Ticket;
+use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
+use crate::recording::CancelOnDrop;
 
 /// An iterator of `Result`s run as one call through a breaker: admitted when
 /// it was made, failed by its first `Err` item that is not excluded (or by a

@@ -10,8 +10,8 @@
 //! and closes again after `success_threshold` trial successes.
 //!
 //! ```
-//! use breaker_core::{CircuitBreaker, Error, State};
-//! use breaker_core::clock::ManualClock;
+//! use breaker::{CircuitBreaker, Error, State};
+//! use breaker::clock::ManualClock;
 //! use std::time::Duration;
 //!
 //! let clock = ManualClock::new();
@@ -33,38 +33,42 @@
 #![deny(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
 
+mod admission;
 mod announce;
+mod autoref;
+mod backend;
 mod breaker;
+mod builder;
 mod call;
 pub mod clock;
 mod detach;
 mod duration;
 mod error;
 mod exclude;
+mod forward;
 mod future;
 mod iter;
 mod listener;
 mod memory;
+mod recording;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod registry;
-pub mod state;
-mod storage;
+mod state;
+pub mod storage;
 mod sync;
 
 #[doc(hidden)]
 pub mod private;
 
-pub use breaker::{Builder, CircuitBreaker};
+pub use breaker::CircuitBreaker;
+pub use builder::CircuitBreakerBuilder;
 pub use call::ErrorView;
 pub use duration::{parse_duration, DurationError};
 pub use error::{CircuitBreakerError, ConfigError, Error};
-pub use iter::GuardedIter;
 pub use listener::{Failure, Listener};
 pub use memory::MemoryStorage;
-pub use registry::RegistryError;
 pub use state::{ParseStateError, Reason, State};
-pub use storage::{Applied, ApplyFuture, Binding, ClosedHint, Storage};
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStorage;

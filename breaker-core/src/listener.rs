@@ -8,69 +8,71 @@ use crate::breaker::CircuitBreaker;
 use crate::exclude::{find, ErasedError};
 use crate::state::State;
 
-/// Code run on a breaker's events; every method does nothing by default.
-///
-/// Listeners run on the thread of the call that caused the event, after the
-/// breaker's state is committed and outside any lock, in the order they were
-/// added. For one call the order is `before_call`, then `success` or
-/// `failure`, then `state_change` if that call changed the state.
-///
-/// On the default [`MemoryStorage`](crate::MemoryStorage), `state_change` is
-/// reported in the order the transitions were made, one at a time: each
-/// `old` is the previous report's `new`. When transitions race, the thread
-/// that reports one also reports those made meanwhile by other threads (so a
-/// racing caller may return before its transition is reported, and a panic
-/// in that report continues in the reporting thread); a transition made by
-/// a listener is reported once the current report is done. `RedisStorage`
-/// (feature `redis`) does the same, in the order this process's view of the
-/// shared state saw the transitions, those made by other processes included
-/// (heard from a background thread of the storage, or from a caller that
-/// reports them after its own). Other storages shared with other processes
-/// report each transition once, in the order their
-/// [`Storage::announce`](crate::Storage::announce) gives.
-///
-/// A listener that panics leaves the breaker consistent: the other listeners
-/// still run, then the first panic continues in the caller.
-///
-/// ```
-/// use breaker_core::{CircuitBreaker, Listener, State};
-///
-/// struct Log;
-/// impl Listener for Log {
-///     fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
-///         println!("{}: {old} -> {new}", cb.name());
-///     }
-/// }
-///
-/// let cb = CircuitBreaker::builder("db").listener(Log).build();
-/// cb.open(); // prints "db: closed -> open"
-/// ```
-pub trait Listener: Send + Sync {
-    /// Before an admitted call runs (not for rejected calls).
-    fn before_call(&self, cb: &CircuitBreaker) {
-        let _ = cb;
-    }
+crate::forward::trait_with_forwarding! {
+    /// Code run on a breaker's events; every method does nothing by default.
+    ///
+    /// Listeners run on the thread of the call that caused the event, after the
+    /// breaker's state is committed and outside any lock, in the order they were
+    /// added. For one call the order is `before_call`, then `success` or
+    /// `failure`, then `state_change` if that call changed the state.
+    ///
+    /// On the default [`MemoryStorage`](crate::MemoryStorage), `state_change` is
+    /// reported in the order the transitions were made, one at a time: each
+    /// `old` is the previous report's `new`. When transitions race, the thread
+    /// that reports one also reports those made meanwhile by other threads (so a
+    /// racing caller may return before its transition is reported, and a panic
+    /// in that report continues in the reporting thread); a transition made by
+    /// a listener is reported once the current report is done. `RedisStorage`
+    /// (feature `redis`) does the same, in the order this process's view of the
+    /// shared state saw the transitions, those made by other processes included
+    /// (heard from a background thread of the storage, or from a caller that
+    /// reports them after its own). Other storages shared with other processes
+    /// report each transition once, in the order their
+    /// [`Storage::announce`](crate::Storage::announce) gives.
+    ///
+    /// A listener that panics leaves the breaker consistent: the other listeners
+    /// still run, then the first panic continues in the caller.
+    ///
+    /// ```
+    /// use breaker::{CircuitBreaker, Listener, State};
+    ///
+    /// struct Log;
+    /// impl Listener for Log {
+    ///     fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
+    ///         println!("{}: {old} -> {new}", cb.name());
+    ///     }
+    /// }
+    ///
+    /// let cb = CircuitBreaker::builder("db").listener(Log).build();
+    /// cb.open(); // prints "db: closed -> open"
+    /// ```
+    pub trait Listener: Send + Sync {
+        /// Before an admitted call runs (not for rejected calls).
+        fn before_call(&self, cb: &CircuitBreaker) {
+            let _ = cb;
+        }
 
-    /// After a transition, once per transition.
-    fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
-        let _ = (cb, old, new);
-    }
+        /// After a transition, once per transition.
+        fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
+            let _ = (cb, old, new);
+        }
 
-    /// After a call failed with an error that is not excluded, or panicked.
-    fn failure(&self, cb: &CircuitBreaker, error: &Failure<'_>) {
-        let _ = (cb, error);
-    }
+        /// After a call failed with an error that is not excluded, or panicked.
+        fn failure(&self, cb: &CircuitBreaker, error: &Failure<'_>) {
+            let _ = (cb, error);
+        }
 
-    /// After a call succeeded (or failed with an excluded error).
-    fn success(&self, cb: &CircuitBreaker) {
-        let _ = cb;
+        /// After a call succeeded (or failed with an excluded error).
+        fn success(&self, cb: &CircuitBreaker) {
+            let _ = cb;
+        }
     }
 }
 
 /// The failure a [`Listener`] is told about: an error or a panic.
 ///
 /// ```
-/// use breaker_core::{CircuitBreaker, Failure, Listener};
+/// use breaker::{CircuitBreaker, Failure, Listener};
 ///
 /// struct Audit;
 /// impl Listener for Audit {
@@ -164,35 +166,5 @@ impl fmt::Debug for Failure<'_> {
                 None => f.write_str("panic"),
             },
         }
-    }
-}
-
-impl<L: Listener + ?Sized> Listener for std::sync::Arc<L> {
-    fn before_call(&self, cb: &CircuitBreaker) {
-        (**self).before_call(cb)
-    }
-    fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
-        (**self).state_change(cb, old, new)
-    }
-    fn failure(&self, cb: &CircuitBreaker, error: &Failure<'_>) {
-        (**self).failure(cb, error)
-    }
-    fn success(&self, cb: &CircuitBreaker) {
-        (**self).success(cb)
-    }
-}
-
-impl<L: Listener + ?Sized> Listener for Box<L> {
-    fn before_call(&self, cb: &CircuitBreaker) {
-        (**self).before_call(cb)
-    }
-    fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
-        (**self).state_change(cb, old, new)
-    }
-    fn failure(&self, cb: &CircuitBreaker, error: &Failure<'_>) {
-        (**self).failure(cb, error)
-    }
-    fn success(&self, cb: &CircuitBreaker) {
-        (**self).success(cb)
     }
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::clock::ClockImpl;
 use crate::state::{step, Limits, Op, Outcome, Snapshot, State};
 use crate::storage::{Applied, Storage};
 use crate::sync::{AtomicU64, Ordering};
@@ -53,7 +54,7 @@ const HALF_OPEN: u64 = 2;
 /// two hours of nothing but manual transitions).
 ///
 /// ```
-/// use breaker_core::{CircuitBreaker, MemoryStorage};
+/// use breaker::{CircuitBreaker, MemoryStorage};
 ///
 /// let cb = CircuitBreaker::builder("db").storage(MemoryStorage::new()).build();
 /// assert_eq!(cb.fail_counter(), 0);
@@ -90,16 +91,72 @@ impl MemoryStorage {
         }
     }
 
-    /// The raw state word, for the breaker's fast path.
+    /// The raw state word.
     #[inline(always)]
-    pub(crate) fn word(&self) -> u64 {
+    fn word(&self) -> u64 {
         self.word.load(Ordering::Acquire)
+    }
+
+    /// The current state, in one load.
+    #[inline]
+    pub(crate) fn state(&self) -> State {
+        word_state(self.word())
+    }
+
+    /// The generation of a closed circuit, in one load: admission on the
+    /// hot path.
+    #[inline(always)]
+    pub(crate) fn closed_generation(&self) -> Option<u64> {
+        let word = self.word();
+        if word_state(word) == State::Closed {
+            return Some(word_generation(word));
+        }
+        None
+    }
+
+    /// Whether a success of a call admitted (not as a trial) under
+    /// `generation` has anything to record, in one load: not when the
+    /// circuit is closed with no failures counted (the hot path), nor when
+    /// the generation has moved on.
+    #[inline(always)]
+    pub(crate) fn success_is_news(&self, generation: u64) -> bool {
+        let word = self.word();
+        !word_is_quiet(word) && word_generation(word) == generation
+    }
+
+    /// An open circuit far from its deadline: the nanoseconds left, decided
+    /// in integers on the coarse clock. `None` for every other case (closed,
+    /// half-open, or open near its deadline), which a snapshot decides.
+    #[inline(always)]
+    pub(crate) fn open_rejection(&self, timeout_ns: u64, clock: &ClockImpl) -> Option<u64> {
+        let word = self.word();
+        if word_state(word) != State::Open {
+            return None;
+        }
+        match self.opened_ms(word) {
+            Some(ms) => {
+                // In 128 bits: a deadline past the last time a clock can show
+                // (2554) stays ahead of it instead of saturating to it.
+                let deadline = u128::from(ms) * 1_000_000 + u128::from(timeout_ns);
+                let (now, lag) = clock.coarse_nanos();
+                let left = deadline.saturating_sub(u128::from(now));
+                // Never more than the open period: the millisecond round-up
+                // of the opening time and the coarse clock's lag would
+                // otherwise show through.
+                (left > u128::from(lag)).then(|| left.min(u128::from(timeout_ns)) as u64)
+            }
+            // Opened an instant ago; its opener is about to publish when.
+            None if self.word() == word => Some(timeout_ns),
+            // The time read is another generation's: the state moved on
+            // since `word` was read.
+            None => None,
+        }
     }
 
     /// When the generation of `word` opened the circuit, in milliseconds
     /// since the epoch, if that is published yet.
     #[inline]
-    pub(crate) fn opened_ms(&self, word: u64) -> Option<u64> {
+    fn opened_ms(&self, word: u64) -> Option<u64> {
         let slot = self.opened.load(Ordering::Acquire);
         (slot & TAG_MASK == word_generation(word) & TAG_MASK && slot != 0)
             .then_some(slot >> TAG_BITS)
@@ -189,7 +246,7 @@ fn encode(s: &Snapshot) -> u64 {
 }
 
 #[inline(always)]
-pub(crate) fn word_state(word: u64) -> State {
+fn word_state(word: u64) -> State {
     match (word >> STATE_SHIFT) & 3 {
         CLOSED => State::Closed,
         OPEN => State::Open,
@@ -198,24 +255,24 @@ pub(crate) fn word_state(word: u64) -> State {
 }
 
 #[inline(always)]
-pub(crate) fn word_generation(word: u64) -> u64 {
+fn word_generation(word: u64) -> u64 {
     word >> GEN_SHIFT
 }
 
 #[inline(always)]
-pub(crate) fn word_fail_counter(word: u64) -> u32 {
+fn word_fail_counter(word: u64) -> u32 {
     (word & FAIL_MASK) as u32
 }
 
 #[inline(always)]
-pub(crate) fn word_trial(word: u64) -> bool {
+fn word_trial(word: u64) -> bool {
     (word >> TRIAL_SHIFT) & 1 == 1
 }
 
 /// True when the word is closed with a zero failure counter: a success there
 /// changes nothing. (Closed is 0 and the success counter is 0 in closed.)
 #[inline(always)]
-pub(crate) fn word_is_quiet(word: u64) -> bool {
+fn word_is_quiet(word: u64) -> bool {
     word & ((3 << STATE_SHIFT) | FAIL_MASK) == 0
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 /// The state of a circuit breaker.
 ///
 /// ```
-/// use breaker_core::State;
+/// use breaker::State;
 ///
 /// assert_eq!(State::HalfOpen.to_string(), "half-open");
 /// assert_eq!("open".parse::<State>().unwrap(), State::Open);
@@ -254,8 +254,8 @@ pub const MAX_SUCCESS_THRESHOLD: u32 = (1 << 8) - 1;
 /// millisecond precision never starts a trial early.
 ///
 /// ```
-/// use breaker_core::state::{step, Limits, Op, Outcome, Snapshot};
-/// use breaker_core::State;
+/// use breaker::storage::{step, Limits, Op, Outcome, Snapshot};
+/// use breaker::State;
 /// use std::time::Duration;
 ///
 /// let limits = Limits {

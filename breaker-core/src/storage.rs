@@ -1,4 +1,9 @@
-//! The [`Storage`] trait: where a breaker's state lives.
+//! What a [`Storage`] implementer needs: the trait, the snapshot and
+//! operations it stores and applies, and [`step`], the pure transition
+//! function every storage applies atomically.
+//!
+//! Applications need none of it: the default [`MemoryStorage`](crate::MemoryStorage)
+//! and [`RedisStorage`](crate::RedisStorage) (feature `redis`) are ready to use.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,7 +12,8 @@ use std::time::Duration;
 
 use crate::breaker::Shared;
 use crate::clock::ClockImpl;
-use crate::state::{Limits, Op, Outcome, Snapshot, State};
+use crate::state::State;
+pub use crate::state::{step, Limits, Op, Outcome, Snapshot, MAX_FAIL_MAX, MAX_SUCCESS_THRESHOLD};
 
 /// The result of applying one [`Op`]: the snapshot it saw, the one it left,
 /// and what it did.
@@ -38,132 +44,134 @@ pub struct ClosedHint {
 /// A boxed future of an [`Applied`], returned by [`Storage::apply_async`].
 pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Applied> + Send + 'a>>;
 
-/// Where a breaker keeps its state: in this process ([`MemoryStorage`](crate::MemoryStorage)), or
-/// somewhere shared by many processes.
-///
-/// A breaker never reads or writes fields one by one. It asks for a
-/// [`Snapshot`] with [`load`](Storage::load) and changes state only through
-/// [`apply`](Storage::apply), which must apply
-/// [`state::step`](crate::state::step) *atomically*: as one compare-and-swap,
-/// one transaction, or one server-side script. That is what makes counters
-/// exact and every transition happen once, however many callers race.
-///
-/// # Contract
-///
-/// - `load` is on every call's path: it must be cheap and must not do I/O. A
-///   remote storage returns its local view (kept current in the background)
-///   and states how stale it can be.
-/// - `apply` runs only off the closed-state success path: for failures, for
-///   the first success after failures, for half-open trials and for manual
-///   transitions. It may block for I/O, up to a timeout the storage documents.
-/// - `apply_async` is what `call_async` uses; its default runs `apply`. A
-///   storage that does I/O overrides it so no executor thread blocks. A
-///   call's result is handed over once: if the returned future is dropped
-///   before it completes (the caller's future was dropped), the operation
-///   should still take effect, since the breaker sends no cancel after it.
-/// - Neither may panic. A storage that cannot reach its backend decides from
-///   a fallback snapshot and still returns an [`Applied`].
-/// - [`announce`](Storage::announce) is how the breaker reports the
-///   transitions its calls make; its default reports each one at once. A
-///   storage that also reports transitions itself (through
-///   [`Binding::notify_transition`]) overrides it to put the two in one
-///   order. A storage that wraps another forwards it, as it forwards
-///   `apply`.
-///
-/// # Example
-///
-/// A storage that logs each change and keeps the state under a mutex (the
-/// default [`MemoryStorage`](crate::MemoryStorage) is lock-free; this shows the contract):
-///
-/// ```
-/// use breaker_core::state::{step, Limits, Op, Snapshot};
-/// use breaker_core::{Applied, CircuitBreaker, Storage};
-/// use std::sync::Mutex;
-///
-/// #[derive(Default)]
-/// struct Logged(Mutex<Snapshot>);
-///
-/// impl Storage for Logged {
-///     fn load(&self) -> Snapshot {
-///         *self.0.lock().unwrap()
-///     }
-///     fn apply(&self, op: Op, limits: &Limits) -> Applied {
-///         let mut current = self.0.lock().unwrap();
-///         let before = *current;
-///         let (after, outcome) = step(&before, op, limits);
-///         if after.state != before.state {
-///             println!("{} -> {}", before.state, after.state);
-///         }
-///         *current = after;
-///         Applied { before, after, outcome }
-///     }
-/// }
-///
-/// let cb = CircuitBreaker::builder("logged").fail_max(1).storage(Logged::default()).build();
-/// let _ = cb.call(|| Err::<(), _>("boom"));
-/// assert!(cb.call(|| Ok::<_, &str>(())).unwrap_err().is_open());
-/// ```
-pub trait Storage: Send + Sync + 'static {
-    /// The current state as this process knows it, without I/O.
-    fn load(&self) -> Snapshot;
-
-    /// Applies `op` atomically, as [`state::step`](crate::state::step) says.
-    fn apply(&self, op: Op, limits: &Limits) -> Applied;
-
-    /// Applies `op` without blocking the calling task; defaults to `apply`.
-    fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
-        let applied = self.apply(op, &limits);
-        Box::pin(std::future::ready(applied))
-    }
-
-    /// Called once when a breaker is built on this storage; a storage shared
-    /// with other processes keeps the [`Binding`] to report transitions it
-    /// learns of from elsewhere. The default ignores it.
-    fn bind(&self, binding: Binding) {
-        let _ = binding;
-    }
-
-    /// The closed state, told cheaply: `Some` when the state is closed (as
-    /// [`load`](Storage::load) would say), `None` when it is not or the
-    /// storage cannot tell without building a whole [`Snapshot`].
+crate::forward::trait_with_forwarding! {
+    /// Where a breaker keeps its state: in this process ([`MemoryStorage`](crate::MemoryStorage)), or
+    /// somewhere shared by many processes.
     ///
-    /// A breaker on this storage asks it before every call and after every
-    /// success, and calls `load` only when it answers `None`; a storage whose
-    /// `load` does more than read one word (a remote storage's local view,
-    /// say) answers from a word it keeps for this. The default is `None`.
-    fn closed_hint(&self) -> Option<ClosedHint> {
-        None
-    }
+    /// A breaker never reads or writes fields one by one. It asks for a
+    /// [`Snapshot`] with [`load`](Storage::load) and changes state only through
+    /// [`apply`](Storage::apply), which must apply
+    /// [`step`] *atomically*: as one compare-and-swap,
+    /// one transaction, or one server-side script. That is what makes counters
+    /// exact and every transition happen once, however many callers race.
+    ///
+    /// # Contract
+    ///
+    /// - `load` is on every call's path: it must be cheap and must not do I/O. A
+    ///   remote storage returns its local view (kept current in the background)
+    ///   and states how stale it can be.
+    /// - `apply` runs only off the closed-state success path: for failures, for
+    ///   the first success after failures, for half-open trials and for manual
+    ///   transitions. It may block for I/O, up to a timeout the storage documents.
+    /// - `apply_async` is what `call_async` uses; its default runs `apply`. A
+    ///   storage that does I/O overrides it so no executor thread blocks. A
+    ///   call's result is handed over once: if the returned future is dropped
+    ///   before it completes (the caller's future was dropped), the operation
+    ///   should still take effect, since the breaker sends no cancel after it.
+    /// - Neither may panic. A storage that cannot reach its backend decides from
+    ///   a fallback snapshot and still returns an [`Applied`].
+    /// - [`announce`](Storage::announce) is how the breaker reports the
+    ///   transitions its calls make; its default reports each one at once. A
+    ///   storage that also reports transitions itself (through
+    ///   [`Binding::notify_transition`]) overrides it to put the two in one
+    ///   order. A storage that wraps another forwards it, as it forwards
+    ///   `apply`.
+    ///
+    /// # Example
+    ///
+    /// A storage that logs each change and keeps the state under a mutex (the
+    /// default [`MemoryStorage`](crate::MemoryStorage) is lock-free; this shows the contract):
+    ///
+    /// ```
+    /// use breaker::storage::{step, Applied, Limits, Op, Snapshot, Storage};
+    /// use breaker::CircuitBreaker;
+    /// use std::sync::Mutex;
+    ///
+    /// #[derive(Default)]
+    /// struct Logged(Mutex<Snapshot>);
+    ///
+    /// impl Storage for Logged {
+    ///     fn load(&self) -> Snapshot {
+    ///         *self.0.lock().unwrap()
+    ///     }
+    ///     fn apply(&self, op: Op, limits: &Limits) -> Applied {
+    ///         let mut current = self.0.lock().unwrap();
+    ///         let before = *current;
+    ///         let (after, outcome) = step(&before, op, limits);
+    ///         if after.state != before.state {
+    ///             println!("{} -> {}", before.state, after.state);
+    ///         }
+    ///         *current = after;
+    ///         Applied { before, after, outcome }
+    ///     }
+    /// }
+    ///
+    /// let cb = CircuitBreaker::builder("logged").fail_max(1).storage(Logged::default()).build();
+    /// let _ = cb.call(|| Err::<(), _>("boom"));
+    /// assert!(cb.call(|| Ok::<_, &str>(())).unwrap_err().is_open());
+    /// ```
+    pub trait Storage: Send + Sync + 'static {
+        /// The current state as this process knows it, without I/O.
+        fn load(&self) -> Snapshot;
 
-    /// Reports to the breaker's listeners, through `tell(old, new)`, the
-    /// transition `applied` made, if it made one; `applied` is what
-    /// [`apply`](Storage::apply) or [`apply_async`](Storage::apply_async)
-    /// returned to the breaker.
-    ///
-    /// The breaker calls it on the thread of the call that applied the
-    /// operation, once its `success` or `failure` listeners have run, with
-    /// every `Applied` it gets (it skips only those of
-    /// [`Op::Cancel`], which changes no state). `tell` runs every listener's
-    /// [`state_change`](crate::Listener::state_change) and never panics (a
-    /// listener's panic is resumed by the breaker once `announce` returns).
-    ///
-    /// The default calls `tell(before.state, after.state)` when the two
-    /// differ: right for a storage whose every transition is made by a
-    /// breaker's call. A storage that also reports transitions through
-    /// [`Binding::notify_transition`] (made by other processes, say) overrides
-    /// it so that listeners hear all of them in one order and one at a time:
-    /// it may report here, through `tell`, transitions queued before or
-    /// after this one, and may leave this one for another thread to report
-    /// (to a `tell` of its own, or to `notify_transition`) when that thread
-    /// is reporting already. Each transition must be reported once, whether
-    /// by `tell` or by `notify_transition`.
-    ///
-    /// A storage that wraps another must forward `announce` to it, as it
-    /// forwards `apply` and `bind`.
-    fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
-        let (old, new) = (applied.before.state, applied.after.state);
-        if old != new {
-            tell(old, new);
+        /// Applies `op` atomically, as [`step`] says.
+        fn apply(&self, op: Op, limits: &Limits) -> Applied;
+
+        /// Applies `op` without blocking the calling task; defaults to `apply`.
+        fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
+            let applied = self.apply(op, &limits);
+            Box::pin(std::future::ready(applied))
+        }
+
+        /// Called once when a breaker is built on this storage; a storage shared
+        /// with other processes keeps the [`Binding`] to report transitions it
+        /// learns of from elsewhere. The default ignores it.
+        fn bind(&self, binding: Binding) {
+            let _ = binding;
+        }
+
+        /// The closed state, told cheaply: `Some` when the state is closed (as
+        /// [`load`](Storage::load) would say), `None` when it is not or the
+        /// storage cannot tell without building a whole [`Snapshot`].
+        ///
+        /// A breaker on this storage asks it before every call and after every
+        /// success, and calls `load` only when it answers `None`; a storage whose
+        /// `load` does more than read one word (a remote storage's local view,
+        /// say) answers from a word it keeps for this. The default is `None`.
+        fn closed_hint(&self) -> Option<ClosedHint> {
+            None
+        }
+
+        /// Reports to the breaker's listeners, through `tell(old, new)`, the
+        /// transition `applied` made, if it made one; `applied` is what
+        /// [`apply`](Storage::apply) or [`apply_async`](Storage::apply_async)
+        /// returned to the breaker.
+        ///
+        /// The breaker calls it on the thread of the call that applied the
+        /// operation, once its `success` or `failure` listeners have run, with
+        /// every `Applied` it gets (it skips only those of
+        /// [`Op::Cancel`], which changes no state). `tell` runs every listener's
+        /// [`state_change`](crate::Listener::state_change) and never panics (a
+        /// listener's panic is resumed by the breaker once `announce` returns).
+        ///
+        /// The default calls `tell(before.state, after.state)` when the two
+        /// differ: right for a storage whose every transition is made by a
+        /// breaker's call. A storage that also reports transitions through
+        /// [`Binding::notify_transition`] (made by other processes, say) overrides
+        /// it so that listeners hear all of them in one order and one at a time:
+        /// it may report here, through `tell`, transitions queued before or
+        /// after this one, and may leave this one for another thread to report
+        /// (to a `tell` of its own, or to `notify_transition`) when that thread
+        /// is reporting already. Each transition must be reported once, whether
+        /// by `tell` or by `notify_transition`.
+        ///
+        /// A storage that wraps another must forward `announce` to it, as it
+        /// forwards `apply` and `bind`.
+        fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
+            let (old, new) = (applied.before.state, applied.after.state);
+            if old != new {
+                tell(old, new);
+            }
         }
     }
 }
@@ -214,68 +222,5 @@ impl Binding {
 impl std::fmt::Debug for Binding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Binding").field("name", &self.name).finish()
-    }
-}
-
-impl<S: Storage + ?Sized> Storage for Arc<S> {
-    fn load(&self) -> Snapshot {
-        (**self).load()
-    }
-    fn apply(&self, op: Op, limits: &Limits) -> Applied {
-        (**self).apply(op, limits)
-    }
-    fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
-        (**self).apply_async(op, limits)
-    }
-    fn bind(&self, binding: Binding) {
-        (**self).bind(binding)
-    }
-    fn closed_hint(&self) -> Option<ClosedHint> {
-        (**self).closed_hint()
-    }
-    fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
-        (**self).announce(applied, tell)
-    }
-}
-
-impl<S: Storage + ?Sized> Storage for Box<S> {
-    fn load(&self) -> Snapshot {
-        (**self).load()
-    }
-    fn apply(&self, op: Op, limits: &Limits) -> Applied {
-        (**self).apply(op, limits)
-    }
-    fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
-        (**self).apply_async(op, limits)
-    }
-    fn bind(&self, binding: Binding) {
-        (**self).bind(binding)
-    }
-    fn closed_hint(&self) -> Option<ClosedHint> {
-        (**self).closed_hint()
-    }
-    fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
-        (**self).announce(applied, tell)
-    }
-}
-
-impl<S: Storage + ?Sized> Storage for &'static S {
-    fn load(&self) -> Snapshot {
-        (**self).load()
-    }
-    fn apply(&self, op: Op, limits: &Limits) -> Applied {
-        (**self).apply(op, limits)
-    }
-    fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
-        (**self).apply_async(op, limits)
-    }
-    fn bind(&self, binding: Binding) {
-        (**self).bind(binding)
-    }
-    fn closed_hint(&self) -> Option<ClosedHint> {
-        (**self).closed_hint()
-    }
-    fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
-        (**self).announce(applied, tell)
     }
 }

@@ -30,7 +30,7 @@ use std::sync::Arc as StdArc;
 use std::time::Duration;
 
 use breaker_core::clock::ManualClock;
-use breaker_core::state::{Limits, Op, Outcome, Reason, Snapshot};
+use breaker_core::storage::{Limits, Op, Outcome, Reason, Snapshot};
 use breaker_core::{Applied, CircuitBreaker, Listener, MemoryStorage, State, Storage};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};

@@ -111,13 +111,17 @@ impl Args {
                 self.name = Some(lit);
             }
             "fail_max" => {
-                self.fail_max = Some(count(value, "fail_max", breaker_core::state::MAX_FAIL_MAX)?)
+                self.fail_max = Some(count(
+                    value,
+                    "fail_max",
+                    breaker_core::storage::MAX_FAIL_MAX,
+                )?)
             }
             "success_threshold" => {
                 self.success_threshold = Some(count(
                     value,
                     "success_threshold",
-                    breaker_core::state::MAX_SUCCESS_THRESHOLD,
+                    breaker_core::storage::MAX_SUCCESS_THRESHOLD,
                 )?)
             }
             "reset_timeout" => {

@@ -133,7 +133,7 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
         Some(path) => {
             let shown = path_string(path);
             helpers.extend(quote! {
-                fn __breaker_storage(builder: #krate::Builder) -> #krate::Builder {
+                fn __breaker_storage(builder: #krate::__private::Builder) -> #krate::__private::Builder {
                     builder.storage(#path())
                 }
             });
@@ -145,7 +145,7 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
         Some(paths) => {
             let shown = paths.iter().map(path_string).collect::<Vec<_>>().join(", ");
             helpers.extend(quote! {
-                fn __breaker_listeners(builder: #krate::Builder) -> #krate::Builder {
+                fn __breaker_listeners(builder: #krate::__private::Builder) -> #krate::__private::Builder {
                     builder #(.listener(#paths()))*
                 }
             });

@@ -3,11 +3,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use breaker::state::{step, Limits, Op, Snapshot};
-use breaker::{
-    circuit_breaker, registry, Applied, CircuitBreaker, CircuitBreakerError, Listener, State,
-    Storage,
-};
+use breaker::storage::{step, Applied, Limits, Op, Snapshot, Storage};
+use breaker::{circuit_breaker, registry, CircuitBreaker, CircuitBreakerError, Listener, State};
 
 #[derive(Debug)]
 struct Failed(#[allow(dead_code)] Option<CircuitBreakerError>);

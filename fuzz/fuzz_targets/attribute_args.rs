@@ -125,10 +125,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(parsed) => {
             // What it accepted is in range.
             if let Some(n) = parsed.fail_max {
-                assert!((1..=breaker_core::state::MAX_FAIL_MAX).contains(&n));
+                assert!((1..=breaker_core::storage::MAX_FAIL_MAX).contains(&n));
             }
             if let Some(n) = parsed.success_threshold {
-                assert!((1..=breaker_core::state::MAX_SUCCESS_THRESHOLD).contains(&n));
+                assert!((1..=breaker_core::storage::MAX_SUCCESS_THRESHOLD).contains(&n));
             }
             if let Some(name) = &parsed.name {
                 assert!(!name.value().is_empty());

@@ -6,7 +6,7 @@
 #![no_main]
 
 use breaker_core::redis::decode;
-use breaker_core::state::{MAX_FAIL_MAX, MAX_SUCCESS_THRESHOLD};
+use breaker_core::storage::{MAX_FAIL_MAX, MAX_SUCCESS_THRESHOLD};
 use breaker_core::State;
 use libfuzzer_sys::fuzz_target;
 

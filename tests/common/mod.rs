@@ -2,8 +2,7 @@
 
 use std::sync::Mutex;
 
-use breaker::state::{step, Limits, Op, Snapshot};
-use breaker::{Applied, Storage};
+use breaker::storage::{step, Applied, Limits, Op, Snapshot, Storage};
 
 /// The whole state under a mutex, changed only by `step`: the contract of
 /// `Storage` in its plainest form, to run the breaker's generic-storage

@@ -14,7 +14,9 @@ use std::thread;
 use std::time::Duration;
 
 use breaker::clock::ManualClock;
-use breaker::{Builder, CircuitBreaker, Error, Listener, MemoryStorage, Reason, State};
+use breaker::{
+    CircuitBreaker, CircuitBreakerBuilder as Builder, Error, Listener, MemoryStorage, Reason, State,
+};
 
 /// One storage under test.
 pub trait Fixture: Sync {

@@ -107,8 +107,8 @@ impl DecodeError {
 /// trial lease is recorded.
 ///
 /// ```
-/// use breaker_core::redis::decode;
-/// use breaker_core::State;
+/// use breaker::redis::decode;
+/// use breaker::State;
 ///
 /// let snap = decode(b"v1 open 7 5 0 0 1732350000123 42").unwrap();
 /// assert_eq!((snap.state, snap.generation, snap.fail_counter), (State::Open, 7, 5));

@@ -2,8 +2,8 @@
 //! use the same Redis and namespace (feature `redis`).
 //!
 //! ```no_run
-//! use breaker_core::redis::RedisStorage;
-//! use breaker_core::CircuitBreaker;
+//! use breaker::redis::RedisStorage;
+//! use breaker::CircuitBreaker;
 //! use std::time::Duration;
 //!
 //! let redis = RedisStorage::builder("redis://127.0.0.1:6379/")
@@ -14,7 +14,7 @@
 //! let payments = CircuitBreaker::builder("payments").storage(redis.clone()).build();
 //! let search = CircuitBreaker::builder("search").storage(redis.clone()).build();
 //! # let _ = (payments, search);
-//! # Ok::<(), breaker_core::redis::RedisStorageError>(())
+//! # Ok::<(), breaker::redis::RedisStorageError>(())
 //! ```
 //!
 //! # How it works

@@ -14,7 +14,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::breaker::{Builder, CircuitBreaker};
+use crate::breaker::CircuitBreaker;
+use crate::builder::CircuitBreakerBuilder as Builder;
 
 /// A setting given as code: the path as written (to compare declarations),
 /// and how it configures a builder.

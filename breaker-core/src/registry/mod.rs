@@ -11,7 +11,7 @@
 //! working.
 //!
 //! ```
-//! use breaker_core::{registry, CircuitBreaker, State};
+//! use breaker::{registry, CircuitBreaker, State};
 //!
 //! let cb = registry::register(CircuitBreaker::new("registry-doc")).unwrap();
 //! cb.open();
@@ -158,7 +158,7 @@ pub fn names() -> Vec<String> {
 /// a healthy program: a start-up check or a test can assert it.
 ///
 /// ```
-/// assert_eq!(breaker_core::registry::declaration_errors(), []);
+/// assert_eq!(breaker::registry::declaration_errors(), []);
 /// ```
 pub fn declaration_errors() -> Vec<RegistryError> {
     map()

@@ -5,7 +5,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use breaker::redis::RedisStorageBuilder;
-use breaker::{Builder, CircuitBreaker, RedisStorage, State};
+use breaker::{CircuitBreaker, CircuitBreakerBuilder as Builder, RedisStorage, State};
 
 use crate::suite::Fixture;
 use crate::support;

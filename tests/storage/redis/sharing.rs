@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use breaker::state::{step, Limits, Op, Outcome, Snapshot};
-use breaker::{CircuitBreaker, Error, Reason, RedisStorage, State, Storage};
+use breaker::storage::Storage;
+use breaker::storage::{step, Limits, Op, Outcome, Snapshot};
+use breaker::{CircuitBreaker, Error, Reason, RedisStorage, State};
 
 use super::{bound, eventually, storage, stored, RESET};
 use crate::suite::Changes;

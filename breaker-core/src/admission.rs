@@ -1,0 +1,192 @@
+//! Admission: every way a call is let in or rejected.
+//!
+//! A call is admitted with a [`Ticket`] (the generation it reports under,
+//! and whether it is the half-open trial) or rejected with a
+//! [`CircuitBreakerError`]. From the cheapest case to the dearest:
+//!
+//! 1. closed, on the memory storage: one atomic load
+//!    ([`closed_ticket`](CircuitBreaker::closed_ticket), inlined into every
+//!    call);
+//! 2. closed, on a custom storage: its [`closed_hint`](crate::storage::Storage::closed_hint);
+//! 3. open on the memory storage, far from the deadline: integer arithmetic
+//!    on the coarse clock;
+//! 4. anything else: a snapshot decides, and when the call may run as a
+//!    trial, `Op::Admit` is applied (only it can take the trial place, as
+//!    one atomic step).
+//!
+//! `call` and the attribute's iterators admit with [`admit`](CircuitBreaker::admit);
+//! `call_async` uses [`decide`](CircuitBreaker::decide) and applies `Op::Admit`
+//! itself, so that a custom storage's answer is awaited, not blocked on.
+
+use std::panic::resume_unwind;
+use std::time::Duration;
+
+use crate::breaker::CircuitBreaker;
+use crate::error::CircuitBreakerError;
+use crate::recording::Recorded;
+use crate::state::{Op, Outcome, Reason, State};
+
+/// Admission to run one call: the generation it reports under, and whether it
+/// runs as the half-open trial.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ticket {
+    pub(crate) generation: u64,
+    pub(crate) trial: bool,
+}
+
+impl Ticket {
+    fn closed(generation: u64) -> Self {
+        Ticket {
+            generation,
+            trial: false,
+        }
+    }
+}
+
+/// What admission decided short of applying `Op::Admit`.
+pub(crate) enum Decision {
+    Admitted(Ticket),
+    Rejected(CircuitBreakerError),
+    /// The call may run as a trial: `Op::Admit` decides, atomically.
+    Apply,
+}
+
+impl CircuitBreaker {
+    /// Admission for a call: on the hot path, one atomic load.
+    #[inline(always)]
+    pub(crate) fn admit(&self) -> Result<Ticket, CircuitBreakerError> {
+        match self.closed_ticket() {
+            Some(ticket) => Ok(ticket),
+            None => self.admit_slow(),
+        }
+    }
+
+    /// Admission in every state but closed-on-memory: a rejection here is
+    /// one function call away from the hot path.
+    #[inline(never)]
+    fn admit_slow(&self) -> Result<Ticket, CircuitBreakerError> {
+        match self.decide() {
+            Decision::Admitted(ticket) => Ok(ticket),
+            Decision::Rejected(e) => Err(e),
+            Decision::Apply => self.admit_trial(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn admit_trial(&self) -> Result<Ticket, CircuitBreakerError> {
+        self.admitted(self.apply(Op::Admit))
+    }
+
+    /// The hot path: a closed circuit on the memory storage admits on one
+    /// atomic load.
+    #[inline(always)]
+    pub(crate) fn closed_ticket(&self) -> Option<Ticket> {
+        self.shared.backend.memory_closed().map(Ticket::closed)
+    }
+
+    /// Admission once [`closed_ticket`](Self::closed_ticket) said no: a
+    /// decision, or the need to apply `Op::Admit`.
+    #[inline(always)]
+    pub(crate) fn decide(&self) -> Decision {
+        let backend = &self.shared.backend;
+        if let Some(generation) = backend.custom_closed() {
+            return Decision::Admitted(Ticket::closed(generation));
+        }
+        let timeout = self.reset_timeout_nanos();
+        match backend.memory_open_rejection(timeout, &self.shared.clock) {
+            Some(retry_nanos) => Decision::Rejected(CircuitBreakerError::with_retry_nanos(
+                self.shared.name,
+                State::Open,
+                Reason::TimeoutNotElapsed,
+                retry_nanos,
+            )),
+            None => self.decide_from_snapshot(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn decide_from_snapshot(&self) -> Decision {
+        let snap = self.snapshot();
+        match snap.state {
+            State::Closed => Decision::Admitted(Ticket::closed(snap.generation)),
+            State::Open => {
+                // Far from the deadline, the cheap coarse reading decides;
+                // near it, the precise one, so the trial is never early.
+                let (coarse, lag) = self.shared.clock.coarse_nanos();
+                let coarse = snap.retry_after(self.reset_timeout(), Duration::from_nanos(coarse));
+                if coarse.is_some_and(|d| d > Duration::from_nanos(lag)) {
+                    return Decision::Rejected(self.open_error(coarse));
+                }
+                let retry_after = snap.retry_after(self.reset_timeout(), self.now());
+                if retry_after == Some(Duration::ZERO) {
+                    Decision::Apply
+                } else {
+                    Decision::Rejected(self.open_error(retry_after))
+                }
+            }
+            State::HalfOpen if snap.trial => {
+                Decision::Rejected(self.error(State::HalfOpen, Reason::TrialInProgress, None))
+            }
+            State::HalfOpen => Decision::Apply,
+        }
+    }
+
+    /// The verdict of an applied `Op::Admit`, after telling listeners of the
+    /// open to half-open transition it may have made.
+    pub(crate) fn admitted(&self, recorded: Recorded) -> Result<Ticket, CircuitBreakerError> {
+        let (applied, notified) = self.announce(recorded);
+        let verdict = match applied.outcome {
+            Outcome::Admitted { generation, trial } => Ok(Ticket { generation, trial }),
+            Outcome::Rejected { reason } => {
+                let retry_after = applied.after.retry_after(self.reset_timeout(), self.now());
+                Err(self.error(applied.after.state, reason, retry_after))
+            }
+            other => unreachable!("Op::Admit cannot give {other:?}"),
+        };
+        if let Err(panic) = notified {
+            if let Ok(ticket) = verdict {
+                self.cancel(ticket);
+            }
+            resume_unwind(panic);
+        }
+        verdict
+    }
+
+    /// Tells the `before_call` listeners; a panic among them gives the
+    /// trial place back before it continues.
+    #[inline(always)]
+    pub(crate) fn before_call(&self, ticket: Ticket) {
+        if self.listening() {
+            self.before_call_slow(ticket);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn before_call_slow(&self, ticket: Ticket) {
+        if let Err(panic) = self.each_listener(|l| l.before_call(self)) {
+            self.cancel(ticket);
+            resume_unwind(panic);
+        }
+    }
+
+    /// The rejection of an open circuit.
+    fn open_error(&self, retry_after: Option<Duration>) -> CircuitBreakerError {
+        self.error(State::Open, Reason::TimeoutNotElapsed, retry_after)
+    }
+
+    /// An error of this breaker; `retry_after` is clamped to the open
+    /// period in force (a millisecond's rounding of when the circuit opened,
+    /// or the coarse clock's lag, would otherwise show through).
+    pub(crate) fn error(
+        &self,
+        state: State,
+        reason: Reason,
+        retry_after: Option<Duration>,
+    ) -> CircuitBreakerError {
+        let retry_after = retry_after.map(|d| d.min(self.reset_timeout()));
+        CircuitBreakerError::new(self.shared.name, state, reason, retry_after)
+    }
+}

@@ -1,0 +1,109 @@
+//! Autoref specialisation for the attribute's generated code: stable Rust
+//! has no specialisation, so whether an error type implements `Error` (and
+//! can be searched along its `source()` chain) is decided by method
+//! resolution on `&Wrap(e)` versus `Wrap(e)`, `&Probe<T>` versus `Probe<T>`.
+//! The more specific impl is on the reference, which method lookup tries
+//! first.
+
+use std::any::Any;
+use std::error::Error as StdError;
+use std::marker::PhantomData;
+
+use crate::exclude::{chain_find, container_view, is_container};
+
+/// Autoref specialisation: `(&&Wrap(e)).breaker_view()` sees `e` as
+/// `dyn Error` when its type implements `Error`, and looks through boxed
+/// errors otherwise.
+pub struct Wrap<'a, E>(pub &'a E);
+
+/// The specific case of [`Wrap`]: `E: Error`.
+pub trait ViewError<'a> {
+    /// `e` as `dyn Error`.
+    fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)>;
+}
+
+impl<'a, E: StdError + 'static> ViewError<'a> for &Wrap<'a, E> {
+    fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)> {
+        Some(self.0)
+    }
+}
+
+/// The general case of [`Wrap`].
+pub trait ViewAny<'a> {
+    /// `e` as `dyn Error` if it is a known container of one.
+    fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)>;
+}
+
+impl<'a, E: 'static> ViewAny<'a> for Wrap<'a, E> {
+    #[inline(always)]
+    fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)> {
+        match is_container::<E>() {
+            true => container_view(self.0),
+            false => None,
+        }
+    }
+}
+
+/// Autoref specialisation for `exclude = [T]`: finds a `T` as the error
+/// itself and, when `T: Error`, along the error's `source()` chain.
+pub struct Probe<T>(PhantomData<fn() -> T>);
+
+impl<T> Probe<T> {
+    /// The probe.
+    pub const NEW: Self = Probe(PhantomData);
+}
+
+/// The specific case of [`Probe`]: `T: Error`.
+pub trait ProbeError<T> {
+    /// The first `T` in `error` or its chain.
+    fn breaker_find<'a>(
+        &self,
+        error: &'a dyn Any,
+        chain: Option<&'a (dyn StdError + 'static)>,
+    ) -> Option<&'a T>;
+}
+
+impl<T: StdError + 'static> ProbeError<T> for &Probe<T> {
+    fn breaker_find<'a>(
+        &self,
+        error: &'a dyn Any,
+        chain: Option<&'a (dyn StdError + 'static)>,
+    ) -> Option<&'a T> {
+        error
+            .downcast_ref::<T>()
+            .or_else(|| chain.and_then(|e| chain_find(e, |e| e.downcast_ref::<T>())))
+    }
+}
+
+/// The general case of [`Probe`].
+pub trait ProbeAny<T> {
+    /// `error` as a `T`, if it is one.
+    fn breaker_find<'a>(
+        &self,
+        error: &'a dyn Any,
+        chain: Option<&'a (dyn StdError + 'static)>,
+    ) -> Option<&'a T>;
+}
+
+impl<T: 'static> ProbeAny<T> for Probe<T> {
+    fn breaker_find<'a>(
+        &self,
+        error: &'a dyn Any,
+        _: Option<&'a (dyn StdError + 'static)>,
+    ) -> Option<&'a T> {
+        error.downcast_ref::<T>()
+    }
+}
+
+/// The error as `&dyn Any`, for [`Probe`].
+#[inline(always)]
+pub fn as_any<E: 'static>(e: &E) -> &dyn Any {
+    e
+}
+
+/// Typed identity for the closures in `exclude = [|e: &T| ..]`, so their
+/// argument type is checked where the user wrote it.
+#[inline(always)]
+pub fn predicate<T, P: Fn(&T) -> bool>(p: P) -> P {
+    p
+}

@@ -1,0 +1,166 @@
+//! Where a breaker's state lives: the memory storage, matched directly so
+//! that its hot path inlines to one atomic load, or any other storage
+//! through the [`Storage`] trait. Every question the engine asks of its
+//! storage goes through here, so nothing else matches on the two kinds.
+
+use std::any::Any;
+use std::time::Duration;
+
+use crate::announce::Announcer;
+use crate::clock::ClockImpl;
+use crate::memory::MemoryStorage;
+use crate::recording::Panic;
+use crate::state::{Limits, Op, Snapshot, State};
+use crate::storage::{Applied, ApplyFuture, Binding, Storage};
+
+pub(crate) enum Backend {
+    /// The default storage, and the announcer that reports its transitions
+    /// in the order they were committed (this process makes all of them).
+    Memory(MemoryStorage, Announcer),
+    /// Any other storage; it orders its reports itself
+    /// ([`Storage::announce`]).
+    Custom(Box<dyn Storage>),
+}
+
+impl Backend {
+    /// The backend for `storage`: the memory storage kept as itself, any
+    /// other boxed.
+    pub(crate) fn new<S: Storage>(storage: S) -> Self {
+        let mut slot = Some(storage);
+        match (&mut slot as &mut dyn Any).downcast_mut::<Option<MemoryStorage>>() {
+            Some(memory) => Backend::memory(memory.take().unwrap_or_default()),
+            None => match slot {
+                Some(storage) => Backend::Custom(Box::new(storage)),
+                None => Backend::memory(MemoryStorage::new()),
+            },
+        }
+    }
+
+    pub(crate) fn memory(storage: MemoryStorage) -> Self {
+        let now = storage.load();
+        let announcer = Announcer::new(now.generation, now.state);
+        Backend::Memory(storage, announcer)
+    }
+
+    /// Whether this is the memory storage, which applies operations at once.
+    pub(crate) fn is_memory(&self) -> bool {
+        matches!(self, Backend::Memory(..))
+    }
+
+    /// Hands a custom storage its [`Binding`].
+    pub(crate) fn bind(&self, binding: Binding) {
+        if let Backend::Custom(storage) = self {
+            storage.bind(binding);
+        }
+    }
+
+    /// The full state in one consistent read.
+    pub(crate) fn load(&self) -> Snapshot {
+        match self {
+            Backend::Memory(m, _) => m.load(),
+            Backend::Custom(s) => s.load(),
+        }
+    }
+
+    /// The current state.
+    pub(crate) fn state(&self) -> State {
+        match self {
+            Backend::Memory(m, _) => m.state(),
+            Backend::Custom(s) => s.load().state,
+        }
+    }
+
+    /// The memory storage's closed generation: the hot path, one load.
+    #[inline(always)]
+    pub(crate) fn memory_closed(&self) -> Option<u64> {
+        match self {
+            Backend::Memory(m, _) => m.closed_generation(),
+            Backend::Custom(_) => None,
+        }
+    }
+
+    /// A custom storage's closed generation, from its
+    /// [`Storage::closed_hint`]: admission without a whole snapshot.
+    #[inline]
+    pub(crate) fn custom_closed(&self) -> Option<u64> {
+        match self {
+            Backend::Custom(s) => s.closed_hint().map(|hint| hint.generation),
+            Backend::Memory(..) => None,
+        }
+    }
+
+    /// The nanoseconds until an open circuit on the memory storage admits
+    /// its next trial, when that is further than the coarse clock can err;
+    /// `None` for any other case.
+    #[inline(always)]
+    pub(crate) fn memory_open_rejection(&self, timeout_ns: u64, clock: &ClockImpl) -> Option<u64> {
+        match self {
+            Backend::Memory(m, _) => m.open_rejection(timeout_ns, clock),
+            Backend::Custom(_) => None,
+        }
+    }
+
+    /// Whether a success of a call admitted (not as a trial) under
+    /// `generation` has anything to record: not when the circuit is closed
+    /// with no failures counted, nor when the generation has moved on.
+    #[inline(always)]
+    pub(crate) fn success_is_news(&self, generation: u64) -> bool {
+        match self {
+            Backend::Memory(m, _) => m.success_is_news(generation),
+            Backend::Custom(s) => match s.closed_hint() {
+                Some(hint) => hint.failures && hint.generation == generation,
+                None => {
+                    let snap = s.load();
+                    snap.state == State::Closed
+                        && snap.fail_counter != 0
+                        && snap.generation == generation
+                }
+            },
+        }
+    }
+
+    /// Applies `op`; `now` reads the time, which the memory storage does
+    /// only when the outcome depends on it.
+    pub(crate) fn apply(&self, op: Op, limits: Limits, now: impl FnOnce() -> Duration) -> Applied {
+        match self {
+            Backend::Memory(m, _) => m.apply_timed(op, &limits, Some(now)),
+            Backend::Custom(s) => s.apply(
+                op,
+                &Limits {
+                    now: now(),
+                    ..limits
+                },
+            ),
+        }
+    }
+
+    /// A custom storage's future of `op` (whose `limits` carry the time);
+    /// `None` on the memory storage, which applies at once.
+    pub(crate) fn apply_async(&self, op: Op, limits: Limits) -> Option<ApplyFuture<'_>> {
+        match self {
+            Backend::Custom(s) => Some(s.apply_async(op, limits)),
+            Backend::Memory(..) => None,
+        }
+    }
+
+    /// Reports, through `tell`, the transition `applied` made (and maybe
+    /// others queued with it, in their order); the first panic of `tell`.
+    pub(crate) fn announce(
+        &self,
+        applied: &Applied,
+        mut tell: impl FnMut(State, State) -> Result<(), Panic>,
+    ) -> Result<(), Panic> {
+        match self {
+            Backend::Memory(_, announcer) => announcer.announce(applied, tell),
+            Backend::Custom(storage) => {
+                let mut first_panic = None;
+                storage.announce(applied, &mut |old, new| {
+                    if let Err(panic) = tell(old, new) {
+                        first_panic.get_or_insert(panic);
+                    }
+                });
+                first_panic.map_or(Ok(()), Err)
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! [`CircuitBreakerBuilder`]: a new breaker's settings, checked when it is
+//! built.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::backend::Backend;
+use crate::breaker::{saturating_nanos, CircuitBreaker, Shared};
+use crate::clock::{Clock, ClockImpl, SystemClock};
+use crate::error::{check_fail_max, check_success_threshold, ConfigError, Name};
+use crate::exclude::Exclusion;
+use crate::listener::Listener;
+use crate::memory::MemoryStorage;
+use crate::storage::{Binding, Storage};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex};
+
+/// Settings for a new [`CircuitBreaker`]; made by [`CircuitBreaker::builder`].
+///
+/// ```
+/// use breaker::{CircuitBreaker, ConfigError};
+/// use std::time::Duration;
+///
+/// let cb = CircuitBreaker::builder("search")
+///     .fail_max(10)
+///     .reset_timeout(Duration::from_millis(500))
+///     .success_threshold(2)
+///     .build();
+/// assert_eq!(cb.fail_max(), 10);
+///
+/// let bad = CircuitBreaker::builder("search").fail_max(0).try_build();
+/// assert_eq!(bad.unwrap_err(), ConfigError::FailMax { value: 0 });
+/// ```
+#[must_use = "a builder does nothing until `build()`"]
+pub struct CircuitBreakerBuilder {
+    name: Name,
+    fail_max: u32,
+    reset_timeout: Duration,
+    success_threshold: u32,
+    throw_on_trip: bool,
+    exclusions: Vec<Exclusion>,
+    listeners: Vec<Arc<dyn Listener>>,
+    storage: Option<Backend>,
+    clock: Option<ClockImpl>,
+}
+
+impl CircuitBreakerBuilder {
+    pub(crate) fn new(name: Cow<'static, str>) -> Self {
+        CircuitBreakerBuilder {
+            name: name.into(),
+            fail_max: 5,
+            reset_timeout: Duration::from_secs(60),
+            success_threshold: 1,
+            throw_on_trip: true,
+            exclusions: Vec::new(),
+            listeners: Vec::new(),
+            storage: None,
+            clock: None,
+        }
+    }
+
+    /// Consecutive failures that open the circuit (default 5).
+    pub fn fail_max(mut self, n: u32) -> Self {
+        self.fail_max = n;
+        self
+    }
+
+    /// How long the circuit stays open before a trial call (default 60 s).
+    pub fn reset_timeout(mut self, d: Duration) -> Self {
+        self.reset_timeout = d;
+        self
+    }
+
+    /// Trial successes in half-open that close the circuit (default 1).
+    pub fn success_threshold(mut self, n: u32) -> Self {
+        self.success_threshold = n;
+        self
+    }
+
+    /// Whether the failure that opens the circuit returns
+    /// [`Error::Tripped`](crate::Error::Tripped) (default `true`, as pybreaker).
+    pub fn throw_new_error_on_trip(mut self, on: bool) -> Self {
+        self.throw_on_trip = on;
+        self
+    }
+
+    /// Errors of type `E` are not failures: the error itself, the error in a
+    /// `Box<dyn Error>` (or `anyhow::Error` with the `anyhow` feature), and
+    /// any error in their `source()` chain. They count as successes and are
+    /// returned as [`Error::Inner`](crate::Error::Inner).
+    pub fn exclude<E: StdError + 'static>(mut self) -> Self {
+        self.exclusions.push(Exclusion::by_type::<E>());
+        self
+    }
+
+    /// Errors of type `E` (found as [`exclude`](Self::exclude) finds them)
+    /// for which `predicate` is true are not failures.
+    pub fn exclude_if<E, F>(mut self, predicate: F) -> Self
+    where
+        E: StdError + 'static,
+        F: Fn(&E) -> bool + Send + Sync + 'static,
+    {
+        self.exclusions.push(Exclusion::predicate(predicate));
+        self
+    }
+
+    /// Adds a listener; listeners run in the order they were added.
+    pub fn listener(mut self, listener: impl Listener + 'static) -> Self {
+        self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Adds a listener already in an `Arc`, to remove it later by identity.
+    pub fn listener_arc(mut self, listener: Arc<dyn Listener>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// Where the state lives (default: a new [`MemoryStorage`]).
+    pub fn storage<S: Storage>(mut self, storage: S) -> Self {
+        self.storage = Some(Backend::new(storage));
+        self
+    }
+
+    /// The clock (default: [`SystemClock`]); inject a
+    /// [`ManualClock`](crate::clock::ManualClock) to test timeouts.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(ClockImpl::new(clock));
+        self
+    }
+
+    /// The breaker, or what is wrong with the settings.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `fail_max` or `success_threshold` is out of range.
+    pub fn try_build(self) -> Result<CircuitBreaker, ConfigError> {
+        let fail_max = check_fail_max(self.fail_max)?;
+        let success_threshold = check_success_threshold(self.success_threshold)?;
+        let listening = !self.listeners.is_empty();
+        let excluding = !self.exclusions.is_empty();
+        let backend = self
+            .storage
+            .unwrap_or_else(|| Backend::memory(MemoryStorage::new()));
+        let shared = Arc::new(Shared {
+            backend,
+            name: self.name,
+            clock: self
+                .clock
+                .unwrap_or_else(|| ClockImpl::System(SystemClock::new())),
+            fail_max: AtomicU32::new(fail_max),
+            success_threshold: AtomicU32::new(success_threshold),
+            reset_timeout_ns: AtomicU64::new(saturating_nanos(self.reset_timeout)),
+            throw_on_trip: AtomicBool::new(self.throw_on_trip),
+            listening: AtomicBool::new(listening),
+            listeners: ArcSwap::from_pointee(self.listeners),
+            excluding: AtomicBool::new(excluding),
+            exclusions: ArcSwap::from_pointee(self.exclusions),
+            edits: Mutex::new(()),
+        });
+        shared.backend.bind(Binding {
+            name: shared.name.as_str().into(),
+            breaker: Arc::downgrade(&shared),
+            clock: shared.clock.clone(),
+        });
+        Ok(CircuitBreaker::from_shared(shared))
+    }
+
+    /// The breaker.
+    ///
+    /// # Panics
+    /// When a setting is out of range, with the message of
+    /// [`try_build`](Self::try_build)'s error.
+    pub fn build(self) -> CircuitBreaker {
+        match self.try_build() {
+            Ok(cb) => cb,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+impl fmt::Debug for CircuitBreakerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerBuilder")
+            .field("name", &self.name.as_str())
+            .field("fail_max", &self.fail_max)
+            .field("reset_timeout", &self.reset_timeout)
+            .field("success_threshold", &self.success_threshold)
+            .field("throw_new_error_on_trip", &self.throw_on_trip)
+            .finish_non_exhaustive()
+    }
+}

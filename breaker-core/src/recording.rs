@@ -1,0 +1,359 @@
+//! Recording and reporting: what a call's result does to the state, and
+//! who is told.
+//!
+//! Every change of state goes through [`apply`](CircuitBreaker::apply),
+//! which returns a [`Recorded`] that must be handed to
+//! [`announce`](CircuitBreaker::announce): the types make sure no
+//! transition goes unreported. A call's result is recorded with
+//! `finish_*`, which decide success or failure (exclusions are user code:
+//! a panic there is a failure too), apply it, and report it to the
+//! listeners (`success` or `failure`, then the `state_change` it caused).
+//!
+//! User code runs here (predicates, `source()`, clocks, listeners); none of
+//! it can keep a half-open trial's place: a panic is recorded as the
+//! call's failure first, then continues.
+
+use std::any::Any;
+use std::error::Error as StdError;
+use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::admission::Ticket;
+use crate::breaker::CircuitBreaker;
+use crate::error::Error;
+use crate::listener::{Failure, Listener};
+use crate::state::{Op, Outcome, State};
+use crate::storage::{Applied, ApplyFuture};
+use crate::sync::Ordering;
+
+/// A panic caught from user code, to resume once the breaker's own
+/// bookkeeping is done.
+pub(crate) type Panic = Box<dyn Any + Send>;
+
+/// The time an operation is applied at when the clock panics: long ago, so
+/// a circuit opened then admits its next trial at once rather than never.
+const FALLBACK_TIME: Duration = Duration::from_millis(1);
+
+/// What one operation did, not yet announced: [`CircuitBreaker::apply`]
+/// makes it and [`CircuitBreaker::announce`] consumes it, so no transition
+/// goes unreported. (A cancel, which changes no state, is the one exception:
+/// it is dropped.)
+#[must_use = "an applied operation is announced with `CircuitBreaker::announce`"]
+pub(crate) struct Recorded {
+    pub(crate) applied: Applied,
+    /// The clock's panic, if reading the time for this operation panicked.
+    pub(crate) clock_panic: Option<Panic>,
+}
+
+/// An operation's result: at once from the memory storage, or a custom
+/// storage's future of it (with the clock's panic while reading the time
+/// for it).
+pub(crate) enum Applying {
+    Now(Recorded),
+    Later(ApplyFuture<'static>, Option<Panic>),
+}
+
+impl CircuitBreaker {
+    /// Applies `op` to the storage; what it did must then be announced.
+    ///
+    /// A clock that panics does not stop the operation: it is applied as
+    /// of [`FALLBACK_TIME`] and the panic is handed on with the result, to
+    /// be resumed once the call's bookkeeping is done. (A failing trial must
+    /// end even if the time of its failure cannot be read.)
+    pub(crate) fn apply(&self, op: Op) -> Recorded {
+        let mut clock_panic = None;
+        let applied = self
+            .shared
+            .backend
+            .apply(op, self.limits_at(Duration::ZERO), || {
+                self.read_clock(&mut clock_panic)
+            });
+        Recorded {
+            applied,
+            clock_panic,
+        }
+    }
+
+    /// The time, or [`FALLBACK_TIME`] with the clock's panic put in `panic`.
+    fn read_clock(&self, panic: &mut Option<Panic>) -> Duration {
+        match catch_unwind(AssertUnwindSafe(|| self.now())) {
+            Ok(now) => now,
+            Err(caught) => {
+                panic.get_or_insert(caught);
+                FALLBACK_TIME
+            }
+        }
+    }
+
+    /// `op` applied at once on the memory storage, or a custom storage's
+    /// future of it (for `call_async`, which must not block). The future
+    /// holds its own handle on the breaker, so it can be finished after
+    /// the call that started it is dropped.
+    pub(crate) fn applying(&self, op: Op) -> Applying {
+        if self.shared.backend.is_memory() {
+            return Applying::Now(self.apply(op));
+        }
+        let mut clock_panic = None;
+        let limits = self.limits_at(self.read_clock(&mut clock_panic));
+        let shared = Arc::clone(&self.shared);
+        let future = Box::pin(async move {
+            match shared.backend.apply_async(op, limits) {
+                Some(applying) => applying.await,
+                None => shared.backend.apply(op, limits, || limits.now),
+            }
+        });
+        Applying::Later(future, clock_panic)
+    }
+
+    /// Tells listeners of the transition `recorded` made, if it made one;
+    /// hands back what was applied and the first panic: the clock's while
+    /// applying it, or a listener's.
+    ///
+    /// On the memory storage every operation that changed the generation
+    /// must come here (the announcer orders the reports by generation); any
+    /// other storage is handed every result through
+    /// [`Storage::announce`](crate::storage::Storage::announce), whether or
+    /// not anyone listens.
+    pub(crate) fn announce(&self, recorded: Recorded) -> (Applied, Result<(), Panic>) {
+        let Recorded {
+            applied,
+            clock_panic,
+        } = recorded;
+        let told = self.shared.backend.announce(&applied, |old, new| {
+            self.each_listener(|l| l.state_change(self, old, new))
+        });
+        let first = match clock_panic {
+            Some(panic) => Err(panic),
+            None => told,
+        };
+        (applied, first)
+    }
+
+    /// Records a success: on the hot path, one atomic load and nothing else.
+    #[inline(always)]
+    pub(crate) fn finish_ok(&self, ticket: Ticket) {
+        if self.success_is_news(ticket) || self.listening() {
+            self.finish_ok_slow(ticket);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn finish_ok_slow(&self, ticket: Ticket) {
+        let recorded = self
+            .success_is_news(ticket)
+            .then(|| self.apply(success_op(ticket)));
+        self.report_success(recorded);
+    }
+
+    /// Whether a success under `ticket` has anything to record: not when the
+    /// breaker is closed with no failures counted (the hot path), nor when the
+    /// generation has moved on.
+    #[inline(always)]
+    pub(crate) fn success_is_news(&self, ticket: Ticket) -> bool {
+        ticket.trial || self.shared.backend.success_is_news(ticket.generation)
+    }
+
+    /// Records a panic as the failure of the call admitted with `ticket`,
+    /// then continues the panic.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn fail_with_panic(&self, ticket: Ticket, panic: Panic) -> ! {
+        let recorded = self.apply(failure_op(ticket));
+        self.report_panic(&*panic, recorded);
+        resume_unwind(panic)
+    }
+
+    /// Records an error result: a success if excluded, else a failure.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn finish_err<E, V, X>(
+        &self,
+        ticket: Ticket,
+        error: E,
+        view: &V,
+        site_excluded: &X,
+    ) -> Error<E>
+    where
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    {
+        if self.excluded_or_fail(ticket, &error, view, site_excluded) {
+            self.finish_ok_slow(ticket);
+            return Error::Inner(error);
+        }
+        self.finish_failure(ticket, error, view)
+    }
+
+    /// Whether `error` is excluded. That is decided by user code (predicates,
+    /// `source()`, a view); if it panics, the call admitted with `ticket` is
+    /// recorded as a failure and the panic continues, so a trial never
+    /// keeps its place.
+    pub(crate) fn excluded_or_fail<E, V, X>(
+        &self,
+        ticket: Ticket,
+        error: &E,
+        view: &V,
+        site_excluded: &X,
+    ) -> bool
+    where
+        E: 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    {
+        match catch_unwind(AssertUnwindSafe(|| {
+            self.excludes(error, view, site_excluded)
+        })) {
+            Ok(excluded) => excluded,
+            Err(panic) => self.fail_with_panic(ticket, panic),
+        }
+    }
+
+    /// Records a failure that is not excluded.
+    pub(crate) fn finish_failure<E, V>(&self, ticket: Ticket, error: E, view: &V) -> Error<E>
+    where
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    {
+        let recorded = self.apply(failure_op(ticket));
+        self.report_failure(error, view, recorded)
+    }
+
+    /// Whether the breaker's exclusions or the call site's exclude `error`.
+    pub(crate) fn excludes<E, V, X>(&self, error: &E, view: &V, site_excluded: &X) -> bool
+    where
+        E: 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    {
+        let as_error = view(error);
+        if site_excluded(error, as_error) {
+            return true;
+        }
+        if !self.shared.excluding.load(Ordering::Acquire) {
+            return false;
+        }
+        let list = self.shared.exclusions.load();
+        list.iter().any(|x| x.matches(error as &dyn Any, as_error))
+    }
+
+    /// Tells listeners of a success and of the transition it made.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn report_success(&self, recorded: Option<Recorded>) {
+        let heard = self.each_listener(|l| l.success(self));
+        let changed = match recorded {
+            Some(recorded) => self.announce(recorded).1,
+            None => Ok(()),
+        };
+        if let Err(panic) = heard.and(changed) {
+            resume_unwind(panic);
+        }
+    }
+
+    /// Tells listeners of a failure and its transition; the error to return.
+    pub(crate) fn report_failure<E, V>(&self, error: E, view: &V, recorded: Recorded) -> Error<E>
+    where
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    {
+        let heard = self.each_listener(|l| l.failure(self, &Failure::error(&error, view(&error))));
+        let (applied, changed) = self.announce(recorded);
+        if let Err(panic) = heard.and(changed) {
+            resume_unwind(panic);
+        }
+        match applied.outcome {
+            Outcome::Counted {
+                tripped: Some(reason),
+            } if self.throw_new_error_on_trip() => {
+                // From the `opened_at` this failure stamped (rounded up to the
+                // millisecond), so waiting this long does admit the next trial.
+                let retry_after = applied
+                    .after
+                    .retry_after(self.reset_timeout(), self.now())
+                    .or(Some(self.reset_timeout()));
+                Error::Tripped(self.error(State::Open, reason, retry_after), error)
+            }
+            _ => Error::Inner(error),
+        }
+    }
+
+    /// Tells listeners of a panic and its transition. The guarded function's
+    /// panic continues, so a listener's panic here is dropped.
+    pub(crate) fn report_panic(&self, panic: &(dyn Any + Send), recorded: Recorded) {
+        let _ = self.each_listener(|l| l.failure(self, &Failure::panic(panic)));
+        let _ = self.announce(recorded);
+    }
+
+    /// Whether any listener is attached: the hot path reads this flag, not
+    /// the list.
+    #[inline(always)]
+    pub(crate) fn listening(&self) -> bool {
+        self.shared.listening.load(Ordering::Acquire)
+    }
+
+    /// Runs `event` on every listener; a panicking listener does not stop the
+    /// others, and the first panic is handed back to be resumed.
+    pub(crate) fn each_listener(&self, mut event: impl FnMut(&dyn Listener)) -> Result<(), Panic> {
+        if !self.listening() {
+            return Ok(());
+        }
+        let list = self.shared.listeners.load();
+        let mut first_panic = None;
+        for listener in list.iter() {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| event(&**listener))) {
+                first_panic.get_or_insert(panic);
+            }
+        }
+        first_panic.map_or(Ok(()), Err)
+    }
+
+    /// Tells listeners of a transition a storage reports itself
+    /// ([`Binding::notify_transition`](crate::storage::Binding::notify_transition));
+    /// the first listener panic is resumed once every listener has run.
+    pub(crate) fn notify_state_change(&self, old: State, new: State) {
+        if let Err(panic) = self.each_listener(|l| l.state_change(self, old, new)) {
+            resume_unwind(panic);
+        }
+    }
+
+    /// Frees a trial place that will not report a result.
+    ///
+    /// It runs from `Drop` impls, maybe while a panic unwinds: nothing in it
+    /// may panic. A cancel changes no state, so there is nothing to
+    /// announce, and a clock's panic is dropped (a cancel needs no time).
+    pub(crate) fn cancel(&self, ticket: Ticket) {
+        if ticket.trial {
+            let _no_transition = self.apply(Op::Cancel {
+                generation: ticket.generation,
+            });
+        }
+    }
+}
+
+/// Frees a trial place when dropped: after what is dropped before it, even
+/// if that panics.
+pub(crate) struct CancelOnDrop<'cb>(pub(crate) &'cb CircuitBreaker, pub(crate) Ticket);
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.cancel(self.1);
+    }
+}
+
+pub(crate) fn success_op(ticket: Ticket) -> Op {
+    Op::Success {
+        generation: ticket.generation,
+        trial: ticket.trial,
+    }
+}
+
+pub(crate) fn failure_op(ticket: Ticket) -> Op {
+    Op::Failure {
+        generation: ticket.generation,
+        trial: ticket.trial,
+    }
+}
