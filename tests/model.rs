@@ -627,7 +627,11 @@ impl Harness {
             m.opened_at.map(|d| UNIX_EPOCH + d),
             "{ctx}: opened_at"
         );
-        assert_eq!(cb.retry_after(), m.shown_retry_after(), "{ctx}: retry_after");
+        assert_eq!(
+            cb.retry_after(),
+            m.shown_retry_after(),
+            "{ctx}: retry_after"
+        );
         assert_eq!(cb.fail_max(), m.fail_max, "{ctx}");
         assert_eq!(cb.success_threshold(), m.success_threshold, "{ctx}");
         assert_eq!(cb.reset_timeout(), m.reset_timeout, "{ctx}");

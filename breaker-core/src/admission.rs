@@ -21,6 +21,7 @@
 use std::panic::resume_unwind;
 use std::time::Duration;
 
+use crate::backend::Glance;
 use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
 use crate::recording::Recorded;
@@ -43,12 +44,51 @@ impl Ticket {
     }
 }
 
-/// What admission decided short of applying `Op::Admit`.
+/// What admission decides, built where the caller wants it: `call`'s
+/// `Result` (a rejection written straight into its return slot, and a
+/// trial admitted at once) or `call_async`'s [`Decision`].
+pub(crate) trait Verdict {
+    fn admitted(ticket: Ticket) -> Self;
+    fn rejected(error: CircuitBreakerError) -> Self;
+    /// The call may run as a trial: `Op::Admit` decides, atomically.
+    fn trial(cb: &CircuitBreaker) -> Self;
+}
+
+impl Verdict for Result<Ticket, CircuitBreakerError> {
+    #[inline(always)]
+    fn admitted(ticket: Ticket) -> Self {
+        Ok(ticket)
+    }
+    #[inline(always)]
+    fn rejected(error: CircuitBreakerError) -> Self {
+        Err(error)
+    }
+    fn trial(cb: &CircuitBreaker) -> Self {
+        cb.admit_trial()
+    }
+}
+
+/// What admission decided short of applying `Op::Admit`, for `call_async`
+/// (which applies it itself, awaiting a custom storage's answer).
 pub(crate) enum Decision {
     Admitted(Ticket),
     Rejected(CircuitBreakerError),
     /// The call may run as a trial: `Op::Admit` decides, atomically.
     Apply,
+}
+
+impl Verdict for Decision {
+    #[inline(always)]
+    fn admitted(ticket: Ticket) -> Self {
+        Decision::Admitted(ticket)
+    }
+    #[inline(always)]
+    fn rejected(error: CircuitBreakerError) -> Self {
+        Decision::Rejected(error)
+    }
+    fn trial(_: &CircuitBreaker) -> Self {
+        Decision::Apply
+    }
 }
 
 impl CircuitBreaker {
@@ -65,11 +105,7 @@ impl CircuitBreaker {
     /// one function call away from the hot path.
     #[inline(never)]
     fn admit_slow(&self) -> Result<Ticket, CircuitBreakerError> {
-        match self.decide() {
-            Decision::Admitted(ticket) => Ok(ticket),
-            Decision::Rejected(e) => Err(e),
-            Decision::Apply => self.admit_trial(),
-        }
+        self.decide()
     }
 
     #[cold]
@@ -85,51 +121,47 @@ impl CircuitBreaker {
         self.shared.backend.memory_closed().map(Ticket::closed)
     }
 
-    /// Admission once [`closed_ticket`](Self::closed_ticket) said no: a
-    /// decision, or the need to apply `Op::Admit`.
+    /// Admission once [`closed_ticket`](Self::closed_ticket) said no.
     #[inline(always)]
-    pub(crate) fn decide(&self) -> Decision {
-        let backend = &self.shared.backend;
-        if let Some(generation) = backend.custom_closed() {
-            return Decision::Admitted(Ticket::closed(generation));
-        }
+    pub(crate) fn decide<V: Verdict>(&self) -> V {
         let timeout = self.reset_timeout_nanos();
-        match backend.memory_open_rejection(timeout, &self.shared.clock) {
-            Some(retry_nanos) => Decision::Rejected(CircuitBreakerError::with_retry_nanos(
+        match self.shared.backend.glance(timeout, &self.shared.clock) {
+            Glance::Closed(generation) => V::admitted(Ticket::closed(generation)),
+            Glance::Open(retry_nanos) => V::rejected(CircuitBreakerError::with_retry_nanos(
                 self.shared.name,
                 State::Open,
                 Reason::TimeoutNotElapsed,
                 retry_nanos,
             )),
-            None => self.decide_from_snapshot(),
+            Glance::Unknown => self.decide_from_snapshot(),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn decide_from_snapshot(&self) -> Decision {
+    fn decide_from_snapshot<V: Verdict>(&self) -> V {
         let snap = self.snapshot();
         match snap.state {
-            State::Closed => Decision::Admitted(Ticket::closed(snap.generation)),
+            State::Closed => V::admitted(Ticket::closed(snap.generation)),
             State::Open => {
                 // Far from the deadline, the cheap coarse reading decides;
                 // near it, the precise one, so the trial is never early.
                 let (coarse, lag) = self.shared.clock.coarse_nanos();
                 let coarse = snap.retry_after(self.reset_timeout(), Duration::from_nanos(coarse));
                 if coarse.is_some_and(|d| d > Duration::from_nanos(lag)) {
-                    return Decision::Rejected(self.open_error(coarse));
+                    return V::rejected(self.open_error(coarse));
                 }
                 let retry_after = snap.retry_after(self.reset_timeout(), self.now());
                 if retry_after == Some(Duration::ZERO) {
-                    Decision::Apply
+                    V::trial(self)
                 } else {
-                    Decision::Rejected(self.open_error(retry_after))
+                    V::rejected(self.open_error(retry_after))
                 }
             }
             State::HalfOpen if snap.trial => {
-                Decision::Rejected(self.error(State::HalfOpen, Reason::TrialInProgress, None))
+                V::rejected(self.error(State::HalfOpen, Reason::TrialInProgress, None))
             }
-            State::HalfOpen => Decision::Apply,
+            State::HalfOpen => V::trial(self),
         }
     }
 

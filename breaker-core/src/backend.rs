@@ -13,6 +13,16 @@ use crate::recording::Panic;
 use crate::state::{Limits, Op, Snapshot, State};
 use crate::storage::{Applied, ApplyFuture, Binding, Storage};
 
+/// What [`Backend::glance`] saw.
+pub(crate) enum Glance {
+    /// Closed, under this generation.
+    Closed(u64),
+    /// Open, for this many more nanoseconds.
+    Open(u64),
+    /// A snapshot must decide.
+    Unknown,
+}
+
 pub(crate) enum Backend {
     /// The default storage, and the announcer that reports its transitions
     /// in the order they were committed (this process makes all of them).
@@ -79,24 +89,20 @@ impl Backend {
         }
     }
 
-    /// A custom storage's closed generation, from its
-    /// [`Storage::closed_hint`]: admission without a whole snapshot.
-    #[inline]
-    pub(crate) fn custom_closed(&self) -> Option<u64> {
-        match self {
-            Backend::Custom(s) => s.closed_hint().map(|hint| hint.generation),
-            Backend::Memory(..) => None,
-        }
-    }
-
-    /// The nanoseconds until an open circuit on the memory storage admits
-    /// its next trial, when that is further than the coarse clock can err;
-    /// `None` for any other case.
+    /// What admission can tell without a whole snapshot: a custom storage's
+    /// closed state (from its [`Storage::closed_hint`]), or an open circuit
+    /// on the memory storage far from its deadline (on the coarse clock).
     #[inline(always)]
-    pub(crate) fn memory_open_rejection(&self, timeout_ns: u64, clock: &ClockImpl) -> Option<u64> {
+    pub(crate) fn glance(&self, timeout_ns: u64, clock: &ClockImpl) -> Glance {
         match self {
-            Backend::Memory(m, _) => m.open_rejection(timeout_ns, clock),
-            Backend::Custom(_) => None,
+            Backend::Custom(s) => match s.closed_hint() {
+                Some(hint) => Glance::Closed(hint.generation),
+                None => Glance::Unknown,
+            },
+            Backend::Memory(m, _) => match m.open_rejection(timeout_ns, clock) {
+                Some(retry_nanos) => Glance::Open(retry_nanos),
+                None => Glance::Unknown,
+            },
         }
     }
 
@@ -121,6 +127,7 @@ impl Backend {
 
     /// Applies `op`; `now` reads the time, which the memory storage does
     /// only when the outcome depends on it.
+    #[inline(always)]
     pub(crate) fn apply(&self, op: Op, limits: Limits, now: impl FnOnce() -> Duration) -> Applied {
         match self {
             Backend::Memory(m, _) => m.apply_timed(op, &limits, Some(now)),
@@ -145,12 +152,15 @@ impl Backend {
 
     /// Reports, through `tell`, the transition `applied` made (and maybe
     /// others queued with it, in their order); the first panic of `tell`.
+    #[inline(always)]
     pub(crate) fn announce(
         &self,
         applied: &Applied,
         mut tell: impl FnMut(State, State) -> Result<(), Panic>,
     ) -> Result<(), Panic> {
         match self {
+            // No new generation (a counted failure, say): nothing to report.
+            Backend::Memory(..) if applied.before.generation == applied.after.generation => Ok(()),
             Backend::Memory(_, announcer) => announcer.announce(applied, tell),
             Backend::Custom(storage) => {
                 let mut first_panic = None;

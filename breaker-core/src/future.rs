@@ -61,21 +61,15 @@ pin_project! {
             // held: whatever it holds for its trial (a connection, a guard)
             // is gone before the next trial can be admitted. The cancel runs
             // even if that drop panics.
-            match *this.stage {
-                Stage::Running(ticket) => {
-                    let _cancel = CancelOnDrop(this.cb, ticket);
-                    this.fut.set(None);
-                }
-                // The storage applies the admission anyway (its contract):
-                // finish it elsewhere, and free the trial place it may take.
-                Stage::Admitting => {
-                    if let Some(waiting) = this.waiting.take() {
-                        detach::admission(this.cb, waiting.applying);
-                    }
-                }
-                _ => {}
+            if let Stage::Running(ticket) = *this.stage {
+                let _cancel = CancelOnDrop(this.cb, ticket);
+                this.fut.set(None);
             }
-            drop(this.waiting.take());
+            // Only a custom storage's stages wait (never on the memory
+            // storage's path).
+            if let Some(waiting) = this.waiting.take() {
+                drop_waiting(this.cb, *this.stage, waiting);
+            }
         }
     }
 }
@@ -198,7 +192,7 @@ where
         let this = self.project();
         let cb = *this.cb;
         if let Stage::Start = *this.stage {
-            match cb.decide() {
+            match cb.decide::<Decision>() {
                 Decision::Admitted(ticket) => {
                     // Not armed yet: a panicking `before_call` listener frees
                     // the trial place itself.
@@ -319,6 +313,17 @@ where
         let recorded = waiting.recorded(applied);
         let ending = waiting.ending.expect("a recording call keeps how it ended");
         Poll::Ready(report(self.cb, ending, Some(recorded), self.view))
+    }
+}
+
+/// Drops what a custom storage's stage waits for. An admission is applied
+/// by the storage anyway (its contract), so it is finished elsewhere
+/// ([`detach::admission`]), which frees the trial place it may take.
+#[cold]
+#[inline(never)]
+fn drop_waiting<T, E>(cb: &CircuitBreaker, stage: Stage, waiting: Box<Waiting<T, E>>) {
+    if let Stage::Admitting = stage {
+        detach::admission(cb, waiting.applying);
     }
 }
 

@@ -135,15 +135,16 @@ impl MemoryStorage {
         }
         match self.opened_ms(word) {
             Some(ms) => {
-                // In 128 bits: a deadline past the last time a clock can show
-                // (2554) stays ahead of it instead of saturating to it.
-                let deadline = u128::from(ms) * 1_000_000 + u128::from(timeout_ns);
+                // A deadline past the last time a clock can show (2554)
+                // saturates to it, and is still ahead of any clock short of
+                // that very last instant.
+                let deadline = ms.saturating_mul(1_000_000).saturating_add(timeout_ns);
                 let (now, lag) = clock.coarse_nanos();
-                let left = deadline.saturating_sub(u128::from(now));
+                let left = deadline.saturating_sub(now);
                 // Never more than the open period: the millisecond round-up
                 // of the opening time and the coarse clock's lag would
                 // otherwise show through.
-                (left > u128::from(lag)).then(|| left.min(u128::from(timeout_ns)) as u64)
+                (left > lag).then_some(left.min(timeout_ns))
             }
             // Opened an instant ago; its opener is about to publish when.
             None if self.word() == word => Some(timeout_ns),
@@ -307,6 +308,7 @@ impl MemoryStorage {
     /// that trips stamps when, and admission to an open circuit compares
     /// with it. Counting a failure or resetting the counter after one needs
     /// no clock.
+    #[inline]
     pub(crate) fn apply_timed(
         &self,
         op: Op,

@@ -116,6 +116,7 @@ impl CircuitBreaker {
     /// other storage is handed every result through
     /// [`Storage::announce`](crate::storage::Storage::announce), whether or
     /// not anyone listens.
+    #[inline(always)]
     pub(crate) fn announce(&self, recorded: Recorded) -> (Applied, Result<(), Panic>) {
         let Recorded {
             applied,
