@@ -34,6 +34,9 @@
 #![deny(unsafe_code)]
 
 mod announce;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use announce::loom_impatient;
 mod breaker;
 mod call;
 pub mod clock;
