@@ -72,6 +72,7 @@ use crate::sync::{current_thread, Condvar, Mutex, MutexGuard, ThreadId};
 
 /// How long a caller waits for its turn without seeing any change reported
 /// before it leaves its change for others to report.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) const PATIENCE: Duration = Duration::from_millis(1);
 /// At most this many changes are left queued at once (by callers that gave
 /// up); see the module's *Bounds*.
@@ -99,15 +100,18 @@ pub(crate) enum Patience {
 }
 
 #[cfg(loom)]
-static LOOM_IMPATIENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+std::thread_local! {
+    static LOOM_IMPATIENT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
-/// Under loom: whether breakers built from now on leave a change at once
-/// instead of waiting for its turn (to model the hand-over), or wait for it
-/// without a timeout (loom has no time: the default).
+/// Under loom: whether breakers this (OS) thread builds from now on leave a
+/// change at once when it is not their turn (to model giving up and the
+/// hand-over), or wait for it without a timeout (loom has no time: the
+/// default). A loom model runs on the thread that checks it.
 #[cfg(loom)]
 #[doc(hidden)]
 pub fn loom_impatient(on: bool) {
-    LOOM_IMPATIENT.store(on, std::sync::atomic::Ordering::SeqCst);
+    LOOM_IMPATIENT.with(|i| i.set(on));
 }
 
 pub(crate) struct Announcer {
@@ -326,7 +330,7 @@ impl Announcer {
         #[cfg(not(loom))]
         let patience = Patience::For(PATIENCE);
         #[cfg(loom)]
-        let patience = if LOOM_IMPATIENT.load(std::sync::atomic::Ordering::SeqCst) {
+        let patience = if LOOM_IMPATIENT.with(std::cell::Cell::get) {
             Patience::For(Duration::ZERO)
         } else {
             Patience::Forever
