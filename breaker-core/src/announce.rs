@@ -325,8 +325,9 @@ impl Queue {
 }
 
 impl Announcer {
-    /// An announcer for a storage whose current generation is `generation`.
-    pub(crate) fn new(generation: u64) -> Self {
+    /// An announcer for a storage whose current generation is `generation`,
+    /// in `state`.
+    pub(crate) fn new(generation: u64, state: State) -> Self {
         #[cfg(not(loom))]
         let patience = Patience::For(PATIENCE);
         #[cfg(loom)]
@@ -335,7 +336,9 @@ impl Announcer {
         } else {
             Patience::Forever
         };
-        Self::with_patience(generation, patience)
+        let announcer = Self::with_patience(generation, patience);
+        announcer.lock().state = Some(state);
+        announcer
     }
 
     /// An announcer whose callers wait `patience` for their turn.
@@ -725,7 +728,7 @@ mod tests {
     /// after its patience and its change is reported after the current one.
     #[test]
     fn a_listener_waiting_for_a_transition_on_another_thread_does_not_deadlock() {
-        let announcer = Announcer::new(0);
+        let announcer = Announcer::new(0, State::Closed);
         let mut heard = Vec::new();
         announcer
             .announce(&step(0), |old, new| {

@@ -784,7 +784,10 @@ impl Builder {
             .storage
             .unwrap_or(Backend::Memory(MemoryStorage::new()));
         let announcer = match &backend {
-            Backend::Memory(m) => Some(Announcer::new(m.load().generation)),
+            Backend::Memory(m) => {
+                let now = m.load();
+                Some(Announcer::new(now.generation, now.state))
+            }
             Backend::Custom(_) => None,
         };
         let shared = Arc::new(Shared {
