@@ -47,12 +47,19 @@ impl Heard {
         for (i, &(old, new)) in heard.iter().enumerate() {
             assert_ne!(old, new, "report {i} changes nothing");
             if let Some(state) = state {
-                assert_eq!(old, state, "report {i}: {old} -> {new} after a change to {state}");
+                assert_eq!(
+                    old, state,
+                    "report {i}: {old} -> {new} after a change to {state}"
+                );
             }
             state = Some(new);
         }
         if let Some(state) = state {
-            assert_eq!(state, cb.current_state(), "the last report is not the state");
+            assert_eq!(
+                state,
+                cb.current_state(),
+                "the last report is not the state"
+            );
         }
         heard.len()
     }
@@ -105,7 +112,10 @@ fn a_storm_of_manual_transitions_is_heard_once_and_in_order() {
     // Each manual operation made at most one generation, and the storm ends
     // well within the generation's width.
     let generation = cb.snapshot().generation as usize;
-    assert!(count <= generation && generation <= 60_000, "{count} / {generation}");
+    assert!(
+        count <= generation && generation <= 60_000,
+        "{count} / {generation}"
+    );
     assert!(count > 0);
 }
 
