@@ -142,10 +142,10 @@ struct Queue {
     /// Callers parked on the condition variable.
     parked: usize,
     /// Steps taken (lookups and checks), for the tests' bounds.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     steps: u64,
     /// The most changes ever left queued at once.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     most_left: usize,
 }
 
@@ -198,6 +198,8 @@ impl Wait {
         self.since = None;
     }
 
+    // Under loom `SPINS` is 0.
+    #[cfg_attr(loom, allow(clippy::absurd_extreme_comparisons))]
     fn next(&mut self, last: u64) -> Step {
         if last != self.seen {
             // Progress: patience starts over.
@@ -237,7 +239,7 @@ enum Turn {
 
 impl Queue {
     fn step(&mut self) {
-        #[cfg(test)]
+        #[cfg(all(test, not(loom)))]
         {
             self.steps += 1;
         }
@@ -253,7 +255,7 @@ impl Queue {
             },
         );
         self.left += 1;
-        #[cfg(test)]
+        #[cfg(all(test, not(loom)))]
         {
             self.most_left = self.most_left.max(self.left);
         }
@@ -354,9 +356,9 @@ impl Announcer {
                 skipped: VecDeque::new(),
                 waiters: 0,
                 parked: 0,
-                #[cfg(test)]
+                #[cfg(all(test, not(loom)))]
                 steps: 0,
-                #[cfg(test)]
+                #[cfg(all(test, not(loom)))]
                 most_left: 0,
             }),
             turn: Condvar::new(),
@@ -511,7 +513,7 @@ impl Announcer {
     }
 
     /// How many callers wait for their turn now.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn waiters(&self) -> usize {
         self.lock().waiters
     }
@@ -632,7 +634,7 @@ mod tests {
 
     /// The state after `g` changes of a breaker that alternates.
     fn alternating(g: u64) -> State {
-        if g % 2 == 0 {
+        if g.is_multiple_of(2) {
             State::Closed
         } else {
             State::Open
