@@ -1,8 +1,9 @@
 //! Soak test: many threads and tokio tasks call a flaky dependency through
 //! one breaker for a given time while its failure rate changes, a chaos
 //! thread makes manual transitions and a monitor checks the breaker's
-//! invariants continuously. Prints a summary and exits non-zero on any
-//! violation.
+//! invariants continuously; in the middle fifth of the run, storm threads
+//! make manual transitions as fast as they can (issue 10, item 3). Prints a
+//! summary and exits non-zero on any violation.
 //!
 //! ```text
 //! cargo run --release --example soak -- --seconds 30 --storage memory
@@ -132,6 +133,7 @@ struct Stats {
     cancelled: AtomicU64,
     trials_seen: AtomicU64,
     manual: AtomicU64,
+    storm: AtomicU64,
     snapshots_checked: AtomicU64,
     violations: AtomicU64,
     messages: Mutex<Vec<String>>,
@@ -457,6 +459,8 @@ struct World {
     trials: Trials,
     flaky: Flaky,
     deadline: Instant,
+    /// When the storm of manual transitions starts and stops.
+    storm: (Instant, Instant),
 }
 
 impl World {
@@ -564,6 +568,30 @@ fn chaos(world: &World, seed: u64) {
     }
 }
 
+/// How many threads make the storm of manual transitions.
+const STORM_THREADS: u64 = 3;
+
+/// The storm: in the middle fifth of the run, manual transitions in a tight
+/// loop (several threads at once), while the callers and the monitor go on.
+/// Every caller must keep returning, and the listener must hear every
+/// transition once and in order.
+fn storm(world: &World, seed: u64) {
+    let (from, until) = world.storm;
+    std::thread::sleep(from.saturating_duration_since(Instant::now()));
+    let mut rng = Rng::new(seed);
+    let mut made = 0;
+    while Instant::now() < until && world.running() {
+        match rng.below(4) {
+            0 => world.cb.open(),
+            1 => world.cb.close(),
+            2 => world.cb.half_open(),
+            _ => world.cb.reset(),
+        }
+        made += 1;
+    }
+    world.stats.storm.fetch_add(made, Ordering::Relaxed);
+}
+
 fn monitor(world: &World) {
     while world.running() {
         check_snapshot(&world.stats, &world.cb.snapshot());
@@ -608,6 +636,10 @@ fn main() -> ExitCode {
         trials: Trials::default(),
         flaky: Flaky { start: started },
         deadline: started + Duration::from_secs_f64(args.seconds),
+        storm: (
+            started + Duration::from_secs_f64(args.seconds * 0.4),
+            started + Duration::from_secs_f64(args.seconds * 0.6),
+        ),
     });
     println!(
         "soak: {:?} storage, {} threads, {} tasks, {:.0} s, fail_max {FAIL_MAX}, success_threshold {SUCCESS_THRESHOLD}, reset_timeout {RESET_TIMEOUT:?}",
@@ -627,6 +659,10 @@ fn main() -> ExitCode {
             let world = Arc::clone(&world);
             std::thread::spawn(move || sync_caller(&world, i as u64 + 1))
         })
+        .chain((0..STORM_THREADS).map(|i| {
+            let world = Arc::clone(&world);
+            std::thread::spawn(move || storm(&world, 500 + i))
+        }))
         .chain([
             {
                 let world = Arc::clone(&world);
@@ -693,6 +729,7 @@ fn main() -> ExitCode {
     println!("soak: cancelled       {}", n(&stats.cancelled));
     println!("soak: trials seen     {}", n(&stats.trials_seen));
     println!("soak: manual ops      {}", n(&stats.manual));
+    println!("soak: storm ops       {}", n(&stats.storm));
     println!("soak: snapshots       {}", n(&stats.snapshots_checked));
     println!("soak: transitions     {transitions}");
     for ((old, new), count) in kinds {

@@ -122,6 +122,18 @@ if targets:
         out.append(f"| {label} | {measured} | {cell(ok)} |\n")
     out.append("| zero heap allocations on the success and rejection paths | enforced by `tests/zero_alloc.rs` | holds |\n")
 
+path = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "storm.txt")
+if os.path.exists(path):
+    for line in open(path):
+        parts = line.split()
+        if len(parts) == 5 and parts[0] == "storm":
+            _, seconds, worst, after, generations = parts
+            after = "did not return within 60 s" if after == "-1" else f"{int(after) / 1000:.2f} ms"
+            out.append(f"\n**Storm of manual transitions** (`bench/src/bin/storm.rs`: 3 threads `open()` / `close()`, "
+                       f"no listener, {seconds} s, {int(generations):,} changes of generation)\n\n| | |\n|---|---:|\n")
+            out.append(f"| worst single `open()` during the storm | {int(worst) / 1000:.2f} ms |\n")
+            out.append(f"| last call returned after the storm stopped | {after} |\n")
+
 labels = {"bare": "bare call", "call": "`CircuitBreaker::call`", "attribute": "`#[circuit_breaker]`",
           "async": "`call_async` (polled)", "listener": "`call` with one listener",
           "rejection": "open: rejected call (without the clock's own instructions, in the vDSO)",

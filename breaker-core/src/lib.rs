@@ -37,6 +37,9 @@ mod admission;
 mod announce;
 mod autoref;
 mod backend;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use announce::loom_impatient;
 mod breaker;
 mod builder;
 mod call;

@@ -774,8 +774,20 @@ impl Listener for Recorder {
 /// each `old` is the previous report's `new`, starting from closed and
 /// ending in the state the breaker is in. (Without the ordered reports of
 /// `announce.rs`, loom finds open → closed heard before closed → open.)
+///
+/// Run twice: callers waiting for their turn (loom has no time: they never
+/// give up), and callers leaving their change at once to whoever reports
+/// the one before it (`loom_impatient`).
 #[test]
 fn a_listener_hears_each_transition_once_and_in_order() {
+    for impatient in [false, true] {
+        breaker_core::loom_impatient(impatient);
+        listener_hears_each_transition_once_and_in_order();
+    }
+    breaker_core::loom_impatient(false);
+}
+
+fn listener_hears_each_transition_once_and_in_order() {
     model(2, || {
         let recorder = StdArc::new(Recorder(Mutex::new(Vec::new())));
         let cb = StdArc::new(
@@ -807,6 +819,65 @@ fn a_listener_hears_each_transition_once_and_in_order() {
         // the reset if it came after: at most these two.
         assert!(heard.len() <= 2, "{heard:?}");
     });
+}
+
+/// Checks what `recorder` heard against the breaker: each `old` is the
+/// previous report's `new`, starting from closed and ending in the state the
+/// breaker is in, never a report without a change.
+fn assert_heard_in_order(recorder: &Recorder, cb: &CircuitBreaker) -> Vec<(State, State)> {
+    let heard = recorder.0.lock().unwrap().clone();
+    let mut state = State::Closed;
+    for &(old, new) in &heard {
+        assert_eq!(old, state, "{heard:?}");
+        assert_ne!(old, new, "{heard:?}");
+        state = new;
+    }
+    assert_eq!(state, cb.current_state(), "{heard:?}");
+    heard
+}
+
+/// **A storm of manual transitions** (issue 10, item 3), in small: three
+/// threads call `open()`, `close()` and `half_open()` at once on a breaker
+/// with a listener, the callers waiting for their turn (so one reporting
+/// hands the next change to its waiting caller) or, in the second run,
+/// leaving their change at once to whoever reports the one before it.
+///
+/// Invariant: the listener hears each transition once, in the order made,
+/// ending in the breaker's state (a change orphaned in the queue would end
+/// the reports early), and every caller returns.
+#[test]
+fn a_storm_of_manual_transitions_is_heard_once_and_in_order() {
+    for impatient in [false, true] {
+        breaker_core::loom_impatient(impatient);
+        model(2, || {
+            let recorder = StdArc::new(Recorder(Mutex::new(Vec::new())));
+            let cb = StdArc::new(
+                CircuitBreaker::builder("loom-storm")
+                    .clock(ManualClock::new())
+                    .listener_arc(recorder.clone())
+                    .build(),
+            );
+            let ops: [fn(&CircuitBreaker); 3] = [
+                CircuitBreaker::open,
+                CircuitBreaker::close,
+                CircuitBreaker::half_open,
+            ];
+            let handles: Vec<_> = ops
+                .into_iter()
+                .map(|op| {
+                    let cb = cb.clone();
+                    thread::spawn(move || op(&cb))
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            let heard = assert_heard_in_order(&recorder, &cb);
+            assert!(heard.len() <= 3, "{heard:?}");
+            assert_eq!(cb.snapshot().generation, 3);
+        });
+    }
+    breaker_core::loom_impatient(false);
 }
 
 /// Counts the calls a listener is told about.
