@@ -30,8 +30,8 @@ use std::sync::Arc as StdArc;
 use std::time::Duration;
 
 use breaker_core::clock::ManualClock;
-use breaker_core::storage::{Limits, Op, Outcome, Reason, Snapshot};
-use breaker_core::{Applied, CircuitBreaker, Listener, MemoryStorage, State, Storage};
+use breaker_core::storage::{Applied, Limits, Op, Outcome, Snapshot, Storage};
+use breaker_core::{CircuitBreaker, Listener, MemoryStorage, Reason, State};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
