@@ -168,12 +168,13 @@ impl CircuitBreaker {
     /// The verdict of an applied `Op::Admit`, after telling listeners of the
     /// open to half-open transition it may have made.
     pub(crate) fn admitted(&self, recorded: Recorded) -> Result<Ticket, CircuitBreakerError> {
-        let (applied, notified) = self.announce(recorded);
-        let verdict = match applied.outcome {
+        let (outcome, after) = (recorded.applied.outcome, recorded.applied.after);
+        let notified = self.announce(recorded);
+        let verdict = match outcome {
             Outcome::Admitted { generation, trial } => Ok(Ticket { generation, trial }),
             Outcome::Rejected { reason } => {
-                let retry_after = applied.after.retry_after(self.reset_timeout(), self.now());
-                Err(self.error(applied.after.state, reason, retry_after))
+                let retry_after = after.retry_after(self.reset_timeout(), self.now());
+                Err(self.error(after.state, reason, retry_after))
             }
             other => unreachable!("Op::Admit cannot give {other:?}"),
         };

@@ -204,8 +204,7 @@ impl CircuitBreaker {
     }
 
     fn force(&self, op: Op) {
-        let (_, announced) = self.announce(self.apply(op));
-        if let Err(panic) = announced {
+        if let Err(panic) = self.announce(self.apply(op)) {
             resume_unwind(panic);
         }
     }

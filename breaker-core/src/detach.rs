@@ -30,7 +30,7 @@ pub(crate) fn admission(cb: &CircuitBreaker, admitting: ApplyFuture<'static>) {
     spawn(Box::pin(async move {
         let applied = admitting.await;
         // Listener panics have no caller to go to.
-        let (applied, _) = cb.announce(Recorded {
+        let _ = cb.announce(Recorded {
             applied,
             clock_panic: None,
         });

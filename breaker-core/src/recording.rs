@@ -108,8 +108,8 @@ impl CircuitBreaker {
     }
 
     /// Tells listeners of the transition `recorded` made, if it made one;
-    /// hands back what was applied and the first panic: the clock's while
-    /// applying it, or a listener's.
+    /// the first panic: the clock's while applying it, or a listener's.
+    /// (A caller that needs what was applied reads it first.)
     ///
     /// On the memory storage every operation that changed the generation
     /// must come here (the announcer orders the reports by generation); any
@@ -117,19 +117,14 @@ impl CircuitBreaker {
     /// [`Storage::announce`](crate::storage::Storage::announce), whether or
     /// not anyone listens.
     #[inline(always)]
-    pub(crate) fn announce(&self, recorded: Recorded) -> (Applied, Result<(), Panic>) {
-        let Recorded {
-            applied,
-            clock_panic,
-        } = recorded;
-        let told = self.shared.backend.announce(&applied, |old, new| {
+    pub(crate) fn announce(&self, recorded: Recorded) -> Result<(), Panic> {
+        let told = self.shared.backend.announce(&recorded.applied, |old, new| {
             self.each_listener(|l| l.state_change(self, old, new))
         });
-        let first = match clock_panic {
+        match recorded.clock_panic {
             Some(panic) => Err(panic),
             None => told,
-        };
-        (applied, first)
+        }
     }
 
     /// Records a success: on the hot path, one atomic load and nothing else.
@@ -247,7 +242,7 @@ impl CircuitBreaker {
     pub(crate) fn report_success(&self, recorded: Option<Recorded>) {
         let heard = self.each_listener(|l| l.success(self));
         let changed = match recorded {
-            Some(recorded) => self.announce(recorded).1,
+            Some(recorded) => self.announce(recorded),
             None => Ok(()),
         };
         if let Err(panic) = heard.and(changed) {
@@ -262,20 +257,23 @@ impl CircuitBreaker {
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     {
         let heard = self.each_listener(|l| l.failure(self, &Failure::error(&error, view(&error))));
-        let (applied, changed) = self.announce(recorded);
+        let outcome = recorded.applied.outcome;
+        let opened_at = recorded.applied.after.opened_at;
+        let changed = self.announce(recorded);
         if let Err(panic) = heard.and(changed) {
             resume_unwind(panic);
         }
-        match applied.outcome {
+        match outcome {
             Outcome::Counted {
                 tripped: Some(reason),
             } if self.throw_new_error_on_trip() => {
-                // From the `opened_at` this failure stamped (rounded up to the
-                // millisecond), so waiting this long does admit the next trial.
-                let retry_after = applied
-                    .after
-                    .retry_after(self.reset_timeout(), self.now())
-                    .or(Some(self.reset_timeout()));
+                // From the `opened_at` this failure stamped.
+                let timeout = self.reset_timeout();
+                let retry_after = match opened_at {
+                    Some(at) => at.saturating_add(timeout).saturating_sub(self.now()),
+                    None => timeout,
+                };
+                let retry_after = Some(retry_after);
                 Error::Tripped(self.error(State::Open, reason, retry_after), error)
             }
             _ => Error::Inner(error),

@@ -101,12 +101,15 @@ fn main() {
         }
         "failure" => {
             cb.set_fail_max(65_535).unwrap();
+            // Below fail_max all the way: one success per 60,000 failures
+            // (a rounding error on the count) starts the count again.
+            let mut left = 60_000;
             for i in 0..n {
                 let _ = black_box(cb.call(|| Err::<u64, _>(black_box(Failure))));
-                // Below fail_max all the way: one success per 60,000
-                // failures (a rounding error on the count) starts again.
-                if i % 60_000 == 59_999 {
+                left -= 1;
+                if left == 0 {
                     let _ = black_box(cb.call(|| work(black_box(i))));
+                    left = 60_000;
                 }
             }
         }
