@@ -1202,8 +1202,12 @@ mod parent {
             println!("|---:|---|---:|---|---|");
             for r in runs {
                 let m = if r.storage == "redis" {
-                    let m = model::predict(o, r.n);
-                    format!("{:.0} / {:.0} / {:.0}", m[0], m[1], m[2])
+                    let m = model::predict(o, r.n, model::K_FITTED);
+                    let z = model::predict(o, r.n, 0.0);
+                    format!(
+                        "{:.0} / {:.0} / {:.0} (without stale views: {:.0} / {:.0} / {:.0})",
+                        m[0], m[1], m[2], z[0], z[1], z[2]
+                    )
                 } else {
                     "0".into()
                 };
@@ -1226,7 +1230,7 @@ mod parent {
                         let cmds: Vec<String> = s
                             .commands
                             .iter()
-                            .map(|(c, (calls, _))| format!("{c}={calls}"))
+                            .map(|(c, (calls, usec))| format!("{c}={calls}/{usec}us"))
                             .collect();
                         format!("{p}: {}", cmds.join(" "))
                     })
@@ -1239,26 +1243,39 @@ mod parent {
     pub mod model {
         use super::*;
 
+        /// How long a write takes to reach the whole fleet, per process, as
+        /// fitted on the sweep in docs/fleet.md (this machine: 2 shared
+        /// cores, every subscriber a process to wake): `w = K * N`.
+        pub const K_FITTED: f64 = 25e-6;
+
         /// The model's Redis commands per second (as `INFO commandstats`
-        /// counts them, script-internal TIME, SET and PUBLISH included) in
-        /// each phase; see docs/fleet.md.
-        pub fn predict(o: &Options, n: usize) -> [f64; 3] {
+        /// counts them, script-internal TIME, GET, SET and PUBLISH included)
+        /// in each phase, for `n` processes, when a write takes `k * n`
+        /// seconds to reach every process; see docs/fleet.md.
+        pub fn predict(o: &Options, n: usize, k: f64) -> [f64; 3] {
             let n = n as f64;
             let calls = n * o.threads as f64 * o.rate; // fleet calls per second
             let resync = 1.0; // s, the default resync_interval
                               // A script run is EVALSHA + TIME + GET; a write adds SET + PUBLISH.
             let (read, write) = (3.0, 5.0);
+            // Calls sent on a stale view while a write spreads (each a
+            // script that writes nothing).
+            let stale = calls * k * n * read;
             // Per process: the resync read, and a PING on the pub/sub connection.
             let background = n * (read + 1.0) / resync;
             // Each failure is a write, and so is the first success after it
-            // (it resets the shared counter).
-            let noise = 2.0 * o.noise * calls * write;
+            // (it resets the shared counter); until the failure's message
+            // has been replaced by the reset's, other processes' successes
+            // send resets of their own.
+            let noise = o.noise * calls * (2.0 * write + stale);
             let [_, down_s, recovered_s] = o.phases.map(|p| p as f64 / 1000.0);
             let reset_s = o.reset.as_secs_f64();
-            // Per reset period: the trial's admission and its failure.
-            let trials = 2.0 * write / reset_s;
-            // Tripping: fail_max writes, once per outage.
-            let trip = o.fail_max as f64 * write / down_s;
+            // Per reset period: the trial's admission and its failure, and
+            // the admissions other processes ask for before they hear of it.
+            let trials = (2.0 * write + stale) / reset_s;
+            // Tripping: fail_max writes once per outage, and the failures of
+            // calls admitted before the trip was heard of.
+            let trip = (o.fail_max as f64 * write + stale) / down_s;
             // Recovery: open for half a reset period on average, then the
             // trial's admission and success.
             let open_share = (0.5 * reset_s / recovered_s).min(1.0);
@@ -1376,6 +1393,8 @@ mod parent {
                     .configure_mesh()
                     .x_desc("seconds since the start")
                     .y_desc("calls/s (100 ms slices)")
+                    .y_label_formatter(&|v| format!("{v:.0}"))
+                    .x_label_formatter(&|v| format!("{v:.0}"))
                     .label_style(("sans-serif", 16))
                     .axis_desc_style(("sans-serif", 18))
                     .draw()
@@ -1440,7 +1459,7 @@ mod parent {
             let ymax = (0..3)
                 .flat_map(measured)
                 .map(|p| p.1)
-                .chain((0..3).map(|p| model::predict(o, nmax as usize)[p]))
+                .chain((0..3).map(|p| model::predict(o, nmax as usize, model::K_FITTED)[p]))
                 .fold(1.0, f64::max)
                 * 1.15;
             let mut chart = ChartBuilder::on(&root)
@@ -1462,6 +1481,8 @@ mod parent {
                 .configure_mesh()
                 .x_desc("processes sharing the breaker (N)")
                 .y_desc("Redis commands/s (INFO commandstats)")
+                .y_label_formatter(&|v| format!("{v:.0}"))
+                .x_label_formatter(&|v| format!("{v:.0}"))
                 .label_style(("sans-serif", 16))
                 .axis_desc_style(("sans-serif", 18))
                 .draw()
@@ -1482,18 +1503,35 @@ mod parent {
                     .map_err(err)?
                     .label(format!("{name}: measured"))
                     .legend(move |(x, y)| Circle::new((x + 10, y), 5, color.filled()));
-                let line: Vec<(f64, f64)> = (0..=100)
-                    .map(|i| {
-                        let n = (nmax * i as f64 / 100.0).max(1.0);
-                        (n, model::predict(o, n.round() as usize)[p])
-                    })
-                    .collect();
+                let line = |k: f64| -> Vec<(f64, f64)> {
+                    (0..=100)
+                        .map(|i| {
+                            let n = (nmax * i as f64 / 100.0).max(1.0);
+                            (n, model::predict(o, n.round() as usize, k)[p])
+                        })
+                        .collect()
+                };
                 chart
-                    .draw_series(LineSeries::new(line, color.stroke_width(2)))
+                    .draw_series(LineSeries::new(
+                        line(model::K_FITTED),
+                        color.stroke_width(2),
+                    ))
                     .map_err(err)?
                     .label(format!("{name}: model"))
                     .legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        line(0.0),
+                        6,
+                        5,
+                        color.stroke_width(1),
+                    ))
+                    .map_err(err)?
+                    .label(format!("{name}: model without stale views"))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 8, y)], color.stroke_width(1))
                     });
             }
             chart
