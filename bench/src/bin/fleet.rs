@@ -241,7 +241,7 @@ mod child {
         f()
     }
 
-    /// [`bare_bracket`] warm: the median of many in a row.
+    /// `bare_bracket` warm: the median of many in a row.
     fn calibrate() -> u64 {
         let mut costs: Vec<u64> = (0..2001).map(|_| bare_bracket()).collect();
         costs.sort_unstable();
