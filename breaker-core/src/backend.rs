@@ -23,6 +23,9 @@ pub(crate) enum Glance {
     Unknown,
 }
 
+// The memory storage is kept inline, not boxed: its hot path is one load
+// from the breaker's shared state, with no pointer to follow.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     /// The default storage, and the announcer that reports its transitions
     /// in the order they were committed (this process makes all of them).

@@ -14,11 +14,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 
 use crate::backend::Backend;
-use crate::builder::CircuitBreakerBuilder;
+use crate::builder::{check_fail_max, check_success_threshold, CircuitBreakerBuilder};
 use crate::clock::ClockImpl;
-use crate::error::{check_fail_max, check_success_threshold, ConfigError, Name};
+use crate::error::ConfigError;
 use crate::exclude::Exclusion;
 use crate::listener::Listener;
+use crate::name::Name;
 use crate::state::{Limits, Op, Snapshot, State};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 

@@ -12,10 +12,12 @@ use arc_swap::ArcSwap;
 use crate::backend::Backend;
 use crate::breaker::{saturating_nanos, CircuitBreaker, Shared};
 use crate::clock::{Clock, ClockImpl, SystemClock};
-use crate::error::{check_fail_max, check_success_threshold, ConfigError, Name};
+use crate::error::ConfigError;
 use crate::exclude::Exclusion;
 use crate::listener::Listener;
 use crate::memory::MemoryStorage;
+use crate::name::Name;
+use crate::state::{MAX_FAIL_MAX, MAX_SUCCESS_THRESHOLD};
 use crate::storage::{Binding, Storage};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex};
 
@@ -191,5 +193,23 @@ impl fmt::Debug for CircuitBreakerBuilder {
             .field("success_threshold", &self.success_threshold)
             .field("throw_new_error_on_trip", &self.throw_on_trip)
             .finish_non_exhaustive()
+    }
+}
+
+/// `fail_max`, if in range.
+pub(crate) fn check_fail_max(value: u32) -> Result<u32, ConfigError> {
+    if (1..=MAX_FAIL_MAX).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::FailMax { value })
+    }
+}
+
+/// `success_threshold`, if in range.
+pub(crate) fn check_success_threshold(value: u32) -> Result<u32, ConfigError> {
+    if (1..=MAX_SUCCESS_THRESHOLD).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::SuccessThreshold { value })
     }
 }

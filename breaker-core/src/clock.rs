@@ -171,8 +171,9 @@ mod monotonic {
     pub(super) const PRECISE: libc::clockid_t = libc::CLOCK_MONOTONIC;
     pub(super) const COARSE: libc::clockid_t = libc::CLOCK_MONOTONIC_COARSE;
 
+    /// `clock`'s reading, or `None` if Linux refused it.
     #[inline]
-    pub(super) fn read(clock: libc::clockid_t) -> Duration {
+    fn raw(clock: libc::clockid_t) -> Option<libc::timespec> {
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
@@ -181,30 +182,29 @@ mod monotonic {
         // call, and `clock` is one of the two constants above, which Linux
         // has supported since 2.6.32. `clock_gettime` writes only `ts`.
         let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-        if rc != 0 {
-            return Duration::ZERO;
+        (rc == 0).then_some(ts)
+    }
+
+    #[inline]
+    pub(super) fn read(clock: libc::clockid_t) -> Duration {
+        match raw(clock) {
+            Some(ts) => Duration::new(
+                u64::try_from(ts.tv_sec).unwrap_or(0),
+                u32::try_from(ts.tv_nsec).unwrap_or(0),
+            ),
+            None => Duration::ZERO,
         }
-        Duration::new(
-            u64::try_from(ts.tv_sec).unwrap_or(0),
-            u32::try_from(ts.tv_nsec).unwrap_or(0),
-        )
     }
 
     /// `read` in integer nanoseconds.
     #[inline]
     pub(super) fn read_nanos(clock: libc::clockid_t) -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: as in `read`.
-        let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-        if rc != 0 {
-            return 0;
+        match raw(clock) {
+            Some(ts) => (ts.tv_sec as u64)
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(ts.tv_nsec as u64),
+            None => 0,
         }
-        (ts.tv_sec as u64)
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(ts.tv_nsec as u64)
     }
 
     /// The coarse clock's resolution, one scheduler tick (1 to 10 ms).

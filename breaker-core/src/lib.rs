@@ -53,6 +53,7 @@ mod future;
 mod iter;
 mod listener;
 mod memory;
+mod name;
 mod recording;
 #[cfg(feature = "redis")]
 pub mod redis;
