@@ -15,6 +15,7 @@ use breaker::storage::{Limits, Op, Snapshot};
 use breaker::{CircuitBreaker, Error, Failure, Listener, Reason, State};
 
 mod common;
+use common::panics::panic_text;
 use common::LockedStorage;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -47,14 +48,6 @@ async fn succeed(cb: &CircuitBreaker) -> Result<u32, Error<&'static str>> {
 
 async fn fail(cb: &CircuitBreaker) -> Result<u32, Error<&'static str>> {
     cb.call_async(after_a_yield(Err("boom"))).await
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }
 
 // ---- outcomes ----

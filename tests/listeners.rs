@@ -10,6 +10,9 @@ use std::time::Duration;
 use breaker::clock::ManualClock;
 use breaker::{CircuitBreaker, Error, Failure, Listener, Reason, State};
 
+mod common;
+use common::panics::panic_text;
+
 const MINUTE: Duration = Duration::from_secs(60);
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -89,14 +92,6 @@ fn fail(cb: &CircuitBreaker) -> Result<(), Error<&'static str>> {
 
 fn succeed(cb: &CircuitBreaker) -> Result<(), Error<&'static str>> {
     cb.call(|| Ok(()))
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }
 
 // ---- which events, in which order ----

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use breaker::clock::ManualClock;
 use breaker::{CircuitBreaker, CircuitBreakerError, ConfigError, Error, Reason, State};
+use common::panics::panic_text;
 
 /// Where `ManualClock::new()` stands: 10^9 s after the Unix epoch.
 const T0: Duration = Duration::from_secs(1_000_000_000);
@@ -1140,14 +1141,6 @@ fn build_panics_with_the_message_of_try_builds_error() {
         .to_string();
     let panic = catch_unwind(|| CircuitBreaker::builder("bad").fail_max(0).build()).unwrap_err();
     assert_eq!(panic_text(&*panic), expected);
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }
 
 // ---- panics in the guarded function ----

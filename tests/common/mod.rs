@@ -1,5 +1,11 @@
 //! Pieces shared by the root test binaries.
 
+// Each test binary compiles this module on its own (`mod common;`) and uses
+// only a subset of it: what one binary leaves unused is not dead code.
+#![allow(dead_code)]
+
+pub mod panics;
+
 use std::sync::Mutex;
 
 use breaker::storage::{step, Applied, Limits, Op, Snapshot, Storage};
