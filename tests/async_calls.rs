@@ -15,21 +15,9 @@ use breaker::storage::{Limits, Op, Snapshot};
 use breaker::{CircuitBreaker, Error, Failure, Listener, Reason, State};
 
 mod common;
+use common::breakers::{breaker, MINUTE};
 use common::panics::panic_text;
 use common::LockedStorage;
-
-const MINUTE: Duration = Duration::from_secs(60);
-
-fn breaker(name: &'static str, fail_max: u32, threshold: u32) -> (CircuitBreaker, ManualClock) {
-    let clock = ManualClock::new();
-    let cb = CircuitBreaker::builder(name)
-        .fail_max(fail_max)
-        .success_threshold(threshold)
-        .reset_timeout(MINUTE)
-        .clock(clock.clone())
-        .build();
-    (cb, clock)
-}
 
 /// Polls `fut` once, from inside a task.
 async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {

@@ -4,12 +4,12 @@
 
 use std::error::Error as StdError;
 use std::io;
-use std::time::Duration;
 
 use breaker::clock::ManualClock;
 use breaker::{CircuitBreaker, Error, State};
 
-const MINUTE: Duration = Duration::from_secs(60);
+mod common;
+use common::breakers::MINUTE;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 

@@ -5,15 +5,13 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use breaker::clock::ManualClock;
 use breaker::{CircuitBreaker, Error, Failure, Listener, Reason, State};
 
 mod common;
+use common::breakers::{clocked_builder, fail, succeed, MINUTE};
 use common::panics::panic_text;
-
-const MINUTE: Duration = Duration::from_secs(60);
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -75,23 +73,9 @@ fn recorded(
     threshold: u32,
 ) -> (CircuitBreaker, ManualClock, Log) {
     let log = new_log();
-    let clock = ManualClock::new();
-    let cb = CircuitBreaker::builder(name)
-        .fail_max(fail_max)
-        .success_threshold(threshold)
-        .reset_timeout(MINUTE)
-        .clock(clock.clone())
-        .listener(Recorder::new(&log))
-        .build();
+    let (builder, clock) = clocked_builder(name, fail_max, threshold);
+    let cb = builder.listener(Recorder::new(&log)).build();
     (cb, clock, log)
-}
-
-fn fail(cb: &CircuitBreaker) -> Result<(), Error<&'static str>> {
-    cb.call(|| Err("boom"))
-}
-
-fn succeed(cb: &CircuitBreaker) -> Result<(), Error<&'static str>> {
-    cb.call(|| Ok(()))
 }
 
 // ---- which events, in which order ----

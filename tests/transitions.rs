@@ -14,35 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use breaker::clock::ManualClock;
 use breaker::{CircuitBreaker, CircuitBreakerError, ConfigError, Error, Reason, State};
+use common::breakers::{breaker, fail, succeed, MINUTE};
 use common::panics::panic_text;
 
 /// Where `ManualClock::new()` stands: 10^9 s after the Unix epoch.
 const T0: Duration = Duration::from_secs(1_000_000_000);
-const MINUTE: Duration = Duration::from_secs(60);
-
-fn breaker(
-    name: &'static str,
-    fail_max: u32,
-    success_threshold: u32,
-) -> (CircuitBreaker, ManualClock) {
-    let clock = ManualClock::new();
-    let cb = CircuitBreaker::builder(name)
-        .fail_max(fail_max)
-        .reset_timeout(MINUTE)
-        .success_threshold(success_threshold)
-        .clock(clock.clone())
-        .build();
-    (cb, clock)
-}
-
-fn fail(cb: &CircuitBreaker) -> Result<u32, Error<&'static str>> {
-    cb.call(|| Err("boom"))
-}
-
-fn succeed(cb: &CircuitBreaker) -> Result<u32, Error<&'static str>> {
-    cb.call(|| Ok(7))
-}
-
 /// Fails until the circuit opens, checking that only the last failure trips.
 fn trip(cb: &CircuitBreaker) {
     assert_eq!(cb.current_state(), State::Closed);

@@ -4,6 +4,7 @@
 // only a subset of it: what one binary leaves unused is not dead code.
 #![allow(dead_code)]
 
+pub mod breakers;
 pub mod panics;
 
 use std::sync::Mutex;
