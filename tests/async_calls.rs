@@ -12,11 +12,12 @@ use std::time::Duration;
 use breaker::clock::ManualClock;
 use breaker::storage::{Applied, ApplyFuture, Storage};
 use breaker::storage::{Limits, Op, Snapshot};
-use breaker::{CircuitBreaker, Error, Failure, Listener, Reason, State};
+use breaker::{CircuitBreaker, Error, Listener, Reason, State};
 
 mod common;
 use common::breakers::{breaker, MINUTE};
 use common::panics::panic_text;
+use common::recorder::{new_log, take, Recorder};
 use common::LockedStorage;
 
 /// Polls `fut` once, from inside a task.
@@ -307,41 +308,15 @@ async fn a_cancelled_call_in_closed_counts_nothing() {
     assert_eq!(cb.current_state(), State::Closed);
 }
 
-type Log = Arc<Mutex<Vec<String>>>;
-
-struct Recorder(Log);
-
-impl Listener for Recorder {
-    fn before_call(&self, _: &CircuitBreaker) {
-        self.0.lock().unwrap().push("before_call".into());
-    }
-    fn state_change(&self, _: &CircuitBreaker, old: State, new: State) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("state_change {old}->{new}"));
-    }
-    fn failure(&self, _: &CircuitBreaker, f: &Failure<'_>) {
-        self.0.lock().unwrap().push(format!("failure {f:?}"));
-    }
-    fn success(&self, _: &CircuitBreaker) {
-        self.0.lock().unwrap().push("success".into());
-    }
-}
-
-fn take(log: &Log) -> Vec<String> {
-    std::mem::take(&mut *log.lock().unwrap())
-}
-
 #[tokio::test]
 async fn listeners_hear_async_calls_and_nothing_after_a_cancellation() {
-    let log: Log = Arc::default();
+    let log = new_log();
     let clock = ManualClock::new();
     let cb = CircuitBreaker::builder("async-listeners")
         .fail_max(1)
         .reset_timeout(MINUTE)
         .clock(clock.clone())
-        .listener(Recorder(log.clone()))
+        .listener(Recorder::new(&log))
         .build();
     succeed(&cb).await.unwrap();
     assert_eq!(take(&log), ["before_call", "success"]);
@@ -373,10 +348,10 @@ async fn listeners_hear_async_calls_and_nothing_after_a_cancellation() {
 
 #[tokio::test]
 async fn a_future_that_is_never_polled_does_nothing() {
-    let log: Log = Arc::default();
+    let log = new_log();
     let cb = CircuitBreaker::builder("async-unpolled")
         .fail_max(1)
-        .listener(Recorder(log.clone()))
+        .listener(Recorder::new(&log))
         .build();
     cb.half_open();
     take(&log);

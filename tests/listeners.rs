@@ -12,60 +12,7 @@ use breaker::{CircuitBreaker, Error, Failure, Listener, Reason, State};
 mod common;
 use common::breakers::{clocked_builder, fail, succeed, MINUTE};
 use common::panics::panic_text;
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-/// Records every event as a line, prefixed with its tag if it has one.
-struct Recorder {
-    tag: &'static str,
-    log: Log,
-}
-
-impl Recorder {
-    fn new(log: &Log) -> Self {
-        Self::tagged("", log)
-    }
-
-    fn tagged(tag: &'static str, log: &Log) -> Self {
-        Recorder {
-            tag,
-            log: Arc::clone(log),
-        }
-    }
-
-    fn push(&self, event: String) {
-        let line = if self.tag.is_empty() {
-            event
-        } else {
-            format!("{}:{event}", self.tag)
-        };
-        self.log.lock().unwrap().push(line);
-    }
-}
-
-impl Listener for Recorder {
-    fn before_call(&self, _: &CircuitBreaker) {
-        self.push("before_call".into());
-    }
-    fn state_change(&self, _: &CircuitBreaker, old: State, new: State) {
-        self.push(format!("state_change {old}->{new}"));
-    }
-    fn failure(&self, _: &CircuitBreaker, error: &Failure<'_>) {
-        self.push(format!("failure {error:?}"));
-    }
-    fn success(&self, _: &CircuitBreaker) {
-        self.push("success".into());
-    }
-}
-
-fn new_log() -> Log {
-    Arc::new(Mutex::new(Vec::new()))
-}
-
-/// The events recorded since the last call, emptying the log.
-fn take(log: &Log) -> Vec<String> {
-    std::mem::take(&mut *log.lock().unwrap())
-}
+use common::recorder::{new_log, take, Log, Recorder};
 
 fn recorded(
     name: &'static str,

@@ -6,6 +6,7 @@
 
 pub mod breakers;
 pub mod panics;
+pub mod recorder;
 
 use std::sync::Mutex;
 
