@@ -16,6 +16,7 @@ use breaker::{CircuitBreaker, Error, Listener, Reason, State};
 
 mod common;
 use common::breakers::{breaker, MINUTE};
+use common::errors::{query_view, QueryError, Validation};
 use common::panics::panic_text;
 use common::recorder::{new_log, take, Recorder};
 use common::LockedStorage;
@@ -157,18 +158,6 @@ async fn success_threshold_counts_async_trials() {
     assert_eq!(cb.success_counter(), 1);
     succeed(&cb).await.unwrap();
     assert_eq!(cb.current_state(), State::Closed);
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("invalid input")]
-struct Validation;
-
-#[derive(Debug, thiserror::Error)]
-#[error("query failed")]
-struct QueryError(#[source] Validation);
-
-fn query_view(e: &QueryError) -> Option<&(dyn std::error::Error + 'static)> {
-    Some(e)
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod breakers;
+pub mod errors;
 pub mod panics;
 pub mod recorder;
 
