@@ -12,23 +12,14 @@ use std::time::Duration;
 use breaker::clock::ManualClock;
 use breaker::storage::{Applied, ApplyFuture, Storage};
 use breaker::storage::{Limits, Op, Snapshot};
-use breaker::{CircuitBreaker, Error, Failure, Listener, Reason, State};
+use breaker::{CircuitBreaker, Error, Listener, Reason, State};
 
 mod common;
+use common::breakers::{breaker, MINUTE};
+use common::errors::{query_view, QueryError, Validation};
+use common::panics::panic_text;
+use common::recorder::{new_log, take, Recorder};
 use common::LockedStorage;
-
-const MINUTE: Duration = Duration::from_secs(60);
-
-fn breaker(name: &'static str, fail_max: u32, threshold: u32) -> (CircuitBreaker, ManualClock) {
-    let clock = ManualClock::new();
-    let cb = CircuitBreaker::builder(name)
-        .fail_max(fail_max)
-        .success_threshold(threshold)
-        .reset_timeout(MINUTE)
-        .clock(clock.clone())
-        .build();
-    (cb, clock)
-}
 
 /// Polls `fut` once, from inside a task.
 async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
@@ -47,14 +38,6 @@ async fn succeed(cb: &CircuitBreaker) -> Result<u32, Error<&'static str>> {
 
 async fn fail(cb: &CircuitBreaker) -> Result<u32, Error<&'static str>> {
     cb.call_async(after_a_yield(Err("boom"))).await
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }
 
 // ---- outcomes ----
@@ -175,18 +158,6 @@ async fn success_threshold_counts_async_trials() {
     assert_eq!(cb.success_counter(), 1);
     succeed(&cb).await.unwrap();
     assert_eq!(cb.current_state(), State::Closed);
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("invalid input")]
-struct Validation;
-
-#[derive(Debug, thiserror::Error)]
-#[error("query failed")]
-struct QueryError(#[source] Validation);
-
-fn query_view(e: &QueryError) -> Option<&(dyn std::error::Error + 'static)> {
-    Some(e)
 }
 
 #[tokio::test]
@@ -326,41 +297,15 @@ async fn a_cancelled_call_in_closed_counts_nothing() {
     assert_eq!(cb.current_state(), State::Closed);
 }
 
-type Log = Arc<Mutex<Vec<String>>>;
-
-struct Recorder(Log);
-
-impl Listener for Recorder {
-    fn before_call(&self, _: &CircuitBreaker) {
-        self.0.lock().unwrap().push("before_call".into());
-    }
-    fn state_change(&self, _: &CircuitBreaker, old: State, new: State) {
-        self.0
-            .lock()
-            .unwrap()
-            .push(format!("state_change {old}->{new}"));
-    }
-    fn failure(&self, _: &CircuitBreaker, f: &Failure<'_>) {
-        self.0.lock().unwrap().push(format!("failure {f:?}"));
-    }
-    fn success(&self, _: &CircuitBreaker) {
-        self.0.lock().unwrap().push("success".into());
-    }
-}
-
-fn take(log: &Log) -> Vec<String> {
-    std::mem::take(&mut *log.lock().unwrap())
-}
-
 #[tokio::test]
 async fn listeners_hear_async_calls_and_nothing_after_a_cancellation() {
-    let log: Log = Arc::default();
+    let log = new_log();
     let clock = ManualClock::new();
     let cb = CircuitBreaker::builder("async-listeners")
         .fail_max(1)
         .reset_timeout(MINUTE)
         .clock(clock.clone())
-        .listener(Recorder(log.clone()))
+        .listener(Recorder::new(&log))
         .build();
     succeed(&cb).await.unwrap();
     assert_eq!(take(&log), ["before_call", "success"]);
@@ -392,10 +337,10 @@ async fn listeners_hear_async_calls_and_nothing_after_a_cancellation() {
 
 #[tokio::test]
 async fn a_future_that_is_never_polled_does_nothing() {
-    let log: Log = Arc::default();
+    let log = new_log();
     let cb = CircuitBreaker::builder("async-unpolled")
         .fail_max(1)
-        .listener(Recorder(log.clone()))
+        .listener(Recorder::new(&log))
         .build();
     cb.half_open();
     take(&log);

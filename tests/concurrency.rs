@@ -3,9 +3,9 @@
 //! only through a `ManualClock`.
 //!
 //! Every scenario runs twice: on the default lock-free `MemoryStorage` and on
-//! a `Storage` written here (a mutex around `breaker::storage::step`), so the
-//! breaker's fast path and its generic-storage path are held to the same
-//! promises.
+//! a `Storage` from `tests/common` (a mutex around `breaker::storage::step`),
+//! so the breaker's fast path and its generic-storage path are held to the
+//! same promises.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -17,24 +17,12 @@ mod common;
 use breaker::clock::ManualClock;
 use breaker::storage::MAX_FAIL_MAX;
 use breaker::{
-    CircuitBreaker, CircuitBreakerBuilder as Builder, Error, Failure, Listener, MemoryStorage,
-    Reason, State,
+    CircuitBreaker, CircuitBreakerBuilder as Builder, Error, Failure, Listener, Reason, State,
 };
-use common::LockedStorage;
+use common::{Backend, BACKENDS};
 
 const THREADS: usize = 8;
 const CALLS: usize = 10_000;
-
-// ---------------------------------------------------------------------------
-// Two storages.
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Memory,
-    Locked,
-}
-
-const BACKENDS: [Backend; 2] = [Backend::Memory, Backend::Locked];
 
 // ---------------------------------------------------------------------------
 // A listener that counts everything with atomics (no lock to serialise the
@@ -146,11 +134,7 @@ fn build(
     let counting = Arc::new(Counting::default());
     let builder = CircuitBreaker::builder(format!("{name}-{backend:?}"))
         .listener_arc(counting.clone() as Arc<dyn Listener>);
-    let builder = match backend {
-        Backend::Memory => builder.storage(MemoryStorage::new()),
-        Backend::Locked => builder.storage(LockedStorage::default()),
-    };
-    (configure(builder).build(), counting)
+    (configure(backend.storage(builder)).build(), counting)
 }
 
 // ---------------------------------------------------------------------------

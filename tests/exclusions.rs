@@ -4,22 +4,15 @@
 
 use std::error::Error as StdError;
 use std::io;
-use std::time::Duration;
 
 use breaker::clock::ManualClock;
 use breaker::{CircuitBreaker, Error, State};
 
-const MINUTE: Duration = Duration::from_secs(60);
+mod common;
+use common::breakers::MINUTE;
+use common::errors::{query_view, QueryError, Validation};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
-
-#[derive(Debug, PartialEq, thiserror::Error)]
-#[error("invalid input")]
-struct Validation;
-
-#[derive(Debug, thiserror::Error)]
-#[error("query failed")]
-struct QueryError(#[source] Validation);
 
 #[derive(Debug, thiserror::Error)]
 #[error("request failed")]
@@ -171,10 +164,6 @@ fn a_concrete_error_is_matched_by_its_own_type_only_with_call() {
     // source chain is not searched (call_with_view is for that).
     let cb = builder("ex-concrete").exclude::<Validation>().build();
     assert!(is_failure(&cb, QueryError(Validation)));
-}
-
-fn query_view(e: &QueryError) -> Option<&(dyn StdError + 'static)> {
-    Some(e)
 }
 
 fn request_view(e: &RequestError) -> Option<&(dyn StdError + 'static)> {

@@ -5,66 +5,14 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use breaker::clock::ManualClock;
 use breaker::{CircuitBreaker, Error, Failure, Listener, Reason, State};
 
-const MINUTE: Duration = Duration::from_secs(60);
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-/// Records every event as a line, prefixed with its tag if it has one.
-struct Recorder {
-    tag: &'static str,
-    log: Log,
-}
-
-impl Recorder {
-    fn new(log: &Log) -> Self {
-        Self::tagged("", log)
-    }
-
-    fn tagged(tag: &'static str, log: &Log) -> Self {
-        Recorder {
-            tag,
-            log: Arc::clone(log),
-        }
-    }
-
-    fn push(&self, event: String) {
-        let line = if self.tag.is_empty() {
-            event
-        } else {
-            format!("{}:{event}", self.tag)
-        };
-        self.log.lock().unwrap().push(line);
-    }
-}
-
-impl Listener for Recorder {
-    fn before_call(&self, _: &CircuitBreaker) {
-        self.push("before_call".into());
-    }
-    fn state_change(&self, _: &CircuitBreaker, old: State, new: State) {
-        self.push(format!("state_change {old}->{new}"));
-    }
-    fn failure(&self, _: &CircuitBreaker, error: &Failure<'_>) {
-        self.push(format!("failure {error:?}"));
-    }
-    fn success(&self, _: &CircuitBreaker) {
-        self.push("success".into());
-    }
-}
-
-fn new_log() -> Log {
-    Arc::new(Mutex::new(Vec::new()))
-}
-
-/// The events recorded since the last call, emptying the log.
-fn take(log: &Log) -> Vec<String> {
-    std::mem::take(&mut *log.lock().unwrap())
-}
+mod common;
+use common::breakers::{clocked_builder, fail, succeed, MINUTE};
+use common::panics::panic_text;
+use common::recorder::{new_log, take, Log, Recorder};
 
 fn recorded(
     name: &'static str,
@@ -72,31 +20,9 @@ fn recorded(
     threshold: u32,
 ) -> (CircuitBreaker, ManualClock, Log) {
     let log = new_log();
-    let clock = ManualClock::new();
-    let cb = CircuitBreaker::builder(name)
-        .fail_max(fail_max)
-        .success_threshold(threshold)
-        .reset_timeout(MINUTE)
-        .clock(clock.clone())
-        .listener(Recorder::new(&log))
-        .build();
+    let (builder, clock) = clocked_builder(name, fail_max, threshold);
+    let cb = builder.listener(Recorder::new(&log)).build();
     (cb, clock, log)
-}
-
-fn fail(cb: &CircuitBreaker) -> Result<(), Error<&'static str>> {
-    cb.call(|| Err("boom"))
-}
-
-fn succeed(cb: &CircuitBreaker) -> Result<(), Error<&'static str>> {
-    cb.call(|| Ok(()))
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }
 
 // ---- which events, in which order ----

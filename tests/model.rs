@@ -7,8 +7,8 @@
 //!
 //! The model does not call `breaker::storage::step`; it is an independent
 //! statement of the rules. The property runs on the default `MemoryStorage`
-//! (the breaker's lock-free fast path) and on a `Storage` written here that
-//! applies `step` under a mutex (the generic-storage path).
+//! (the breaker's lock-free fast path) and on a `Storage` from `tests/common`
+//! that applies `step` under a mutex (the generic-storage path).
 
 use std::cell::Cell;
 use std::error::Error as StdError;
@@ -22,8 +22,8 @@ use std::time::{Duration, UNIX_EPOCH};
 mod common;
 
 use breaker::clock::ManualClock;
-use breaker::{CircuitBreaker, Error, Failure, Listener, MemoryStorage, Reason, State};
-use common::LockedStorage;
+use breaker::{CircuitBreaker, Error, Failure, Listener, Reason, State};
+use common::Backend;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -352,12 +352,6 @@ impl Model {
 // ---------------------------------------------------------------------------
 // The real breaker, on either storage.
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Memory,
-    Locked,
-}
-
 #[derive(Default)]
 struct Recorder(Mutex<Vec<Ev>>);
 
@@ -411,12 +405,8 @@ impl Harness {
             .exclude::<Ignored>()
             .clock(clock.clone())
             .listener_arc(seen.clone() as Arc<dyn Listener>);
-        let builder = match backend {
-            Backend::Memory => builder.storage(MemoryStorage::new()),
-            Backend::Locked => builder.storage(LockedStorage::default()),
-        };
         Harness {
-            cb: Arc::new(builder.build()),
+            cb: Arc::new(backend.storage(builder).build()),
             clock,
             model: Model::new(cfg),
             seen,

@@ -19,9 +19,8 @@ use breaker::clock::{Clock, ManualClock};
 use breaker::storage::{Applied, ApplyFuture, Storage};
 use breaker::storage::{Limits, Op, Snapshot};
 use breaker::{CircuitBreaker, Error, Reason, State};
+use common::breakers::MINUTE;
 use common::LockedStorage;
-
-const MINUTE: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct Refused;

@@ -7,6 +7,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use breaker::registry::{self, RegistryError};
 use breaker::{CircuitBreaker, State};
 
+mod common;
+use common::panics::panic_text;
+
 /// `reset_all` resets the breakers of every test in this process: the test
 /// of it runs alone, the tests that look at counters run beside each other.
 static RESETS: RwLock<()> = RwLock::new(());
@@ -17,14 +20,6 @@ fn shared() -> RwLockReadGuard<'static, ()> {
 
 fn exclusive() -> RwLockWriteGuard<'static, ()> {
     RESETS.write().unwrap_or_else(|e| e.into_inner())
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }
 
 #[test]

@@ -14,34 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use breaker::clock::ManualClock;
 use breaker::{CircuitBreaker, CircuitBreakerError, ConfigError, Error, Reason, State};
+use common::breakers::{breaker, fail, succeed, MINUTE};
+use common::panics::panic_text;
 
 /// Where `ManualClock::new()` stands: 10^9 s after the Unix epoch.
 const T0: Duration = Duration::from_secs(1_000_000_000);
-const MINUTE: Duration = Duration::from_secs(60);
-
-fn breaker(
-    name: &'static str,
-    fail_max: u32,
-    success_threshold: u32,
-) -> (CircuitBreaker, ManualClock) {
-    let clock = ManualClock::new();
-    let cb = CircuitBreaker::builder(name)
-        .fail_max(fail_max)
-        .reset_timeout(MINUTE)
-        .success_threshold(success_threshold)
-        .clock(clock.clone())
-        .build();
-    (cb, clock)
-}
-
-fn fail(cb: &CircuitBreaker) -> Result<u32, Error<&'static str>> {
-    cb.call(|| Err("boom"))
-}
-
-fn succeed(cb: &CircuitBreaker) -> Result<u32, Error<&'static str>> {
-    cb.call(|| Ok(7))
-}
-
 /// Fails until the circuit opens, checking that only the last failure trips.
 fn trip(cb: &CircuitBreaker) {
     assert_eq!(cb.current_state(), State::Closed);
@@ -1140,14 +1117,6 @@ fn build_panics_with_the_message_of_try_builds_error() {
         .to_string();
     let panic = catch_unwind(|| CircuitBreaker::builder("bad").fail_max(0).build()).unwrap_err();
     assert_eq!(panic_text(&*panic), expected);
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
 }
 
 // ---- panics in the guarded function ----
