@@ -67,12 +67,10 @@ pin_project! {
             }
             // Only a custom storage's stages wait (never on the memory
             // storage's path).
-            if let Some(waiting) = this.waiting.take() {
-                // The storage applies an admission anyway (its contract): it
-                // is finished elsewhere, which frees the trial place it takes.
-                if let Stage::Admitting = *this.stage {
-                    detach::admission(this.cb, waiting.applying);
-                }
+            // Only a custom storage's stages wait (never on the memory
+            // storage's path).
+            if this.waiting.is_some() {
+                drop_waiting(this.cb, *this.stage, this.waiting);
             }
         }
     }
@@ -317,6 +315,17 @@ where
         let recorded = waiting.recorded(applied);
         let ending = waiting.ending.expect("a recording call keeps how it ended");
         Poll::Ready(report(self.cb, ending, Some(recorded), self.view))
+    }
+}
+
+/// Drops what a custom storage's stage waits for. An admission is applied
+/// by the storage anyway (its contract), so it is finished elsewhere
+/// ([`detach::admission`]), which frees the trial place it may take.
+#[cold]
+#[inline(never)]
+fn drop_waiting<T, E>(cb: &CircuitBreaker, stage: Stage, waiting: &mut Option<Box<Waiting<T, E>>>) {
+    if let (Stage::Admitting, Some(waiting)) = (stage, waiting.take()) {
+        detach::admission(cb, waiting.applying);
     }
 }
 
