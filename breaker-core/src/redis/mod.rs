@@ -2,8 +2,7 @@
 //! use the same Redis and namespace (feature `redis`).
 //!
 //! ```no_run
-//! use breaker::redis::RedisStorage;
-//! use breaker::CircuitBreaker;
+//! use breaker::{CircuitBreaker, RedisStorage};
 //! use std::time::Duration;
 //!
 //! let redis = RedisStorage::builder("redis://127.0.0.1:6379/")
@@ -44,7 +43,7 @@
 //!
 //! # The hot path, round trips and staleness
 //!
-//! [`load`](crate::Storage::load) never does I/O: it reads a local view of
+//! [`load`](crate::storage::Storage::load) never does I/O: it reads a local view of
 //! the shared state. The view is updated by the reply to each of this
 //! process's own operations, by a pub/sub message for every write by any
 //! process, and by a read of every breaker's state each
@@ -154,19 +153,28 @@ use crate::memory::MemoryStorage;
 use crate::state::{Limits, Op, Snapshot, State};
 use crate::storage::{Applied, ApplyFuture, Binding, ClosedHint, Storage};
 
-/// A [`Storage`] in Redis, shared by every process and host that use the
-/// same Redis and namespace. See the [module documentation](self) for how it
-/// works, its round trips, staleness bound and failure behaviour.
-///
-/// Build one with [`RedisStorage::builder`], then give each breaker its own
-/// [`clone`](Clone::clone): clones share the connections and background work,
-/// and each keeps the state of the breaker it is built into, by that
-/// breaker's name.
-pub struct RedisStorage {
-    hub: Arc<Hub>,
-    slot: OnceLock<Arc<Slot>>,
-    /// The state before a breaker is bound (nothing can be keyed yet).
-    unbound: MemoryStorage,
+use self::handle::RedisStorage;
+
+/// Where [`RedisStorage`] is defined: out of this public module, so that its
+/// one public path is the crate root's (`breaker::RedisStorage`).
+pub(crate) mod handle {
+    use super::{Arc, Hub, MemoryStorage, OnceLock, Slot};
+
+    /// A [`Storage`](crate::storage::Storage) in Redis, shared by every
+    /// process and host that use the same Redis and namespace (feature
+    /// `redis`). See the [`redis` module](crate::redis) for how it works, its
+    /// round trips, staleness bound and failure behaviour.
+    ///
+    /// Build one with [`RedisStorage::builder`], then give each breaker its
+    /// own [`clone`](Clone::clone): clones share the connections and
+    /// background work, and each keeps the state of the breaker it is built
+    /// into, by that breaker's name.
+    pub struct RedisStorage {
+        pub(super) hub: Arc<Hub>,
+        pub(super) slot: OnceLock<Arc<Slot>>,
+        /// The state before a breaker is bound (nothing can be keyed yet).
+        pub(super) unbound: MemoryStorage,
+    }
 }
 
 impl Clone for RedisStorage {
