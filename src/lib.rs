@@ -1,38 +1,5 @@
-//! Circuit breakers for Rust, after Michael Nygard's *Release It!* and
-//! Python's pybreaker.
-//!
-//! A breaker stands in front of calls to a dependency. While the dependency
-//! works it is **closed** and calls run. After `fail_max` consecutive failures
-//! it **opens**: calls are rejected at once, without running, so a struggling
-//! service is not hammered and callers fail fast. Once `reset_timeout` has
-//! passed it is **half-open**: one trial call runs; its success closes the
-//! circuit, its failure opens it again.
-//!
-//! ```
-//! use breaker::{CircuitBreaker, Error, State};
-//! use std::time::Duration;
-//!
-//! let db = CircuitBreaker::builder("db")
-//!     .fail_max(3)
-//!     .reset_timeout(Duration::from_secs(30))
-//!     .build();
-//!
-//! fn query() -> Result<u32, std::io::Error> {
-//!     Err(std::io::Error::other("connection refused"))
-//! }
-//!
-//! for _ in 0..3 {
-//!     let _ = db.call(query);
-//! }
-//! assert_eq!(db.current_state(), State::Open);
-//! match db.call(query) {
-//!     Err(Error::Open(e)) => println!("not called: {e}"),
-//!     other => unreachable!("{other:?}"),
-//! }
-//! ```
-//!
-//! See the README for the guide: excluded errors, listeners, async calls,
-//! the registry, storage and testing with a manual clock.
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -46,12 +13,12 @@ pub use breaker_core::{
     MemoryStorage, ParseStateError, Reason, State,
 };
 
-/// Sharing a breaker's state across processes through Redis (feature
-/// `redis`): [`RedisStorage`] and its settings.
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[doc(inline)]
 pub use breaker_core::redis;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[doc(inline)]
 pub use breaker_core::RedisStorage;
 
@@ -60,8 +27,3 @@ pub use breaker_core::RedisStorage;
 pub mod __private {
     pub use breaker_core::private::*;
 }
-
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;

@@ -75,11 +75,32 @@ pub struct CircuitBreaker {
 
 impl CircuitBreaker {
     /// A builder for a breaker named `name`, with pybreaker's defaults.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::CircuitBreaker;
+    ///
+    /// let cb = CircuitBreaker::builder("db").fail_max(3).build();
+    /// assert_eq!((cb.name(), cb.fail_max()), ("db", 3));
+    /// ```
     pub fn builder(name: impl Into<Cow<'static, str>>) -> CircuitBreakerBuilder {
         CircuitBreakerBuilder::new(name.into())
     }
 
     /// A breaker named `name` with every setting at its default.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    /// use std::time::Duration;
+    ///
+    /// let cb = CircuitBreaker::new("db");
+    /// assert_eq!(cb.current_state(), State::Closed);
+    /// assert_eq!(cb.fail_max(), 5);
+    /// assert_eq!(cb.reset_timeout(), Duration::from_secs(60));
+    /// assert_eq!(cb.success_threshold(), 1);
+    /// assert!(cb.throw_new_error_on_trip());
+    /// ```
     pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
         Self::builder(name).build()
     }
@@ -89,36 +110,119 @@ impl CircuitBreaker {
     }
 
     /// The breaker's name.
+    ///
+    /// # Example
+    /// ```
+    /// let cb = breaker::CircuitBreaker::new(format!("shard-{}", 7));
+    /// assert_eq!(cb.name(), "shard-7");
+    /// ```
     pub fn name(&self) -> &str {
         self.shared.name.as_str()
     }
 
     /// The full current state in one consistent read.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    ///
+    /// let cb = CircuitBreaker::new("db");
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// let snap = cb.snapshot();
+    /// assert_eq!(snap.state, State::Closed);
+    /// assert_eq!(snap.fail_counter, 1);
+    /// assert_eq!(snap.opened_at, None);
+    /// ```
     pub fn snapshot(&self) -> Snapshot {
         self.shared.backend.load()
     }
 
     /// The current state.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    ///
+    /// let cb = CircuitBreaker::builder("db").fail_max(1).build();
+    /// assert_eq!(cb.current_state(), State::Closed);
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// assert_eq!(cb.current_state(), State::Open);
+    /// assert_eq!(cb.current_state().to_string(), "open");
+    /// ```
     pub fn current_state(&self) -> State {
         self.shared.backend.state()
     }
 
     /// Consecutive failures counted in closed (kept through open and half-open).
+    ///
+    /// # Example
+    /// ```
+    /// let cb = breaker::CircuitBreaker::new("db");
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// assert_eq!(cb.fail_counter(), 2);
+    /// let _ = cb.call(|| Ok::<_, &str>(()));
+    /// assert_eq!(cb.fail_counter(), 0); // a success in closed resets it
+    /// ```
     pub fn fail_counter(&self) -> u32 {
         self.snapshot().fail_counter
     }
 
     /// Trial successes counted in half-open.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    ///
+    /// let cb = CircuitBreaker::builder("db").success_threshold(2).build();
+    /// cb.half_open();
+    /// let _ = cb.call(|| Ok::<_, &str>(()));
+    /// assert_eq!(cb.success_counter(), 1);
+    /// assert_eq!(cb.current_state(), State::HalfOpen);
+    /// let _ = cb.call(|| Ok::<_, &str>(()));
+    /// assert_eq!(cb.current_state(), State::Closed); // and the counter is back to 0
+    /// assert_eq!(cb.success_counter(), 0);
+    /// ```
     pub fn success_counter(&self) -> u32 {
         self.snapshot().success_counter
     }
 
     /// When the circuit last opened, while it is open or half-open.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{clock::ManualClock, CircuitBreaker};
+    /// use std::time::{Duration, UNIX_EPOCH};
+    ///
+    /// let clock = ManualClock::starting_at(Duration::from_secs(1_700_000_000));
+    /// let cb = CircuitBreaker::builder("db").clock(clock).build();
+    /// assert_eq!(cb.opened_at(), None);
+    /// cb.open();
+    /// assert_eq!(cb.opened_at(), Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+    /// cb.close();
+    /// assert_eq!(cb.opened_at(), None);
+    /// ```
     pub fn opened_at(&self) -> Option<SystemTime> {
         self.snapshot().opened_at.map(|at| UNIX_EPOCH + at)
     }
 
     /// Time until the next trial call, while the circuit is open.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{clock::ManualClock, CircuitBreaker};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .reset_timeout(Duration::from_secs(60))
+    ///     .clock(clock.clone())
+    ///     .build();
+    /// assert_eq!(cb.retry_after(), None); // closed
+    /// cb.open();
+    /// clock.advance(Duration::from_secs(45));
+    /// assert_eq!(cb.retry_after(), Some(Duration::from_secs(15)));
+    /// ```
     pub fn retry_after(&self) -> Option<Duration> {
         let timeout = self.reset_timeout();
         // Never more than the open period (the opening time is rounded up
@@ -128,6 +232,12 @@ impl CircuitBreaker {
     }
 
     /// Consecutive failures that open the circuit.
+    ///
+    /// # Example
+    /// ```
+    /// let cb = breaker::CircuitBreaker::builder("db").fail_max(3).build();
+    /// assert_eq!(cb.fail_max(), 3);
+    /// ```
     pub fn fail_max(&self) -> u32 {
         self.shared.fail_max.load(Ordering::Relaxed)
     }
@@ -136,6 +246,20 @@ impl CircuitBreaker {
     ///
     /// # Errors
     /// [`ConfigError::FailMax`] if `n` is 0 or above 65,535; nothing changes.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, ConfigError, State};
+    ///
+    /// let cb = CircuitBreaker::new("db");
+    /// cb.set_fail_max(1)?;
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// assert_eq!(cb.current_state(), State::Open);
+    ///
+    /// assert_eq!(cb.set_fail_max(0), Err(ConfigError::FailMax { value: 0 }));
+    /// assert_eq!(cb.fail_max(), 1); // unchanged
+    /// # Ok::<(), ConfigError>(())
+    /// ```
     pub fn set_fail_max(&self, n: u32) -> Result<(), ConfigError> {
         self.shared
             .fail_max
@@ -144,12 +268,36 @@ impl CircuitBreaker {
     }
 
     /// How long the circuit stays open before a trial call.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let cb = breaker::CircuitBreaker::builder("db")
+    ///     .reset_timeout(Duration::from_secs(30))
+    ///     .build();
+    /// assert_eq!(cb.reset_timeout(), Duration::from_secs(30));
+    /// ```
     pub fn reset_timeout(&self) -> Duration {
         Duration::from_nanos(self.shared.reset_timeout_ns.load(Ordering::Relaxed))
     }
 
     /// Changes the reset timeout; an open circuit's next trial is timed with
     /// the new value.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{clock::ManualClock, CircuitBreaker};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cb = CircuitBreaker::builder("db").clock(clock.clone()).build(); // 60 s
+    /// cb.open();
+    /// cb.set_reset_timeout(Duration::from_secs(5));
+    /// assert_eq!(cb.retry_after(), Some(Duration::from_secs(5)));
+    /// clock.advance(Duration::from_secs(5));
+    /// assert!(cb.call(|| Ok::<_, &str>(())).is_ok()); // the trial runs already
+    /// ```
     pub fn set_reset_timeout(&self, d: Duration) {
         self.shared
             .reset_timeout_ns
@@ -157,6 +305,12 @@ impl CircuitBreaker {
     }
 
     /// Trial successes in half-open that close the circuit.
+    ///
+    /// # Example
+    /// ```
+    /// let cb = breaker::CircuitBreaker::builder("db").success_threshold(3).build();
+    /// assert_eq!(cb.success_threshold(), 3);
+    /// ```
     pub fn success_threshold(&self) -> u32 {
         self.shared.success_threshold.load(Ordering::Relaxed)
     }
@@ -165,6 +319,19 @@ impl CircuitBreaker {
     ///
     /// # Errors
     /// [`ConfigError::SuccessThreshold`] if `n` is 0 or above 255.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, ConfigError};
+    ///
+    /// let cb = CircuitBreaker::new("db");
+    /// assert_eq!(cb.set_success_threshold(2), Ok(()));
+    /// assert_eq!(cb.success_threshold(), 2);
+    /// assert_eq!(
+    ///     cb.set_success_threshold(256),
+    ///     Err(ConfigError::SuccessThreshold { value: 256 })
+    /// );
+    /// ```
     pub fn set_success_threshold(&self, n: u32) -> Result<(), ConfigError> {
         self.shared
             .success_threshold
@@ -174,32 +341,100 @@ impl CircuitBreaker {
 
     /// Whether a failure that opens the circuit returns [`Error::Tripped`](crate::Error::Tripped)
     /// (`true`, the default) or the plain [`Error::Inner`](crate::Error::Inner).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, Error};
+    ///
+    /// let cb = CircuitBreaker::builder("db").fail_max(1).build();
+    /// assert!(cb.throw_new_error_on_trip());
+    /// assert!(matches!(cb.call(|| Err::<(), _>("refused")), Err(Error::Tripped(_, "refused"))));
+    /// ```
     pub fn throw_new_error_on_trip(&self) -> bool {
         self.shared.throw_on_trip.load(Ordering::Relaxed)
     }
 
     /// Changes [`throw_new_error_on_trip`](Self::throw_new_error_on_trip).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, Error, State};
+    ///
+    /// let cb = CircuitBreaker::builder("db").fail_max(1).build();
+    /// cb.set_throw_new_error_on_trip(false);
+    /// // The failure that opens the circuit comes back as it was returned.
+    /// assert!(matches!(cb.call(|| Err::<(), _>("refused")), Err(Error::Inner("refused"))));
+    /// assert_eq!(cb.current_state(), State::Open);
+    /// ```
     pub fn set_throw_new_error_on_trip(&self, on: bool) {
         self.shared.throw_on_trip.store(on, Ordering::Relaxed);
     }
 
     /// Opens the circuit now: calls are rejected for `reset_timeout`.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    ///
+    /// let cb = CircuitBreaker::new("db");
+    /// cb.open();
+    /// assert_eq!(cb.current_state(), State::Open);
+    /// let mut ran = false;
+    /// assert!(cb.call(|| { ran = true; Ok::<_, &str>(()) }).unwrap_err().is_open());
+    /// assert!(!ran);
+    /// ```
     pub fn open(&self) {
         self.force(Op::Force(State::Open));
     }
 
     /// Closes the circuit now, with both counters at zero.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    ///
+    /// let cb = CircuitBreaker::builder("db").fail_max(1).build();
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// assert_eq!(cb.current_state(), State::Open);
+    /// cb.close();
+    /// assert_eq!((cb.current_state(), cb.fail_counter()), (State::Closed, 0));
+    /// assert_eq!(cb.call(|| Ok::<_, &str>(1)).unwrap(), 1);
+    /// ```
     pub fn close(&self) {
         self.force(Op::Force(State::Closed));
     }
 
     /// Moves to half-open now: the next call runs as a trial.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    ///
+    /// let cb = CircuitBreaker::new("db");
+    /// cb.half_open();
+    /// assert_eq!(cb.current_state(), State::HalfOpen);
+    /// let _ = cb.call(|| Err::<(), _>("still down")); // the trial fails
+    /// assert_eq!(cb.current_state(), State::Open);
+    /// ```
     pub fn half_open(&self) {
         self.force(Op::Force(State::HalfOpen));
     }
 
     /// Closed, with both counters zero, whatever the state was; results of
     /// calls still running are ignored.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    ///
+    /// let cb = CircuitBreaker::new("db");
+    /// let _ = cb.call(|| {
+    ///     cb.reset(); // while this call runs
+    ///     Err::<(), _>("refused")
+    /// });
+    /// // The failure belonged to the time before the reset: not counted.
+    /// assert_eq!((cb.current_state(), cb.fail_counter()), (State::Closed, 0));
+    /// ```
     pub fn reset(&self) {
         self.force(Op::Reset);
     }
@@ -211,12 +446,52 @@ impl CircuitBreaker {
     }
 
     /// Adds a listener at the end of the list.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, Listener, State};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// #[derive(Default)]
+    /// struct Changes(Mutex<Vec<(State, State)>>);
+    /// impl Listener for Changes {
+    ///     fn state_change(&self, _: &CircuitBreaker, old: State, new: State) {
+    ///         self.0.lock().unwrap().push((old, new));
+    ///     }
+    /// }
+    ///
+    /// let cb = CircuitBreaker::new("db");
+    /// let changes = Arc::new(Changes::default());
+    /// cb.add_listener(changes.clone());
+    /// cb.open();
+    /// cb.close();
+    /// assert_eq!(
+    ///     *changes.0.lock().unwrap(),
+    ///     [(State::Closed, State::Open), (State::Open, State::Closed)]
+    /// );
+    /// ```
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
         let _edit = self.edit();
         push(&self.shared.listeners, &self.shared.listening, listener);
     }
 
     /// Removes `listener` (compared by identity); returns whether it was there.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, Listener};
+    /// use std::sync::Arc;
+    ///
+    /// struct Quiet;
+    /// impl Listener for Quiet {}
+    ///
+    /// let cb = CircuitBreaker::new("db");
+    /// let listener: Arc<dyn Listener> = Arc::new(Quiet);
+    /// cb.add_listener(listener.clone());
+    /// assert!(cb.remove_listener(&listener));
+    /// assert!(!cb.remove_listener(&listener)); // already gone
+    /// assert!(cb.listeners().is_empty());
+    /// ```
     pub fn remove_listener(&self, listener: &Arc<dyn Listener>) -> bool {
         let target = Arc::as_ptr(listener) as *const ();
         let _edit = self.edit();
@@ -235,17 +510,58 @@ impl CircuitBreaker {
     }
 
     /// The listeners, in the order they run.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, Listener};
+    /// use std::sync::Arc;
+    ///
+    /// struct Quiet;
+    /// impl Listener for Quiet {}
+    ///
+    /// let first: Arc<dyn Listener> = Arc::new(Quiet);
+    /// let cb = CircuitBreaker::builder("db").listener_arc(first.clone()).build();
+    /// cb.add_listener(Arc::new(Quiet));
+    /// let listeners = cb.listeners();
+    /// assert_eq!(listeners.len(), 2);
+    /// assert!(Arc::ptr_eq(&listeners[0], &first));
+    /// ```
     pub fn listeners(&self) -> Vec<Arc<dyn Listener>> {
         Vec::clone(&self.shared.listeners.load())
     }
 
     /// From now on, errors of type `E` (itself, boxed, or in a `source()`
     /// chain) are not failures.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, Error};
+    /// use std::num::ParseIntError;
+    ///
+    /// let cb = CircuitBreaker::new("parser");
+    /// cb.add_excluded::<ParseIntError>();
+    /// let parsed = cb.call(|| "x".parse::<u32>());
+    /// assert!(matches!(parsed, Err(Error::Inner(_)))); // returned as it is...
+    /// assert_eq!(cb.fail_counter(), 0); // ...and not counted
+    /// ```
     pub fn add_excluded<E: StdError + 'static>(&self) {
         self.add_exclusion(Exclusion::by_type::<E>());
     }
 
     /// From now on, errors for which `predicate` is true are not failures.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::CircuitBreaker;
+    /// use std::io::{Error, ErrorKind};
+    ///
+    /// let cb = CircuitBreaker::new("files");
+    /// cb.add_excluded_if(|e: &Error| e.kind() == ErrorKind::NotFound);
+    /// let _ = cb.call(|| Err::<(), _>(Error::from(ErrorKind::NotFound)));
+    /// assert_eq!(cb.fail_counter(), 0);
+    /// let _ = cb.call(|| Err::<(), _>(Error::from(ErrorKind::TimedOut)));
+    /// assert_eq!(cb.fail_counter(), 1);
+    /// ```
     pub fn add_excluded_if<E, F>(&self, predicate: F)
     where
         E: StdError + 'static,
@@ -261,6 +577,18 @@ impl CircuitBreaker {
 
     /// Stops excluding errors of type `E` (added with `exclude::<E>()` or
     /// `add_excluded::<E>()`); returns whether it was excluded.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::CircuitBreaker;
+    /// use std::num::ParseIntError;
+    ///
+    /// let cb = CircuitBreaker::builder("parser").exclude::<ParseIntError>().build();
+    /// assert!(cb.remove_excluded::<ParseIntError>());
+    /// assert!(!cb.remove_excluded::<ParseIntError>());
+    /// let _ = cb.call(|| "x".parse::<u32>());
+    /// assert_eq!(cb.fail_counter(), 1); // a failure again
+    /// ```
     pub fn remove_excluded<E: 'static>(&self) -> bool {
         let _edit = self.edit();
         remove(&self.shared.exclusions, &self.shared.excluding, |x| {

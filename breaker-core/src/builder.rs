@@ -66,18 +66,58 @@ impl CircuitBreakerBuilder {
     }
 
     /// Consecutive failures that open the circuit (default 5).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    ///
+    /// let cb = CircuitBreaker::builder("db").fail_max(2).build();
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// assert_eq!(cb.current_state(), State::Closed);
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// assert_eq!(cb.current_state(), State::Open);
+    /// ```
     pub fn fail_max(mut self, n: u32) -> Self {
         self.fail_max = n;
         self
     }
 
     /// How long the circuit stays open before a trial call (default 60 s).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{clock::ManualClock, CircuitBreaker};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .reset_timeout(Duration::from_secs(10))
+    ///     .clock(clock.clone())
+    ///     .build();
+    /// cb.open();
+    /// clock.advance(Duration::from_secs(9));
+    /// assert!(cb.call(|| Ok::<_, &str>(())).unwrap_err().is_open());
+    /// clock.advance(Duration::from_secs(1));
+    /// assert!(cb.call(|| Ok::<_, &str>(())).is_ok()); // the trial
+    /// ```
     pub fn reset_timeout(mut self, d: Duration) -> Self {
         self.reset_timeout = d;
         self
     }
 
     /// Trial successes in half-open that close the circuit (default 1).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    ///
+    /// let cb = CircuitBreaker::builder("db").success_threshold(2).build();
+    /// cb.half_open();
+    /// let _ = cb.call(|| Ok::<_, &str>(()));
+    /// assert_eq!(cb.current_state(), State::HalfOpen);
+    /// let _ = cb.call(|| Ok::<_, &str>(()));
+    /// assert_eq!(cb.current_state(), State::Closed);
+    /// ```
     pub fn success_threshold(mut self, n: u32) -> Self {
         self.success_threshold = n;
         self
@@ -85,6 +125,18 @@ impl CircuitBreakerBuilder {
 
     /// Whether the failure that opens the circuit returns
     /// [`Error::Tripped`](crate::Error::Tripped) (default `true`, as pybreaker).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, Error};
+    ///
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .fail_max(1)
+    ///     .throw_new_error_on_trip(false)
+    ///     .build();
+    /// assert!(matches!(cb.call(|| Err::<(), _>("refused")), Err(Error::Inner("refused"))));
+    /// assert!(cb.call(|| Ok::<_, &str>(())).unwrap_err().is_open());
+    /// ```
     pub fn throw_new_error_on_trip(mut self, on: bool) -> Self {
         self.throw_on_trip = on;
         self
@@ -94,6 +146,20 @@ impl CircuitBreakerBuilder {
     /// `Box<dyn Error>` (or `anyhow::Error` with the `anyhow` feature), and
     /// any error in their `source()` chain. They count as successes and are
     /// returned as [`Error::Inner`](crate::Error::Inner).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, Error};
+    ///
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("invalid customer")]
+    /// struct Invalid;
+    ///
+    /// let cb = CircuitBreaker::builder("db").fail_max(1).exclude::<Invalid>().build();
+    /// let boxed = || Err::<(), Box<dyn std::error::Error + Send + Sync>>(Box::new(Invalid));
+    /// assert!(matches!(cb.call(boxed), Err(Error::Inner(_))));
+    /// assert_eq!(cb.fail_counter(), 0);
+    /// ```
     pub fn exclude<E: StdError + 'static>(mut self) -> Self {
         self.exclusions.push(Exclusion::by_type::<E>());
         self
@@ -101,6 +167,25 @@ impl CircuitBreakerBuilder {
 
     /// Errors of type `E` (found as [`exclude`](Self::exclude) finds them)
     /// for which `predicate` is true are not failures.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::CircuitBreaker;
+    ///
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("http {status}")]
+    /// struct HttpError {
+    ///     status: u16,
+    /// }
+    ///
+    /// let cb = CircuitBreaker::builder("api")
+    ///     .exclude_if(|e: &HttpError| e.status < 500) // the caller's fault
+    ///     .build();
+    /// let _ = cb.call(|| Err::<(), _>(HttpError { status: 404 }));
+    /// assert_eq!(cb.fail_counter(), 0);
+    /// let _ = cb.call(|| Err::<(), _>(HttpError { status: 503 }));
+    /// assert_eq!(cb.fail_counter(), 1);
+    /// ```
     pub fn exclude_if<E, F>(mut self, predicate: F) -> Self
     where
         E: StdError + 'static,
@@ -111,18 +196,60 @@ impl CircuitBreakerBuilder {
     }
 
     /// Adds a listener; listeners run in the order they were added.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, Failure, Listener};
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// struct CountFailures(Arc<AtomicUsize>);
+    /// impl Listener for CountFailures {
+    ///     fn failure(&self, _: &CircuitBreaker, _: &Failure<'_>) {
+    ///         self.0.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// }
+    ///
+    /// let failures = Arc::new(AtomicUsize::new(0));
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .listener(CountFailures(failures.clone()))
+    ///     .build();
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// assert_eq!(failures.load(Ordering::Relaxed), 1);
+    /// ```
     pub fn listener(mut self, listener: impl Listener + 'static) -> Self {
         self.listeners.push(Arc::new(listener));
         self
     }
 
     /// Adds a listener already in an `Arc`, to remove it later by identity.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, Listener};
+    /// use std::sync::Arc;
+    ///
+    /// struct Log;
+    /// impl Listener for Log {}
+    ///
+    /// let log: Arc<dyn Listener> = Arc::new(Log);
+    /// let cb = CircuitBreaker::builder("db").listener_arc(log.clone()).build();
+    /// assert!(cb.remove_listener(&log));
+    /// ```
     pub fn listener_arc(mut self, listener: Arc<dyn Listener>) -> Self {
         self.listeners.push(listener);
         self
     }
 
     /// Where the state lives (default: a new [`MemoryStorage`]).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, MemoryStorage, State};
+    ///
+    /// let cb = CircuitBreaker::builder("db").storage(MemoryStorage::new()).build();
+    /// assert_eq!(cb.current_state(), State::Closed);
+    /// ```
     pub fn storage<S: Storage>(mut self, storage: S) -> Self {
         self.storage = Some(Backend::new(storage));
         self
@@ -130,6 +257,19 @@ impl CircuitBreakerBuilder {
 
     /// The clock (default: [`SystemClock`]); inject a
     /// [`ManualClock`](crate::clock::ManualClock) to test timeouts.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{clock::ManualClock, CircuitBreaker, State};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cb = CircuitBreaker::builder("db").clock(clock.clone()).build();
+    /// cb.open();
+    /// clock.advance(Duration::from_secs(60)); // no sleeping
+    /// assert_eq!(cb.call(|| Ok::<_, &str>("trial")).unwrap(), "trial");
+    /// assert_eq!(cb.current_state(), State::Closed);
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(ClockImpl::new(clock));
         self
@@ -139,6 +279,19 @@ impl CircuitBreakerBuilder {
     ///
     /// # Errors
     /// [`ConfigError`] when `fail_max` or `success_threshold` is out of range.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, ConfigError};
+    ///
+    /// let err = CircuitBreaker::builder("db").success_threshold(0).try_build().unwrap_err();
+    /// assert_eq!(err, ConfigError::SuccessThreshold { value: 0 });
+    /// assert_eq!(err.to_string(), "success_threshold must be between 1 and 255, got 0");
+    ///
+    /// let cb = CircuitBreaker::builder("db").fail_max(3).try_build()?;
+    /// assert_eq!(cb.fail_max(), 3);
+    /// # Ok::<(), ConfigError>(())
+    /// ```
     pub fn try_build(self) -> Result<CircuitBreaker, ConfigError> {
         let fail_max = check_fail_max(self.fail_max)?;
         let success_threshold = check_success_threshold(self.success_threshold)?;
@@ -176,6 +329,19 @@ impl CircuitBreakerBuilder {
     /// # Panics
     /// When a setting is out of range, with the message of
     /// [`try_build`](Self::try_build)'s error.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::CircuitBreaker;
+    ///
+    /// let cb = CircuitBreaker::builder("db").fail_max(3).build();
+    /// assert_eq!(cb.fail_max(), 3);
+    /// ```
+    ///
+    /// ```should_panic
+    /// // panics: "fail_max must be between 1 and 65535, got 0"
+    /// let cb = breaker::CircuitBreaker::builder("db").fail_max(0).build();
+    /// ```
     pub fn build(self) -> CircuitBreaker {
         match self.try_build() {
             Ok(cb) => cb,

@@ -126,6 +126,33 @@ impl CircuitBreaker {
 
     /// [`call_async`](Self::call_async) with an [`ErrorView`], as
     /// [`call_with_view`](Self::call_with_view).
+    ///
+    /// ```
+    /// use breaker::CircuitBreaker;
+    /// use std::error::Error;
+    ///
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("invalid input")]
+    /// struct Invalid;
+    ///
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("request failed")]
+    /// struct RequestError(#[source] Invalid);
+    ///
+    /// fn view(e: &RequestError) -> Option<&(dyn Error + 'static)> {
+    ///     Some(e)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cb = CircuitBreaker::builder("api").exclude::<Invalid>().build();
+    /// let result = cb
+    ///     .call_async_with_view(async { Err::<(), _>(RequestError(Invalid)) }, view)
+    ///     .await;
+    /// assert!(result.is_err());
+    /// assert_eq!(cb.fail_counter(), 0); // `Invalid` was found in the source chain
+    /// # }
+    /// ```
     #[inline]
     pub fn call_async_with_view<T, E, Fut>(
         &self,

@@ -74,21 +74,67 @@ impl CircuitBreakerError {
     }
 
     /// The breaker's name.
+    ///
+    /// # Example
+    /// ```
+    /// let cb = breaker::CircuitBreaker::new("payments");
+    /// cb.open();
+    /// let err = cb.call(|| Ok::<_, &str>(())).unwrap_err();
+    /// assert_eq!(err.breaker_error().unwrap().name(), "payments");
+    /// ```
     pub fn name(&self) -> &str {
         self.name.as_str()
     }
 
     /// The breaker's state when this error was made.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, Error, State};
+    ///
+    /// let cb = CircuitBreaker::new("db");
+    /// cb.half_open();
+    /// let _ = cb.call(|| {
+    ///     // While the trial runs, other calls are rejected in half-open.
+    ///     let err = cb.call(|| Ok::<_, &str>(())).unwrap_err();
+    ///     assert_eq!(err.breaker_error().unwrap().state(), State::HalfOpen);
+    ///     Ok::<_, Error<&str>>(())
+    /// });
+    /// ```
     pub fn state(&self) -> State {
         self.state
     }
 
     /// Why the call was refused or the circuit opened.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, Error, Reason};
+    ///
+    /// let cb = CircuitBreaker::builder("db").fail_max(1).build();
+    /// let Err(Error::Tripped(e, _)) = cb.call(|| Err::<(), _>("refused")) else { unreachable!() };
+    /// assert_eq!(e.reason(), Reason::FailureThreshold);
+    /// let Err(Error::Open(e)) = cb.call(|| Ok::<_, &str>(())) else { unreachable!() };
+    /// assert_eq!(e.reason(), Reason::TimeoutNotElapsed);
+    /// ```
     pub fn reason(&self) -> Reason {
         self.reason
     }
 
     /// Time until the next trial call may run, when the circuit is open.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{clock::ManualClock, CircuitBreaker};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cb = CircuitBreaker::builder("db").clock(clock.clone()).build(); // 60 s
+    /// cb.open();
+    /// clock.advance(Duration::from_secs(20));
+    /// let err = cb.call(|| Ok::<_, &str>(())).unwrap_err();
+    /// assert_eq!(err.breaker_error().unwrap().retry_after(), Some(Duration::from_secs(40)));
+    /// ```
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after.get()
     }
@@ -161,6 +207,16 @@ pub enum Error<E> {
 
 impl<E> Error<E> {
     /// The guarded function's error, if it ran.
+    ///
+    /// # Example
+    /// ```
+    /// let cb = breaker::CircuitBreaker::new("db");
+    /// let err = cb.call(|| Err::<(), _>("refused")).unwrap_err();
+    /// assert_eq!(err.into_inner(), Some("refused"));
+    /// cb.open();
+    /// let err = cb.call(|| Err::<(), _>("refused")).unwrap_err();
+    /// assert_eq!(err.into_inner(), None); // it did not run
+    /// ```
     pub fn into_inner(self) -> Option<E> {
         match self {
             Error::Open(_) => None,
@@ -169,6 +225,13 @@ impl<E> Error<E> {
     }
 
     /// A reference to the guarded function's error, if it ran.
+    ///
+    /// # Example
+    /// ```
+    /// let cb = breaker::CircuitBreaker::new("db");
+    /// let err = cb.call(|| Err::<(), _>(String::from("refused"))).unwrap_err();
+    /// assert_eq!(err.inner().map(String::as_str), Some("refused"));
+    /// ```
     pub fn inner(&self) -> Option<&E> {
         match self {
             Error::Open(_) => None,
@@ -177,16 +240,42 @@ impl<E> Error<E> {
     }
 
     /// True when the call was rejected without running.
+    ///
+    /// # Example
+    /// ```
+    /// let cb = breaker::CircuitBreaker::new("db");
+    /// assert!(!cb.call(|| Err::<(), _>("refused")).unwrap_err().is_open());
+    /// cb.open();
+    /// assert!(cb.call(|| Err::<(), _>("refused")).unwrap_err().is_open());
+    /// ```
     pub fn is_open(&self) -> bool {
         matches!(self, Error::Open(_))
     }
 
     /// True when this call's failure opened the circuit.
+    ///
+    /// # Example
+    /// ```
+    /// let cb = breaker::CircuitBreaker::builder("db").fail_max(2).build();
+    /// assert!(!cb.call(|| Err::<(), _>("refused")).unwrap_err().is_tripped());
+    /// assert!(cb.call(|| Err::<(), _>("refused")).unwrap_err().is_tripped());
+    /// ```
     pub fn is_tripped(&self) -> bool {
         matches!(self, Error::Tripped(..))
     }
 
     /// The breaker's error, for `Open` and `Tripped`.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::State;
+    ///
+    /// let cb = breaker::CircuitBreaker::builder("db").fail_max(2).build();
+    /// let inner = cb.call(|| Err::<(), _>("refused")).unwrap_err();
+    /// assert!(inner.breaker_error().is_none());
+    /// let tripped = cb.call(|| Err::<(), _>("refused")).unwrap_err();
+    /// assert_eq!(tripped.breaker_error().unwrap().state(), State::Open);
+    /// ```
     pub fn breaker_error(&self) -> Option<&CircuitBreakerError> {
         match self {
             Error::Open(e) | Error::Tripped(e, _) => Some(e),
@@ -195,6 +284,16 @@ impl<E> Error<E> {
     }
 
     /// Maps the inner error, keeping the variant.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::Error;
+    ///
+    /// let cb = breaker::CircuitBreaker::new("db");
+    /// let err = cb.call(|| "x".parse::<u32>()).unwrap_err();
+    /// let err: Error<String> = err.map_inner(|e| e.to_string());
+    /// assert!(matches!(err, Error::Inner(ref m) if m == "invalid digit found in string"));
+    /// ```
     pub fn map_inner<F, O: FnOnce(E) -> F>(self, op: O) -> Error<F> {
         match self {
             Error::Open(e) => Error::Open(e),

@@ -30,6 +30,7 @@
 //! assert_eq!(cb.call(|| Ok::<_, &str>(7)).unwrap(), 7); // the trial
 //! assert_eq!(cb.current_state(), State::Closed);
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
 
@@ -56,6 +57,7 @@ mod memory;
 mod name;
 mod recording;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod registry;
 mod state;
@@ -75,4 +77,6 @@ pub use memory::MemoryStorage;
 pub use state::{ParseStateError, Reason, State};
 
 #[cfg(feature = "redis")]
-pub use self::redis::RedisStorage;
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(inline)]
+pub use self::redis::handle::RedisStorage;

@@ -28,7 +28,7 @@ crate::forward::trait_with_forwarding! {
     /// (heard from a background thread of the storage, or from a caller that
     /// reports them after its own). Other storages shared with other processes
     /// report each transition once, in the order their
-    /// [`Storage::announce`](crate::Storage::announce) gives.
+    /// [`Storage::announce`](crate::storage::Storage::announce) gives.
     ///
     /// A listener that panics leaves the breaker consistent: the other listeners
     /// still run, then the first panic continues in the caller.

@@ -65,7 +65,7 @@ use proc_macro::TokenStream;
 /// | `success_threshold` | `1` (1 to 255) | 1 |
 /// | `throw_new_error_on_trip` | `true` / `false` | `true` |
 /// | `exclude` | `[Type, Enum::Variant(..), Enum::Unit { .. }, \|e: &T\| predicate]` | none |
-/// | `storage` | `path::to::fn` returning a [`Storage`](https://docs.rs/breaker/latest/breaker/trait.Storage.html) | memory |
+/// | `storage` | `path::to::fn` returning a [`Storage`](https://docs.rs/breaker/latest/breaker/storage/trait.Storage.html) | memory |
 /// | `listeners` | `[path::to::fn, ..]`, each returning a listener | none |
 /// | `crate` | `"path"` to the `breaker` crate if renamed | `"::breaker"` |
 ///

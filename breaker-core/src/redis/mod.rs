@@ -2,8 +2,7 @@
 //! use the same Redis and namespace (feature `redis`).
 //!
 //! ```no_run
-//! use breaker::redis::RedisStorage;
-//! use breaker::CircuitBreaker;
+//! use breaker::{CircuitBreaker, RedisStorage};
 //! use std::time::Duration;
 //!
 //! let redis = RedisStorage::builder("redis://127.0.0.1:6379/")
@@ -44,7 +43,7 @@
 //!
 //! # The hot path, round trips and staleness
 //!
-//! [`load`](crate::Storage::load) never does I/O: it reads a local view of
+//! [`load`](crate::storage::Storage::load) never does I/O: it reads a local view of
 //! the shared state. The view is updated by the reply to each of this
 //! process's own operations, by a pub/sub message for every write by any
 //! process, and by a read of every breaker's state each
@@ -154,19 +153,28 @@ use crate::memory::MemoryStorage;
 use crate::state::{Limits, Op, Snapshot, State};
 use crate::storage::{Applied, ApplyFuture, Binding, ClosedHint, Storage};
 
-/// A [`Storage`] in Redis, shared by every process and host that use the
-/// same Redis and namespace. See the [module documentation](self) for how it
-/// works, its round trips, staleness bound and failure behaviour.
-///
-/// Build one with [`RedisStorage::builder`], then give each breaker its own
-/// [`clone`](Clone::clone): clones share the connections and background work,
-/// and each keeps the state of the breaker it is built into, by that
-/// breaker's name.
-pub struct RedisStorage {
-    hub: Arc<Hub>,
-    slot: OnceLock<Arc<Slot>>,
-    /// The state before a breaker is bound (nothing can be keyed yet).
-    unbound: MemoryStorage,
+use self::handle::RedisStorage;
+
+/// Where [`RedisStorage`] is defined: out of this public module, so that its
+/// one public path is the crate root's (`breaker::RedisStorage`).
+pub(crate) mod handle {
+    use super::{Arc, Hub, MemoryStorage, OnceLock, Slot};
+
+    /// A [`Storage`](crate::storage::Storage) in Redis, shared by every
+    /// process and host that use the same Redis and namespace (feature
+    /// `redis`). See the [`redis` module](crate::redis) for how it works, its
+    /// round trips, staleness bound and failure behaviour.
+    ///
+    /// Build one with [`RedisStorage::builder`], then give each breaker its
+    /// own [`clone`](Clone::clone): clones share the connections and
+    /// background work, and each keeps the state of the breaker it is built
+    /// into, by that breaker's name.
+    pub struct RedisStorage {
+        pub(super) hub: Arc<Hub>,
+        pub(super) slot: OnceLock<Arc<Slot>>,
+        /// The state before a breaker is bound (nothing can be keyed yet).
+        pub(super) unbound: MemoryStorage,
+    }
 }
 
 impl Clone for RedisStorage {
@@ -195,11 +203,33 @@ impl RedisStorage {
     /// A builder for a storage on the Redis server at `url`
     /// (`redis://[user:password@]host[:port][/db]`), or on the cluster it
     /// belongs to with [`cluster_mode`](RedisStorageBuilder::cluster_mode).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::RedisStorage;
+    ///
+    /// let redis = RedisStorage::builder("redis://127.0.0.1:6379/")
+    ///     .namespace("checkout")
+    ///     .build()?; // connects in the background: no server needed yet
+    /// assert_eq!(redis.namespace(), "checkout");
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
     pub fn builder(url: impl IntoConnectionInfo) -> RedisStorageBuilder {
         RedisStorageBuilder::new(url.into_connection_info())
     }
 
     /// A builder for a storage on the server `client` connects to.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::RedisStorage;
+    ///
+    /// // A client of the `redis` crate, as the application may already have.
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+    /// let storage = RedisStorage::from_client(&client).namespace("checkout").build()?;
+    /// assert_eq!(storage.namespace(), "checkout");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_client(client: &::redis::Client) -> RedisStorageBuilder {
         RedisStorageBuilder::new(Ok(client.get_connection_info().clone()))
     }
@@ -208,16 +238,58 @@ impl RedisStorage {
     ///
     /// # Errors
     /// As [`RedisStorageBuilder::build`].
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::redis::RedisStorageError;
+    /// use breaker::RedisStorage;
+    ///
+    /// let redis = RedisStorage::open("redis://127.0.0.1:6379/")?;
+    /// assert_eq!(redis.namespace(), "breaker"); // the default
+    /// assert!(matches!(RedisStorage::open("http://example.com"), Err(RedisStorageError::Client(_))));
+    /// # Ok::<(), RedisStorageError>(())
+    /// ```
     pub fn open(url: impl IntoConnectionInfo) -> Result<Self, RedisStorageError> {
         Self::builder(url).build()
     }
 
     /// The Redis key of the breaker this storage is bound to, once bound.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, RedisStorage};
+    /// use std::time::Duration;
+    ///
+    /// use std::sync::Arc;
+    ///
+    /// // No Redis listens on port 1: the breaker runs on the fallback state.
+    /// let redis = RedisStorage::builder("redis://127.0.0.1:1/")
+    ///     .namespace("checkout")
+    ///     .connect_timeout(Duration::from_millis(100))
+    ///     .build()?;
+    /// assert_eq!(redis.key(), None); // not bound to a breaker yet
+    /// // An `Arc` of a storage is a storage: keep one to look at it later.
+    /// let storage = Arc::new(redis.clone());
+    /// let payments = CircuitBreaker::builder("payments").storage(storage.clone()).build();
+    /// assert_eq!(storage.key(), Some("{checkout:payments}:state"));
+    /// # let _ = payments;
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
     pub fn key(&self) -> Option<&str> {
         self.slot.get().map(|s| s.key.as_str())
     }
 
     /// The namespace.
+    ///
+    /// # Example
+    /// ```
+    /// let redis = breaker::RedisStorage::builder("redis://127.0.0.1:6379/")
+    ///     .namespace("checkout")
+    ///     .build()?;
+    /// assert_eq!(redis.namespace(), "checkout");
+    /// assert_eq!(redis.clone().namespace(), "checkout"); // clones share it
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
     pub fn namespace(&self) -> &str {
         &self.hub.core.cfg.namespace
     }
@@ -225,6 +297,24 @@ impl RedisStorage {
     /// Whether calls follow the shared state now: `false` before the first
     /// read of it, while Redis is unreachable, and while its value is corrupt
     /// (calls then follow the fallback state).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, RedisStorage};
+    /// use std::time::Duration;
+    ///
+    /// use std::sync::Arc;
+    ///
+    /// // No Redis listens on port 1.
+    /// let redis = RedisStorage::builder("redis://127.0.0.1:1/")
+    ///     .connect_timeout(Duration::from_millis(100))
+    ///     .build()?;
+    /// let storage = Arc::new(redis);
+    /// let db = CircuitBreaker::builder("db").storage(storage.clone()).build();
+    /// assert!(!storage.is_shared()); // Redis is unreachable
+    /// assert!(db.call(|| Ok::<_, &str>(())).is_ok()); // decided on the fallback state
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
     pub fn is_shared(&self) -> bool {
         self.slot.get().is_some_and(|s| !s.on_fallback())
     }
@@ -414,6 +504,19 @@ impl RedisStorageBuilder {
 
     /// Breakers in the same namespace and of the same name share their state
     /// (default `breaker`). Letters, digits and `-_.` only, at most 64.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::redis::RedisStorageError;
+    /// use breaker::RedisStorage;
+    ///
+    /// let url = "redis://127.0.0.1:6379/";
+    /// let redis = RedisStorage::builder(url).namespace("checkout-v2").build()?;
+    /// assert_eq!(redis.namespace(), "checkout-v2");
+    /// let bad = RedisStorage::builder(url).namespace("checkout:v2").build();
+    /// assert!(matches!(bad, Err(RedisStorageError::Namespace { .. })));
+    /// # Ok::<(), RedisStorageError>(())
+    /// ```
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self
@@ -421,6 +524,22 @@ impl RedisStorageBuilder {
 
     /// The state a breaker starts from, and decides on locally, while Redis
     /// is unreachable (default [`State::Closed`]: calls keep running).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, RedisStorage, State};
+    /// use std::time::Duration;
+    ///
+    /// // No Redis listens on port 1: calls are rejected until it can be reached.
+    /// let redis = RedisStorage::builder("redis://127.0.0.1:1/")
+    ///     .fallback_state(State::Open)
+    ///     .connect_timeout(Duration::from_millis(100))
+    ///     .build()?;
+    /// let db = CircuitBreaker::builder("db").storage(redis).build();
+    /// assert_eq!(db.current_state(), State::Open);
+    /// assert!(db.call(|| Ok::<_, &str>(())).unwrap_err().is_open());
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
     pub fn fallback_state(mut self, state: State) -> Self {
         self.fallback_state = state;
         self
@@ -428,6 +547,14 @@ impl RedisStorageBuilder {
 
     /// Talk to a Redis Cluster (default `false`): the URL given to the
     /// builder, and any added with [`node`](Self::node), are its seed nodes.
+    ///
+    /// # Example
+    /// ```
+    /// let builder = breaker::RedisStorage::builder("redis://10.0.0.1:6379/")
+    ///     .cluster_mode(true)
+    ///     .node("redis://10.0.0.2:6379/");
+    /// assert!(format!("{builder:?}").contains("cluster_mode: true"));
+    /// ```
     pub fn cluster_mode(mut self, on: bool) -> Self {
         self.cluster = on;
         self
@@ -435,6 +562,18 @@ impl RedisStorageBuilder {
 
     /// Adds a seed node of the cluster (in cluster mode; ignored otherwise).
     /// The pub/sub listener also moves to the next seed node when one fails.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::redis::RedisStorageError;
+    /// use breaker::RedisStorage;
+    ///
+    /// let bad = RedisStorage::builder("redis://10.0.0.1:6379/")
+    ///     .cluster_mode(true)
+    ///     .node("not a url")
+    ///     .build();
+    /// assert!(matches!(bad, Err(RedisStorageError::Client(_)))); // every node is checked
+    /// ```
     pub fn node(mut self, url: impl IntoConnectionInfo) -> Self {
         self.nodes.push(url.into_connection_info());
         self
@@ -442,6 +581,15 @@ impl RedisStorageBuilder {
 
     /// How long a breaker's key lives after its last write (default 24 h),
     /// raised to two reset timeouts plus a trial lease if shorter.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = breaker::RedisStorage::builder("redis://127.0.0.1:6379/")
+    ///     .key_ttl(Duration::from_secs(3_600));
+    /// assert!(format!("{builder:?}").contains("key_ttl: 3600s"));
+    /// ```
     pub fn key_ttl(mut self, ttl: Duration) -> Self {
         self.key_ttl = ttl;
         self
@@ -449,6 +597,26 @@ impl RedisStorageBuilder {
 
     /// The longest wait for a connection, and for the first read of a
     /// breaker's state when it is built (default 1 s).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::redis::RedisStorageError;
+    /// use breaker::RedisStorage;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// // No Redis listens on port 1: building a breaker waits at most about this long.
+    /// let redis = RedisStorage::builder("redis://127.0.0.1:1/")
+    ///     .connect_timeout(Duration::from_millis(100))
+    ///     .build()?;
+    /// let start = Instant::now();
+    /// let db = breaker::CircuitBreaker::builder("db").storage(redis).build();
+    /// assert!(start.elapsed() < Duration::from_secs(1));
+    /// # let _ = db;
+    ///
+    /// let zero = RedisStorage::builder("redis://127.0.0.1:1/").connect_timeout(Duration::ZERO).build();
+    /// assert!(matches!(zero, Err(RedisStorageError::ZeroDuration { setting: "connect_timeout" })));
+    /// # Ok::<(), RedisStorageError>(())
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -456,6 +624,18 @@ impl RedisStorageBuilder {
 
     /// The longest any call waits for Redis (default 250 ms); past it, Redis
     /// counts as unreachable and calls decide on the fallback state.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::redis::RedisStorageError;
+    /// use breaker::RedisStorage;
+    /// use std::time::Duration;
+    ///
+    /// let url = "redis://127.0.0.1:6379/";
+    /// assert!(RedisStorage::builder(url).command_timeout(Duration::from_millis(50)).build().is_ok());
+    /// let zero = RedisStorage::builder(url).command_timeout(Duration::ZERO).build();
+    /// assert!(matches!(zero, Err(RedisStorageError::ZeroDuration { setting: "command_timeout" })));
+    /// ```
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
         self
@@ -464,6 +644,18 @@ impl RedisStorageBuilder {
     /// How often every breaker's state is read again, whatever pub/sub says
     /// (default 1 s): with the command timeout, it bounds how stale the
     /// local view can be.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::redis::RedisStorageError;
+    /// use breaker::RedisStorage;
+    /// use std::time::Duration;
+    ///
+    /// let url = "redis://127.0.0.1:6379/";
+    /// assert!(RedisStorage::builder(url).resync_interval(Duration::from_secs(5)).build().is_ok());
+    /// let zero = RedisStorage::builder(url).resync_interval(Duration::ZERO).build();
+    /// assert!(matches!(zero, Err(RedisStorageError::ZeroDuration { setting: "resync_interval" })));
+    /// ```
     pub fn resync_interval(mut self, interval: Duration) -> Self {
         self.resync_interval = interval;
         self
@@ -472,6 +664,15 @@ impl RedisStorageBuilder {
     /// How long a half-open trial holds its place (default: the breaker's
     /// reset timeout, at least 1 s). A trial that runs longer loses it: its
     /// result is ignored and another call may run as the trial.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = breaker::RedisStorage::builder("redis://127.0.0.1:6379/")
+    ///     .trial_lease(Duration::from_secs(5)); // the slowest trial call expected
+    /// assert!(format!("{builder:?}").contains("trial_lease: Some(5s)"));
+    /// ```
     pub fn trial_lease(mut self, lease: Duration) -> Self {
         self.trial_lease = Some(lease);
         self
@@ -480,6 +681,16 @@ impl RedisStorageBuilder {
     /// Whether to listen on pub/sub for other processes' writes (default
     /// `true`). Without it, their transitions show after at most a resync
     /// interval; use it where pub/sub is not allowed.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = breaker::RedisStorage::builder("redis://127.0.0.1:6379/")
+    ///     .subscribe(false)
+    ///     .resync_interval(Duration::from_millis(250)); // see others' writes sooner
+    /// assert!(format!("{builder:?}").contains("subscribe: false"));
+    /// ```
     pub fn subscribe(mut self, on: bool) -> Self {
         self.subscribe = on;
         self
@@ -492,6 +703,19 @@ impl RedisStorageBuilder {
     /// # Errors
     /// [`RedisStorageError`] for an invalid URL or namespace, a zero timeout
     /// or interval, or when its background threads cannot start.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::redis::RedisStorageError;
+    /// use breaker::RedisStorage;
+    ///
+    /// // Nothing listens on port 1, and building still succeeds.
+    /// let redis = RedisStorage::builder("redis://127.0.0.1:1/").build()?;
+    /// assert!(!redis.is_shared());
+    /// let bad = RedisStorage::builder("http://example.com").build();
+    /// assert!(matches!(bad, Err(RedisStorageError::Client(_))));
+    /// # Ok::<(), RedisStorageError>(())
+    /// ```
     pub fn build(self) -> Result<RedisStorage, RedisStorageError> {
         let nodes = self
             .nodes

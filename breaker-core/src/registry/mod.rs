@@ -95,6 +95,21 @@ pub enum RegistryError {
 /// the name is declared but its declarations cannot make a breaker, with
 /// the reason (see [`declaration_errors`]). Use [`try_get`] to get an
 /// `Option` instead.
+///
+/// # Example
+/// ```
+/// use breaker::{registry, CircuitBreaker};
+/// use std::sync::Arc;
+///
+/// let registered = registry::register(CircuitBreaker::new("get-doc")).unwrap();
+/// let found = registry::get("get-doc");
+/// assert!(Arc::ptr_eq(&found, &registered));
+/// ```
+///
+/// ```should_panic
+/// // panics: "no circuit breaker named 'nowhere' is registered; known breakers: [..]"
+/// breaker::registry::get("nowhere");
+/// ```
 pub fn get(name: &str) -> Arc<CircuitBreaker> {
     let found = map()
         .read()
@@ -112,6 +127,15 @@ pub fn get(name: &str) -> Arc<CircuitBreaker> {
 /// The breaker named `name`, if there is one: `None` for an unknown name,
 /// and for a declared name whose declarations cannot make a breaker (the
 /// reason is in [`declaration_errors`]).
+///
+/// # Example
+/// ```
+/// use breaker::{registry, CircuitBreaker};
+///
+/// assert!(registry::try_get("try-get-doc").is_none());
+/// registry::register(CircuitBreaker::new("try-get-doc")).unwrap();
+/// assert_eq!(registry::try_get("try-get-doc").unwrap().name(), "try-get-doc");
+/// ```
 pub fn try_get(name: &str) -> Option<Arc<CircuitBreaker>> {
     map().read().get(name)?.breaker().ok()
 }
@@ -123,6 +147,20 @@ pub fn try_get(name: &str) -> Option<Arc<CircuitBreaker>> {
 /// [`RegistryError::Declaration`] if the name is declared with
 /// `#[circuit_breaker]` but its declarations cannot make a breaker (the
 /// name stays theirs). The registry is unchanged.
+///
+/// # Example
+/// ```
+/// use breaker::registry::{self, RegistryError};
+/// use breaker::CircuitBreaker;
+///
+/// let cb = registry::register(CircuitBreaker::builder("register-doc").fail_max(3).build())?;
+/// assert_eq!(cb.fail_max(), 3);
+///
+/// let again = registry::register(CircuitBreaker::new("register-doc"));
+/// assert_eq!(again.unwrap_err(), RegistryError::NameTaken("register-doc".into()));
+/// assert_eq!(registry::get("register-doc").fail_max(), 3); // the first one stays
+/// # Ok::<(), RegistryError>(())
+/// ```
 pub fn register(breaker: CircuitBreaker) -> Result<Arc<CircuitBreaker>, RegistryError> {
     let mut map = map().write();
     match map.entry(breaker.name().to_owned()) {
@@ -144,6 +182,17 @@ pub fn register(breaker: CircuitBreaker) -> Result<Arc<CircuitBreaker>, Registry
 /// The names of all registered breakers, sorted: every name [`get`]
 /// returns a breaker for. Declared names whose declarations cannot make a
 /// breaker are not among them; [`declaration_errors`] lists those.
+///
+/// # Example
+/// ```
+/// use breaker::{registry, CircuitBreaker};
+///
+/// registry::register(CircuitBreaker::new("names-doc-b")).unwrap();
+/// registry::register(CircuitBreaker::new("names-doc-a")).unwrap();
+/// let names = registry::names();
+/// let ours: Vec<_> = names.iter().filter(|n| n.starts_with("names-doc-")).collect();
+/// assert_eq!(ours, ["names-doc-a", "names-doc-b"]);
+/// ```
 pub fn names() -> Vec<String> {
     map()
         .read()
@@ -175,6 +224,19 @@ pub fn declaration_errors() -> Vec<RegistryError> {
 }
 
 /// Resets every registered breaker: closed, counters zero.
+///
+/// # Example
+/// ```
+/// use breaker::{registry, CircuitBreaker, State};
+///
+/// let a = registry::register(CircuitBreaker::new("reset-all-doc-a")).unwrap();
+/// let b = registry::register(CircuitBreaker::new("reset-all-doc-b")).unwrap();
+/// a.open();
+/// let _ = b.call(|| Err::<(), _>("refused"));
+/// registry::reset_all();
+/// assert_eq!(a.current_state(), State::Closed);
+/// assert_eq!(b.fail_counter(), 0);
+/// ```
 pub fn reset_all() {
     let all: Vec<_> = map()
         .read()
