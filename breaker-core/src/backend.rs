@@ -113,9 +113,9 @@ impl Backend {
     /// `generation` has anything to record: not when the circuit is closed
     /// with no failures counted, nor when the generation has moved on.
     #[inline(always)]
-    pub(crate) fn success_is_news(&self, generation: u64) -> bool {
+    pub(crate) fn success_to_record(&self, generation: u64) -> bool {
         match self {
-            Backend::Memory(m, _) => m.success_is_news(generation),
+            Backend::Memory(m, _) => m.success_to_record(generation),
             Backend::Custom(s) => match s.closed_hint() {
                 Some(hint) => hint.failures && hint.generation == generation,
                 None => {

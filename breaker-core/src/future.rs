@@ -169,7 +169,7 @@ where
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(Ok(value))) => {
-                if cb.success_is_news(ticket) || cb.listening() {
+                if cb.success_to_record(ticket) || cb.listening() {
                     return self.end(Ending::Success(value), ticket, cx);
                 }
                 Poll::Ready(Ok(value))
@@ -246,7 +246,7 @@ where
         if !excluded {
             return self.end(Ending::Failure(error), ticket, cx);
         }
-        if !cb.success_is_news(ticket) {
+        if !cb.success_to_record(ticket) {
             cb.report_success(None);
             return Poll::Ready(Err(Error::Inner(error)));
         }
@@ -265,7 +265,7 @@ where
         let this = self.project();
         let cb = *this.cb;
         if let Ending::Success(_) = ending {
-            if !cb.success_is_news(ticket) {
+            if !cb.success_to_record(ticket) {
                 // Only listeners to tell.
                 return Poll::Ready(report(cb, ending, None, this.view));
             }

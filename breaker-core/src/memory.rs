@@ -119,7 +119,7 @@ impl MemoryStorage {
     /// circuit is closed with no failures counted (the hot path), nor when
     /// the generation has moved on.
     #[inline(always)]
-    pub(crate) fn success_is_news(&self, generation: u64) -> bool {
+    pub(crate) fn success_to_record(&self, generation: u64) -> bool {
         let word = self.word();
         !word_is_quiet(word) && word_generation(word) == generation
     }

@@ -130,7 +130,7 @@ impl CircuitBreaker {
     /// Records a success: on the hot path, one atomic load and nothing else.
     #[inline(always)]
     pub(crate) fn finish_ok(&self, ticket: Ticket) {
-        if self.success_is_news(ticket) || self.listening() {
+        if self.success_to_record(ticket) || self.listening() {
             self.finish_ok_slow(ticket);
         }
     }
@@ -139,7 +139,7 @@ impl CircuitBreaker {
     #[inline(never)]
     pub(crate) fn finish_ok_slow(&self, ticket: Ticket) {
         let recorded = self
-            .success_is_news(ticket)
+            .success_to_record(ticket)
             .then(|| self.apply(success_op(ticket)));
         self.report_success(recorded);
     }
@@ -148,8 +148,8 @@ impl CircuitBreaker {
     /// breaker is closed with no failures counted (the hot path), nor when the
     /// generation has moved on.
     #[inline(always)]
-    pub(crate) fn success_is_news(&self, ticket: Ticket) -> bool {
-        ticket.trial || self.shared.backend.success_is_news(ticket.generation)
+    pub(crate) fn success_to_record(&self, ticket: Ticket) -> bool {
+        ticket.trial || self.shared.backend.success_to_record(ticket.generation)
     }
 
     /// Records a panic as the failure of the call admitted with `ticket`,
