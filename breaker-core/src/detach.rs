@@ -8,15 +8,20 @@
 //! of dropping it and finishes it here: once the storage answers, the
 //! transition is announced and, if a trial place was taken, it is freed.
 //!
-//! No executor is needed: the future is polled once at once, then again
-//! on whichever thread wakes it (the storage's own I/O thread, typically),
-//! one poll at a time.
+//! No executor is needed: one thread of the breaker's own, started on first
+//! use, polls these futures, each time they are woken. A waker must be
+//! cheap and must not poll in place: a storage may wake a future while it
+//! holds a lock the future's next poll takes (the Redis storage's answer
+//! hand-off does), so polling on the waking thread could deadlock it.
 
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Wake, Waker};
+use std::thread;
 
 use crate::breaker::CircuitBreaker;
 use crate::recording::{Applying, Recorded};
@@ -46,14 +51,16 @@ pub(crate) fn admission(cb: &CircuitBreaker, admitting: ApplyFuture<'static>) {
     }));
 }
 
-/// Not polling.
+/// Waiting to be woken.
 const IDLE: u8 = 0;
-/// A thread is polling.
-const POLLING: u8 = 1;
-/// A thread is polling, and was woken meanwhile: it polls again.
-const WOKEN: u8 = 2;
+/// Woken: sent to the worker, which will poll it.
+const SCHEDULED: u8 = 1;
+/// The worker is polling it.
+const POLLING: u8 = 2;
+/// Woken while the worker polls it: the worker polls it again.
+const WOKEN: u8 = 3;
 /// The future has finished.
-const DONE: u8 = 3;
+const DONE: u8 = 4;
 
 /// A future driven by its own wake-ups.
 struct Task {
@@ -61,41 +68,55 @@ struct Task {
     future: Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>,
 }
 
-/// Runs `future` to completion without an executor: polled now, and again
-/// each time it is woken.
+/// Runs `future` to completion without an executor, on the worker thread:
+/// polled there once now, and again each time it is woken.
 pub(crate) fn spawn(future: Pin<Box<dyn Future<Output = ()> + Send>>) {
     let task = Arc::new(Task {
-        state: AtomicU8::new(IDLE),
+        state: AtomicU8::new(SCHEDULED),
         future: Mutex::new(Some(future)),
     });
-    task.wake();
+    schedule(task);
 }
 
-impl Wake for Task {
-    fn wake(self: Arc<Self>) {
-        let mut state = self.state.load(Ordering::Acquire);
-        loop {
-            let next = match state {
-                IDLE => POLLING,
-                POLLING => WOKEN,
-                _ => return,
-            };
-            match self
-                .state
-                .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) if next == POLLING => break,
-                Ok(_) => return,
-                Err(actual) => state = actual,
+/// Hands `task` to the worker thread, starting it on first use. If no
+/// thread can be started, the task is polled here instead.
+fn schedule(task: Arc<Task>) {
+    static WORKER: OnceLock<Option<Sender<Arc<Task>>>> = OnceLock::new();
+    let worker = WORKER.get_or_init(|| {
+        let (send, receive) = channel::<Arc<Task>>();
+        let started = thread::Builder::new()
+            .name("breaker-detach".into())
+            .spawn(move || {
+                while let Ok(task) = receive.recv() {
+                    task.run();
+                }
+            });
+        started.ok().map(|_| send)
+    });
+    match worker {
+        Some(send) => {
+            if let Err(unsent) = send.send(task) {
+                unsent.0.run();
             }
         }
-        // This thread polls: only one does at a time.
+        None => task.run(),
+    }
+}
+
+impl Task {
+    /// Polls the future until it is pending with no wake-up in between, or
+    /// finished. Called by the worker for a `SCHEDULED` task.
+    fn run(self: Arc<Self>) {
+        self.state.store(POLLING, Ordering::Release);
         let waker = Waker::from(Arc::clone(&self));
         let mut cx = Context::from_waker(&waker);
         loop {
             let mut slot = self.future.lock().unwrap_or_else(PoisonError::into_inner);
             let finished = match slot.as_mut() {
-                Some(future) => future.as_mut().poll(&mut cx).is_ready(),
+                // A panic here would end the worker: it is caught and the
+                // future dropped, as a spawned task's would be.
+                Some(future) => catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)))
+                    .map_or(true, |polled| polled.is_ready()),
                 None => true,
             };
             if finished {
@@ -113,6 +134,27 @@ impl Wake for Task {
                 return;
             }
             self.state.store(POLLING, Ordering::Release);
+        }
+    }
+}
+
+impl Wake for Task {
+    fn wake(self: Arc<Self>) {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            let next = match state {
+                IDLE => SCHEDULED,
+                POLLING => WOKEN,
+                _ => return,
+            };
+            match self
+                .state
+                .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if next == SCHEDULED => return schedule(self),
+                Ok(_) => return,
+                Err(actual) => state = actual,
+            }
         }
     }
 }
@@ -143,27 +185,37 @@ mod tests {
     }
 
     #[test]
-    fn a_spawned_future_runs_to_completion_on_the_thread_that_wakes_it() {
+    fn a_spawned_future_runs_to_completion_each_time_it_is_woken() {
         let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let waker = Arc::new(Mutex::new(None::<Waker>));
         let polls = Arc::new(AtomicUsize::new(0));
-        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (done, finished) = std::sync::mpsc::channel();
         let gate = Gate {
             open: Arc::clone(&open),
             waker: Arc::clone(&waker),
             polls: Arc::clone(&polls),
         };
-        let done = Arc::clone(&finished);
         spawn(Box::pin(async move {
             gate.await;
-            done.store(true, Ordering::SeqCst);
+            done.send(()).unwrap();
         }));
+        // Polled once by the worker: pending, with its waker left behind.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let wake = loop {
+            if let Some(wake) = waker.lock().unwrap().take() {
+                break wake;
+            }
+            assert!(std::time::Instant::now() < deadline, "never polled");
+            std::thread::yield_now();
+        };
         assert_eq!(polls.load(Ordering::SeqCst), 1);
-        assert!(!finished.load(Ordering::SeqCst));
         open.store(true, Ordering::SeqCst);
-        let wake = waker.lock().unwrap().take().expect("the gate left a waker");
-        std::thread::spawn(move || wake.wake()).join().unwrap();
-        assert!(finished.load(Ordering::SeqCst));
+        // Woken while the waker's owner holds a lock the future does not
+        // take: the worker, not this thread, polls it again.
+        wake.wake();
+        finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("finished once woken");
         assert_eq!(polls.load(Ordering::SeqCst), 2);
     }
 }
