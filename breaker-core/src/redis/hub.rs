@@ -3,7 +3,7 @@
 //! (so no caller's executor ever waits on Redis I/O), a supervisor that
 //! reconnects and resynchronises, a pub/sub listener, and a thread that runs
 //! listeners for transitions learnt in the background (see
-//! [`Told`](super::told::Told) for the order they hear them in).
+//! [`ReportQueue`](super::report_queue::ReportQueue) for the order they hear them in).
 //!
 //! [`RedisStorage`]: super::RedisStorage
 
@@ -88,10 +88,10 @@ pub(crate) struct Core {
     /// The last connection attempt failed.
     failed: AtomicBool,
     slots: Mutex<HashMap<Arc<str>, Vec<Weak<Slot>>>>,
-    wake: Notify,
+    resync_soon: Notify,
     next_op: AtomicU64,
     /// Slots with transitions for the listeners' thread to report.
-    kicks: mpsc::Sender<Weak<Slot>>,
+    report_requests: mpsc::Sender<Weak<Slot>>,
 }
 
 /// The owner of the background work: dropping the last one stops it.
@@ -129,7 +129,7 @@ impl Hub {
             .enable_all()
             .build()
             .map_err(E::Runtime)?;
-        let (kicks, inbox) = mpsc::channel::<Weak<Slot>>();
+        let (report_requests, inbox) = mpsc::channel::<Weak<Slot>>();
         std::thread::Builder::new()
             .name("breaker-redis-listeners".into())
             .spawn(move || {
@@ -154,9 +154,9 @@ impl Hub {
             epoch: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             slots: Mutex::new(HashMap::new()),
-            wake: Notify::new(),
+            resync_soon: Notify::new(),
             next_op: AtomicU64::new(1),
-            kicks,
+            report_requests,
             cfg,
         });
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -209,8 +209,8 @@ impl Core {
     }
 
     /// Asks the listeners' thread to report what `slot` has ready.
-    pub(crate) fn kick(&self, slot: Weak<Slot>) {
-        let _ = self.kicks.send(slot);
+    pub(crate) fn request_report(&self, slot: Weak<Slot>) {
+        let _ = self.report_requests.send(slot);
     }
 
     pub(crate) fn register(self: &Arc<Self>, slot: &Arc<Slot>) {
@@ -247,7 +247,7 @@ impl Core {
         for slot in self.live_slots() {
             slot.set_down(true, epoch);
         }
-        self.wake.notify_one();
+        self.resync_soon.notify_one();
     }
 
     /// Sends `op` for `slot` to Redis in the background; the caller waits on
@@ -584,10 +584,10 @@ async fn perform(
 }
 
 /// Sleeps `d`, or less if woken.
-async fn nap(core: &Core, d: Duration) {
+async fn wait_for_resync(core: &Core, d: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(d) => {}
-        _ = core.wake.notified() => {}
+        _ = core.resync_soon.notified() => {}
     }
 }
 
@@ -610,7 +610,7 @@ async fn supervise(core: Arc<Core>) {
             }
             continue;
         }
-        nap(&core, core.cfg.resync_interval).await;
+        wait_for_resync(&core, core.cfg.resync_interval).await;
         if core.up() {
             core.resync().await;
         }
@@ -638,7 +638,7 @@ async fn listen(core: Arc<Core>) {
         };
         backoff = MIN_BACKOFF;
         // Messages may have been missed while not subscribed.
-        core.wake.notify_one();
+        core.resync_soon.notify_one();
         let (mut sink, stream) = pubsub.split();
         let mut stream = pin!(stream);
         let mut ping = tokio::time::interval(core.cfg.resync_interval);

@@ -133,8 +133,8 @@
 mod codec;
 mod handoff;
 mod hub;
+mod report_queue;
 mod script;
-mod told;
 mod view;
 
 use std::fmt;

@@ -26,7 +26,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::codec::Stored;
 use super::hub::Core;
-use super::told::Told;
+use super::report_queue::ReportQueue;
 use crate::memory::MemoryStorage;
 use crate::state::{Limits, Op, Outcome, Snapshot, State};
 use crate::storage::{Applied, Binding, ClosedHint, Storage};
@@ -71,9 +71,9 @@ pub(crate) struct Slot {
 struct Inner {
     /// The changes of state seen and not yet reported, in order; its
     /// `last()` is the state the listeners know of once they are.
-    told: Told,
+    reports: ReportQueue,
     /// The listeners' thread has been asked to report and has not started.
-    kicked: bool,
+    report_requested: bool,
     /// The view has been read from Redis since the slot was made.
     synced: bool,
     /// The stored value is not a valid state.
@@ -118,8 +118,8 @@ impl Slot {
             offset_ms: AtomicI64::new(0),
             fallback: MemoryStorage::new(),
             inner: Mutex::new(Inner {
-                told: Told::new(fallback_state),
-                kicked: false,
+                reports: ReportQueue::new(fallback_state),
+                report_requested: false,
                 synced: false,
                 corrupt: false,
                 down,
@@ -310,7 +310,7 @@ impl Slot {
         let applied = self.fallback.apply(untagged, limits);
         if self.on_fallback() {
             let (old, new) = (applied.before.state, applied.after.state);
-            self.hold(
+            self.queue_own(
                 &mut inner,
                 old,
                 new,
@@ -352,46 +352,46 @@ impl Slot {
             self.view.load().state
         };
         self.publish_closed();
-        self.tell(inner, new);
+        self.queue_change(inner, new);
     }
 
     /// Queues the change of state to `new` for the listeners, unless they
     /// know of it (or will).
-    fn tell(&self, inner: &mut Inner, new: State) {
+    fn queue_change(&self, inner: &mut Inner, new: State) {
         if inner.observable {
-            inner.told.push(new);
-            self.wake(inner);
+            inner.reports.push(new);
+            self.request_report(inner);
         } else {
-            inner.told.assume(new);
+            inner.reports.set_known(new);
         }
     }
 
     /// Queues this process's own transition `old -> new`, which left
     /// generation `key` (tagged on the fallback), held for its caller to
     /// report through [`announce`](Self::announce).
-    fn hold(&self, inner: &mut Inner, old: State, new: State, key: u64) {
+    fn queue_own(&self, inner: &mut Inner, old: State, new: State, key: u64) {
         if inner.observable {
-            inner.told.hold(old, new, key, Instant::now());
-            self.wake(inner);
+            inner.reports.push_own(old, new, key, Instant::now());
+            self.request_report(inner);
         } else {
-            inner.told.assume(new);
+            inner.reports.set_known(new);
         }
     }
 
     /// Lets the transition held under `key` be reported by whoever reports
     /// next: its caller left without reporting it.
     fn release(&self, inner: &mut Inner, key: u64) {
-        if inner.told.release(key) {
-            self.wake(inner);
+        if inner.reports.release(key) {
+            self.request_report(inner);
         }
     }
 
     /// Asks the listeners' thread to report what is ready, if nobody is
     /// reporting and it has not been asked yet.
-    fn wake(&self, inner: &mut Inner) {
-        if !inner.kicked && inner.told.wants_reporter(Instant::now()) {
-            inner.kicked = true;
-            self.core.kick(Weak::clone(&self.me));
+    fn request_report(&self, inner: &mut Inner) {
+        if !inner.report_requested && inner.reports.needs_reporter(Instant::now()) {
+            inner.report_requested = true;
+            self.core.request_report(Weak::clone(&self.me));
         }
     }
 
@@ -399,11 +399,11 @@ impl Slot {
     /// another thread is reporting (it reports it then). Every change is
     /// reported even if `tell` panics; the first panic is resumed after.
     fn report(&self, mut inner: MutexGuard<'_, Inner>, tell: &mut dyn FnMut(State, State)) {
-        if !inner.told.start() {
+        if !inner.reports.start_report() {
             return;
         }
         let mut first_panic = None;
-        while let Some((old, new)) = inner.told.next(Instant::now()) {
+        while let Some((old, new)) = inner.reports.next_change(Instant::now()) {
             MutexGuard::unlocked(&mut inner, || {
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| tell(old, new))) {
                     first_panic.get_or_insert(panic);
@@ -420,7 +420,7 @@ impl Slot {
     /// listeners.
     pub(crate) fn report_pending(&self) {
         let mut inner = self.inner.lock();
-        inner.kicked = false;
+        inner.report_requested = false;
         self.report(inner, &mut |old, new| {
             self.binding.notify_transition(old, new);
         });
@@ -436,7 +436,7 @@ impl Slot {
             return;
         }
         let mut inner = self.inner.lock();
-        if inner.told.release(applied.after.generation) {
+        if inner.reports.release(applied.after.generation) {
             self.report(inner, tell);
         }
     }
@@ -466,7 +466,7 @@ impl Slot {
     pub(crate) fn attempt_failed(&self) {
         let mut inner = self.inner.lock();
         self.set_ready(&mut inner);
-        self.wake(&mut inner);
+        self.request_report(&mut inner);
     }
 
     /// The stored value is not a valid state: decide on the fallback until a
@@ -518,11 +518,11 @@ impl Slot {
         inner.corrupt = false;
         if !self.on_fallback() {
             let state = self.view.load().state;
-            self.tell(&mut inner, state);
+            self.queue_change(&mut inner, state);
         }
         self.settle(&mut inner);
         // Every resync interval: a hold that lapsed is reported.
-        self.wake(&mut inner);
+        self.request_report(&mut inner);
     }
 
     /// A pub/sub message: the state after a write by `origin` (this hub's
@@ -541,12 +541,12 @@ impl Slot {
                 // This process's own write, whose reply is on its way: held
                 // for the breaker to report `before -> after`; anything
                 // before that happened elsewhere.
-                self.hold(&mut inner, before, s.state, s.generation);
+                self.queue_own(&mut inner, before, s.state, s.generation);
                 if before != s.state {
                     inner.waiting.insert(id, Some(s.generation));
                 }
             }
-            None => self.tell(&mut inner, s.state),
+            None => self.queue_change(&mut inner, s.state),
         }
     }
 
@@ -582,10 +582,12 @@ impl Slot {
         // been told already (its message held it) or the view moved past it.
         if newer && shared {
             match waiting {
-                Some(None) => self.hold(&mut inner, before.state, after.state, after.generation),
+                Some(None) => {
+                    self.queue_own(&mut inner, before.state, after.state, after.generation)
+                }
                 _ => {
-                    self.tell(&mut inner, before.state);
-                    self.tell(&mut inner, after.state);
+                    self.queue_change(&mut inner, before.state);
+                    self.queue_change(&mut inner, after.state);
                 }
             }
         }
@@ -717,7 +719,7 @@ mod tests {
     }
 
     fn queued(slot: &Slot) -> usize {
-        slot.inner.lock().told.queued()
+        slot.inner.lock().reports.queued()
     }
 
     #[test]
@@ -730,7 +732,7 @@ mod tests {
             reconnect(&during, stored(State::Closed, 1, 10));
             // Queued behind the caller's own transition, not reported.
             assert_eq!(queued(&during), 2);
-            assert!(!during.inner.lock().kicked);
+            assert!(!during.inner.lock().report_requested);
         }));
         let r = cb.call(|| Err::<(), _>("boom"));
         assert!(matches!(r, Err(Error::Tripped(_, "boom"))), "{r:?}");
