@@ -90,6 +90,10 @@ pub(crate) struct Core {
     slots: Mutex<HashMap<Arc<str>, Vec<Weak<Slot>>>>,
     resync_soon: Notify,
     next_op: AtomicU64,
+    /// The pub/sub subscription up now (0: none), numbered from 1: a
+    /// write published while it stays up reaches every slot.
+    subscription: AtomicU64,
+    subscriptions: AtomicU64,
     /// Slots with transitions for the listeners' thread to report.
     report_requests: mpsc::Sender<Weak<Slot>>,
 }
@@ -156,6 +160,8 @@ impl Hub {
             slots: Mutex::new(HashMap::new()),
             resync_soon: Notify::new(),
             next_op: AtomicU64::new(1),
+            subscription: AtomicU64::new(0),
+            subscriptions: AtomicU64::new(0),
             report_requests,
             cfg,
         });
@@ -201,6 +207,14 @@ impl Core {
 
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// The pub/sub subscription up now, if one is.
+    pub(crate) fn subscription(&self) -> Option<u64> {
+        match self.subscription.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n),
+        }
     }
 
     /// Whether the last connection attempt failed.
@@ -299,8 +313,9 @@ impl Core {
     /// value included: the slot then decides from its fallback), as of
     /// connection `epoch`.
     async fn adopt(&self, slot: &Slot, epoch: u64) -> Result<(), Fault> {
+        let under = self.subscription();
         match self.call(slot, Request::Read, &read_limits(), "").await? {
-            Reply::Done { after, .. } => slot.absorb_read(after),
+            Reply::Done { after, missing, .. } => slot.absorb_read(after, under, missing),
             Reply::Corrupt => slot.set_corrupt(),
         }
         slot.set_down(false, epoch);
@@ -433,8 +448,9 @@ impl Core {
         while reads.join_next().await.is_some() {}
     }
 
-    /// A pub/sub message: `origin \n state-before \n state-after \n name`.
-    fn dispatch(&self, payload: &[u8]) {
+    /// A pub/sub message, received under subscription `under`:
+    /// `origin \n state-before \n state-after \n name`.
+    fn dispatch(&self, payload: &[u8], under: u64) {
         let mut parts = payload.splitn(4, |&b| b == b'\n');
         let (Some(origin), Some(before), Some(raw), Some(name)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -459,7 +475,7 @@ impl Core {
             .filter(|(hub, _)| u64::from_str_radix(hub, 16).ok() == Some(self.id))
             .and_then(|(_, op)| op.parse::<u64>().ok());
         for slot in self.slots_named(name) {
-            slot.absorb_message(own_op, before, after);
+            slot.absorb_message(own_op, before, after, under);
         }
     }
 
@@ -484,12 +500,13 @@ impl Core {
             before,
             after,
             outcome: Some(outcome),
+            missing,
             ..
         }) = self
             .call(slot, Request::Apply(op), &read_limits(), &self.origin(0))
             .await
         {
-            slot.absorb_own(0, before, after, outcome);
+            slot.absorb_own(0, before, after, outcome, missing);
         }
     }
 
@@ -567,9 +584,10 @@ async fn perform(
             before,
             after,
             outcome: Some(outcome),
+            missing,
             ..
         }) => {
-            let applied = slot.absorb_own(op_id, before, after, outcome);
+            let applied = slot.absorb_own(op_id, before, after, outcome, missing);
             if !handoff.deliver(Answer::Applied(applied)) {
                 slot.announce_lost(&applied);
                 core.release_orphan(&slot, &applied).await;
@@ -637,6 +655,8 @@ async fn listen(core: Arc<Core>) {
             continue;
         };
         backoff = MIN_BACKOFF;
+        let under = core.subscriptions.fetch_add(1, Ordering::Relaxed) + 1;
+        core.subscription.store(under, Ordering::Release);
         // Messages may have been missed while not subscribed.
         core.resync_soon.notify_one();
         let (mut sink, stream) = pubsub.split();
@@ -646,7 +666,7 @@ async fn listen(core: Arc<Core>) {
         loop {
             tokio::select! {
                 msg = poll_fn(|cx| stream.as_mut().poll_next(cx)) => match msg {
-                    Some(msg) => core.dispatch(msg.get_payload_bytes()),
+                    Some(msg) => core.dispatch(msg.get_payload_bytes(), under),
                     None => break,
                 },
                 _ = ping.tick() => {
@@ -657,5 +677,7 @@ async fn listen(core: Arc<Core>) {
                 }
             }
         }
+        // Messages published from now on are lost.
+        core.subscription.store(0, Ordering::Release);
     }
 }

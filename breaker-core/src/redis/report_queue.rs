@@ -78,7 +78,6 @@ impl ReportQueue {
     }
 
     /// The state the listeners know of once every queued change is reported.
-    #[cfg(test)]
     pub(crate) fn known(&self) -> State {
         self.known
     }
