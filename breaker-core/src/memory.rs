@@ -91,6 +91,45 @@ impl MemoryStorage {
         }
     }
 
+    /// A storage holding a breaker in `state` with zero counters. An open
+    /// one opened when the storage is made, on the system clock (the
+    /// default [`SystemClock`](crate::clock::SystemClock)'s): it admits its
+    /// trial one reset timeout later. A half-open one admits its trial at
+    /// once.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, MemoryStorage, State};
+    ///
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .storage(MemoryStorage::with_state(State::Open))
+    ///     .build();
+    /// assert_eq!(cb.current_state(), State::Open);
+    /// assert!(cb.call(|| Ok::<_, &str>(())).unwrap_err().is_open());
+    ///
+    /// let trial = CircuitBreaker::builder("db")
+    ///     .storage(MemoryStorage::with_state(State::HalfOpen))
+    ///     .build();
+    /// assert!(trial.call(|| Ok::<_, &str>(())).is_ok()); // the trial closes it
+    /// assert_eq!(trial.current_state(), State::Closed);
+    /// ```
+    pub fn with_state(state: State) -> Self {
+        let storage = Self::new();
+        if state != State::Closed {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let limits = Limits {
+                fail_max: 1,
+                success_threshold: 1,
+                reset_timeout: Duration::ZERO,
+                now,
+            };
+            let _ = storage.apply(Op::Force(state), &limits);
+        }
+        storage
+    }
+
     /// The raw state word.
     #[inline(always)]
     fn word(&self) -> u64 {

@@ -3,7 +3,7 @@
 //! (so no caller's executor ever waits on Redis I/O), a supervisor that
 //! reconnects and resynchronises, a pub/sub listener, and a thread that runs
 //! listeners for transitions learnt in the background (see
-//! [`Told`](super::told::Told) for the order they hear them in).
+//! [`ReportQueue`](super::report_queue::ReportQueue) for the order they hear them in).
 //!
 //! [`RedisStorage`]: super::RedisStorage
 
@@ -88,10 +88,14 @@ pub(crate) struct Core {
     /// The last connection attempt failed.
     failed: AtomicBool,
     slots: Mutex<HashMap<Arc<str>, Vec<Weak<Slot>>>>,
-    wake: Notify,
+    resync_soon: Notify,
     next_op: AtomicU64,
+    /// The pub/sub subscription up now (0: none), numbered from 1: a
+    /// write published while it stays up reaches every slot.
+    subscription: AtomicU64,
+    subscriptions: AtomicU64,
     /// Slots with transitions for the listeners' thread to report.
-    kicks: mpsc::Sender<Weak<Slot>>,
+    report_requests: mpsc::Sender<Weak<Slot>>,
 }
 
 /// The owner of the background work: dropping the last one stops it.
@@ -129,7 +133,7 @@ impl Hub {
             .enable_all()
             .build()
             .map_err(E::Runtime)?;
-        let (kicks, inbox) = mpsc::channel::<Weak<Slot>>();
+        let (report_requests, inbox) = mpsc::channel::<Weak<Slot>>();
         std::thread::Builder::new()
             .name("breaker-redis-listeners".into())
             .spawn(move || {
@@ -154,9 +158,11 @@ impl Hub {
             epoch: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             slots: Mutex::new(HashMap::new()),
-            wake: Notify::new(),
+            resync_soon: Notify::new(),
             next_op: AtomicU64::new(1),
-            kicks,
+            subscription: AtomicU64::new(0),
+            subscriptions: AtomicU64::new(0),
+            report_requests,
             cfg,
         });
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -203,14 +209,22 @@ impl Core {
         self.epoch.load(Ordering::SeqCst)
     }
 
+    /// The pub/sub subscription up now, if one is.
+    pub(crate) fn subscription(&self) -> Option<u64> {
+        match self.subscription.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
     /// Whether the last connection attempt failed.
     pub(crate) fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
     }
 
     /// Asks the listeners' thread to report what `slot` has ready.
-    pub(crate) fn kick(&self, slot: Weak<Slot>) {
-        let _ = self.kicks.send(slot);
+    pub(crate) fn request_report(&self, slot: Weak<Slot>) {
+        let _ = self.report_requests.send(slot);
     }
 
     pub(crate) fn register(self: &Arc<Self>, slot: &Arc<Slot>) {
@@ -247,7 +261,7 @@ impl Core {
         for slot in self.live_slots() {
             slot.set_down(true, epoch);
         }
-        self.wake.notify_one();
+        self.resync_soon.notify_one();
     }
 
     /// Sends `op` for `slot` to Redis in the background; the caller waits on
@@ -299,8 +313,9 @@ impl Core {
     /// value included: the slot then decides from its fallback), as of
     /// connection `epoch`.
     async fn adopt(&self, slot: &Slot, epoch: u64) -> Result<(), Fault> {
+        let under = self.subscription();
         match self.call(slot, Request::Read, &read_limits(), "").await? {
-            Reply::Done { after, .. } => slot.absorb_read(after),
+            Reply::Done { after, missing, .. } => slot.absorb_read(after, under, missing),
             Reply::Corrupt => slot.set_corrupt(),
         }
         slot.set_down(false, epoch);
@@ -433,8 +448,9 @@ impl Core {
         while reads.join_next().await.is_some() {}
     }
 
-    /// A pub/sub message: `origin \n state-before \n state-after \n name`.
-    fn dispatch(&self, payload: &[u8]) {
+    /// A pub/sub message, received under subscription `under`:
+    /// `origin \n state-before \n state-after \n name`.
+    fn dispatch(&self, payload: &[u8], under: u64) {
         let mut parts = payload.splitn(4, |&b| b == b'\n');
         let (Some(origin), Some(before), Some(raw), Some(name)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -459,7 +475,7 @@ impl Core {
             .filter(|(hub, _)| u64::from_str_radix(hub, 16).ok() == Some(self.id))
             .and_then(|(_, op)| op.parse::<u64>().ok());
         for slot in self.slots_named(name) {
-            slot.absorb_message(own_op, before, after);
+            slot.absorb_message(own_op, before, after, under);
         }
     }
 
@@ -484,12 +500,13 @@ impl Core {
             before,
             after,
             outcome: Some(outcome),
+            missing,
             ..
         }) = self
             .call(slot, Request::Apply(op), &read_limits(), &self.origin(0))
             .await
         {
-            slot.absorb_own(0, before, after, outcome);
+            slot.absorb_own(0, before, after, outcome, missing);
         }
     }
 
@@ -567,9 +584,10 @@ async fn perform(
             before,
             after,
             outcome: Some(outcome),
+            missing,
             ..
         }) => {
-            let applied = slot.absorb_own(op_id, before, after, outcome);
+            let applied = slot.absorb_own(op_id, before, after, outcome, missing);
             if !handoff.deliver(Answer::Applied(applied)) {
                 slot.announce_lost(&applied);
                 core.release_orphan(&slot, &applied).await;
@@ -584,10 +602,10 @@ async fn perform(
 }
 
 /// Sleeps `d`, or less if woken.
-async fn nap(core: &Core, d: Duration) {
+async fn wait_for_resync(core: &Core, d: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(d) => {}
-        _ = core.wake.notified() => {}
+        _ = core.resync_soon.notified() => {}
     }
 }
 
@@ -610,7 +628,7 @@ async fn supervise(core: Arc<Core>) {
             }
             continue;
         }
-        nap(&core, core.cfg.resync_interval).await;
+        wait_for_resync(&core, core.cfg.resync_interval).await;
         if core.up() {
             core.resync().await;
         }
@@ -637,8 +655,10 @@ async fn listen(core: Arc<Core>) {
             continue;
         };
         backoff = MIN_BACKOFF;
+        let under = core.subscriptions.fetch_add(1, Ordering::Relaxed) + 1;
+        core.subscription.store(under, Ordering::Release);
         // Messages may have been missed while not subscribed.
-        core.wake.notify_one();
+        core.resync_soon.notify_one();
         let (mut sink, stream) = pubsub.split();
         let mut stream = pin!(stream);
         let mut ping = tokio::time::interval(core.cfg.resync_interval);
@@ -646,7 +666,7 @@ async fn listen(core: Arc<Core>) {
         loop {
             tokio::select! {
                 msg = poll_fn(|cx| stream.as_mut().poll_next(cx)) => match msg {
-                    Some(msg) => core.dispatch(msg.get_payload_bytes()),
+                    Some(msg) => core.dispatch(msg.get_payload_bytes(), under),
                     None => break,
                 },
                 _ = ping.tick() => {
@@ -657,5 +677,7 @@ async fn listen(core: Arc<Core>) {
                 }
             }
         }
+        // Messages published from now on are lost.
+        core.subscription.store(0, Ordering::Release);
     }
 }

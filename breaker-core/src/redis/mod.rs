@@ -111,19 +111,38 @@
 //!
 //! # Listeners
 //!
-//! Each process's listeners hear the transitions in the order its view saw
-//! them, each once, one at a time (a `state_change` never runs while
-//! another does). In the process that makes a transition, `state_change`
-//! runs on the calling thread, after the call's `success` or `failure`
-//! listeners, as with any storage; transitions its view learns of
-//! meanwhile (made by other processes) wait for it, and the caller reports
-//! them too. Every other process sharing the breaker hears the transition
-//! from a background thread of its storage as soon as its view learns of it
-//! (or from one of its own callers, after that caller's own transition). If
-//! the view skipped states (messages lost), they hear one change from the
-//! state they last knew to the current one. Switching to the fallback state
-//! and back is reported the same way. `before_call`, `success` and
-//! `failure` fire only in the process that made the call.
+//! Each process's listeners hear the transitions of the shared state in the
+//! order they were made, each once, one at a time (a `state_change` never
+//! runs while another does). Every write carries a sequence number, one
+//! more than the write before it; a process hears the writes in that order,
+//! from their pub/sub messages and its own replies, and a write it sees
+//! early (a reply or a periodic read can arrive before the messages of
+//! earlier writes) waits for the ones before it. In the process that makes
+//! a transition, `state_change` runs on the calling thread, after the
+//! call's `success` or `failure` listeners, as with any storage;
+//! transitions made by other processes and seen meanwhile wait for it, and
+//! the caller reports them too. Every other process sharing the breaker
+//! hears the transition from a background thread of its storage as soon as
+//! its turn comes. `before_call`, `success` and `failure` fire only in the
+//! process that made the call.
+//!
+//! **When messages are lost.** As long as the pub/sub subscription stays
+//! up, no write is missed. Writes whose messages cannot come any more are
+//! *jumped over*: those published while the subscription was down (a
+//! reconnection, or before it was first made), every write of other
+//! processes when [`subscribe(false)`](RedisStorageBuilder::subscribe), and
+//! writes made without the script (a key that expired or was deleted or
+//! set by hand), whose messages never come (the listeners wait one second
+//! for them). A jump takes the listeners from the state they last heard to
+//! the state found after the gap along the shortest path of the state
+//! machine's own transitions (closed → open → half-open → closed, and
+//! half-open → open): a jump from open to closed is heard as two
+//! transitions, open → half-open then half-open → closed, and one from
+//! closed to half-open as closed → open then open → half-open; nothing is heard when the two states are the same, so a
+//! round trip (closed → open → closed) inside the gap is not heard. Each
+//! transition heard still starts from the state the one before it ended
+//! in. Switching to the fallback state and back is reported the same way
+//! (one change to the fallback state, one back to the shared state).
 //!
 //! So a listener that waits, inside `success` or `failure`, for a
 //! transition made elsewhere to be reported waits in vain: it is reported
@@ -133,8 +152,8 @@
 mod codec;
 mod handoff;
 mod hub;
+mod report_queue;
 mod script;
-mod told;
 mod view;
 
 use std::fmt;

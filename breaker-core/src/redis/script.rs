@@ -144,6 +144,9 @@ pub(crate) enum Reply {
         outcome: Option<Outcome>,
         /// The server's clock, in microseconds since the Unix epoch.
         now_us: u64,
+        /// The key did not exist: `before` is a closed state the script
+        /// made up, numbered with the server's time.
+        missing: bool,
     },
     /// The stored value is not a valid state (or not a string).
     Corrupt,
@@ -158,7 +161,7 @@ fn parse(value: &Value) -> Option<Reply> {
     let Value::Array(items) = value else {
         return None;
     };
-    let [status, before, after, code, a, b, now] = items.as_slice() else {
+    let [status, before, after, code, a, b, now, missing] = items.as_slice() else {
         return None;
     };
     if bytes(status)? != b"ok" {
@@ -168,6 +171,7 @@ fn parse(value: &Value) -> Option<Reply> {
     let after = decode_stored(bytes(after)?).ok()?;
     let (code, a, b) = (int(code)?, int(a)?, int(b)?);
     let now_us = u64::try_from(int(now)?).ok()?;
+    let missing = int(missing)? == 1;
     let outcome = match code {
         0 => None,
         1 => Some(Outcome::Admitted {
@@ -190,6 +194,7 @@ fn parse(value: &Value) -> Option<Reply> {
         after,
         outcome,
         now_us,
+        missing,
     })
 }
 

@@ -10,7 +10,7 @@
 -- ARGV[7]  reset_timeout (ms)  ARGV[8]  trial lease (ms)   ARGV[9]  key TTL (ms)
 -- ARGV[10] pub/sub channel     ARGV[11] origin of the op   ARGV[12] breaker name
 --
--- Returns {status, before, after, outcome, a, b, now_us}:
+-- Returns {status, before, after, outcome, a, b, now_us, missing}:
 --   status  'ok', or 'corrupt' when the stored value is not a valid state
 --           (it is then left alone, except by force and reset, which repair it)
 --   before  the state the op was applied to, after the state it left (stored form)
@@ -20,6 +20,9 @@
 --   reasons 1 timeout not elapsed, 2 trial in progress, 3 failure threshold,
 --           4 trial failed
 --   now_us  the server's time in microseconds
+--   missing 1 if the key did not exist (before's seq is then the server's
+--           time, not a write's), else 0 (the reply goes to the process that
+--           sent this script only: processes of other versions never see it)
 
 local GEN_MOD = 281474976710656 -- 2^48
 local MAX_EXACT = 9007199254740991 -- 2^53 - 1
@@ -92,6 +95,8 @@ local function enter(v, state)
 end
 
 local got = redis.pcall('GET', KEYS[1])
+local missing = 0
+if got == false then missing = 1 end
 local stored
 if got == false then
   -- A missing key (never written, expired, lost in a restart) is a closed
@@ -199,4 +204,4 @@ if op ~= 'read' and not same(stored, nxt) then
   redis.call('SET', KEYS[1], after, 'PX', ttl_ms)
   redis.call('PUBLISH', ARGV[10], ARGV[11] .. '\n' .. cur.state .. '\n' .. after .. '\n' .. ARGV[12])
 end
-return {'ok', before, after, oc, oa, ob, now_us}
+return {'ok', before, after, oc, oa, ob, now_us, missing}

@@ -1,21 +1,33 @@
 //! One breaker's local view of its shared state, kept current by the replies
 //! to its own operations, by pub/sub messages and by periodic reads; its
-//! fallback state machine for when Redis cannot be used; and who tells the
-//! listeners about which transition.
+//! fallback state machine for when Redis cannot be used; and which
+//! transitions its listeners hear, in which order.
 //!
 //! # Which transitions the storage reports, and in what order
 //!
-//! Every change of the state this process sees is queued in `told` (see
-//! [`Told`]) under the slot's lock, in the order the view saw it, and
+//! Every write of the shared state carries a sequence number, one more than
+//! the write before it, and each write's message and reply say the state it
+//! found and the state it left. The listeners hear the writes in the order
+//! of their sequence numbers, each once: a write seen ahead of its turn (a
+//! reply, or a read, can arrive before the messages of earlier writes) waits
+//! in `ahead` until the writes before it have been heard. The changes are
+//! queued in `reports` (see [`ReportQueue`]) under the slot's lock and
 //! reported in that order, once, one at a time: transitions made by this
-//! process's own operations (held for their caller, which reports them
+//! process's own operations (left for their caller, which reports them
 //! through [`Storage::announce`] after its `success` or `failure`
-//! listeners), transitions made by other processes, changes found by a
-//! read, and switches to and from the fallback state (reported, through
+//! listeners), transitions made by other processes, and switches to and
+//! from the fallback state (reported, through
 //! [`Binding::notify_transition`], from the storage's listeners' thread, or
 //! by a caller that finds them behind its own).
+//!
+//! Writes missing from that order whose messages cannot come any more (the
+//! subscription dropped or never covered them, pub/sub is off, or they are
+//! [`GAP_LIMIT`] late: a key that expired or was set by hand) are jumped
+//! over: the listeners hear the shortest path of the state machine's own
+//! transitions (closed → open → half-open → closed, half-open → open) from
+//! the state they last heard to the one after the gap (see [`path`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -26,7 +38,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::codec::Stored;
 use super::hub::Core;
-use super::told::Told;
+use super::report_queue::ReportQueue;
 use crate::memory::MemoryStorage;
 use crate::state::{Limits, Op, Outcome, Snapshot, State};
 use crate::storage::{Applied, Binding, ClosedHint, Storage};
@@ -36,6 +48,13 @@ use crate::storage::{Applied, Binding, ClosedHint, Storage};
 /// fallback never counts in Redis, nor one admitted from Redis on the
 /// fallback.
 pub(crate) const FALLBACK_TAG: u64 = 1 << 62;
+
+/// How long the listeners wait for the messages of writes missing from the
+/// order of writes while the subscription that would bring them stays up,
+/// before jumping over them: longer than any message takes on a working
+/// connection; writes made without the script (a key that expired, was
+/// deleted or set by hand) have no message.
+pub(crate) const GAP_LIMIT: Duration = Duration::from_secs(1);
 
 /// The fields of [`Slot`]'s `closed` word.
 const CLOSED: u64 = 1 << 63;
@@ -70,10 +89,27 @@ pub(crate) struct Slot {
 
 struct Inner {
     /// The changes of state seen and not yet reported, in order; its
-    /// `last()` is the state the listeners know of once they are.
-    told: Told,
+    /// `known()` is the state the listeners know of once they are.
+    reports: ReportQueue,
+    /// The sequence number of the last write queued in `reports` (or jumped
+    /// over); while on the fallback, the view's.
+    heard_seq: u64,
+    /// Writes seen before their turn, by sequence number: each waits for
+    /// the write before it.
+    ahead: BTreeMap<u64, Write>,
+    /// Since when writes have been missing from the order.
+    gap_since: Option<Instant>,
+    /// The subscription whose messages bring every write after `heard_seq`
+    /// (`None`: nothing says one does).
+    covered_by: Option<u64>,
+    /// The view is a key found missing (no write made it).
+    view_missing: bool,
+    /// `heard_seq` is a key found missing: the next write may have any
+    /// greater number (a missing key's writes start from the server's
+    /// time), and its message is taken as the next in turn.
+    heard_missing: bool,
     /// The listeners' thread has been asked to report and has not started.
-    kicked: bool,
+    report_requested: bool,
     /// The view has been read from Redis since the slot was made.
     synced: bool,
     /// The stored value is not a valid state.
@@ -118,8 +154,14 @@ impl Slot {
             offset_ms: AtomicI64::new(0),
             fallback: MemoryStorage::new(),
             inner: Mutex::new(Inner {
-                told: Told::new(fallback_state),
-                kicked: false,
+                reports: ReportQueue::new(fallback_state),
+                heard_seq: 0,
+                ahead: BTreeMap::new(),
+                gap_since: None,
+                covered_by: None,
+                view_missing: false,
+                heard_missing: false,
+                report_requested: false,
                 synced: false,
                 corrupt: false,
                 down,
@@ -310,7 +352,7 @@ impl Slot {
         let applied = self.fallback.apply(untagged, limits);
         if self.on_fallback() {
             let (old, new) = (applied.before.state, applied.after.state);
-            self.hold(
+            self.queue_own(
                 &mut inner,
                 old,
                 new,
@@ -349,63 +391,85 @@ impl Slot {
             self.fallback_state
         } else {
             self.on_fallback.store(false, Ordering::Release);
-            self.view.load().state
+            let view = self.view.load();
+            // The listeners hear the shared state from here on.
+            inner.heard_seq = view.seq;
+            inner.heard_missing = inner.view_missing;
+            inner.ahead.clear();
+            inner.gap_since = None;
+            view.state
         };
         self.publish_closed();
-        self.tell(inner, new);
+        self.queue_change(inner, new);
     }
 
     /// Queues the change of state to `new` for the listeners, unless they
     /// know of it (or will).
-    fn tell(&self, inner: &mut Inner, new: State) {
+    fn queue_change(&self, inner: &mut Inner, new: State) {
         if inner.observable {
-            inner.told.push(new);
-            self.wake(inner);
+            inner.reports.push(new);
+            self.request_report(inner);
         } else {
-            inner.told.assume(new);
+            inner.reports.set_known(new);
+        }
+    }
+
+    /// Queues the changes of the shortest path of the state machine's own
+    /// transitions from the state the listeners know of to `to`: a jump
+    /// over writes whose messages cannot come.
+    fn queue_jump(&self, inner: &mut Inner, to: State) {
+        for &state in path(inner.reports.known(), to) {
+            self.queue_change(inner, state);
         }
     }
 
     /// Queues this process's own transition `old -> new`, which left
-    /// generation `key` (tagged on the fallback), held for its caller to
-    /// report through [`announce`](Self::announce).
-    fn hold(&self, inner: &mut Inner, old: State, new: State, key: u64) {
+    /// `generation` (tagged on the fallback), for its caller to report
+    /// through [`announce`](Self::announce).
+    fn queue_own(&self, inner: &mut Inner, old: State, new: State, generation: u64) {
         if inner.observable {
-            inner.told.hold(old, new, key, Instant::now());
-            self.wake(inner);
+            inner.reports.push_own(old, new, generation, Instant::now());
+            self.request_report(inner);
         } else {
-            inner.told.assume(new);
+            inner.reports.set_known(new);
         }
     }
 
-    /// Lets the transition held under `key` be reported by whoever reports
-    /// next: its caller left without reporting it.
-    fn release(&self, inner: &mut Inner, key: u64) {
-        if inner.told.release(key) {
-            self.wake(inner);
+    /// Lets the transition that left `generation` be reported by whoever
+    /// reports next: its caller left without reporting it (or reported
+    /// before the transition's turn came).
+    fn release(&self, inner: &mut Inner, generation: u64) {
+        if inner.reports.release(generation) {
+            self.request_report(inner);
+        } else if let Some(write) = inner
+            .ahead
+            .values_mut()
+            .find(|w| w.for_caller && w.generation == generation)
+        {
+            write.for_caller = false;
         }
     }
 
     /// Asks the listeners' thread to report what is ready, if nobody is
     /// reporting and it has not been asked yet.
-    fn wake(&self, inner: &mut Inner) {
-        if !inner.kicked && inner.told.wants_reporter(Instant::now()) {
-            inner.kicked = true;
-            self.core.kick(Weak::clone(&self.me));
+    fn request_report(&self, inner: &mut Inner) {
+        if !inner.report_requested && inner.reports.needs_reporter(Instant::now()) {
+            inner.report_requested = true;
+            self.core.request_report(Weak::clone(&self.me));
         }
     }
 
-    /// Reports what `told` has ready, in order, through `tell`, unless
+    /// Reports what `reports` has ready, in order, through `notify`, unless
     /// another thread is reporting (it reports it then). Every change is
-    /// reported even if `tell` panics; the first panic is resumed after.
-    fn report(&self, mut inner: MutexGuard<'_, Inner>, tell: &mut dyn FnMut(State, State)) {
-        if !inner.told.start() {
+    /// reported even if `notify` panics; the first panic is resumed after.
+    fn report(&self, mut inner: MutexGuard<'_, Inner>, notify: &mut dyn FnMut(State, State)) {
+        if !inner.reports.start_report() {
             return;
         }
         let mut first_panic = None;
-        while let Some((old, new)) = inner.told.next(Instant::now()) {
+        while let Some((old, new)) = inner.reports.next_change(Instant::now()) {
             MutexGuard::unlocked(&mut inner, || {
-                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| tell(old, new))) {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| notify(old, new))) {
                     first_panic.get_or_insert(panic);
                 }
             });
@@ -420,24 +484,28 @@ impl Slot {
     /// listeners.
     pub(crate) fn report_pending(&self) {
         let mut inner = self.inner.lock();
-        inner.kicked = false;
+        inner.report_requested = false;
         self.report(inner, &mut |old, new| {
             self.binding.notify_transition(old, new);
         });
     }
 
     /// The breaker reports what its own operation did ([`Storage::announce`]):
-    /// the transition held for it, then whatever is ready behind it, through
-    /// `tell`. Nothing if the transition was not held: it was not in the
-    /// view's order (the view had moved past it, or did not follow the state
-    /// it was made on), or its hold lapsed and it has been reported.
-    pub(crate) fn announce(&self, applied: &Applied, tell: &mut dyn FnMut(State, State)) {
+    /// the transition left for it, then whatever is ready behind it, through
+    /// `notify`. Nothing if no transition waits for it: it was not in the
+    /// order of writes (the listeners jumped over it, or it was decided on
+    /// a fallback the view no longer follows), it waited too long and has
+    /// been reported, or its turn has not come (writes before it are
+    /// missing: whoever reports next reports it).
+    pub(crate) fn announce(&self, applied: &Applied, notify: &mut dyn FnMut(State, State)) {
         if applied.before.state == applied.after.state {
             return;
         }
         let mut inner = self.inner.lock();
-        if inner.told.release(applied.after.generation) {
-            self.report(inner, tell);
+        if inner.reports.release(applied.after.generation) {
+            self.report(inner, notify);
+        } else {
+            self.release(&mut inner, applied.after.generation);
         }
     }
 
@@ -462,11 +530,12 @@ impl Slot {
     }
 
     /// A connection attempt failed: `bind` need not wait any longer. (Also
-    /// a regular look at a hold that may have lapsed while Redis is away.)
+    /// a regular look at a transition that may have waited too long for its
+    /// caller while Redis is away.)
     pub(crate) fn attempt_failed(&self) {
         let mut inner = self.inner.lock();
         self.set_ready(&mut inner);
-        self.wake(&mut inner);
+        self.request_report(&mut inner);
     }
 
     /// The stored value is not a valid state: decide on the fallback until a
@@ -492,62 +561,194 @@ impl Slot {
 
     // ---- absorbing what Redis says ----
 
-    fn accept(&self, inner: &mut Inner, s: Stored) {
+    fn accept(&self, inner: &mut Inner, s: Stored, missing: bool) {
         inner.regressions = 0;
+        inner.view_missing = missing;
         self.set_view(s);
     }
 
+    /// The key was found missing at `seq` (by a read, or by the write that
+    /// made it again): the writes before it are over. The listeners hear
+    /// those seen, jump to closed (what a missing key is), and take the
+    /// next write in turn whatever its number.
+    fn start_over(&self, inner: &mut Inner, seq: u64) {
+        if seq <= inner.heard_seq || self.on_fallback() {
+            return;
+        }
+        while let Some(entry) = inner.ahead.first_entry() {
+            if *entry.key() > seq {
+                break;
+            }
+            let write = entry.remove();
+            self.queue_write(inner, write);
+        }
+        self.queue_jump(inner, State::Closed);
+        inner.heard_seq = seq;
+        inner.heard_missing = true;
+        inner.gap_since = None;
+    }
+
+    /// Queues one write for the listeners.
+    fn queue_write(&self, inner: &mut Inner, write: Write) {
+        self.queue_jump(inner, write.before);
+        if write.for_caller {
+            self.queue_own(inner, write.before, write.after, write.generation);
+        } else {
+            self.queue_change(inner, write.after);
+        }
+    }
+
+    /// A write of the shared state, with sequence number `seq`, seen in a
+    /// message or a reply: queued for the listeners in its turn.
+    fn absorb_write(&self, inner: &mut Inner, seq: u64, write: Write) {
+        if seq <= inner.heard_seq {
+            return;
+        }
+        if inner.heard_missing && write.message_under.is_some() {
+            // The first message since the key was found missing: messages
+            // come in the order of the writes, so this is the next one.
+            inner.heard_seq = seq - 1;
+            inner.heard_missing = false;
+        }
+        // Seen twice (its message and its reply): the first counts.
+        inner.ahead.entry(seq).or_insert(write);
+    }
+
+    /// Queues every write whose turn has come, in order; jumps over missing
+    /// writes whose messages cannot come any more. `read_under` is the
+    /// subscription a read that brought the view was sent under.
+    fn catch_up(&self, inner: &mut Inner, read_under: Option<Option<u64>>) {
+        let view = **self.view.load();
+        if self.on_fallback() {
+            // The listeners follow the fallback: the shared state's writes
+            // are not theirs to hear.
+            inner.heard_seq = inner.heard_seq.max(view.seq);
+            inner.heard_missing = inner.view_missing;
+            inner.ahead.clear();
+            inner.gap_since = None;
+            if let Some(under) = read_under {
+                inner.covered_by = under;
+            }
+            return;
+        }
+        loop {
+            while let Some(entry) = inner.ahead.first_entry() {
+                if *entry.key() > inner.heard_seq + 1 {
+                    break;
+                }
+                let (seq, write) = entry.remove_entry();
+                if seq <= inner.heard_seq {
+                    continue;
+                }
+                self.queue_write(inner, write);
+                inner.heard_seq = seq;
+                inner.heard_missing = false;
+                if let Some(under) = write.message_under {
+                    // Every later write is published after this message.
+                    inner.covered_by = Some(under);
+                }
+            }
+            let next = inner
+                .ahead
+                .first_key_value()
+                .map(|(&seq, w)| (seq, w.before));
+            if next.is_none() && view.seq <= inner.heard_seq {
+                inner.gap_since = None;
+                if let Some(Some(under)) = read_under {
+                    // A read sent under this subscription found nothing new.
+                    inner.covered_by = Some(under);
+                }
+                return;
+            }
+            let now = Instant::now();
+            let since = *inner.gap_since.get_or_insert(now);
+            let covered = self.core.cfg.subscribe
+                && inner.covered_by.is_some()
+                && inner.covered_by == self.core.subscription();
+            if covered && now.saturating_duration_since(since) < GAP_LIMIT {
+                return; // the messages are on their way
+            }
+            // Jump over the missing writes: to the first write ahead, or to
+            // the view.
+            inner.gap_since = None;
+            match next {
+                Some((seq, before)) => {
+                    self.queue_jump(inner, before);
+                    inner.heard_seq = seq - 1;
+                }
+                None => {
+                    self.queue_jump(inner, view.state);
+                    inner.heard_seq = view.seq;
+                    inner.heard_missing = inner.view_missing;
+                    inner.covered_by = read_under.flatten();
+                }
+            }
+        }
+    }
+
     /// A read of the whole state (at startup, after a reconnection, and every
-    /// resync interval). Normally only a newer write replaces the view; a
-    /// read that twice in a row finds an older one (a restarted server whose
-    /// clock went back, a forged message) replaces it too.
-    pub(crate) fn absorb_read(&self, s: Stored) {
+    /// resync interval), sent while subscription `under` was up (`None`:
+    /// none was). Normally only a newer write replaces the view; a read that
+    /// twice in a row finds an older one (a restarted server whose clock went
+    /// back, a forged message) replaces it too, and the listeners jump to it.
+    pub(crate) fn absorb_read(&self, s: Stored, under: Option<u64>, missing: bool) {
         let mut inner = self.inner.lock();
         let current = self.view.load().seq;
         if s.seq > current || !inner.synced {
-            self.accept(&mut inner, s);
+            self.accept(&mut inner, s, missing);
+            if missing {
+                self.start_over(&mut inner, s.seq);
+            }
         } else if s.seq < current {
             inner.regressions += 1;
             if inner.regressions >= 2 {
-                self.accept(&mut inner, s);
+                self.accept(&mut inner, s, missing);
+                inner.ahead.clear();
+                inner.heard_seq = inner.heard_seq.min(s.seq.saturating_sub(1));
+                inner.covered_by = None;
+                inner.gap_since = None;
             }
         } else {
             inner.regressions = 0;
         }
         inner.synced = true;
         inner.corrupt = false;
-        if !self.on_fallback() {
-            let state = self.view.load().state;
-            self.tell(&mut inner, state);
-        }
+        self.catch_up(&mut inner, Some(under));
         self.settle(&mut inner);
-        // Every resync interval: a hold that lapsed is reported.
-        self.wake(&mut inner);
+        // Every resync interval: a transition that waited too long for its
+        // caller is reported.
+        self.request_report(&mut inner);
     }
 
-    /// A pub/sub message: the state after a write by `origin` (this hub's
-    /// operation `op_id`, or anyone else's) that found the state `before`.
-    pub(crate) fn absorb_message(&self, own_op: Option<u64>, before: State, s: Stored) {
+    /// A pub/sub message, received under subscription `under`: the state
+    /// after a write by this hub's operation `own_op`, or by anyone else,
+    /// that found the state `before`.
+    pub(crate) fn absorb_message(&self, own_op: Option<u64>, before: State, s: Stored, under: u64) {
         let mut inner = self.inner.lock();
-        if s.seq <= self.view.load().seq || !inner.synced {
+        if !inner.synced {
             return;
         }
-        self.accept(&mut inner, s);
-        if self.on_fallback() {
-            return;
+        if s.seq > self.view.load().seq {
+            self.accept(&mut inner, s, false);
         }
-        match own_op.and_then(|id| inner.waiting.get(&id).map(|_| id)) {
-            Some(id) => {
-                // This process's own write, whose reply is on its way: held
-                // for the breaker to report `before -> after`; anything
-                // before that happened elsewhere.
-                self.hold(&mut inner, before, s.state, s.generation);
-                if before != s.state {
-                    inner.waiting.insert(id, Some(s.generation));
-                }
+        // This process's own write whose caller waits for its reply: the
+        // caller reports it.
+        let for_caller = match own_op.filter(|id| inner.waiting.contains_key(id)) {
+            Some(id) if before != s.state => {
+                inner.waiting.insert(id, Some(s.generation));
+                true
             }
-            None => self.tell(&mut inner, s.state),
-        }
+            _ => false,
+        };
+        let write = Write {
+            before,
+            after: s.state,
+            generation: s.generation,
+            for_caller,
+            message_under: Some(under),
+        };
+        self.absorb_write(&mut inner, s.seq, write);
+        self.catch_up(&mut inner, None);
     }
 
     /// Registers an operation whose caller waits for its reply.
@@ -567,34 +768,40 @@ impl Slot {
         before: Stored,
         after: Stored,
         outcome: Outcome,
+        missing: bool,
     ) -> Applied {
         let mut inner = self.inner.lock();
         let waiting = inner.waiting.remove(&op_id);
-        let newer = after.seq > self.view.load().seq;
-        if newer {
-            self.accept(&mut inner, after);
+        let wrote = after.seq != before.seq;
+        if after.seq > self.view.load().seq {
+            self.accept(&mut inner, after, missing && !wrote);
         }
-        let was_synced = inner.synced;
         inner.synced = true;
         inner.corrupt = false;
-        let shared = was_synced && !self.on_fallback();
-        // Only a write newer than the view is in its order: an older one has
-        // been told already (its message held it) or the view moved past it.
-        if newer && shared {
-            match waiting {
-                Some(None) => self.hold(&mut inner, before.state, after.state, after.generation),
-                _ => {
-                    self.tell(&mut inner, before.state);
-                    self.tell(&mut inner, after.state);
-                }
-            }
+        if missing {
+            // A write that made the key again follows the made-up state it
+            // found; an operation that wrote nothing found no key.
+            self.start_over(&mut inner, before.seq);
         }
+        if wrote {
+            // A write: its caller reports it unless its message came first
+            // (and left it to the caller already).
+            let write = Write {
+                before: before.state,
+                after: after.state,
+                generation: after.generation,
+                for_caller: matches!(waiting, Some(None)) && before.state != after.state,
+                message_under: None,
+            };
+            self.absorb_write(&mut inner, after.seq, write);
+        }
+        self.catch_up(&mut inner, None);
         self.settle(&mut inner);
         self.applied(&before, &after, outcome)
     }
 
     /// The caller of operation `op_id` stopped waiting before its reply: if a
-    /// message already showed (and held) its transition, let it be reported.
+    /// message already showed its transition, let it be reported.
     pub(crate) fn abandon(&self, op_id: u64) {
         let mut inner = self.inner.lock();
         if let Some(Some(key)) = inner.waiting.remove(&op_id) {
@@ -602,13 +809,44 @@ impl Slot {
         }
     }
 
-    /// A result the breaker will never see: let the transition held for it
+    /// A result the breaker will never see: let the transition left for it
     /// be reported.
     pub(crate) fn announce_lost(&self, applied: &Applied) {
         if applied.before.state != applied.after.state {
             let mut inner = self.inner.lock();
             self.release(&mut inner, applied.after.generation);
         }
+    }
+}
+
+/// A write of the shared state, waiting for its turn to be heard.
+#[derive(Clone, Copy, Debug)]
+struct Write {
+    before: State,
+    after: State,
+    /// The generation the write left.
+    generation: u64,
+    /// This process's own transition, left for its caller to report.
+    for_caller: bool,
+    /// The subscription whose message showed it (`None`: a reply did).
+    message_under: Option<u64>,
+}
+
+/// The states the listeners hear, in order, when a jump over missing writes
+/// takes them from `from` to `to`: the shortest path of the state machine's
+/// own transitions (a trip, the timeout, a trial's success or failure), so
+/// no jump is one the state machine cannot make without a manual
+/// transition. Nothing when `from` is `to` (a round trip through other
+/// states, if one happened, is not heard).
+pub(crate) fn path(from: State, to: State) -> &'static [State] {
+    use State::*;
+    match (from, to) {
+        (Closed, Open) | (HalfOpen, Open) => &[Open],
+        (Closed, HalfOpen) => &[Open, HalfOpen],
+        (Open, HalfOpen) => &[HalfOpen],
+        (Open, Closed) => &[HalfOpen, Closed],
+        (HalfOpen, Closed) => &[Closed],
+        (Closed, Closed) | (Open, Open) | (HalfOpen, HalfOpen) => &[],
     }
 }
 
@@ -711,13 +949,13 @@ mod tests {
 
     /// Redis answers again, with `s`: the slot follows the shared state.
     fn reconnect(slot: &Slot, s: Stored) {
-        slot.absorb_read(s);
+        slot.absorb_read(s, None, false);
         slot.set_down(false, slot.core.epoch());
         assert!(!slot.on_fallback());
     }
 
     fn queued(slot: &Slot) -> usize {
-        slot.inner.lock().told.queued()
+        slot.inner.lock().reports.queued()
     }
 
     #[test]
@@ -730,7 +968,7 @@ mod tests {
             reconnect(&during, stored(State::Closed, 1, 10));
             // Queued behind the caller's own transition, not reported.
             assert_eq!(queued(&during), 2);
-            assert!(!during.inner.lock().kicked);
+            assert!(!during.inner.lock().report_requested);
         }));
         let r = cb.call(|| Err::<(), _>("boom"));
         assert!(matches!(r, Err(Error::Tripped(_, "boom"))), "{r:?}");
@@ -747,8 +985,8 @@ mod tests {
         // This process's failure trips the circuit: its message comes before
         // its reply, then another process's reset.
         slot.begin(42);
-        slot.absorb_message(Some(42), State::Closed, stored(State::Open, 2, 11));
-        slot.absorb_message(None, State::Open, stored(State::Closed, 3, 12));
+        slot.absorb_message(Some(42), State::Closed, stored(State::Open, 2, 11), 1);
+        slot.absorb_message(None, State::Open, stored(State::Closed, 3, 12), 1);
         let applied = slot.absorb_own(
             42,
             stored(State::Closed, 1, 10),
@@ -756,6 +994,7 @@ mod tests {
             Outcome::Counted {
                 tripped: Some(crate::Reason::FailureThreshold),
             },
+            false,
         );
         assert_eq!(queued(&slot), 2);
         assert!(recorder.take().is_empty());
@@ -777,8 +1016,8 @@ mod tests {
         let (_cb, slot, recorder) = offline(1);
         reconnect(&slot, stored(State::Closed, 1, 10));
         slot.begin(7);
-        slot.absorb_message(Some(7), State::Closed, stored(State::Open, 2, 11));
-        slot.absorb_message(None, State::Open, stored(State::HalfOpen, 3, 12));
+        slot.absorb_message(Some(7), State::Closed, stored(State::Open, 2, 11), 1);
+        slot.absorb_message(None, State::Open, stored(State::HalfOpen, 3, 12), 1);
         assert_eq!(queued(&slot), 2);
         // Its reply never came in time.
         slot.abandon(7);
@@ -789,6 +1028,7 @@ mod tests {
             stored(State::Closed, 1, 10),
             stored(State::Open, 2, 11),
             Outcome::Counted { tripped: None },
+            false,
         );
         assert_eq!(queued(&slot), 0);
     }
@@ -804,9 +1044,10 @@ mod tests {
             stored(State::Closed, 1, 10),
             stored(State::Open, 2, 11),
             Outcome::Counted { tripped: None },
+            false,
         );
-        slot.absorb_message(Some(9), State::Closed, stored(State::Open, 2, 11));
-        slot.absorb_message(None, State::Open, stored(State::Closed, 3, 12));
+        slot.absorb_message(Some(9), State::Closed, stored(State::Open, 2, 11), 1);
+        slot.absorb_message(None, State::Open, stored(State::Closed, 3, 12), 1);
         assert_eq!(queued(&slot), 2);
         // Its caller left before taking it (a dropped future).
         slot.announce_lost(&applied);
@@ -826,7 +1067,12 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            slot.absorb_message(None, before, stored(after, 2 + seq as u64, 11 + seq as u64));
+            slot.absorb_message(
+                None,
+                before,
+                stored(after, 2 + seq as u64, 11 + seq as u64),
+                1,
+            );
         }
         assert_eq!(
             recorder.wait_for(4),
@@ -857,6 +1103,49 @@ mod tests {
         assert!(recorder.take().is_empty());
     }
 
+    #[test]
+    fn a_jump_takes_the_state_machines_own_transitions() {
+        use State::*;
+        for from in [Closed, Open, HalfOpen] {
+            for to in [Closed, Open, HalfOpen] {
+                let mut at = from;
+                for &next in path(from, to) {
+                    let own = matches!(
+                        (at, next),
+                        (Closed, Open) | (Open, HalfOpen) | (HalfOpen, Closed) | (HalfOpen, Open)
+                    );
+                    assert!(own, "{from} -> {to} takes {at} -> {next}");
+                    at = next;
+                }
+                assert_eq!(at, to);
+                assert!(path(from, to).len() <= 2);
+            }
+        }
+    }
+
+    #[test]
+    fn writes_whose_messages_cannot_come_are_jumped_over() {
+        // No subscription: a read ahead of the order of writes is final.
+        let (_cb, slot, recorder) = offline(1);
+        reconnect(&slot, stored(State::Closed, 1, 10));
+        slot.absorb_read(stored(State::Open, 4, 13), None, false);
+        assert_eq!(recorder.wait_for(1), ["closed->open"]);
+        // Closed by hand elsewhere: heard through half-open.
+        slot.absorb_read(stored(State::Closed, 5, 14), None, false);
+        assert_eq!(
+            recorder.wait_for(2),
+            ["open->half-open", "half-open->closed"]
+        );
+        // A round trip through open is not heard.
+        slot.absorb_read(stored(State::Closed, 7, 16), None, false);
+        // A late message of a write jumped over is not heard either.
+        slot.absorb_message(None, State::Closed, stored(State::Open, 6, 15), 1);
+        // The next write, in turn, is.
+        slot.absorb_message(None, State::Closed, stored(State::Open, 8, 17), 1);
+        assert_eq!(recorder.wait_for(1), ["closed->open"]);
+        assert_eq!(queued(&slot), 0);
+    }
+
     // ---- the closed hint ----
 
     #[test]
@@ -878,14 +1167,14 @@ mod tests {
             fail_counter: 2,
             ..stored(State::Closed, 7, 11)
         };
-        slot.absorb_read(failed);
+        slot.absorb_read(failed, None, false);
         assert_eq!(slot.closed_hint(), hint(7, true));
         // Not closed: none.
-        slot.absorb_read(stored(State::Open, 8, 12));
+        slot.absorb_read(stored(State::Open, 8, 12), None, false);
         assert_eq!(slot.closed_hint(), None);
-        slot.absorb_read(stored(State::HalfOpen, 9, 13));
+        slot.absorb_read(stored(State::HalfOpen, 9, 13), None, false);
         assert_eq!(slot.closed_hint(), None);
-        slot.absorb_read(stored(State::Closed, 10, 14));
+        slot.absorb_read(stored(State::Closed, 10, 14), None, false);
         assert_eq!(slot.closed_hint(), hint(10, false));
         // Back on the fallback (Redis down): none again.
         slot.set_down(true, slot.core.epoch());

@@ -140,3 +140,77 @@ fn each_call_hears_its_own_events_in_order() {
     a.open();
     assert_eq!(recorder.take(), ["closed->open"]);
 }
+
+/// Storage A toggles the circuit open and closed 1,000 times; storage B (as
+/// another process has, reading the state every millisecond to make reads
+/// race the pub/sub messages) hears every transition once, in order, and no
+/// change the state machine cannot make.
+#[test]
+fn a_burst_of_transitions_elsewhere_is_heard_whole_and_in_order() {
+    let Some(server) = support::shared() else {
+        return;
+    };
+    // A does not subscribe: the channel's one subscriber is B.
+    let a_storage = storage(&server.url(), "burst")
+        .subscribe(false)
+        .build()
+        .unwrap();
+    let b_storage = RedisStorage::builder(server.url())
+        .namespace(a_storage.namespace())
+        .command_timeout(Duration::from_millis(200))
+        .resync_interval(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let heard = Arc::new(crate::suite::Changes::default());
+    let builder = || CircuitBreaker::builder("burst");
+    let (a, _) = bound(builder(), &a_storage);
+    let (b, _) = bound(builder().listener_arc(heard.clone()), &b_storage);
+    let channel = format!("{}:events", a_storage.namespace());
+    assert!(
+        eventually(Duration::from_secs(5), || matches!(
+            server.cmd(&["PUBSUB", "NUMSUB", &channel]),
+            support::Resp::Array(Some(ref v)) if v.get(1) == Some(&support::Resp::Int(1))
+        )),
+        "B never subscribed"
+    );
+    // The first transition, heard through the subscription, shows that B
+    // follows every write from here on.
+    a.open();
+    assert!(
+        eventually(Duration::from_secs(5), || heard.seen().len() == 1),
+        "B never heard the first transition: {:?}",
+        heard.seen()
+    );
+    a.close();
+    for _ in 1..500 {
+        a.open();
+        a.close();
+    }
+    const TRANSITIONS: usize = 1_000;
+    eventually(Duration::from_secs(10), || {
+        heard.seen().len() >= TRANSITIONS
+    });
+    assert_eq!(b.current_state(), State::Closed);
+    let seen = heard.seen();
+    let mut last = State::Closed;
+    for (i, &(old, new)) in seen.iter().enumerate() {
+        assert_eq!(
+            old, last,
+            "transition {i} starts where the last ended: {seen:?}"
+        );
+        assert!(
+            matches!(
+                (old, new),
+                (State::Closed, State::Open) | (State::Open, State::Closed)
+            ),
+            "transition {i}, {old} -> {new}, was never made"
+        );
+        last = new;
+    }
+    assert_eq!(
+        seen.len(),
+        TRANSITIONS,
+        "B heard {} of {TRANSITIONS}",
+        seen.len()
+    );
+}
