@@ -68,14 +68,15 @@ struct Task {
     future: Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>,
 }
 
-/// Runs `future` to completion without an executor, on the worker thread:
-/// polled there once now, and again each time it is woken.
+/// Runs `future` to completion without an executor: polled once here (the
+/// storage has often answered already, and then it is done at once), then
+/// on the worker thread each time it is woken.
 pub(crate) fn spawn(future: Pin<Box<dyn Future<Output = ()> + Send>>) {
     let task = Arc::new(Task {
         state: AtomicU8::new(SCHEDULED),
         future: Mutex::new(Some(future)),
     });
-    schedule(task);
+    task.run();
 }
 
 /// Hands `task` to the worker thread, starting it on first use. If no
@@ -105,7 +106,8 @@ fn schedule(task: Arc<Task>) {
 
 impl Task {
     /// Polls the future until it is pending with no wake-up in between, or
-    /// finished. Called by the worker for a `SCHEDULED` task.
+    /// finished. Called for a `SCHEDULED` task: by `spawn`, then by the
+    /// worker.
     fn run(self: Arc<Self>) {
         self.state.store(POLLING, Ordering::Release);
         let waker = Waker::from(Arc::clone(&self));
