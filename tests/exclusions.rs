@@ -444,3 +444,65 @@ mod with_anyhow {
         assert!(e.downcast_ref::<Validation>().is_some());
     }
 }
+
+// ---- the attribute sees through report types, with no cargo feature ----
+
+mod attribute_reports {
+    use super::*;
+    use breaker::{circuit_breaker, registry, CircuitBreakerError};
+
+    /// `anyhow::Error` implements `AsRef<dyn Error + Send + Sync>`: the
+    /// attribute searches its chain whether or not the `anyhow` feature is on.
+    #[circuit_breaker(name = "ex-attr-anyhow", fail_max = 1, reset_timeout = "60s", exclude = [Validation])]
+    fn save(error: fn() -> anyhow::Error) -> anyhow::Result<()> {
+        Err(error())
+    }
+
+    #[test]
+    fn an_anyhow_function_excludes_by_type_without_the_feature() {
+        let cb = registry::get("ex-attr-anyhow");
+        let e = save(|| anyhow::Error::new(Validation).context("while saving")).unwrap_err();
+        assert_eq!(e.to_string(), "while saving");
+        assert_eq!(cb.current_state(), State::Closed);
+        let e = save(|| anyhow::Error::new(QueryError(Validation))).unwrap_err();
+        assert!(e.downcast_ref::<QueryError>().is_some());
+        assert_eq!(cb.current_state(), State::Closed);
+        assert_eq!(cb.fail_counter(), 0);
+        // Another error still fails, and the rejection is an anyhow error too.
+        save(|| anyhow::Error::new(DbDown)).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+        let rejected = save(|| anyhow::Error::new(DbDown)).unwrap_err();
+        assert!(rejected.downcast_ref::<CircuitBreakerError>().is_some());
+    }
+
+    /// Any report type of one's own that is `AsRef<dyn Error + Send + Sync>`
+    /// (as `eyre::Report` is) gets the same treatment.
+    #[derive(Debug)]
+    struct Report(BoxError);
+
+    impl AsRef<dyn StdError + Send + Sync> for Report {
+        fn as_ref(&self) -> &(dyn StdError + Send + Sync + 'static) {
+            &*self.0
+        }
+    }
+
+    impl From<CircuitBreakerError> for Report {
+        fn from(e: CircuitBreakerError) -> Self {
+            Report(Box::new(e))
+        }
+    }
+
+    #[circuit_breaker(name = "ex-attr-report", fail_max = 1, reset_timeout = "60s", exclude = [|e: &HttpError| e.status < 500])]
+    fn fetch(status: u16) -> Result<(), Report> {
+        Err(Report(Box::new(ClientError(HttpError { status }))))
+    }
+
+    #[test]
+    fn a_report_type_is_searched_through_as_ref() {
+        let cb = registry::get("ex-attr-report");
+        fetch(404).unwrap_err();
+        assert_eq!(cb.current_state(), State::Closed);
+        fetch(503).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+    }
+}

@@ -1,9 +1,9 @@
 //! Autoref specialisation for the attribute's generated code: stable Rust
 //! has no specialisation, so whether an error type implements `Error` (and
 //! can be searched along its `source()` chain) is decided by method
-//! resolution on `&Wrap(e)` versus `Wrap(e)`, `&Probe<T>` versus `Probe<T>`.
-//! The more specific impl is on the reference, which method lookup tries
-//! first.
+//! resolution on `&&Wrap(e)`, `&Wrap(e)` and `Wrap(e)`, `&Probe<T>` versus
+//! `Probe<T>`. The more specific impl is on the reference, which method
+//! lookup tries first.
 
 use std::any::Any;
 use std::error::Error as StdError;
@@ -11,20 +11,38 @@ use std::marker::PhantomData;
 
 use crate::exclude::{chain_find, container_view, is_container};
 
-/// Autoref specialisation: `(&&Wrap(e)).breaker_view()` sees `e` as
-/// `dyn Error` when its type implements `Error`, and looks through boxed
-/// errors otherwise.
+/// Autoref specialisation: `(&&&Wrap(e)).breaker_view()` sees `e` as
+/// `dyn Error` when its type implements `Error`, through `as_ref()` when it
+/// is a report type such as `anyhow::Error` or `eyre::Report` (no cargo
+/// feature needed), and looks through boxed errors otherwise.
 pub struct Wrap<'a, E>(pub &'a E);
 
-/// The specific case of [`Wrap`]: `E: Error`.
+/// The most specific case of [`Wrap`]: `E: Error`.
 pub trait ViewError<'a> {
     /// `e` as `dyn Error`.
     fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)>;
 }
 
-impl<'a, E: StdError + 'static> ViewError<'a> for &Wrap<'a, E> {
+impl<'a, E: StdError + 'static> ViewError<'a> for &&Wrap<'a, E> {
     fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)> {
         Some(self.0)
+    }
+}
+
+/// The middle case of [`Wrap`]: `E: AsRef<dyn Error + Send + Sync>`, as
+/// `anyhow::Error`, `eyre::Report` and `Box<dyn Error + Send + Sync>` are.
+pub trait ViewAsRef<'a> {
+    /// `e.as_ref()`.
+    fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)>;
+}
+
+impl<'a, E> ViewAsRef<'a> for &Wrap<'a, E>
+where
+    E: AsRef<dyn StdError + Send + Sync + 'static> + 'static,
+{
+    fn breaker_view(&self) -> Option<&'a (dyn StdError + 'static)> {
+        let e: &'a (dyn StdError + Send + Sync + 'static) = self.0.as_ref();
+        Some(e)
     }
 }
 

@@ -206,8 +206,8 @@ fn view(krate: &Path) -> TokenStream {
     quote! {
         |__breaker_error| {
             #[allow(unused_imports)]
-            use #krate::__private::{ViewAny as _, ViewError as _};
-            (&&#krate::__private::Wrap(__breaker_error)).breaker_view()
+            use #krate::__private::{ViewAny as _, ViewAsRef as _, ViewError as _};
+            (&&&#krate::__private::Wrap(__breaker_error)).breaker_view()
         }
     }
 }

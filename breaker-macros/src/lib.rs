@@ -75,6 +75,11 @@ use proc_macro::TokenStream;
 /// is and excludes the error when it returns `true`. Exclusions apply to
 /// this function's calls; settings apply to the named breaker.
 ///
+/// The chain is searched from the function's error type when it implements
+/// `Error`, from `as_ref()` when it is a report type
+/// (`AsRef<dyn Error + Send + Sync>`: `anyhow::Error`, `eyre::Report`,
+/// `Box<dyn Error + Send + Sync>`), with no cargo feature.
+///
 /// # Names
 ///
 /// Every declared breaker is in the [`registry`](https://docs.rs/breaker/latest/breaker/registry/)
