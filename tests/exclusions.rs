@@ -506,3 +506,138 @@ mod attribute_reports {
         assert_eq!(cb.current_state(), State::Open);
     }
 }
+
+// ---- hints: exclusions that cannot match say so (debug builds) ----
+
+mod hints {
+    use super::*;
+    use breaker::hint::{self, Hint};
+    use breaker::{circuit_breaker, registry, CircuitBreakerError};
+    use std::sync::{Mutex, Once};
+
+    static HEARD: Mutex<Vec<Hint>> = Mutex::new(Vec::new());
+
+    /// The hints given about `breaker` so far (the hook is the process's,
+    /// shared by tests running in parallel: each test reads its own names).
+    fn heard(breaker: &str) -> Vec<String> {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| hint::set_hook(|h| HEARD.lock().unwrap().push(h.clone())));
+        HEARD
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.breaker() == breaker)
+            .map(|h| h.message().to_owned())
+            .collect()
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum FetchError {
+        #[error(transparent)]
+        Http(#[from] HttpError),
+        #[error("database down")]
+        Db,
+        #[error(transparent)]
+        Breaker(#[from] CircuitBreakerError),
+    }
+
+    #[circuit_breaker(name = "ex-hint-transparent", fail_max = 2, reset_timeout = "60s", exclude = [|e: &HttpError| e.status < 500])]
+    fn fetch_transparent(status: u16) -> Result<(), FetchError> {
+        Err(HttpError { status })?
+    }
+
+    /// Setup 1 of issue 12: a transparent variant hides the wrapped error
+    /// from `source()`, so the predicate never sees it. It still cannot
+    /// match (nothing can find it at run time), but the first failure says
+    /// why and what to write instead.
+    #[test]
+    #[cfg(debug_assertions)]
+    fn a_transparent_wrapper_is_named_with_the_fix() {
+        let _ = heard("");
+        let cb = registry::get("ex-hint-transparent");
+        fetch_transparent(404).unwrap_err();
+        assert_eq!(cb.fail_counter(), 1);
+        fetch_transparent(404).unwrap_err(); // told once
+        assert_eq!(
+            heard("ex-hint-transparent"),
+            ["breaker 'ex-hint-transparent' excludes `HttpError` but `FetchError::Http` holds it outside its `source()` chain (as `#[error(transparent)]` does: its `source()` skips the error it wraps); exclude `FetchError::Http(..)` instead, or `FetchError::Http(e) if ..` to keep a condition"]
+        );
+    }
+
+    #[circuit_breaker(name = "ex-hint-variant", fail_max = 1, reset_timeout = "60s", exclude = [FetchError::Http(..)])]
+    fn fetch_by_variant(status: u16) -> Result<(), FetchError> {
+        match status {
+            0 => Err(FetchError::Db),
+            _ => Err(HttpError { status })?,
+        }
+    }
+
+    #[test]
+    fn the_fix_excludes_the_transparent_variant() {
+        let cb = registry::get("ex-hint-variant");
+        fetch_by_variant(404).unwrap_err();
+        assert_eq!(cb.current_state(), State::Closed);
+        fetch_by_variant(0).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+        assert!(heard("ex-hint-variant").is_empty());
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    fn a_transparent_wrapper_through_call_with_view_is_named_too() {
+        let cb = builder("ex-hint-view").exclude::<HttpError>().build();
+        fn view(e: &FetchError) -> Option<&(dyn StdError + 'static)> {
+            Some(e)
+        }
+        // Another variant: nothing to say.
+        let _ = cb.call_with_view(|| Err::<(), _>(FetchError::Db), view);
+        assert!(heard("ex-hint-view").is_empty());
+        cb.reset();
+        let _ = cb.call_with_view(
+            || Err::<(), _>(FetchError::Http(HttpError { status: 404 })),
+            view,
+        );
+        assert_eq!(cb.current_state(), State::Open);
+        let told = heard("ex-hint-view");
+        assert_eq!(told.len(), 1);
+        assert!(told[0].contains("exclude `FetchError::Http(..)` instead"));
+    }
+
+    /// Setup 3 of issue 12: `call` on a concrete error type that wraps the
+    /// excluded one cannot search its chain; the first failure says so.
+    #[test]
+    #[cfg(debug_assertions)]
+    fn call_on_a_concrete_wrapper_says_how_to_search_it() {
+        let cb = builder("ex-hint-call").exclude::<Validation>().build();
+        assert!(is_failure(&cb, QueryError(Validation)));
+        assert!(is_failure(&cb, QueryError(Validation)));
+        assert_eq!(
+            heard("ex-hint-call"),
+            ["breaker 'ex-hint-call' excludes `Validation` but `call` and `call_async` cannot search a `QueryError`'s `source()` chain (they see boxed errors and `io::Error` only): call `call_with_view(f, |e| Some(e))` (or `call_async_with_view`), or exclude with `exclude_if(|e: &QueryError| ..)`"]
+        );
+        // The fix it names works.
+        let r = cb.call_with_view(|| Err::<(), _>(QueryError(Validation)), |e| Some(e));
+        assert!(matches!(r, Err(Error::Inner(_))));
+        assert_eq!(cb.current_state(), State::Closed);
+    }
+
+    /// Setup 2 of issue 12, by hand: `call` on `anyhow::Error` needs the
+    /// feature (the attribute does not); without it, the first failure says so.
+    #[test]
+    #[cfg(all(debug_assertions, not(feature = "anyhow")))]
+    fn call_on_anyhow_without_the_feature_names_the_feature() {
+        let cb = builder("ex-hint-anyhow").exclude::<Validation>().build();
+        assert!(is_failure(&cb, anyhow::Error::new(Validation)));
+        let told = heard("ex-hint-anyhow");
+        assert_eq!(told.len(), 1);
+        assert!(told[0].contains("without the `anyhow` feature of `breaker`"));
+    }
+
+    #[test]
+    fn an_error_that_can_be_searched_and_holds_nothing_is_not_a_hint() {
+        let cb = builder("ex-hint-none").exclude::<Validation>().build();
+        assert!(is_failure(&cb, Box::new(DbDown) as BoxError));
+        assert!(is_failure(&cb, io::Error::other(DbDown)));
+        assert!(heard("ex-hint-none").is_empty());
+    }
+}

@@ -41,6 +41,13 @@ impl CircuitBreaker {
     ///   `throw_new_error_on_trip` is on.
     /// - Panic: a failure; the panic continues.
     ///
+    /// Excluded types are searched for in boxed errors, `io::Error` (and
+    /// `anyhow::Error` with the `anyhow` feature) and their `source()`
+    /// chains; any other error type is matched as itself only (use
+    /// [`call_with_view`](Self::call_with_view) to search its chain). In
+    /// debug builds, a failure that may hold an excluded type out of reach
+    /// gives a [`hint`](crate::hint) saying so, once per breaker and type.
+    ///
     /// ```
     /// use breaker::CircuitBreaker;
     ///

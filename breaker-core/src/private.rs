@@ -153,6 +153,28 @@ where
     }
 }
 
+/// Whether hints are given (debug builds of `breaker`), so generated code
+/// spends nothing on them otherwise.
+pub const HINTS: bool = cfg!(debug_assertions);
+
+/// An exclusion of the attribute (`excluded`, as written) whose type `T` is
+/// not in the failing `error`: a hint, when one can tell why.
+#[cold]
+pub fn exclusion_missed<E: fmt::Debug + 'static, T: 'static>(
+    cb: &CircuitBreaker,
+    error: &E,
+    chain: Option<&(dyn StdError + 'static)>,
+    excluded: &str,
+) {
+    crate::hint::missed(
+        cb.shared.name.as_str(),
+        error,
+        chain,
+        excluded,
+        std::any::TypeId::of::<T>(),
+    );
+}
+
 fn into_user_error<E: From<CircuitBreakerError>>(e: Error<E>) -> E {
     match e {
         Error::Open(cbe) | Error::Tripped(cbe, _) => E::from(cbe),

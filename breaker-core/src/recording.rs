@@ -196,7 +196,7 @@ impl CircuitBreaker {
         site_excluded: &X,
     ) -> bool
     where
-        E: 'static,
+        E: fmt::Debug + 'static,
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     {
@@ -221,7 +221,7 @@ impl CircuitBreaker {
     /// Whether the breaker's exclusions or the call site's exclude `error`.
     pub(crate) fn excludes<E, V, X>(&self, error: &E, view: &V, site_excluded: &X) -> bool
     where
-        E: 'static,
+        E: fmt::Debug + 'static,
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     {
@@ -233,7 +233,13 @@ impl CircuitBreaker {
             return false;
         }
         let list = self.shared.exclusions.load();
-        list.iter().any(|x| x.matches(error as &dyn Any, as_error))
+        let excluded = list.iter().any(|x| x.matches(error as &dyn Any, as_error));
+        if cfg!(debug_assertions) && !excluded {
+            let name = self.shared.name.as_str();
+            list.iter()
+                .for_each(|x| x.hint_if_missed(name, error, as_error));
+        }
+        excluded
     }
 
     /// Tells listeners of a success and of the transition it made.

@@ -215,6 +215,7 @@ fn view(krate: &Path) -> TokenStream {
 /// The call site's exclusions; with `all` false, only the by-type entries
 /// (for the outer error of `Result<impl Iterator, E2>`).
 fn excluded(krate: &Path, entries: &[Exclude], all: bool) -> TokenStream {
+    let site = quote!(__BREAKER_SITE.get());
     let error = format_ident!("__breaker_error");
     let chain = format_ident!("__breaker_chain");
     let probe = |ty: &Type| {
@@ -235,12 +236,30 @@ fn excluded(krate: &Path, entries: &[Exclude], all: bool) -> TokenStream {
         }
         _ => None,
     });
+    // In debug builds, an entry whose type is not in a failing error says
+    // why when it can (`#[error(transparent)]`): see `breaker::hint`.
+    let hints = entries.iter().filter_map(|entry| match entry {
+        Exclude::Type(ty) | Exclude::Closure(ty, _) if all || matches!(entry, Exclude::Type(_)) => {
+            let found = probe(ty);
+            let shown = ty.to_token_stream().to_string().replace(' ', "");
+            Some(quote! {
+                if #found.is_none() {
+                    #krate::__private::exclusion_missed::<_, #ty>(#site, #error, #chain, #shown);
+                }
+            })
+        }
+        _ => None,
+    });
     quote! {
         |#error, #chain| {
             #[allow(unused_imports)]
             use #krate::__private::{ProbeAny as _, ProbeError as _};
             let _ = (&#error, &#chain);
-            false #(|| #tests)*
+            let __breaker_excluded = false #(|| #tests)*;
+            if #krate::__private::HINTS && !__breaker_excluded {
+                #(#hints)*
+            }
+            __breaker_excluded
         }
     }
 }
