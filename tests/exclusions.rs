@@ -641,3 +641,89 @@ mod hints {
         assert!(heard("ex-hint-none").is_empty());
     }
 }
+
+// ---- the attribute: guarded patterns and predicate functions ----
+
+mod attribute_patterns {
+    use super::*;
+    use breaker::{circuit_breaker, registry, CircuitBreakerError};
+
+    #[derive(Debug, thiserror::Error)]
+    enum FetchError {
+        #[error(transparent)]
+        Http(#[from] HttpError),
+        #[error("database down")]
+        Db,
+        #[error(transparent)]
+        Breaker(#[from] CircuitBreakerError),
+    }
+
+    /// The fix for a transparent variant, with a condition on what it wraps.
+    #[circuit_breaker(name = "ex-attr-guard", fail_max = 1, reset_timeout = "60s", exclude = [FetchError::Http(e) if e.status < 500])]
+    fn fetch(status: u16) -> Result<(), FetchError> {
+        match status {
+            0 => Err(FetchError::Db),
+            _ => Err(HttpError { status })?,
+        }
+    }
+
+    #[test]
+    fn a_guarded_pattern_excludes_what_its_guard_accepts() {
+        let cb = registry::get("ex-attr-guard");
+        fetch(404).unwrap_err();
+        fetch(499).unwrap_err();
+        assert_eq!(cb.current_state(), State::Closed);
+        fetch(500).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+        cb.reset();
+        fetch(0).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum LoadError {
+        #[error("client failed")]
+        Client(#[source] HttpError),
+        #[error("database down")]
+        Db,
+        #[error("timed out")]
+        Timeout,
+        #[error(transparent)]
+        Breaker(#[from] CircuitBreakerError),
+    }
+
+    mod predicates {
+        pub fn is_client_error(e: &super::HttpError) -> bool {
+            e.status < 500
+        }
+
+        pub fn is_db(e: &super::LoadError) -> bool {
+            matches!(e, super::LoadError::Db)
+        }
+    }
+
+    /// A named function is a predicate on its argument's type, found as a
+    /// type is (here in the `source()` chain), or on the function's own
+    /// error type.
+    #[circuit_breaker(name = "ex-attr-fn", fail_max = 1, reset_timeout = "60s", exclude = [predicates::is_client_error, predicates::is_db])]
+    fn load(status: u16) -> Result<(), LoadError> {
+        match status {
+            0 => Err(LoadError::Db),
+            1 => Err(LoadError::Timeout),
+            _ => Err(LoadError::Client(HttpError { status })),
+        }
+    }
+
+    #[test]
+    fn a_named_function_is_a_predicate() {
+        let cb = registry::get("ex-attr-fn");
+        load(404).unwrap_err();
+        load(0).unwrap_err();
+        assert_eq!(cb.current_state(), State::Closed);
+        load(503).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+        cb.reset();
+        load(1).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+    }
+}

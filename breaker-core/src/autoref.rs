@@ -69,6 +69,13 @@ pub struct Probe<T>(PhantomData<fn() -> T>);
 impl<T> Probe<T> {
     /// The probe.
     pub const NEW: Self = Probe(PhantomData);
+
+    /// The probe for the argument type of a predicate function
+    /// (`exclude = [path::to::predicate]`).
+    #[inline(always)]
+    pub fn of<F: Fn(&T) -> bool>(_: &F) -> Self {
+        Probe(PhantomData)
+    }
 }
 
 /// The specific case of [`Probe`]: `T: Error`.

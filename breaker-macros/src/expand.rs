@@ -234,6 +234,20 @@ fn excluded(krate: &Path, entries: &[Exclude], all: bool) -> TokenStream {
             let found = probe(ty);
             Some(quote!(#found.is_some_and(#krate::__private::predicate::<#ty, _>(#closure))))
         }
+        Exclude::Guarded(pat, guard) if all => Some(quote! {
+            match #error {
+                #pat if #guard => true,
+                _ => false,
+            }
+        }),
+        Exclude::Function(path) if all => Some(quote_spanned! {path.span()=>
+            {
+                let __breaker_predicate = #path;
+                (&&#krate::__private::Probe::of(&__breaker_predicate))
+                    .breaker_find(#krate::__private::as_any(#error), #chain)
+                    .is_some_and(__breaker_predicate)
+            }
+        }),
         _ => None,
     });
     // In debug builds, an entry whose type is not in a failing error says

@@ -64,15 +64,26 @@ use proc_macro::TokenStream;
 /// | `reset_timeout` | `"500ms"`, `"60s"`, `"1m30s"`, `"2h"` | `"60s"` |
 /// | `success_threshold` | `1` (1 to 255) | 1 |
 /// | `throw_new_error_on_trip` | `true` / `false` | `true` |
-/// | `exclude` | `[Type, Enum::Variant(..), Enum::Unit { .. }, \|e: &T\| predicate]` | none |
+/// | `exclude` | `[Type, Enum::Variant(..), Enum::Variant(e) if guard, \|e: &T\| predicate, path::to::predicate]` | none |
 /// | `storage` | `path::to::fn` returning a [`Storage`](https://docs.rs/breaker/latest/breaker/storage/trait.Storage.html) | memory |
 /// | `listeners` | `[path::to::fn, ..]`, each returning a listener | none |
 /// | `crate` | `"path"` to the `breaker` crate if renamed | `"::breaker"` |
 ///
 /// `exclude` entries: a type matches the error itself, a boxed error's
 /// content and anything in the `source()` chain; a variant pattern matches
-/// the function's error; a closure receives the first `T` found as a type
-/// is and excludes the error when it returns `true`. Exclusions apply to
+/// the function's error, and with a guard (`FetchError::Http(e) if
+/// e.status() >= 400`) when the guard holds too; a closure (`|e: &T| ..`)
+/// or a named function (`path::to::is_client_error`, a `fn(&T) -> bool`)
+/// receives the first `T` found as a type is and excludes the error when it
+/// returns `true`.
+///
+/// A pattern on the function's own error type is the first thing to reach
+/// for: it sees the variant the function returned, with no chain to search.
+/// An `#[error(transparent)]` variant's `source()` skips the error it wraps,
+/// so a type or closure on that inner error cannot find it; exclude the
+/// variant (`FetchError::Http(..)`, or with a guard) instead. In debug
+/// builds, the first failure that shows this mistake gives a
+/// [hint](https://docs.rs/breaker/latest/breaker/hint/) naming the fix. Exclusions apply to
 /// this function's calls; settings apply to the named breaker.
 ///
 /// The chain is searched from the function's error type when it implements

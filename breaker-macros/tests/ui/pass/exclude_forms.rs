@@ -17,6 +17,16 @@ impl From<CircuitBreakerError> for DbError {
 #[derive(Debug)]
 pub struct NotAnError;
 
+mod predicates {
+    pub fn not_found(e: &std::io::Error) -> bool {
+        e.kind() == std::io::ErrorKind::NotFound
+    }
+
+    pub fn is_slow(e: &super::DbError) -> bool {
+        matches!(e, super::DbError::Timeout { ms } if *ms > 1000)
+    }
+}
+
 #[circuit_breaker(
     name = "excludes",
     exclude = [
@@ -28,6 +38,11 @@ pub struct NotAnError;
         DbError::Unit,
         |e: &DbError| matches!(e, DbError::NotFound(id) if *id > 10),
         move |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound,
+        DbError::NotFound(id) if *id > 10,
+        DbError::Timeout { ms } if *ms < 100,
+        DbError::Unit if true,
+        predicates::not_found,
+        predicates::is_slow,
     ]
 )]
 fn query() -> Result<u32, DbError> {
