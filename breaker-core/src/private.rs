@@ -61,6 +61,60 @@ where
     }
 }
 
+/// [`call`] for a function with a `fallback`: `Err` is the rejection, for
+/// the generated code to call the fallback with the function's arguments.
+#[inline(always)]
+pub fn run<T, E, F, V, X>(
+    cb: &CircuitBreaker,
+    body: F,
+    view: V,
+    excluded: X,
+) -> Result<Result<T, E>, CircuitBreakerError>
+where
+    F: FnOnce() -> Result<T, E>,
+    E: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+{
+    match cb.run(body, &view, &excluded) {
+        Err(Error::Open(rejected)) => Err(rejected),
+        other => Ok(other.map_err(into_user_error)),
+    }
+}
+
+/// [`call_async`] for a function with a `fallback`, as [`run`].
+#[inline]
+pub fn run_async<'cb, T, E, Fut, V, X>(
+    cb: &'cb CircuitBreaker,
+    body: Fut,
+    view: V,
+    excluded: X,
+) -> impl Future<Output = Result<Result<T, E>, CircuitBreakerError>> + use<'cb, T, E, Fut, V, X>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+{
+    let guarded = GuardedFuture::new(cb, body, view, excluded);
+    async move {
+        match guarded.await {
+            Err(Error::Open(rejected)) => Err(rejected),
+            other => Ok(other.map_err(into_user_error)),
+        }
+    }
+}
+
+/// The function's arguments, kept for its body or its fallback, whichever
+/// runs (exactly one does).
+#[inline(always)]
+pub fn take<A>(slot: &mut Option<A>) -> A {
+    match slot.take() {
+        Some(args) => args,
+        None => unreachable!("the body or the fallback takes the arguments, once"),
+    }
+}
+
 pin_project! {
     /// The future of [`call_async`]: the breaker's errors turned into the
     /// function's own error type.

@@ -21,6 +21,8 @@ pub(crate) const KEYS: &[&str] = &[
     "storage",
     "listeners",
     "crate",
+    // Calls: what runs instead of a rejected call.
+    "fallback",
 ];
 
 /// The parsed arguments; `None` where a key was not given.
@@ -35,6 +37,10 @@ pub(crate) struct Args {
     pub(crate) storage: Option<Path>,
     pub(crate) listeners: Option<Vec<Path>>,
     pub(crate) krate: Option<Path>,
+    // Calls: what runs instead of a rejected call.
+    /// `fallback = path::to::fn`: called with the function's arguments when
+    /// the breaker rejects the call.
+    pub(crate) fallback: Option<Path>,
 }
 
 /// One entry of `exclude = [..]`.
@@ -175,6 +181,13 @@ impl Args {
                         "expected a path in a string, as in `crate = \"::my_breaker\"`",
                     )
                 })?);
+            }
+            // Calls: what runs instead of a rejected call.
+            "fallback" => {
+                self.fallback = Some(parse_value::<Path>(
+                    value,
+                    "a path to a function with the same parameters and return type, as in `fallback = cached_prices`",
+                )?)
             }
             _ => unreachable!("keys are checked against KEYS first"),
         }

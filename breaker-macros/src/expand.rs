@@ -28,6 +28,11 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
         let _ = check_default_name(&func.sig).map_err(|e| errors.push(e));
     }
     let kind = classify(&func.sig).map_err(|e| errors.push(e)).ok();
+    if let (Some(args), Some(kind)) = (&args, &kind) {
+        if let Some(path) = &args.fallback {
+            let _ = check_fallback(path, &func.sig, kind).map_err(|e| errors.push(e));
+        }
+    }
     match (args, kind, errors.finish()) {
         (Some(args), Some(kind), Ok(())) => expand(args, func, kind),
         (_, _, Err(error)) => fallback(func.into_token_stream(), error),
@@ -48,9 +53,12 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
     let ItemFn {
         attrs,
         vis,
-        sig,
+        mut sig,
         block,
     } = func;
+    // With a fallback, the arguments go to the body or to the fallback: the
+    // body binds them again with the signature's own patterns (`mut` too).
+    let fallback_args = args.fallback.as_ref().map(|_| fallback_args(&mut sig));
     let fn_name = sig.ident.to_string();
     let declaration = declaration(&args, &krate, &fn_name);
     let view = view(&krate);
@@ -67,6 +75,60 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         Kind::Iter(item) | Kind::IterInResult(item, _) => error_type_span(item),
     };
     let private = respan(quote!(#krate::__private), error_span);
+    if let (Some(path), Some((names, pats))) = (&args.fallback, &fallback_args) {
+        let receiver = sig.receiver().map(|_| quote!(self,));
+        let asyncness = sig.asyncness.map(|_| quote!(.await));
+        let take = quote!(#krate::__private::take);
+        // The arguments carry the `fallback` value's span: a parameter that
+        // does not fit is reported there.
+        let passed = names
+            .iter()
+            .map(|n| syn::Ident::new(&n.to_string(), path.span()));
+        let fallback = quote_spanned! {path.span()=>
+            let __breaker_fallback: #ret = #path(#receiver #(#passed),*) #asyncness;
+            __breaker_fallback
+        };
+        let body = match &kind {
+            Kind::Async => quote_spanned! {ret.span()=>
+                #private::run_async(
+                    #site,
+                    (async move || -> #ret {
+                        let (#(#pats,)*) = #take(__breaker_slot);
+                        #block
+                    })(),
+                    #view,
+                    #excluded_all,
+                ).await
+            },
+            _ => quote_spanned! {ret.span()=>
+                #private::run(
+                    #site,
+                    move || -> #ret {
+                        let (#(#pats,)*) = #take(__breaker_slot);
+                        #block
+                    },
+                    #view,
+                    #excluded_all,
+                )
+            },
+        };
+        return quote! {
+            #(#attrs)*
+            #vis #sig {
+                #declaration
+                let mut __breaker_args = ::core::option::Option::Some((#(#names,)*));
+                let __breaker_slot = &mut __breaker_args;
+                #[allow(clippy::needless_return, clippy::redundant_closure_call, clippy::unit_arg)]
+                match #body {
+                    ::core::result::Result::Ok(__breaker_result) => __breaker_result,
+                    ::core::result::Result::Err(_) => {
+                        let (#(#names,)*) = #take(&mut __breaker_args);
+                        #fallback
+                    }
+                }
+            }
+        };
+    }
     let call = match kind {
         Kind::Sync => quote_spanned! {ret.span()=>
             #private::call(#site, move || -> #ret #block, #view, #excluded_all)
@@ -106,6 +168,56 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
             #call
         }
     }
+}
+
+/// What a `fallback` needs: a function returning `Result` (not an
+/// iterator), a `&self` receiver if any (the body and the fallback both
+/// need it), and parameters bound to names.
+fn check_fallback(path: &Path, sig: &syn::Signature, kind: &Kind) -> syn::Result<()> {
+    if matches!(kind, Kind::Iter(_) | Kind::IterInResult(..)) {
+        return Err(syn::Error::new_spanned(
+            path,
+            "`fallback` is for functions returning `Result`; a guarded iterator has none",
+        ));
+    }
+    for input in &sig.inputs {
+        match input {
+            syn::FnArg::Receiver(r) if r.reference.is_none() || r.mutability.is_some() => {
+                return Err(syn::Error::new(
+                    r.self_token.span,
+                    "a method with a `fallback` takes `&self`: the body and the fallback both need the receiver",
+                ));
+            }
+            syn::FnArg::Receiver(_) => {}
+            syn::FnArg::Typed(typed) => match &*typed.pat {
+                syn::Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => {}
+                other => {
+                    return Err(syn::Error::new_spanned(
+                        other,
+                        "with a `fallback`, each parameter is a name (as in `id: u64`), to pass to the fallback",
+                    ))
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// The parameters' names and their patterns (with `mut`); `mut` leaves the
+/// signature, where the arguments are only moved to the body or fallback.
+fn fallback_args(sig: &mut syn::Signature) -> (Vec<syn::Ident>, Vec<syn::Pat>) {
+    let mut names = Vec::new();
+    let mut pats = Vec::new();
+    for input in sig.inputs.iter_mut() {
+        if let syn::FnArg::Typed(typed) = input {
+            if let syn::Pat::Ident(ident) = &mut *typed.pat {
+                names.push(ident.ident.clone());
+                pats.push(syn::Pat::Ident(ident.clone()));
+                ident.mutability = None;
+            }
+        }
+    }
+    (names, pats)
 }
 
 /// The `Declaration` static, its link-time registration, and the `Site`.

@@ -68,6 +68,37 @@ use proc_macro::TokenStream;
 /// | `storage` | `path::to::fn` returning a [`Storage`](https://docs.rs/breaker/latest/breaker/storage/trait.Storage.html) | memory |
 /// | `listeners` | `[path::to::fn, ..]`, each returning a listener | none |
 /// | `crate` | `"path"` to the `breaker` crate if renamed | `"::breaker"` |
+/// | `fallback` | `path::to::fn` with the same parameters (and `&self`) and return type | none |
+///
+/// `fallback`: when the breaker rejects a call, the fallback is called with
+/// the function's arguments instead of the body (awaited, for an `async
+/// fn`), and its result returned; nothing is recorded. A fallback whose
+/// signature does not fit is a compile error on the `fallback` value.
+///
+/// ```
+/// use breaker::{circuit_breaker, CircuitBreakerError};
+///
+/// #[derive(Debug)]
+/// struct PriceError;
+///
+/// impl From<CircuitBreakerError> for PriceError {
+///     fn from(_: CircuitBreakerError) -> Self {
+///         PriceError
+///     }
+/// }
+///
+/// fn cached_price(item: &str) -> Result<u32, PriceError> {
+///     Ok(item.len() as u32)
+/// }
+///
+/// #[circuit_breaker(name = "prices", fail_max = 1, fallback = cached_price)]
+/// fn price(item: &str) -> Result<u32, PriceError> {
+///     Err(PriceError) // the pricing service is down
+/// }
+///
+/// assert!(price("tea").is_err()); // opens the circuit
+/// assert_eq!(price("tea").unwrap(), 3); // rejected: the cached price
+/// ```
 ///
 /// `exclude` entries: a type matches the error itself, a boxed error's
 /// content and anything in the `source()` chain; a variant pattern matches
