@@ -105,6 +105,19 @@ where
     }
 }
 
+/// Typed identity: `future`, whose output is `O` (named by the function's
+/// return type).
+#[inline(always)]
+pub fn future_of<O, F: Future<Output = O>>(future: F) -> F {
+    future
+}
+
+/// `Box::pin`, for a function returning `Pin<Box<dyn Future<..>>>`.
+#[inline(always)]
+pub fn pin_box<F>(future: F) -> Pin<Box<F>> {
+    Box::pin(future)
+}
+
 /// The function's arguments, kept for its body or its fallback, whichever
 /// runs (exactly one does).
 #[inline(always)]

@@ -72,7 +72,10 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
     // the callee: give it the span of the error type in the signature.
     let error_span = match &kind {
         Kind::Sync | Kind::Async => error_type_span(&ret),
-        Kind::Iter(item) | Kind::IterInResult(item, _) => error_type_span(item),
+        Kind::Iter(item)
+        | Kind::IterInResult(item, _)
+        | Kind::FutureImpl(item)
+        | Kind::FutureBoxed(item) => error_type_span(item),
     };
     let private = respan(quote!(#krate::__private), error_span);
     if let (Some(path), Some((names, pats))) = (&args.fallback, &fallback_args) {
@@ -136,6 +139,27 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         Kind::Async => quote_spanned! {ret.span()=>
             #private::call_async(#site, (async move || -> #ret #block)(), #view, #excluded_all).await
         },
+        // The output type is named first, so the view and the exclusions
+        // see the error type (the body's future alone may not fix it).
+        Kind::FutureImpl(output) => quote_spanned! {ret.span()=>
+            #private::call_async(
+                #site,
+                #private::future_of::<#output, _>((move || #block)()),
+                #view,
+                #excluded_all,
+            )
+        },
+        Kind::FutureBoxed(output) => quote_spanned! {ret.span()=>
+            {
+                let __breaker_boxed: #ret = #private::pin_box(#private::call_async(
+                    #site,
+                    #private::future_of::<#output, _>((move || #block)()),
+                    #view,
+                    #excluded_all,
+                ));
+                __breaker_boxed
+            }
+        },
         Kind::Iter(item) => quote_spanned! {ret.span()=>
             #private::iter(
                 #site,
@@ -174,10 +198,10 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
 /// iterator), a `&self` receiver if any (the body and the fallback both
 /// need it), and parameters bound to names.
 fn check_fallback(path: &Path, sig: &syn::Signature, kind: &Kind) -> syn::Result<()> {
-    if matches!(kind, Kind::Iter(_) | Kind::IterInResult(..)) {
+    if !matches!(kind, Kind::Sync | Kind::Async) {
         return Err(syn::Error::new_spanned(
             path,
-            "`fallback` is for functions returning `Result`; a guarded iterator has none",
+            "`fallback` is for `fn`s and `async fn`s returning `Result`",
         ));
     }
     for input in &sig.inputs {

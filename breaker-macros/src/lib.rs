@@ -49,6 +49,11 @@ use proc_macro::TokenStream;
 ///   when the function is called and the whole iteration is one call: the
 ///   first `Err` item that is not excluded is its failure, reaching the end
 ///   its success, dropping the iterator early neither.
+/// - `fn`s returning `impl Future<Output = Result<T, E>>` or
+///   `Pin<Box<dyn Future<Output = Result<T, E>> + ..>>` (the shape
+///   `#[async_trait]` gives an `async fn`, so the attribute works on the
+///   methods of an `#[async_trait]` impl): the body runs when the function
+///   is called, and the future it makes is one call, as an `async fn`'s.
 ///
 /// The signature, generics, attributes and docs stay as written. `E` must
 /// implement `From<CircuitBreakerError>`: a rejected call, and the call whose
