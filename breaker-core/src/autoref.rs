@@ -120,6 +120,58 @@ impl<T: 'static> ProbeAny<T> for Probe<T> {
     }
 }
 
+/// Autoref specialisation for the check that an `exclude` entry's type `T`
+/// can ever match the function's error `E`: `T` is `E`, or an `Error` that
+/// a search of `E` could find. Anything else is refused at compile time.
+pub struct Check<T, E>(PhantomData<fn() -> (T, E)>);
+
+impl<T, E> Check<T, E> {
+    /// The check, with `E` taken from the error.
+    #[inline(always)]
+    pub fn of(_: &E) -> Self {
+        Check(PhantomData)
+    }
+}
+
+/// `T: Error`: it may be in the chain.
+pub trait CheckError {
+    /// Passes.
+    #[inline(always)]
+    fn breaker_check(&self) {}
+}
+
+impl<T: StdError, E> CheckError for &&Check<T, E> {}
+
+/// `T` is `E` itself.
+pub trait CheckSame {
+    /// Passes.
+    #[inline(always)]
+    fn breaker_check(&self) {}
+}
+
+impl<E> CheckSame for &Check<E, E> {}
+
+/// Anything else: a compile error naming the entry.
+pub trait CheckAny<T, E> {
+    /// Fails to compile.
+    #[inline(always)]
+    fn breaker_check(&self)
+    where
+        T: Excludable<E>,
+    {
+    }
+}
+
+impl<T, E> CheckAny<T, E> for Check<T, E> {}
+
+/// Implemented by no type: the error of [`CheckAny`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` can never be excluded from a `{E}`",
+    label = "not the function's error type, and not an `Error` to find in its `source()` chain",
+    note = "an `exclude` type is the function's error type or an error type found along its `source()` chain; for a variant of the error, write a pattern (`MyError::Variant(..)`)"
+)]
+pub trait Excludable<E> {}
+
 /// The error as `&dyn Any`, for [`Probe`].
 #[inline(always)]
 pub fn as_any<E: 'static>(e: &E) -> &dyn Any {

@@ -18,7 +18,8 @@ use std::task::{Context, Poll};
 pub use inventory;
 
 pub use crate::autoref::{
-    as_any, predicate, Probe, ProbeAny, ProbeError, ViewAny, ViewAsRef, ViewError, Wrap,
+    as_any, predicate, Check, CheckAny, CheckError, CheckSame, Excludable, Probe, ProbeAny,
+    ProbeError, ViewAny, ViewAsRef, ViewError, Wrap,
 };
 pub use crate::builder::CircuitBreakerBuilder as Builder;
 pub use crate::iter::GuardedIter;

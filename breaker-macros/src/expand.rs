@@ -360,6 +360,14 @@ fn excluded(krate: &Path, entries: &[Exclude], all: bool) -> TokenStream {
                 .breaker_find(#krate::__private::as_any(#error), #chain)
         }
     };
+    // An entry whose type can never match the function's error is refused
+    // (checked against the item's error where there are two error types).
+    let checks = entries.iter().filter_map(|entry| match entry {
+        Exclude::Type(ty) | Exclude::Closure(ty, _) if all => Some(quote_spanned! {ty.span()=>
+            (&&#krate::__private::Check::<#ty, _>::of(#error)).breaker_check();
+        }),
+        _ => None,
+    });
     let tests = entries.iter().filter_map(|entry| match entry {
         Exclude::Type(ty) => {
             let found = probe(ty);
@@ -404,7 +412,10 @@ fn excluded(krate: &Path, entries: &[Exclude], all: bool) -> TokenStream {
         |#error, #chain| {
             #[allow(unused_imports)]
             use #krate::__private::{ProbeAny as _, ProbeError as _};
+            #[allow(unused_imports)]
+            use #krate::__private::{CheckAny as _, CheckError as _, CheckSame as _};
             let _ = (&#error, &#chain);
+            #(#checks)*
             let __breaker_excluded = false #(|| #tests)*;
             if #krate::__private::HINTS && !__breaker_excluded {
                 #(#hints)*

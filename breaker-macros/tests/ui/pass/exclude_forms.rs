@@ -31,7 +31,7 @@ mod predicates {
     name = "excludes",
     exclude = [
         std::io::Error,
-        NotAnError,
+        DbError,
         DbError::NotFound(..),
         DbError::Timeout { .. },
         DbError::Unit { .. },
@@ -49,6 +49,19 @@ fn query() -> Result<u32, DbError> {
     Ok(1)
 }
 
+impl From<CircuitBreakerError> for NotAnError {
+    fn from(_: CircuitBreakerError) -> Self {
+        NotAnError
+    }
+}
+
+// A type that is not an `Error` is excluded as the function's own error.
+#[circuit_breaker(name = "excludes-own", exclude = [NotAnError, |e: &NotAnError| true])]
+fn own() -> Result<u32, NotAnError> {
+    Err(NotAnError)
+}
+
 fn main() {
+    let _ = own();
     let _ = query();
 }
