@@ -21,8 +21,9 @@ pub(crate) const KEYS: &[&str] = &[
     "storage",
     "listeners",
     "crate",
-    // Calls: what runs instead of a rejected call.
+    // Calls: what runs instead of a rejected call; the clock, for tests.
     "fallback",
+    "clock",
 ];
 
 /// The parsed arguments; `None` where a key was not given.
@@ -41,6 +42,8 @@ pub(crate) struct Args {
     /// `fallback = path::to::fn`: called with the function's arguments when
     /// the breaker rejects the call.
     pub(crate) fallback: Option<Path>,
+    /// `clock = path::to::fn`: a function returning the breaker's clock.
+    pub(crate) clock: Option<Path>,
 }
 
 /// One entry of `exclude = [..]`.
@@ -187,6 +190,12 @@ impl Args {
                 self.fallback = Some(parse_value::<Path>(
                     value,
                     "a path to a function with the same parameters and return type, as in `fallback = cached_prices`",
+                )?)
+            }
+            "clock" => {
+                self.clock = Some(parse_value::<Path>(
+                    value,
+                    "a path to a function that returns the clock, as in `clock = test_clock`",
                 )?)
             }
             _ => unreachable!("keys are checked against KEYS first"),

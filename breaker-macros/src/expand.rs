@@ -268,9 +268,11 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
     let storage = match &args.storage {
         Some(path) => {
             let shown = path_string(path);
+            // Spanned at the path: a function of the wrong type is reported there.
+            let storage_call = quote_spanned!(path.span()=> builder.storage(#path()));
             helpers.extend(quote! {
                 fn __breaker_storage(builder: #krate::__private::Builder) -> #krate::__private::Builder {
-                    builder.storage(#path())
+                    #storage_call
                 }
             });
             some(quote!((#shown, __breaker_storage)))
@@ -280,12 +282,28 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
     let listeners = match &args.listeners {
         Some(paths) => {
             let shown = paths.iter().map(path_string).collect::<Vec<_>>().join(", ");
+            let listener_calls = paths
+                .iter()
+                .map(|path| quote_spanned!(path.span()=> .listener(#path())));
             helpers.extend(quote! {
                 fn __breaker_listeners(builder: #krate::__private::Builder) -> #krate::__private::Builder {
-                    builder #(.listener(#paths()))*
+                    builder #(#listener_calls)*
                 }
             });
             some(quote!((#shown, __breaker_listeners)))
+        }
+        None => none.clone(),
+    };
+    let clock = match &args.clock {
+        Some(path) => {
+            let shown = path_string(path);
+            let clock_call = quote_spanned!(path.span()=> builder.clock(#path()));
+            helpers.extend(quote! {
+                fn __breaker_clock(builder: #krate::__private::Builder) -> #krate::__private::Builder {
+                    #clock_call
+                }
+            });
+            some(quote!((#shown, __breaker_clock)))
         }
         None => none,
     };
@@ -301,6 +319,7 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
             throw_new_error_on_trip: #throw,
             storage: #storage,
             listeners: #listeners,
+            clock: #clock,
         };
         #krate::__private::inventory::submit! {
             #krate::__private::Registration(&__BREAKER_DECLARATION)

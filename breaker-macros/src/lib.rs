@@ -74,6 +74,7 @@ use proc_macro::TokenStream;
 /// | `listeners` | `[path::to::fn, ..]`, each returning a listener | none |
 /// | `crate` | `"path"` to the `breaker` crate if renamed | `"::breaker"` |
 /// | `fallback` | `path::to::fn` with the same parameters (and `&self`) and return type | none |
+/// | `clock` | `path::to::fn` returning a [`Clock`](https://docs.rs/breaker/latest/breaker/clock/trait.Clock.html), such as a `ManualClock` in tests | the system clock |
 ///
 /// `fallback`: when the breaker rejects a call, the fallback is called with
 /// the function's arguments instead of the body (awaited, for an `async

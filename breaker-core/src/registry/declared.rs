@@ -45,6 +45,8 @@ pub struct Declaration {
     pub storage: Option<Configure>,
     /// `listeners = [..]`: the paths as written, and how they configure a builder.
     pub listeners: Option<Configure>,
+    /// `clock = path`: the function, shown, and the builder step it makes.
+    pub clock: Option<Configure>,
 }
 
 /// A declaration's entry in the link-time list.
@@ -228,6 +230,11 @@ fn merge(
     );
     merge!(
         listeners,
+        |v: &Configure| v.0.to_owned(),
+        |b: Builder, v: &Configure| (v.1)(b)
+    );
+    merge!(
+        clock,
         |v: &Configure| v.0.to_owned(),
         |b: Builder, v: &Configure| (v.1)(b)
     );
