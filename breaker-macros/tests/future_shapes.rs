@@ -77,3 +77,40 @@ async fn a_boxed_future_return_is_guarded() {
     let spawned = tokio::spawn(async { Client { down: false }.get(5).await });
     assert_eq!(spawned.await.unwrap(), Err(ApiError::Rejected));
 }
+
+/// `#[async_trait]` turns each `async fn` of the impl into the boxed shape
+/// above before the attribute sees it.
+#[async_trait::async_trait]
+trait Store {
+    async fn load(&self, id: u32) -> Result<u32, ApiError>;
+}
+
+struct Db {
+    down: bool,
+}
+
+#[async_trait::async_trait]
+impl Store for Db {
+    #[circuit_breaker(name = "shape-async-trait", fail_max = 1, reset_timeout = "60s")]
+    async fn load(&self, id: u32) -> Result<u32, ApiError> {
+        match self.down {
+            true => Err(ApiError::Down),
+            false => Ok(id * 2),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_async_trait_method_is_guarded() {
+    let up = Db { down: false };
+    let down = Db { down: true };
+    assert_eq!(up.load(2).await, Ok(4));
+    assert_eq!(down.load(2).await, Err(ApiError::Rejected)); // opens it
+    assert_eq!(
+        registry::get("shape-async-trait").current_state(),
+        State::Open
+    );
+    assert_eq!(up.load(2).await, Err(ApiError::Rejected));
+    let spawned = tokio::spawn(async { Db { down: false }.load(1).await });
+    assert_eq!(spawned.await.unwrap(), Err(ApiError::Rejected));
+}
