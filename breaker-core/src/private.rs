@@ -255,7 +255,8 @@ fn into_user_error<E: From<CircuitBreakerError>>(e: Error<E>) -> E {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot carry the circuit breaker's error",
     label = "the error type of a `#[circuit_breaker]` function",
-    note = "add `impl From<breaker::CircuitBreakerError> for {Self}` (or a `#[from] breaker::CircuitBreakerError` variant with thiserror) so rejected calls can return it"
+    note = "add `impl From<breaker::CircuitBreakerError> for {Self}` (or a `#[from] breaker::CircuitBreakerError` variant with thiserror) so rejected calls can return it",
+    note = "if `{Self}` is not a type of your crate (the orphan rule forbids that impl), return an error type of your own that wraps it and `breaker::CircuitBreakerError`, or `anyhow::Error`"
 )]
 pub trait FromBreakerError: From<CircuitBreakerError> + fmt::Debug + 'static {}
 
