@@ -517,11 +517,15 @@ mod hints {
 
     static HEARD: Mutex<Vec<Hint>> = Mutex::new(Vec::new());
 
+    /// Sends hints to `HEARD` from now on (before a test's first failure).
+    fn listen() {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| hint::set_hook(|h| HEARD.lock().unwrap().push(h.clone())));
+    }
+
     /// The hints given about `breaker` so far (the hook is the process's,
     /// shared by tests running in parallel: each test reads its own names).
     fn heard(breaker: &str) -> Vec<String> {
-        static HOOK: Once = Once::new();
-        HOOK.call_once(|| hint::set_hook(|h| HEARD.lock().unwrap().push(h.clone())));
         HEARD
             .lock()
             .unwrap()
@@ -553,7 +557,7 @@ mod hints {
     #[test]
     #[cfg(debug_assertions)]
     fn a_transparent_wrapper_is_named_with_the_fix() {
-        let _ = heard("");
+        listen();
         let cb = registry::get("ex-hint-transparent");
         fetch_transparent(404).unwrap_err();
         assert_eq!(cb.fail_counter(), 1);
@@ -562,6 +566,24 @@ mod hints {
             heard("ex-hint-transparent"),
             ["breaker 'ex-hint-transparent' excludes `HttpError` but `FetchError::Http` holds it outside its `source()` chain (as `#[error(transparent)]` does: its `source()` skips the error it wraps); exclude `FetchError::Http(..)` instead, or `FetchError::Http(e) if ..` to keep a condition"]
         );
+    }
+
+    #[circuit_breaker(name = "ex-hint-both", fail_max = 1, reset_timeout = "60s", exclude = [HttpError])]
+    fn fetch_both(status: u16) -> Result<(), FetchError> {
+        Err(HttpError { status })?
+    }
+
+    /// The breaker's own exclusions are checked first: when one of them
+    /// matches, the attribute's entry that could not is not worth a hint.
+    #[test]
+    #[cfg(debug_assertions)]
+    fn no_hint_when_another_exclusion_matched() {
+        listen();
+        let cb = registry::get("ex-hint-both");
+        cb.add_excluded_if(|e: &FetchError| matches!(e, FetchError::Http(_)));
+        fetch_both(404).unwrap_err();
+        assert_eq!(cb.current_state(), State::Closed);
+        assert!(heard("ex-hint-both").is_empty());
     }
 
     #[circuit_breaker(name = "ex-hint-variant", fail_max = 1, reset_timeout = "60s", exclude = [FetchError::Http(..)])]
@@ -574,6 +596,7 @@ mod hints {
 
     #[test]
     fn the_fix_excludes_the_transparent_variant() {
+        listen();
         let cb = registry::get("ex-hint-variant");
         fetch_by_variant(404).unwrap_err();
         assert_eq!(cb.current_state(), State::Closed);
@@ -585,6 +608,7 @@ mod hints {
     #[test]
     #[cfg(debug_assertions)]
     fn a_transparent_wrapper_through_call_with_view_is_named_too() {
+        listen();
         let cb = builder("ex-hint-view").exclude::<HttpError>().build();
         fn view(e: &FetchError) -> Option<&(dyn StdError + 'static)> {
             Some(e)
@@ -608,6 +632,7 @@ mod hints {
     #[test]
     #[cfg(debug_assertions)]
     fn call_on_a_concrete_wrapper_says_how_to_search_it() {
+        listen();
         let cb = builder("ex-hint-call").exclude::<Validation>().build();
         assert!(is_failure(&cb, QueryError(Validation)));
         assert!(is_failure(&cb, QueryError(Validation)));
@@ -626,6 +651,7 @@ mod hints {
     #[test]
     #[cfg(all(debug_assertions, not(feature = "anyhow")))]
     fn call_on_anyhow_without_the_feature_names_the_feature() {
+        listen();
         let cb = builder("ex-hint-anyhow").exclude::<Validation>().build();
         assert!(is_failure(&cb, anyhow::Error::new(Validation)));
         let told = heard("ex-hint-anyhow");
@@ -635,6 +661,7 @@ mod hints {
 
     #[test]
     fn an_error_that_can_be_searched_and_holds_nothing_is_not_a_hint() {
+        listen();
         let cb = builder("ex-hint-none").exclude::<Validation>().build();
         assert!(is_failure(&cb, Box::new(DbDown) as BoxError));
         assert!(is_failure(&cb, io::Error::other(DbDown)));

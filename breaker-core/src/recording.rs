@@ -226,20 +226,24 @@ impl CircuitBreaker {
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     {
         let as_error = view(error);
-        if site_excluded(error, as_error) {
+        // The breaker's exclusions first, the call site's last: the site's
+        // hints (debug builds) are then given only when nothing matched.
+        let list = match self.shared.excluding.load(Ordering::Acquire) {
+            true => Some(self.shared.exclusions.load()),
+            false => None,
+        };
+        let listed = list
+            .as_ref()
+            .is_some_and(|list| list.iter().any(|x| x.matches(error as &dyn Any, as_error)));
+        if listed || site_excluded(error, as_error) {
             return true;
         }
-        if !self.shared.excluding.load(Ordering::Acquire) {
-            return false;
-        }
-        let list = self.shared.exclusions.load();
-        let excluded = list.iter().any(|x| x.matches(error as &dyn Any, as_error));
-        if cfg!(debug_assertions) && !excluded {
+        if let (true, Some(list)) = (cfg!(debug_assertions), &list) {
             let name = self.shared.name.as_str();
             list.iter()
                 .for_each(|x| x.hint_if_missed(name, error, as_error));
         }
-        excluded
+        false
     }
 
     /// Tells listeners of a success and of the transition it made.
