@@ -444,3 +444,313 @@ mod with_anyhow {
         assert!(e.downcast_ref::<Validation>().is_some());
     }
 }
+
+// ---- the attribute sees through report types, with no cargo feature ----
+
+mod attribute_reports {
+    use super::*;
+    use breaker::{circuit_breaker, registry, CircuitBreakerError};
+
+    /// `anyhow::Error` implements `AsRef<dyn Error + Send + Sync>`: the
+    /// attribute searches its chain whether or not the `anyhow` feature is on.
+    #[circuit_breaker(name = "ex-attr-anyhow", fail_max = 1, reset_timeout = "60s", exclude = [Validation])]
+    fn save(error: fn() -> anyhow::Error) -> anyhow::Result<()> {
+        Err(error())
+    }
+
+    #[test]
+    fn an_anyhow_function_excludes_by_type_without_the_feature() {
+        let cb = registry::get("ex-attr-anyhow");
+        let e = save(|| anyhow::Error::new(Validation).context("while saving")).unwrap_err();
+        assert_eq!(e.to_string(), "while saving");
+        assert_eq!(cb.current_state(), State::Closed);
+        let e = save(|| anyhow::Error::new(QueryError(Validation))).unwrap_err();
+        assert!(e.downcast_ref::<QueryError>().is_some());
+        assert_eq!(cb.current_state(), State::Closed);
+        assert_eq!(cb.fail_counter(), 0);
+        // Another error still fails, and the rejection is an anyhow error too.
+        save(|| anyhow::Error::new(DbDown)).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+        let rejected = save(|| anyhow::Error::new(DbDown)).unwrap_err();
+        assert!(rejected.downcast_ref::<CircuitBreakerError>().is_some());
+    }
+
+    /// Any report type of one's own that is `AsRef<dyn Error + Send + Sync>`
+    /// (as `eyre::Report` is) gets the same treatment.
+    #[derive(Debug)]
+    struct Report(BoxError);
+
+    impl AsRef<dyn StdError + Send + Sync> for Report {
+        fn as_ref(&self) -> &(dyn StdError + Send + Sync + 'static) {
+            &*self.0
+        }
+    }
+
+    impl From<CircuitBreakerError> for Report {
+        fn from(e: CircuitBreakerError) -> Self {
+            Report(Box::new(e))
+        }
+    }
+
+    #[circuit_breaker(name = "ex-attr-report", fail_max = 1, reset_timeout = "60s", exclude = [|e: &HttpError| e.status < 500])]
+    fn fetch(status: u16) -> Result<(), Report> {
+        Err(Report(Box::new(ClientError(HttpError { status }))))
+    }
+
+    #[test]
+    fn a_report_type_is_searched_through_as_ref() {
+        let cb = registry::get("ex-attr-report");
+        fetch(404).unwrap_err();
+        assert_eq!(cb.current_state(), State::Closed);
+        fetch(503).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+    }
+}
+
+// ---- hints: exclusions that cannot match say so (debug builds) ----
+
+mod hints {
+    use super::*;
+    use breaker::hint::{self, Hint};
+    use breaker::{circuit_breaker, registry, CircuitBreakerError};
+    use std::sync::{Mutex, Once};
+
+    static HEARD: Mutex<Vec<Hint>> = Mutex::new(Vec::new());
+
+    /// Sends hints to `HEARD` from now on (before a test's first failure).
+    fn listen() {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| hint::set_hook(|h| HEARD.lock().unwrap().push(h.clone())));
+    }
+
+    /// The hints given about `breaker` so far (the hook is the process's,
+    /// shared by tests running in parallel: each test reads its own names).
+    fn heard(breaker: &str) -> Vec<String> {
+        HEARD
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.breaker() == breaker)
+            .map(|h| h.message().to_owned())
+            .collect()
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum FetchError {
+        #[error(transparent)]
+        Http(#[from] HttpError),
+        #[error("database down")]
+        Db,
+        #[error(transparent)]
+        Breaker(#[from] CircuitBreakerError),
+    }
+
+    #[circuit_breaker(name = "ex-hint-transparent", fail_max = 2, reset_timeout = "60s", exclude = [|e: &HttpError| e.status < 500])]
+    fn fetch_transparent(status: u16) -> Result<(), FetchError> {
+        Err(HttpError { status })?
+    }
+
+    /// Setup 1 of issue 12: a transparent variant hides the wrapped error
+    /// from `source()`, so the predicate never sees it. It still cannot
+    /// match (nothing can find it at run time), but the first failure says
+    /// why and what to write instead.
+    #[test]
+    #[cfg(debug_assertions)]
+    fn a_transparent_wrapper_is_named_with_the_fix() {
+        listen();
+        let cb = registry::get("ex-hint-transparent");
+        fetch_transparent(404).unwrap_err();
+        assert_eq!(cb.fail_counter(), 1);
+        fetch_transparent(404).unwrap_err(); // told once
+        assert_eq!(
+            heard("ex-hint-transparent"),
+            ["breaker 'ex-hint-transparent' excludes `HttpError` but `FetchError::Http` holds it outside its `source()` chain (as `#[error(transparent)]` does: its `source()` skips the error it wraps); exclude `FetchError::Http(..)` instead, or `FetchError::Http(e) if ..` to keep a condition"]
+        );
+    }
+
+    #[circuit_breaker(name = "ex-hint-both", fail_max = 1, reset_timeout = "60s", exclude = [HttpError])]
+    fn fetch_both(status: u16) -> Result<(), FetchError> {
+        Err(HttpError { status })?
+    }
+
+    /// The breaker's own exclusions are checked first: when one of them
+    /// matches, the attribute's entry that could not is not worth a hint.
+    #[test]
+    #[cfg(debug_assertions)]
+    fn no_hint_when_another_exclusion_matched() {
+        listen();
+        let cb = registry::get("ex-hint-both");
+        cb.add_excluded_if(|e: &FetchError| matches!(e, FetchError::Http(_)));
+        fetch_both(404).unwrap_err();
+        assert_eq!(cb.current_state(), State::Closed);
+        assert!(heard("ex-hint-both").is_empty());
+    }
+
+    #[circuit_breaker(name = "ex-hint-variant", fail_max = 1, reset_timeout = "60s", exclude = [FetchError::Http(..)])]
+    fn fetch_by_variant(status: u16) -> Result<(), FetchError> {
+        match status {
+            0 => Err(FetchError::Db),
+            _ => Err(HttpError { status })?,
+        }
+    }
+
+    #[test]
+    fn the_fix_excludes_the_transparent_variant() {
+        listen();
+        let cb = registry::get("ex-hint-variant");
+        fetch_by_variant(404).unwrap_err();
+        assert_eq!(cb.current_state(), State::Closed);
+        fetch_by_variant(0).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+        assert!(heard("ex-hint-variant").is_empty());
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    fn a_transparent_wrapper_through_call_with_view_is_named_too() {
+        listen();
+        let cb = builder("ex-hint-view").exclude::<HttpError>().build();
+        fn view(e: &FetchError) -> Option<&(dyn StdError + 'static)> {
+            Some(e)
+        }
+        // Another variant: nothing to say.
+        let _ = cb.call_with_view(|| Err::<(), _>(FetchError::Db), view);
+        assert!(heard("ex-hint-view").is_empty());
+        cb.reset();
+        let _ = cb.call_with_view(
+            || Err::<(), _>(FetchError::Http(HttpError { status: 404 })),
+            view,
+        );
+        assert_eq!(cb.current_state(), State::Open);
+        let told = heard("ex-hint-view");
+        assert_eq!(told.len(), 1);
+        assert!(told[0].contains("exclude `FetchError::Http(..)` instead"));
+    }
+
+    /// Setup 3 of issue 12: `call` on a concrete error type that wraps the
+    /// excluded one cannot search its chain; the first failure says so.
+    #[test]
+    #[cfg(debug_assertions)]
+    fn call_on_a_concrete_wrapper_says_how_to_search_it() {
+        listen();
+        let cb = builder("ex-hint-call").exclude::<Validation>().build();
+        assert!(is_failure(&cb, QueryError(Validation)));
+        assert!(is_failure(&cb, QueryError(Validation)));
+        assert_eq!(
+            heard("ex-hint-call"),
+            ["breaker 'ex-hint-call' excludes `Validation` but `call` and `call_async` cannot search a `QueryError`'s `source()` chain (they see boxed errors and `io::Error` only): call `call_with_view(f, |e| Some(e))` (or `call_async_with_view`), or exclude with `exclude_if(|e: &QueryError| ..)`"]
+        );
+        // The fix it names works.
+        let r = cb.call_with_view(|| Err::<(), _>(QueryError(Validation)), |e| Some(e));
+        assert!(matches!(r, Err(Error::Inner(_))));
+        assert_eq!(cb.current_state(), State::Closed);
+    }
+
+    /// Setup 2 of issue 12, by hand: `call` on `anyhow::Error` needs the
+    /// feature (the attribute does not); without it, the first failure says so.
+    #[test]
+    #[cfg(all(debug_assertions, not(feature = "anyhow")))]
+    fn call_on_anyhow_without_the_feature_names_the_feature() {
+        listen();
+        let cb = builder("ex-hint-anyhow").exclude::<Validation>().build();
+        assert!(is_failure(&cb, anyhow::Error::new(Validation)));
+        let told = heard("ex-hint-anyhow");
+        assert_eq!(told.len(), 1);
+        assert!(told[0].contains("without the `anyhow` feature of `breaker`"));
+    }
+
+    #[test]
+    fn an_error_that_can_be_searched_and_holds_nothing_is_not_a_hint() {
+        listen();
+        let cb = builder("ex-hint-none").exclude::<Validation>().build();
+        assert!(is_failure(&cb, Box::new(DbDown) as BoxError));
+        assert!(is_failure(&cb, io::Error::other(DbDown)));
+        assert!(heard("ex-hint-none").is_empty());
+    }
+}
+
+// ---- the attribute: guarded patterns and predicate functions ----
+
+mod attribute_patterns {
+    use super::*;
+    use breaker::{circuit_breaker, registry, CircuitBreakerError};
+
+    #[derive(Debug, thiserror::Error)]
+    enum FetchError {
+        #[error(transparent)]
+        Http(#[from] HttpError),
+        #[error("database down")]
+        Db,
+        #[error(transparent)]
+        Breaker(#[from] CircuitBreakerError),
+    }
+
+    /// The fix for a transparent variant, with a condition on what it wraps.
+    #[circuit_breaker(name = "ex-attr-guard", fail_max = 1, reset_timeout = "60s", exclude = [FetchError::Http(e) if e.status < 500])]
+    fn fetch(status: u16) -> Result<(), FetchError> {
+        match status {
+            0 => Err(FetchError::Db),
+            _ => Err(HttpError { status })?,
+        }
+    }
+
+    #[test]
+    fn a_guarded_pattern_excludes_what_its_guard_accepts() {
+        let cb = registry::get("ex-attr-guard");
+        fetch(404).unwrap_err();
+        fetch(499).unwrap_err();
+        assert_eq!(cb.current_state(), State::Closed);
+        fetch(500).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+        cb.reset();
+        fetch(0).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum LoadError {
+        #[error("client failed")]
+        Client(#[source] HttpError),
+        #[error("database down")]
+        Db,
+        #[error("timed out")]
+        Timeout,
+        #[error(transparent)]
+        Breaker(#[from] CircuitBreakerError),
+    }
+
+    mod predicates {
+        pub fn is_client_error(e: &super::HttpError) -> bool {
+            e.status < 500
+        }
+
+        pub fn is_db(e: &super::LoadError) -> bool {
+            matches!(e, super::LoadError::Db)
+        }
+    }
+
+    /// A named function is a predicate on its argument's type, found as a
+    /// type is (here in the `source()` chain), or on the function's own
+    /// error type.
+    #[circuit_breaker(name = "ex-attr-fn", fail_max = 1, reset_timeout = "60s", exclude = [predicates::is_client_error, predicates::is_db])]
+    fn load(status: u16) -> Result<(), LoadError> {
+        match status {
+            0 => Err(LoadError::Db),
+            1 => Err(LoadError::Timeout),
+            _ => Err(LoadError::Client(HttpError { status })),
+        }
+    }
+
+    #[test]
+    fn a_named_function_is_a_predicate() {
+        let cb = registry::get("ex-attr-fn");
+        load(404).unwrap_err();
+        load(0).unwrap_err();
+        assert_eq!(cb.current_state(), State::Closed);
+        load(503).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+        cb.reset();
+        load(1).unwrap_err();
+        assert_eq!(cb.current_state(), State::Open);
+    }
+}

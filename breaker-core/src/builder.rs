@@ -147,6 +147,18 @@ impl CircuitBreakerBuilder {
     /// any error in their `source()` chain. They count as successes and are
     /// returned as [`Error::Inner`](crate::Error::Inner).
     ///
+    /// Where a type cannot be found:
+    /// - [`call`](crate::CircuitBreaker::call) sees a concrete error type
+    ///   as itself only: an `E` inside an application error is found with
+    ///   [`call_with_view`](crate::CircuitBreaker::call_with_view)`(f, |e| Some(e))`
+    ///   or through `#[circuit_breaker]`.
+    /// - An `#[error(transparent)]` variant's `source()` skips the error it
+    ///   wraps: exclude the variant instead, with a predicate on the outer
+    ///   type, as in `.exclude_if(|e: &FetchError| matches!(e, FetchError::Http(_)))`.
+    ///
+    /// In debug builds, the first failure that shows one of these mistakes
+    /// gives a [`hint`](crate::hint) naming the fix.
+    ///
     /// # Example
     /// ```
     /// use breaker::{CircuitBreaker, Error};
@@ -167,6 +179,34 @@ impl CircuitBreakerBuilder {
 
     /// Errors of type `E` (found as [`exclude`](Self::exclude) finds them)
     /// for which `predicate` is true are not failures.
+    ///
+    /// The first thing to reach for: with `E` the guarded function's own
+    /// error type, the predicate sees exactly what the function returned
+    /// (a variant, a wrapped error), with no chain to search.
+    ///
+    /// ```
+    /// use breaker::CircuitBreaker;
+    ///
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("http {0}")]
+    /// struct HttpError(u16);
+    ///
+    /// #[derive(Debug, thiserror::Error)]
+    /// enum FetchError {
+    ///     #[error(transparent)] // its `source()` skips the `HttpError`
+    ///     Http(#[from] HttpError),
+    ///     #[error("timed out")]
+    ///     Timeout,
+    /// }
+    ///
+    /// let cb = CircuitBreaker::builder("items")
+    ///     .exclude_if(|e: &FetchError| matches!(e, FetchError::Http(h) if h.0 < 500))
+    ///     .build();
+    /// let _ = cb.call(|| Err::<(), _>(FetchError::Http(HttpError(404))));
+    /// assert_eq!(cb.fail_counter(), 0);
+    /// let _ = cb.call(|| Err::<(), _>(FetchError::Timeout));
+    /// assert_eq!(cb.fail_counter(), 1);
+    /// ```
     ///
     /// # Example
     /// ```

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::breaker::CircuitBreaker;
-use crate::error::Error;
+use crate::error::{CircuitBreakerError, Error};
 use crate::exclude::{container_view, is_container};
 use crate::future::GuardedFuture;
 
@@ -40,6 +40,13 @@ impl CircuitBreaker {
     ///   [`Error::Tripped`] when it opened the circuit and
     ///   `throw_new_error_on_trip` is on.
     /// - Panic: a failure; the panic continues.
+    ///
+    /// Excluded types are searched for in boxed errors, `io::Error` (and
+    /// `anyhow::Error` with the `anyhow` feature) and their `source()`
+    /// chains; any other error type is matched as itself only (use
+    /// [`call_with_view`](Self::call_with_view) to search its chain). In
+    /// debug builds, a failure that may hold an excluded type out of reach
+    /// gives a [`hint`](crate::hint) saying so, once per breaker and type.
     ///
     /// ```
     /// use breaker::CircuitBreaker;
@@ -164,6 +171,69 @@ impl CircuitBreaker {
         E: fmt::Debug + 'static,
     {
         GuardedFuture::new(self, fut, view, no_site_exclusions::<E>)
+    }
+
+    /// [`call`](Self::call), with `fallback` giving the value of a rejected
+    /// call: `f` does not run, nothing is recorded, and `Ok(fallback(e))`
+    /// is returned instead of [`Error::Open`]. Every other outcome is
+    /// `call`'s.
+    ///
+    /// ```
+    /// use breaker::CircuitBreaker;
+    ///
+    /// let cb = CircuitBreaker::builder("prices").fail_max(1).build();
+    /// let _ = cb.call(|| Err::<u32, _>("down"));
+    /// let price = cb.call_or_else(|| Ok::<u32, &str>(42), |_rejected| 0);
+    /// assert_eq!(price.unwrap(), 0); // the cached or default value
+    /// ```
+    #[inline]
+    pub fn call_or_else<T, E, F, G>(&self, f: F, fallback: G) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Result<T, E>,
+        G: FnOnce(CircuitBreakerError) -> T,
+        E: fmt::Debug + 'static,
+    {
+        match self.call(f) {
+            Err(Error::Open(rejected)) => Ok(fallback(rejected)),
+            other => other,
+        }
+    }
+
+    /// [`call_async`](Self::call_async), with `fallback` making the future
+    /// of a rejected call's value, as [`call_or_else`](Self::call_or_else).
+    ///
+    /// ```
+    /// use breaker::CircuitBreaker;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cb = CircuitBreaker::builder("prices").fail_max(1).build();
+    /// let _ = cb.call_async(async { Err::<u32, _>("down") }).await;
+    /// let price = cb
+    ///     .call_async_or_else(async { Ok::<u32, &str>(42) }, |_rejected| async { 0 })
+    ///     .await;
+    /// assert_eq!(price.unwrap(), 0);
+    /// # }
+    /// ```
+    #[inline]
+    pub fn call_async_or_else<T, E, Fut, G, FB>(
+        &self,
+        fut: Fut,
+        fallback: G,
+    ) -> impl Future<Output = Result<T, Error<E>>> + use<'_, T, E, Fut, G, FB>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        G: FnOnce(CircuitBreakerError) -> FB,
+        FB: Future<Output = T>,
+        E: fmt::Debug + 'static,
+    {
+        let guarded = self.call_async(fut);
+        async move {
+            match guarded.await {
+                Err(Error::Open(rejected)) => Ok(fallback(rejected).await),
+                other => other,
+            }
+        }
     }
 
     /// The engine of `call`: `view` sees `E` as `dyn Error`, `site_excluded`

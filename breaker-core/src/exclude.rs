@@ -94,18 +94,25 @@ pub(crate) fn chain_find<'a, T>(
 
 type Matcher = dyn Fn(&dyn Any, Option<&(dyn StdError + 'static)>) -> bool + Send + Sync;
 
+/// Whether the excluded type is in an error (as itself or in its chain).
+type Finder = fn(&dyn Any, Option<&(dyn StdError + 'static)>) -> bool;
+
 /// One exclusion rule.
 #[derive(Clone)]
 pub(crate) struct Exclusion {
     type_id: TypeId,
+    type_name: &'static str,
     by_type: bool,
     matcher: Arc<Matcher>,
+    finder: Finder,
 }
 
 impl Exclusion {
     pub(crate) fn by_type<T: StdError + 'static>() -> Self {
         Exclusion {
             type_id: TypeId::of::<T>(),
+            type_name: std::any::type_name::<T>(),
+            finder: |any, as_error| find::<T>(any, as_error).is_some(),
             by_type: true,
             matcher: Arc::new(|any, as_error| find::<T>(any, as_error).is_some()),
         }
@@ -118,6 +125,8 @@ impl Exclusion {
     {
         Exclusion {
             type_id: TypeId::of::<T>(),
+            type_name: std::any::type_name::<T>(),
+            finder: |any, as_error| find::<T>(any, as_error).is_some(),
             by_type: false,
             matcher: Arc::new(move |any, as_error| {
                 find::<T>(any, as_error).is_some_and(&predicate)
@@ -127,6 +136,19 @@ impl Exclusion {
 
     pub(crate) fn is_type<T: 'static>(&self) -> bool {
         self.by_type && self.type_id == TypeId::of::<T>()
+    }
+
+    /// Gives a hint (debug builds) when `error`, a failure, does not hold
+    /// this exclusion's type where it can be found.
+    pub(crate) fn hint_if_missed<E: fmt::Debug + 'static>(
+        &self,
+        breaker: &'static str,
+        error: &E,
+        as_error: Option<&(dyn StdError + 'static)>,
+    ) {
+        if !(self.finder)(error, as_error) {
+            crate::hint::missed(breaker, error, as_error, self.type_name, self.type_id);
+        }
     }
 
     pub(crate) fn matches(

@@ -51,6 +51,7 @@ mod error;
 mod exclude;
 mod forward;
 mod future;
+pub mod hint;
 mod iter;
 mod listener;
 mod memory;

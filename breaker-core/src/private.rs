@@ -18,7 +18,8 @@ use std::task::{Context, Poll};
 pub use inventory;
 
 pub use crate::autoref::{
-    as_any, predicate, Probe, ProbeAny, ProbeError, ViewAny, ViewError, Wrap,
+    as_any, predicate, Check, CheckAny, CheckError, CheckSame, Excludable, Probe, ProbeAny,
+    ProbeError, ViewAny, ViewAsRef, ViewError, Wrap,
 };
 pub use crate::builder::CircuitBreakerBuilder as Builder;
 pub use crate::iter::GuardedIter;
@@ -58,6 +59,73 @@ where
 {
     IntoUserError {
         inner: GuardedFuture::new(cb, body, view, excluded),
+    }
+}
+
+/// [`call`] for a function with a `fallback`: `Err` is the rejection, for
+/// the generated code to call the fallback with the function's arguments.
+#[inline(always)]
+pub fn run<T, E, F, V, X>(
+    cb: &CircuitBreaker,
+    body: F,
+    view: V,
+    excluded: X,
+) -> Result<Result<T, E>, CircuitBreakerError>
+where
+    F: FnOnce() -> Result<T, E>,
+    E: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+{
+    match cb.run(body, &view, &excluded) {
+        Err(Error::Open(rejected)) => Err(rejected),
+        other => Ok(other.map_err(into_user_error)),
+    }
+}
+
+/// [`call_async`] for a function with a `fallback`, as [`run`].
+#[inline]
+pub fn run_async<'cb, T, E, Fut, V, X>(
+    cb: &'cb CircuitBreaker,
+    body: Fut,
+    view: V,
+    excluded: X,
+) -> impl Future<Output = Result<Result<T, E>, CircuitBreakerError>> + use<'cb, T, E, Fut, V, X>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+{
+    let guarded = GuardedFuture::new(cb, body, view, excluded);
+    async move {
+        match guarded.await {
+            Err(Error::Open(rejected)) => Err(rejected),
+            other => Ok(other.map_err(into_user_error)),
+        }
+    }
+}
+
+/// Typed identity: `future`, whose output is `O` (named by the function's
+/// return type).
+#[inline(always)]
+pub fn future_of<O, F: Future<Output = O>>(future: F) -> F {
+    future
+}
+
+/// `Box::pin`, for a function returning `Pin<Box<dyn Future<..>>>`.
+#[inline(always)]
+pub fn pin_box<F>(future: F) -> Pin<Box<F>> {
+    Box::pin(future)
+}
+
+/// The function's arguments, kept for its body or its fallback, whichever
+/// runs (exactly one does).
+#[inline(always)]
+pub fn take<A>(slot: &mut Option<A>) -> A {
+    match slot.take() {
+        Some(args) => args,
+        None => unreachable!("the body or the fallback takes the arguments, once"),
     }
 }
 
@@ -153,6 +221,28 @@ where
     }
 }
 
+/// Whether hints are given (debug builds of `breaker`), so generated code
+/// spends nothing on them otherwise.
+pub const HINTS: bool = cfg!(debug_assertions);
+
+/// An exclusion of the attribute (`excluded`, as written) whose type `T` is
+/// not in the failing `error`: a hint, when one can tell why.
+#[cold]
+pub fn exclusion_missed<E: fmt::Debug + 'static, T: 'static>(
+    cb: &CircuitBreaker,
+    error: &E,
+    chain: Option<&(dyn StdError + 'static)>,
+    excluded: &str,
+) {
+    crate::hint::missed(
+        cb.shared.name.as_str(),
+        error,
+        chain,
+        excluded,
+        std::any::TypeId::of::<T>(),
+    );
+}
+
 fn into_user_error<E: From<CircuitBreakerError>>(e: Error<E>) -> E {
     match e {
         Error::Open(cbe) | Error::Tripped(cbe, _) => E::from(cbe),
@@ -165,7 +255,8 @@ fn into_user_error<E: From<CircuitBreakerError>>(e: Error<E>) -> E {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot carry the circuit breaker's error",
     label = "the error type of a `#[circuit_breaker]` function",
-    note = "add `impl From<breaker::CircuitBreakerError> for {Self}` (or a `#[from] breaker::CircuitBreakerError` variant with thiserror) so rejected calls can return it"
+    note = "add `impl From<breaker::CircuitBreakerError> for {Self}` (or a `#[from] breaker::CircuitBreakerError` variant with thiserror) so rejected calls can return it",
+    note = "if `{Self}` is not a type of your crate (the orphan rule forbids that impl), return an error type of your own that wraps it and `breaker::CircuitBreakerError`, or `anyhow::Error`"
 )]
 pub trait FromBreakerError: From<CircuitBreakerError> + fmt::Debug + 'static {}
 

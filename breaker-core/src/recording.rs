@@ -196,7 +196,7 @@ impl CircuitBreaker {
         site_excluded: &X,
     ) -> bool
     where
-        E: 'static,
+        E: fmt::Debug + 'static,
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     {
@@ -221,19 +221,29 @@ impl CircuitBreaker {
     /// Whether the breaker's exclusions or the call site's exclude `error`.
     pub(crate) fn excludes<E, V, X>(&self, error: &E, view: &V, site_excluded: &X) -> bool
     where
-        E: 'static,
+        E: fmt::Debug + 'static,
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     {
         let as_error = view(error);
-        if site_excluded(error, as_error) {
+        // The breaker's exclusions first, the call site's last: the site's
+        // hints (debug builds) are then given only when nothing matched.
+        let list = match self.shared.excluding.load(Ordering::Acquire) {
+            true => Some(self.shared.exclusions.load()),
+            false => None,
+        };
+        let listed = list
+            .as_ref()
+            .is_some_and(|list| list.iter().any(|x| x.matches(error as &dyn Any, as_error)));
+        if listed || site_excluded(error, as_error) {
             return true;
         }
-        if !self.shared.excluding.load(Ordering::Acquire) {
-            return false;
+        if let (true, Some(list)) = (cfg!(debug_assertions), &list) {
+            let name = self.shared.name.as_str();
+            list.iter()
+                .for_each(|x| x.hint_if_missed(name, error, as_error));
         }
-        let list = self.shared.exclusions.load();
-        list.iter().any(|x| x.matches(error as &dyn Any, as_error))
+        false
     }
 
     /// Tells listeners of a success and of the transition it made.

@@ -8,7 +8,7 @@ use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{bracketed, ExprClosure, Ident, LitBool, LitInt, LitStr, Pat, Path, Token, Type};
+use syn::{bracketed, Expr, ExprClosure, Ident, LitBool, LitInt, LitStr, Pat, Path, Token, Type};
 
 /// The keys the attribute accepts, in the order the docs list them.
 pub(crate) const KEYS: &[&str] = &[
@@ -21,6 +21,9 @@ pub(crate) const KEYS: &[&str] = &[
     "storage",
     "listeners",
     "crate",
+    // Calls: what runs instead of a rejected call; the clock, for tests.
+    "fallback",
+    "clock",
 ];
 
 /// The parsed arguments; `None` where a key was not given.
@@ -35,6 +38,12 @@ pub(crate) struct Args {
     pub(crate) storage: Option<Path>,
     pub(crate) listeners: Option<Vec<Path>>,
     pub(crate) krate: Option<Path>,
+    // Calls: what runs instead of a rejected call.
+    /// `fallback = path::to::fn`: called with the function's arguments when
+    /// the breaker rejects the call.
+    pub(crate) fallback: Option<Path>,
+    /// `clock = path::to::fn`: a function returning the breaker's clock.
+    pub(crate) clock: Option<Path>,
 }
 
 /// One entry of `exclude = [..]`.
@@ -45,6 +54,12 @@ pub(crate) enum Exclude {
     Pattern(Pat),
     /// `|e: &T| predicate`: a `T` found as for a type, and the predicate holds.
     Closure(Type, ExprClosure),
+    /// `DbError::Http(e) if e.status >= 400`: the function's error matches
+    /// the pattern and the guard holds.
+    Guarded(Pat, Box<Expr>),
+    /// `path::to::predicate`: a named function `fn(&T) -> bool`, used as a
+    /// closure would be.
+    Function(Path),
 }
 
 /// Collects errors so one build reports all of them.
@@ -170,6 +185,19 @@ impl Args {
                     )
                 })?);
             }
+            // Calls: what runs instead of a rejected call.
+            "fallback" => {
+                self.fallback = Some(parse_value::<Path>(
+                    value,
+                    "a path to a function with the same parameters and return type, as in `fallback = cached_prices`",
+                )?)
+            }
+            "clock" => {
+                self.clock = Some(parse_value::<Path>(
+                    value,
+                    "a path to a function that returns the clock, as in `clock = test_clock`",
+                )?)
+            }
             _ => unreachable!("keys are checked against KEYS first"),
         }
         Ok(())
@@ -260,14 +288,35 @@ impl Parse for ExcludeList {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let content;
         bracketed!(content in input);
-        let entries = Punctuated::<ExcludeEntry, Token![,]>::parse_terminated(&content)?;
-        Ok(ExcludeList(entries.into_iter().map(|e| e.0).collect()))
+        let mut entries = Vec::new();
+        while !content.is_empty() {
+            if content.peek(Token![,]) {
+                return Err(content.error(format!("an empty entry; {EXCLUDE_LIST}")));
+            }
+            entries.push(content.parse::<ExcludeEntry>()?.0);
+            if content.is_empty() {
+                break;
+            }
+            if content.peek(Token![|]) {
+                return Err(content.error(format!(
+                    "an entry cannot be a choice of two; {EXCLUDE_LIST}: write `A, B` to exclude either"
+                )));
+            }
+            if !content.peek(Token![,]) {
+                return Err(content.error(format!("expected `,` after an entry; {EXCLUDE_LIST}")));
+            }
+            content.parse::<Token![,]>()?;
+        }
+        Ok(ExcludeList(entries))
     }
 }
 
+/// What `exclude = [..]` holds, for the errors about its shape.
+const EXCLUDE_LIST: &str = "an `exclude` list holds error types, variant patterns (with an optional `if` guard), closures and predicate functions, separated by commas";
+
 struct ExcludeEntry(Exclude);
 
-const EXCLUDE_EXPECTED: &str = "expected an error type (`ValidationError`), an enum variant pattern (`DbError::NotFound(..)` or `DbError::Timeout { .. }`), or a closure (`|e: &HttpError| e.status < 500`)";
+const EXCLUDE_EXPECTED: &str = "expected an error type (`ValidationError`), an enum variant pattern (`DbError::NotFound(..)`, `DbError::Timeout { .. }`, `DbError::Http(e) if e.status >= 400`), a closure (`|e: &HttpError| e.status < 500`) or a predicate function (`errors::is_client_error`)";
 
 impl Parse for ExcludeEntry {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
@@ -278,8 +327,19 @@ impl Parse for ExcludeEntry {
         }
         let fork = input.fork();
         if let Ok(pat) = Pat::parse_single(&fork) {
+            let variant = match &pat {
+                Pat::TupleStruct(_) | Pat::Struct(_) => true,
+                Pat::Path(p) => p.qself.is_none() && is_unit_variant(&p.path),
+                _ => false,
+            };
+            if variant && fork.peek(Token![if]) {
+                let pat = Pat::parse_single(input)?;
+                input.parse::<Token![if]>()?;
+                let guard: Expr = input.parse()?;
+                return Ok(ExcludeEntry(Exclude::Guarded(pat, Box::new(guard))));
+            }
             if matches!(pat, Pat::TupleStruct(_) | Pat::Struct(_))
-                && (fork.is_empty() || fork.peek(Token![,]))
+                && (fork.is_empty() || fork.peek(Token![,]) || fork.peek(Token![|]))
             {
                 let pat = Pat::parse_single(input)?;
                 return Ok(ExcludeEntry(Exclude::Pattern(pat)));
@@ -296,6 +356,9 @@ impl Parse for ExcludeEntry {
                     qself: None,
                     path: p.path.clone(),
                 }))))
+            }
+            Type::Path(p) if p.qself.is_none() && is_function(&p.path) => {
+                Ok(ExcludeEntry(Exclude::Function(p.path.clone())))
             }
             Type::Path(_) => Ok(ExcludeEntry(Exclude::Type(ty))),
             other => Err(syn::Error::new(other.span(), EXCLUDE_EXPECTED)),
@@ -315,6 +378,23 @@ fn is_unit_variant(path: &Path) -> bool {
                     .to_string()
                     .starts_with(|c: char| c.is_ascii_uppercase())
         })
+}
+
+/// `errors::is_client_error`: a path whose last segment is lowercase and
+/// not a primitive type names a function (Rust's naming conventions).
+fn is_function(path: &Path) -> bool {
+    const PRIMITIVES: &[&str] = &[
+        "bool", "char", "str", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32",
+        "i64", "i128", "isize", "f32", "f64",
+    ];
+    let last = match path.segments.last() {
+        Some(last) => last,
+        None => return false,
+    };
+    let name = last.ident.unraw().to_string();
+    last.arguments.is_none()
+        && name.starts_with(|c: char| c.is_lowercase() || c == '_')
+        && !(path.segments.len() == 1 && PRIMITIVES.contains(&name.as_str()))
 }
 
 /// The `T` of a closure `|e: &T| ..`.
@@ -370,7 +450,11 @@ mod tests {
             DbError::Unit,
             DbError::Tuple(..),
             DbError::Named { .. },
-            |e: &T| true
+            |e: &T| true,
+            DbError::Tuple(e) if e.0 > 1,
+            DbError::Unit if true,
+            errors::is_client_error,
+            u32
         ]));
         let kinds: Vec<&str> = parsed
             .iter()
@@ -378,11 +462,29 @@ mod tests {
                 Exclude::Type(_) => "type",
                 Exclude::Pattern(_) => "pattern",
                 Exclude::Closure(..) => "closure",
+                Exclude::Guarded(..) => "guarded",
+                Exclude::Function(_) => "function",
             })
             .collect();
         assert_eq!(
             kinds,
-            ["type", "type", "pattern", "pattern", "pattern", "closure"]
+            [
+                "type", "type", "pattern", "pattern", "pattern", "closure", "guarded", "guarded",
+                "function", "type"
+            ]
         );
+    }
+
+    #[test]
+    fn a_list_of_the_wrong_shape_says_what_it_holds() {
+        for (tokens, says) in [
+            (quote!([A | B]), "write `A, B` to exclude either"),
+            (quote!([A,, B]), "an empty entry"),
+            (quote!([, A]), "an empty entry"),
+            (quote!([A B]), "expected `,` after an entry"),
+        ] {
+            let error = syn::parse2::<ExcludeList>(tokens).err().expect("an error");
+            assert!(error.to_string().contains(says), "{error}");
+        }
     }
 }

@@ -28,6 +28,11 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
         let _ = check_default_name(&func.sig).map_err(|e| errors.push(e));
     }
     let kind = classify(&func.sig).map_err(|e| errors.push(e)).ok();
+    if let (Some(args), Some(kind)) = (&args, &kind) {
+        if let Some(path) = &args.fallback {
+            let _ = check_fallback(path, &func.sig, kind).map_err(|e| errors.push(e));
+        }
+    }
     match (args, kind, errors.finish()) {
         (Some(args), Some(kind), Ok(())) => expand(args, func, kind),
         (_, _, Err(error)) => fallback(func.into_token_stream(), error),
@@ -48,9 +53,12 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
     let ItemFn {
         attrs,
         vis,
-        sig,
+        mut sig,
         block,
     } = func;
+    // With a fallback, the arguments go to the body or to the fallback: the
+    // body binds them again with the signature's own patterns (`mut` too).
+    let fallback_args = args.fallback.as_ref().map(|_| fallback_args(&mut sig));
     let fn_name = sig.ident.to_string();
     let declaration = declaration(&args, &krate, &fn_name);
     let view = view(&krate);
@@ -64,15 +72,93 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
     // the callee: give it the span of the error type in the signature.
     let error_span = match &kind {
         Kind::Sync | Kind::Async => error_type_span(&ret),
-        Kind::Iter(item) | Kind::IterInResult(item, _) => error_type_span(item),
+        Kind::Iter(item)
+        | Kind::IterInResult(item, _)
+        | Kind::FutureImpl(item)
+        | Kind::FutureBoxed(item) => error_type_span(item),
     };
     let private = respan(quote!(#krate::__private), error_span);
+    if let (Some(path), Some((names, pats))) = (&args.fallback, &fallback_args) {
+        let receiver = sig.receiver().map(|_| quote!(self,));
+        let asyncness = sig.asyncness.map(|_| quote!(.await));
+        let take = quote!(#krate::__private::take);
+        // The arguments carry the `fallback` value's span: a parameter that
+        // does not fit is reported there.
+        let passed = names
+            .iter()
+            .map(|n| syn::Ident::new(&n.to_string(), path.span()));
+        let fallback = quote_spanned! {path.span()=>
+            let __breaker_fallback: #ret = #path(#receiver #(#passed),*) #asyncness;
+            __breaker_fallback
+        };
+        let body = match &kind {
+            Kind::Async => quote_spanned! {ret.span()=>
+                #private::run_async(
+                    #site,
+                    (async move || -> #ret {
+                        let (#(#pats,)*) = #take(__breaker_slot);
+                        #block
+                    })(),
+                    #view,
+                    #excluded_all,
+                ).await
+            },
+            _ => quote_spanned! {ret.span()=>
+                #private::run(
+                    #site,
+                    move || -> #ret {
+                        let (#(#pats,)*) = #take(__breaker_slot);
+                        #block
+                    },
+                    #view,
+                    #excluded_all,
+                )
+            },
+        };
+        return quote! {
+            #(#attrs)*
+            #vis #sig {
+                #declaration
+                let mut __breaker_args = ::core::option::Option::Some((#(#names,)*));
+                let __breaker_slot = &mut __breaker_args;
+                #[allow(clippy::needless_return, clippy::redundant_closure_call, clippy::unit_arg)]
+                match #body {
+                    ::core::result::Result::Ok(__breaker_result) => __breaker_result,
+                    ::core::result::Result::Err(_) => {
+                        let (#(#names,)*) = #take(&mut __breaker_args);
+                        #fallback
+                    }
+                }
+            }
+        };
+    }
     let call = match kind {
         Kind::Sync => quote_spanned! {ret.span()=>
             #private::call(#site, move || -> #ret #block, #view, #excluded_all)
         },
         Kind::Async => quote_spanned! {ret.span()=>
             #private::call_async(#site, (async move || -> #ret #block)(), #view, #excluded_all).await
+        },
+        // The output type is named first, so the view and the exclusions
+        // see the error type (the body's future alone may not fix it).
+        Kind::FutureImpl(output) => quote_spanned! {ret.span()=>
+            #private::call_async(
+                #site,
+                #private::future_of::<#output, _>((move || #block)()),
+                #view,
+                #excluded_all,
+            )
+        },
+        Kind::FutureBoxed(output) => quote_spanned! {ret.span()=>
+            {
+                let __breaker_boxed: #ret = #private::pin_box(#private::call_async(
+                    #site,
+                    #private::future_of::<#output, _>((move || #block)()),
+                    #view,
+                    #excluded_all,
+                ));
+                __breaker_boxed
+            }
         },
         Kind::Iter(item) => quote_spanned! {ret.span()=>
             #private::iter(
@@ -108,6 +194,56 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
     }
 }
 
+/// What a `fallback` needs: a function returning `Result` (not an
+/// iterator), a `&self` receiver if any (the body and the fallback both
+/// need it), and parameters bound to names.
+fn check_fallback(path: &Path, sig: &syn::Signature, kind: &Kind) -> syn::Result<()> {
+    if !matches!(kind, Kind::Sync | Kind::Async) {
+        return Err(syn::Error::new_spanned(
+            path,
+            "`fallback` is for `fn`s and `async fn`s returning `Result`",
+        ));
+    }
+    for input in &sig.inputs {
+        match input {
+            syn::FnArg::Receiver(r) if r.reference.is_none() || r.mutability.is_some() => {
+                return Err(syn::Error::new(
+                    r.self_token.span,
+                    "a method with a `fallback` takes `&self`: the body and the fallback both need the receiver",
+                ));
+            }
+            syn::FnArg::Receiver(_) => {}
+            syn::FnArg::Typed(typed) => match &*typed.pat {
+                syn::Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => {}
+                other => {
+                    return Err(syn::Error::new_spanned(
+                        other,
+                        "with a `fallback`, each parameter is a name (as in `id: u64`), to pass to the fallback",
+                    ))
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// The parameters' names and their patterns (with `mut`); `mut` leaves the
+/// signature, where the arguments are only moved to the body or fallback.
+fn fallback_args(sig: &mut syn::Signature) -> (Vec<syn::Ident>, Vec<syn::Pat>) {
+    let mut names = Vec::new();
+    let mut pats = Vec::new();
+    for input in sig.inputs.iter_mut() {
+        if let syn::FnArg::Typed(typed) = input {
+            if let syn::Pat::Ident(ident) = &mut *typed.pat {
+                names.push(ident.ident.clone());
+                pats.push(syn::Pat::Ident(ident.clone()));
+                ident.mutability = None;
+            }
+        }
+    }
+    (names, pats)
+}
+
 /// The `Declaration` static, its link-time registration, and the `Site`.
 fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
     let some = |t: TokenStream| quote!(::core::option::Option::Some(#t));
@@ -132,9 +268,11 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
     let storage = match &args.storage {
         Some(path) => {
             let shown = path_string(path);
+            // Spanned at the path: a function of the wrong type is reported there.
+            let storage_call = quote_spanned!(path.span()=> builder.storage(#path()));
             helpers.extend(quote! {
                 fn __breaker_storage(builder: #krate::__private::Builder) -> #krate::__private::Builder {
-                    builder.storage(#path())
+                    #storage_call
                 }
             });
             some(quote!((#shown, __breaker_storage)))
@@ -144,12 +282,28 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
     let listeners = match &args.listeners {
         Some(paths) => {
             let shown = paths.iter().map(path_string).collect::<Vec<_>>().join(", ");
+            let listener_calls = paths
+                .iter()
+                .map(|path| quote_spanned!(path.span()=> .listener(#path())));
             helpers.extend(quote! {
                 fn __breaker_listeners(builder: #krate::__private::Builder) -> #krate::__private::Builder {
-                    builder #(.listener(#paths()))*
+                    builder #(#listener_calls)*
                 }
             });
             some(quote!((#shown, __breaker_listeners)))
+        }
+        None => none.clone(),
+    };
+    let clock = match &args.clock {
+        Some(path) => {
+            let shown = path_string(path);
+            let clock_call = quote_spanned!(path.span()=> builder.clock(#path()));
+            helpers.extend(quote! {
+                fn __breaker_clock(builder: #krate::__private::Builder) -> #krate::__private::Builder {
+                    #clock_call
+                }
+            });
+            some(quote!((#shown, __breaker_clock)))
         }
         None => none,
     };
@@ -165,6 +319,7 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
             throw_new_error_on_trip: #throw,
             storage: #storage,
             listeners: #listeners,
+            clock: #clock,
         };
         #krate::__private::inventory::submit! {
             #krate::__private::Registration(&__BREAKER_DECLARATION)
@@ -206,8 +361,8 @@ fn view(krate: &Path) -> TokenStream {
     quote! {
         |__breaker_error| {
             #[allow(unused_imports)]
-            use #krate::__private::{ViewAny as _, ViewError as _};
-            (&&#krate::__private::Wrap(__breaker_error)).breaker_view()
+            use #krate::__private::{ViewAny as _, ViewAsRef as _, ViewError as _};
+            (&&&#krate::__private::Wrap(__breaker_error)).breaker_view()
         }
     }
 }
@@ -215,6 +370,7 @@ fn view(krate: &Path) -> TokenStream {
 /// The call site's exclusions; with `all` false, only the by-type entries
 /// (for the outer error of `Result<impl Iterator, E2>`).
 fn excluded(krate: &Path, entries: &[Exclude], all: bool) -> TokenStream {
+    let site = quote!(__BREAKER_SITE.get());
     let error = format_ident!("__breaker_error");
     let chain = format_ident!("__breaker_chain");
     let probe = |ty: &Type| {
@@ -223,6 +379,14 @@ fn excluded(krate: &Path, entries: &[Exclude], all: bool) -> TokenStream {
                 .breaker_find(#krate::__private::as_any(#error), #chain)
         }
     };
+    // An entry whose type can never match the function's error is refused
+    // (checked against the item's error where there are two error types).
+    let checks = entries.iter().filter_map(|entry| match entry {
+        Exclude::Type(ty) | Exclude::Closure(ty, _) if all => Some(quote_spanned! {ty.span()=>
+            (&&#krate::__private::Check::<#ty, _>::of(#error)).breaker_check();
+        }),
+        _ => None,
+    });
     let tests = entries.iter().filter_map(|entry| match entry {
         Exclude::Type(ty) => {
             let found = probe(ty);
@@ -233,14 +397,49 @@ fn excluded(krate: &Path, entries: &[Exclude], all: bool) -> TokenStream {
             let found = probe(ty);
             Some(quote!(#found.is_some_and(#krate::__private::predicate::<#ty, _>(#closure))))
         }
+        Exclude::Guarded(pat, guard) if all => Some(quote! {
+            match #error {
+                #pat if #guard => true,
+                _ => false,
+            }
+        }),
+        Exclude::Function(path) if all => Some(quote_spanned! {path.span()=>
+            {
+                let __breaker_predicate = #path;
+                (&&#krate::__private::Probe::of(&__breaker_predicate))
+                    .breaker_find(#krate::__private::as_any(#error), #chain)
+                    .is_some_and(__breaker_predicate)
+            }
+        }),
+        _ => None,
+    });
+    // In debug builds, an entry whose type is not in a failing error says
+    // why when it can (`#[error(transparent)]`): see `breaker::hint`.
+    let hints = entries.iter().filter_map(|entry| match entry {
+        Exclude::Type(ty) | Exclude::Closure(ty, _) if all || matches!(entry, Exclude::Type(_)) => {
+            let found = probe(ty);
+            let shown = ty.to_token_stream().to_string().replace(' ', "");
+            Some(quote! {
+                if #found.is_none() {
+                    #krate::__private::exclusion_missed::<_, #ty>(#site, #error, #chain, #shown);
+                }
+            })
+        }
         _ => None,
     });
     quote! {
         |#error, #chain| {
             #[allow(unused_imports)]
             use #krate::__private::{ProbeAny as _, ProbeError as _};
+            #[allow(unused_imports)]
+            use #krate::__private::{CheckAny as _, CheckError as _, CheckSame as _};
             let _ = (&#error, &#chain);
-            false #(|| #tests)*
+            #(#checks)*
+            let __breaker_excluded = false #(|| #tests)*;
+            if #krate::__private::HINTS && !__breaker_excluded {
+                #(#hints)*
+            }
+            __breaker_excluded
         }
     }
 }

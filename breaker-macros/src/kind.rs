@@ -17,9 +17,15 @@ pub(crate) enum Kind {
     /// `fn f() -> Result<impl Iterator<Item = Result<T, E>>, E2>`: as `Iter`,
     /// and an outer `Err` fails the call. Holds the item type and `E2`.
     IterInResult(Box<Type>, Box<Type>),
+    /// `fn f() -> impl Future<Output = Result<T, E>>`: the future the body
+    /// makes runs as one call, as an `async fn`'s. Holds the output type.
+    FutureImpl(Box<Type>),
+    /// `fn f() -> Pin<Box<dyn Future<Output = Result<T, E>> + ..>>` (what
+    /// `#[async_trait]` makes of an `async fn`): as `FutureImpl`, boxed.
+    FutureBoxed(Box<Type>),
 }
 
-const NEEDS: &str = "`#[circuit_breaker]` guards functions that return `Result<T, E>`, `impl Iterator<Item = Result<T, E>>` or `Result<impl Iterator<Item = Result<T, E>>, E>`";
+const NEEDS: &str = "`#[circuit_breaker]` guards functions that return `Result<T, E>`, `impl Iterator<Item = Result<T, E>>`, `Result<impl Iterator<Item = Result<T, E>>, E>`, `impl Future<Output = Result<T, E>>` or `Pin<Box<dyn Future<Output = Result<T, E>>>>`";
 
 /// Classifies `sig`, or says on the offending token why it cannot be guarded.
 pub(crate) fn classify(sig: &Signature) -> syn::Result<Kind> {
@@ -40,6 +46,11 @@ pub(crate) fn classify(sig: &Signature) -> syn::Result<Kind> {
     };
     let kind = if let Some(item) = iterator_item(ty) {
         Kind::Iter(Box::new(item))
+    } else if let (Some(output), None) = (future_output(ty), &sig.asyncness) {
+        match ty {
+            Type::ImplTrait(_) => Kind::FutureImpl(Box::new(output)),
+            _ => Kind::FutureBoxed(Box::new(output)),
+        }
     } else if let Some(args) = result_args(ty) {
         match (args.first(), args.get(1)) {
             (Some(ok), Some(err)) if iterator_item(ok).is_some() => {
@@ -126,6 +137,53 @@ pub(crate) fn result_args(ty: &Type) -> Option<Vec<Type>> {
         }
     }
     Some(types)
+}
+
+/// The output type of `impl Future<Output = Result<..>>` or of
+/// `Pin<Box<dyn Future<Output = Result<..>> + ..>>`.
+fn future_output(ty: &Type) -> Option<Type> {
+    let bounds = match ty {
+        Type::ImplTrait(imp) => &imp.bounds,
+        Type::Path(path) => {
+            let pin = path.path.segments.last().filter(|s| s.ident == "Pin")?;
+            let boxed = match single_type_arg(&pin.arguments)? {
+                Type::Path(p) => p.path.segments.last().filter(|s| s.ident == "Box")?,
+                _ => return None,
+            };
+            match single_type_arg(&boxed.arguments)? {
+                Type::TraitObject(object) => &object.bounds,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    bounds.iter().find_map(|bound| {
+        let TypeParamBound::Trait(tr) = bound else {
+            return None;
+        };
+        let last = tr.path.segments.last().filter(|s| s.ident == "Future")?;
+        let PathArguments::AngleBracketed(args) = &last.arguments else {
+            return None;
+        };
+        args.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc)
+                if assoc.ident == "Output" && result_args(&assoc.ty).is_some() =>
+            {
+                Some(assoc.ty.clone())
+            }
+            _ => None,
+        })
+    })
+}
+
+fn single_type_arg(arguments: &PathArguments) -> Option<&Type> {
+    let PathArguments::AngleBracketed(args) = arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(t) if args.args.len() == 1 => Some(t),
+        _ => None,
+    }
 }
 
 /// The item type of `impl Iterator<Item = Result<..>>` (with any extra bounds).

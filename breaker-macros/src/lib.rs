@@ -49,6 +49,11 @@ use proc_macro::TokenStream;
 ///   when the function is called and the whole iteration is one call: the
 ///   first `Err` item that is not excluded is its failure, reaching the end
 ///   its success, dropping the iterator early neither.
+/// - `fn`s returning `impl Future<Output = Result<T, E>>` or
+///   `Pin<Box<dyn Future<Output = Result<T, E>> + ..>>` (the shape
+///   `#[async_trait]` gives an `async fn`, so the attribute works on the
+///   methods of an `#[async_trait]` impl): the body runs when the function
+///   is called, and the future it makes is one call, as an `async fn`'s.
 ///
 /// The signature, generics, attributes and docs stay as written. `E` must
 /// implement `From<CircuitBreakerError>`: a rejected call, and the call whose
@@ -64,16 +69,64 @@ use proc_macro::TokenStream;
 /// | `reset_timeout` | `"500ms"`, `"60s"`, `"1m30s"`, `"2h"` | `"60s"` |
 /// | `success_threshold` | `1` (1 to 255) | 1 |
 /// | `throw_new_error_on_trip` | `true` / `false` | `true` |
-/// | `exclude` | `[Type, Enum::Variant(..), Enum::Unit { .. }, \|e: &T\| predicate]` | none |
+/// | `exclude` | `[Type, Enum::Variant(..), Enum::Variant(e) if guard, \|e: &T\| predicate, path::to::predicate]` | none |
 /// | `storage` | `path::to::fn` returning a [`Storage`](https://docs.rs/breaker/latest/breaker/storage/trait.Storage.html) | memory |
 /// | `listeners` | `[path::to::fn, ..]`, each returning a listener | none |
 /// | `crate` | `"path"` to the `breaker` crate if renamed | `"::breaker"` |
+/// | `fallback` | `path::to::fn` with the same parameters (and `&self`) and return type | none |
+/// | `clock` | `path::to::fn` returning a [`Clock`](https://docs.rs/breaker/latest/breaker/clock/trait.Clock.html), such as a `ManualClock` in tests | the system clock |
+///
+/// `fallback`: when the breaker rejects a call, the fallback is called with
+/// the function's arguments instead of the body (awaited, for an `async
+/// fn`), and its result returned; nothing is recorded. A fallback whose
+/// signature does not fit is a compile error on the `fallback` value.
+///
+/// ```
+/// use breaker::{circuit_breaker, CircuitBreakerError};
+///
+/// #[derive(Debug)]
+/// struct PriceError;
+///
+/// impl From<CircuitBreakerError> for PriceError {
+///     fn from(_: CircuitBreakerError) -> Self {
+///         PriceError
+///     }
+/// }
+///
+/// fn cached_price(item: &str) -> Result<u32, PriceError> {
+///     Ok(item.len() as u32)
+/// }
+///
+/// #[circuit_breaker(name = "prices", fail_max = 1, fallback = cached_price)]
+/// fn price(item: &str) -> Result<u32, PriceError> {
+///     Err(PriceError) // the pricing service is down
+/// }
+///
+/// assert!(price("tea").is_err()); // opens the circuit
+/// assert_eq!(price("tea").unwrap(), 3); // rejected: the cached price
+/// ```
 ///
 /// `exclude` entries: a type matches the error itself, a boxed error's
 /// content and anything in the `source()` chain; a variant pattern matches
-/// the function's error; a closure receives the first `T` found as a type
-/// is and excludes the error when it returns `true`. Exclusions apply to
+/// the function's error, and with a guard (`FetchError::Http(e) if
+/// e.status() >= 400`) when the guard holds too; a closure (`|e: &T| ..`)
+/// or a named function (`path::to::is_client_error`, a `fn(&T) -> bool`)
+/// receives the first `T` found as a type is and excludes the error when it
+/// returns `true`.
+///
+/// A pattern on the function's own error type is the first thing to reach
+/// for: it sees the variant the function returned, with no chain to search.
+/// An `#[error(transparent)]` variant's `source()` skips the error it wraps,
+/// so a type or closure on that inner error cannot find it; exclude the
+/// variant (`FetchError::Http(..)`, or with a guard) instead. In debug
+/// builds, the first failure that shows this mistake gives a
+/// [hint](https://docs.rs/breaker/latest/breaker/hint/) naming the fix. Exclusions apply to
 /// this function's calls; settings apply to the named breaker.
+///
+/// The chain is searched from the function's error type when it implements
+/// `Error`, from `as_ref()` when it is a report type
+/// (`AsRef<dyn Error + Send + Sync>`: `anyhow::Error`, `eyre::Report`,
+/// `Box<dyn Error + Send + Sync>`), with no cargo feature.
 ///
 /// # Names
 ///

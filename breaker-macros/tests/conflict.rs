@@ -59,6 +59,7 @@ static INVALID: breaker::__private::Declaration = breaker::__private::Declaratio
     throw_new_error_on_trip: None,
     storage: None,
     listeners: None,
+    clock: None,
 };
 breaker::__private::inventory::submit! {
     breaker::__private::Registration(&INVALID)

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::breaker::CircuitBreaker;
 use crate::builder::CircuitBreakerBuilder as Builder;
+use crate::clock::ManualClock;
 
 /// A setting given as code: the path as written (to compare declarations),
 /// and how it configures a builder.
@@ -44,6 +45,8 @@ pub struct Declaration {
     pub storage: Option<Configure>,
     /// `listeners = [..]`: the paths as written, and how they configure a builder.
     pub listeners: Option<Configure>,
+    /// `clock = path`: the function, shown, and the builder step it makes.
+    pub clock: Option<Configure>,
 }
 
 /// A declaration's entry in the link-time list.
@@ -78,6 +81,11 @@ impl Site {
     /// running unguarded.
     #[inline(always)]
     pub fn get(&'static self) -> &'static CircuitBreaker {
+        if super::isolate::active() {
+            if let Some(cb) = super::isolate::declared(self.declaration.name) {
+                return cb;
+            }
+        }
         match self.breaker.get() {
             Some(cb) => cb,
             None => self.resolve(),
@@ -117,8 +125,30 @@ pub(super) fn declare_all() -> BTreeMap<&'static str, Result<CircuitBreaker, Str
 /// Builds the breaker that `declarations` (all of one name) describe; a
 /// panic in a `storage` or `listeners` function is reported as an error.
 pub(super) fn build(declarations: &[&'static Declaration]) -> Result<CircuitBreaker, String> {
+    build_on(declarations, None)
+}
+
+/// A fresh breaker from the declarations of `name` (`None` if nothing
+/// declares it), on `clock` if one is given: for an isolated test.
+pub(super) fn build_fresh(
+    name: &str,
+    clock: Option<&ManualClock>,
+) -> Option<Result<CircuitBreaker, String>> {
+    let mut declarations: Vec<&'static Declaration> = inventory::iter::<Registration>
+        .into_iter()
+        .map(|r| r.0)
+        .filter(|d| d.name == name)
+        .collect();
+    declarations.sort_by_key(|d| d.function);
+    (!declarations.is_empty()).then(|| build_on(&declarations, clock))
+}
+
+fn build_on(
+    declarations: &[&'static Declaration],
+    clock: Option<&ManualClock>,
+) -> Result<CircuitBreaker, String> {
     let first = declarations[0];
-    catch_unwind(AssertUnwindSafe(|| merge(declarations))).unwrap_or_else(|payload| {
+    catch_unwind(AssertUnwindSafe(|| merge(declarations, clock))).unwrap_or_else(|payload| {
         let reason = payload
             .downcast_ref::<String>()
             .map(String::as_str)
@@ -132,7 +162,10 @@ pub(super) fn build(declarations: &[&'static Declaration]) -> Result<CircuitBrea
 }
 
 /// Merges the settings of `declarations` into one breaker.
-fn merge(declarations: &[&'static Declaration]) -> Result<CircuitBreaker, String> {
+fn merge(
+    declarations: &[&'static Declaration],
+    clock: Option<&ManualClock>,
+) -> Result<CircuitBreaker, String> {
     let first = declarations[0];
     let defaulted: Vec<_> = declarations.iter().filter(|d| d.default_name).collect();
     if let [one, _, ..] = defaulted[..] {
@@ -200,6 +233,14 @@ fn merge(declarations: &[&'static Declaration]) -> Result<CircuitBreaker, String
         |v: &Configure| v.0.to_owned(),
         |b: Builder, v: &Configure| (v.1)(b)
     );
+    merge!(
+        clock,
+        |v: &Configure| v.0.to_owned(),
+        |b: Builder, v: &Configure| (v.1)(b)
+    );
+    if let Some(clock) = clock {
+        builder = builder.clock(clock.clone());
+    }
     builder.try_build().map_err(|e| {
         format!(
             "circuit breaker '{}' declared on {}: {e}",

@@ -28,6 +28,9 @@ use parking_lot::RwLock;
 use crate::breaker::CircuitBreaker;
 
 pub(crate) mod declared;
+mod isolate;
+
+pub use isolate::{isolate, Isolated, Isolation, IsolationGuard};
 
 use declared::Declaration;
 
@@ -111,6 +114,9 @@ pub enum RegistryError {
 /// breaker::registry::get("nowhere");
 /// ```
 pub fn get(name: &str) -> Arc<CircuitBreaker> {
+    if let Some(cb) = isolated(name) {
+        return cb;
+    }
     let found = map()
         .read()
         .get(name)
@@ -137,6 +143,9 @@ pub fn get(name: &str) -> Arc<CircuitBreaker> {
 /// assert_eq!(registry::try_get("try-get-doc").unwrap().name(), "try-get-doc");
 /// ```
 pub fn try_get(name: &str) -> Option<Arc<CircuitBreaker>> {
+    if let Some(cb) = isolated(name) {
+        return Some(cb);
+    }
     map().read().get(name)?.breaker().ok()
 }
 
@@ -246,6 +255,34 @@ pub fn reset_all() {
     for cb in all {
         cb.reset();
     }
+}
+
+/// Resets the breaker named `name` (closed, counters zero), the current
+/// [isolated](Isolation) instance in an isolated scope.
+///
+/// # Panics
+/// As [`get`]: when no breaker has that name, or its declarations fail.
+///
+/// ```
+/// use breaker::{registry, CircuitBreaker, State};
+///
+/// registry::register(CircuitBreaker::new("reset-doc")).unwrap().open();
+/// registry::reset("reset-doc");
+/// assert_eq!(registry::get("reset-doc").current_state(), State::Closed);
+/// ```
+pub fn reset(name: &str) {
+    get(name).reset();
+}
+
+/// A handle on the current scope's isolated instance of `name`, if any.
+fn isolated(name: &str) -> Option<Arc<CircuitBreaker>> {
+    if !isolate::active() {
+        return None;
+    }
+    let cb = isolate::declared(name)?;
+    Some(Arc::new(CircuitBreaker::from_shared(Arc::clone(
+        &cb.shared,
+    ))))
 }
 
 /// The breaker a `#[circuit_breaker]` declaration names, from the registry
