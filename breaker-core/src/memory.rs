@@ -49,9 +49,9 @@ const HALF_OPEN: u64 = 2;
 /// the builder accepts), and 2^37 generations before their numbers wrap: a
 /// call's result is matched to the generation it was admitted under, so a
 /// result could be taken for a later generation's only if the breaker went
-/// through 137 billion transitions while that one call ran (at the fastest
-/// rate one thread can make them, about 20 million a second, that is about
-/// two hours of nothing but manual transitions).
+/// through 137 billion transitions while that one call ran (at 20 million a
+/// second, the rate a loop of `half_open()` reached, about two hours of
+/// nothing but manual transitions).
 ///
 /// ```
 /// use breaker::{CircuitBreaker, MemoryStorage};

@@ -267,8 +267,7 @@ impl CircuitBreaker {
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     {
         let heard = self.each_listener(|l| l.failure(self, &Failure::error(&error, view(&error))));
-        let outcome = recorded.applied.outcome;
-        let opened_at = recorded.applied.after.opened_at;
+        let (outcome, after) = (recorded.applied.outcome, recorded.applied.after);
         let changed = self.announce(recorded);
         if let Err(panic) = heard.and(changed) {
             resume_unwind(panic);
@@ -279,11 +278,7 @@ impl CircuitBreaker {
             } if self.throw_new_error_on_trip() => {
                 // From the `opened_at` this failure stamped.
                 let timeout = self.reset_timeout();
-                let retry_after = match opened_at {
-                    Some(at) => at.saturating_add(timeout).saturating_sub(self.now()),
-                    None => timeout,
-                };
-                let retry_after = Some(retry_after);
+                let retry_after = after.retry_after(timeout, self.now()).or(Some(timeout));
                 Error::Tripped(self.error(State::Open, reason, retry_after), error)
             }
             _ => Error::Inner(error),
