@@ -40,6 +40,7 @@ pub(crate) struct Config {
     pub(crate) namespace: String,
     pub(crate) channel: String,
     pub(crate) fallback_state: State,
+    pub(crate) initial_state: State,
     pub(crate) cluster: bool,
     pub(crate) connect_timeout: Duration,
     pub(crate) command_timeout: Duration,
@@ -314,7 +315,14 @@ impl Core {
     /// connection `epoch`.
     async fn adopt(&self, slot: &Slot, epoch: u64) -> Result<(), Fault> {
         let under = self.subscription();
-        match self.call(slot, Request::Read, &read_limits(), "").await? {
+        // The first read creates a missing key in the initial state.
+        let request = match self.cfg.initial_state {
+            State::Closed => Request::Read,
+            _ if slot.synced() => Request::Read,
+            state => Request::Init(state),
+        };
+        let limits = slot.limits().unwrap_or_else(read_limits);
+        match self.call(slot, request, &limits, "").await? {
             Reply::Done { after, missing, .. } => slot.absorb_read(after, under, missing),
             Reply::Corrupt => slot.set_corrupt(),
         }
@@ -503,7 +511,12 @@ impl Core {
             missing,
             ..
         }) = self
-            .call(slot, Request::Apply(op), &read_limits(), &self.origin(0))
+            .call(
+                slot,
+                Request::Apply(op),
+                &slot.limits().unwrap_or_else(read_limits),
+                &self.origin(0),
+            )
             .await
         {
             slot.absorb_own(0, before, after, outcome, missing);

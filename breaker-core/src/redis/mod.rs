@@ -31,6 +31,17 @@
 //! (with `EVAL` when the server has lost it), and every write is published
 //! on the namespace's pub/sub channel.
 //!
+//! # Versions
+//!
+//! The storage needs Redis 3.2 or later: the script reads the server's clock
+//! with `TIME` before it writes, which Redis allows in a script from 3.2 on
+//! (with the `redis.replicate_commands()` the script calls; by default from
+//! 5.0), and uses `EVALSHA`/`EVAL`, `GET`, `SET` with `PX`, `PUBLISH`,
+//! `SUBSCRIBE` and `PING`, all older. Redis Cluster needs 3.0, and
+//! Valkey and other servers that speak these commands work the same. The
+//! test suite runs against the `redis-server` Debian's packages install
+//! (7.0 on the machines it ran on); older versions are not tested.
+//!
 //! # Keys
 //!
 //! A breaker named `db` in namespace `checkout` lives at `{checkout:db}:state`
@@ -107,7 +118,35 @@
 //!
 //! A process that joins never writes what it has not changed: building a
 //! breaker reads the shared state (waiting up to the connect timeout for it),
-//! and its first call already follows it.
+//! and its first call already follows it. With
+//! [`initial_state`](RedisStorageBuilder::initial_state), that first read
+//! creates the key in the given state if it does not exist yet, and only
+//! then.
+//!
+//! # Trust boundary
+//!
+//! Whoever can write the breaker's key or publish on the namespace's channel
+//! (`{namespace}:events`) can open or close the circuit for the whole fleet:
+//! both are inside the trust boundary, like the Redis password. Give the
+//! processes an ACL user limited to the namespace's keys and channel, and
+//! nobody else write access to them. Within that boundary the storage
+//! limits the harm of a bad value:
+//! - A value that does not parse (see [`decode`]) sends the breaker to its
+//!   fallback state, as above.
+//! - A value that parses but that this configuration could not have written
+//!   is repaired by the script, on the next operation or read (at most one
+//!   [`resync_interval`](RedisStorageBuilder::resync_interval) later): a
+//!   trial lease that runs out later than the lease from now frees the trial
+//!   place (as an expired lease does), an opening time in the future starts
+//!   the open period now, and a sequence number more than a day ahead of
+//!   the server's clock is renumbered from the clock (views follow a
+//!   renumbered value after two reads, as after any restore from a backup).
+//!   One second of slack covers the server's clock being stepped back.
+//! - A forged pub/sub message is not confirmed against the key before the
+//!   view adopts it (that would cost a round trip on every transition heard):
+//!   it misleads the view, and this process's listeners, until the next
+//!   write or until two reads (two resync intervals) show the key's real
+//!   value. Listeners may hear the forged transition and the way back.
 //!
 //! # Listeners
 //!
@@ -480,6 +519,7 @@ pub struct RedisStorageBuilder {
     nodes: Vec<Result<ConnectionInfo, ::redis::RedisError>>,
     namespace: String,
     fallback_state: State,
+    initial_state: State,
     cluster: bool,
     key_ttl: Duration,
     connect_timeout: Duration,
@@ -494,6 +534,7 @@ impl fmt::Debug for RedisStorageBuilder {
         f.debug_struct("RedisStorageBuilder")
             .field("namespace", &self.namespace)
             .field("fallback_state", &self.fallback_state)
+            .field("initial_state", &self.initial_state)
             .field("cluster_mode", &self.cluster)
             .field("key_ttl", &self.key_ttl)
             .field("connect_timeout", &self.connect_timeout)
@@ -511,6 +552,7 @@ impl RedisStorageBuilder {
             nodes: vec![node],
             namespace: "breaker".into(),
             fallback_state: State::Closed,
+            initial_state: State::Closed,
             cluster: false,
             key_ttl: Duration::from_secs(24 * 3_600),
             connect_timeout: Duration::from_secs(1),
@@ -561,6 +603,30 @@ impl RedisStorageBuilder {
     /// ```
     pub fn fallback_state(mut self, state: State) -> Self {
         self.fallback_state = state;
+        self
+    }
+
+    /// The state a breaker's shared key is created in when it does not exist
+    /// yet (default [`State::Closed`]), as pybreaker's `CircuitRedisStorage`
+    /// takes one: the first read after the breaker is bound creates the key
+    /// only if it is missing, so a process joining a fleet never overwrites
+    /// the fleet's state. A key that exists is followed as it is. A key that
+    /// later expires (idle for [`key_ttl`](Self::key_ttl)) or is lost with
+    /// the server's data is a closed breaker again, as without this setting:
+    /// the initial state is applied once per breaker and process, at start.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{RedisStorage, State};
+    ///
+    /// // Start a new fleet's breaker open: the first trial comes after
+    /// // `reset_timeout`.
+    /// let builder = RedisStorage::builder("redis://127.0.0.1:6379/")
+    ///     .initial_state(State::Open);
+    /// assert!(format!("{builder:?}").contains("initial_state: Open"));
+    /// ```
+    pub fn initial_state(mut self, state: State) -> Self {
+        self.initial_state = state;
         self
     }
 
@@ -761,6 +827,7 @@ impl RedisStorageBuilder {
             nodes,
             namespace: self.namespace,
             fallback_state: self.fallback_state,
+            initial_state: self.initial_state,
             cluster: self.cluster,
             connect_timeout: self.connect_timeout,
             command_timeout: self.command_timeout,

@@ -68,6 +68,8 @@ pub(crate) enum Request {
     Apply(Op),
     /// Read the state (no write).
     Read,
+    /// Read the state, first creating a missing key in this state.
+    Init(State),
 }
 
 /// Settings that shape the script's writes.
@@ -90,6 +92,7 @@ pub(crate) fn argv(
 ) -> Vec<Vec<u8>> {
     let (op, generation, trial, target) = match request {
         Request::Read => ("read", 0, false, State::Closed),
+        Request::Init(state) => ("init", 0, false, state),
         Request::Apply(op) => match op {
             Op::Admit => ("admit", 0, false, State::Closed),
             Op::Success { generation, trial } => ("success", generation, trial, State::Closed),

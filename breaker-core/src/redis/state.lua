@@ -2,7 +2,8 @@
 -- breaker_core::state::step (state.rs), on the server's clock.
 --
 -- KEYS[1]  the breaker's state key
--- ARGV[1]  op: admit | success | failure | cancel | force | reset | read
+-- ARGV[1]  op: admit | success | failure | cancel | force | reset | read | init
+--          (init: a read that first creates a missing key in the state ARGV[4])
 -- ARGV[2]  the generation the op reports under (success, failure, cancel)
 -- ARGV[3]  1 if the op reports a half-open trial, else 0
 -- ARGV[4]  the state to force: closed | open | half-open
@@ -28,6 +29,12 @@ local GEN_MOD = 281474976710656 -- 2^48
 local MAX_EXACT = 9007199254740991 -- 2^53 - 1
 local MAX_FAIL = 65535
 local MAX_SUCC = 255
+-- How far the server's clock may step back without a lease or an opening
+-- time it wrote being taken for a value it could not have written.
+local SLACK_MS = 1000
+-- How far ahead of the server's clock a sequence number may be (a day in
+-- microseconds) before the next write numbers from the clock instead.
+local SEQ_AHEAD_US = 86400000000
 
 local op = ARGV[1]
 local op_gen = tonumber(ARGV[2]) or 0
@@ -39,6 +46,9 @@ local reset_ms = tonumber(ARGV[7])
 local lease_ms = tonumber(ARGV[8])
 local ttl_ms = tonumber(ARGV[9])
 
+-- Redis 3.2 to 4.x refuse a write after TIME in a script unless the script
+-- replicates its effects; 5.0 and later do so by default (7.0 ignores it).
+if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
@@ -124,14 +134,34 @@ end
 -- A trial whose lease ran out frees its place under a new generation, so its
 -- holder (crashed, or slower than the lease) can no longer report.
 local cur = copy(stored)
-if cur.state == 'half-open' and cur.trial ~= 0 and cur.trial <= now_ms and op ~= 'read' then
+if cur.state == 'half-open' and cur.trial ~= 0 and cur.trial <= now_ms and op ~= 'read'
+    and op ~= 'init' then
   cur.trial = 0
   cur.gen = (cur.gen + 1) % GEN_MOD
 end
 
+-- Values this configuration could not have written (a lease beyond now and
+-- the lease, an opening time in the future: a corrupt or forged value) are
+-- repaired, by a read too: the lease frees its place as if it had run out,
+-- the open period counts from now.
+local repaired = false
+if cur.state == 'half-open' and cur.trial > now_ms + lease_ms + SLACK_MS then
+  cur.trial = 0
+  cur.gen = (cur.gen + 1) % GEN_MOD
+  repaired = true
+end
+if cur.state == 'open' and cur.opened > now_ms + SLACK_MS then
+  cur.opened = now_ms
+  repaired = true
+end
+
 local nxt = copy(cur)
 local oc, oa, ob = 0, 0, 0
-if op == 'admit' then
+if op == 'init' then
+  if missing == 1 and target ~= 'closed' then
+    nxt = enter(cur, target)
+  end
+elseif op == 'admit' then
   if cur.state == 'closed' then
     oc, oa = 1, cur.gen
   elseif cur.state == 'open' then
@@ -198,8 +228,10 @@ end
 
 local before = encode(cur)
 local after = before
-if op ~= 'read' and not same(stored, nxt) then
-  nxt.seq = stored.seq + 1
+if (op ~= 'read' or repaired) and not same(stored, nxt) then
+  local base = stored.seq
+  if base > now_us + SEQ_AHEAD_US then base = now_us end
+  nxt.seq = base + 1
   after = encode(nxt)
   redis.call('SET', KEYS[1], after, 'PX', ttl_ms)
   redis.call('PUBLISH', ARGV[10], ARGV[11] .. '\n' .. cur.state .. '\n' .. after .. '\n' .. ARGV[12])

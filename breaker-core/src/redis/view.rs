@@ -190,6 +190,19 @@ impl Slot {
         self.on_fallback.load(Ordering::Acquire)
     }
 
+    /// Whether the view has been read from Redis since the slot was made.
+    pub(crate) fn synced(&self) -> bool {
+        self.inner.lock().synced
+    }
+
+    /// The breaker's settings now, for a request that carries none of its
+    /// own (a read, a cancel): the script checks the stored lease against
+    /// them. `None` once the breaker is dropped.
+    pub(crate) fn limits(&self) -> Option<Limits> {
+        let shared = self.binding.breaker.upgrade()?;
+        Some(crate::CircuitBreaker { shared }.limits_at(self.now()))
+    }
+
     /// Whether Redis is reachable but the stored value is corrupt: a manual
     /// transition, which overwrites it, goes to Redis.
     pub(crate) fn only_corrupt(&self) -> bool {

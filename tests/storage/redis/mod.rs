@@ -12,8 +12,10 @@ use crate::support;
 
 mod cluster;
 mod faults;
+mod initial;
 mod ordering;
 mod processes;
+mod repair;
 mod sharing;
 
 /// The reset timeout of tests that wait in real time.
