@@ -158,10 +158,11 @@ impl Server {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            if let Ok(Resp::Simple(s)) = command(self.port, &["PING"]) {
-                if s == "PONG" {
-                    return true;
-                }
+            match command(self.port, &["PING"]) {
+                Ok(Resp::Simple(s)) if s == "PONG" => return true,
+                // Up, with a password on the default user.
+                Ok(Resp::Error(e)) if e.starts_with("NOAUTH") => return true,
+                _ => {}
             }
             if let Some(child) = &mut self.child {
                 if child.try_wait().ok().flatten().is_some() {

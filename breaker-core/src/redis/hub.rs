@@ -47,6 +47,8 @@ pub(crate) struct Config {
     pub(crate) resync_interval: Duration,
     pub(crate) subscribe: bool,
     pub(crate) shape: Shape,
+    #[cfg(feature = "redis-tls")]
+    pub(crate) tls: Option<super::tls::RedisTls>,
 }
 
 /// A connection that runs commands: to one server or to a cluster.
@@ -119,16 +121,22 @@ impl Hub {
     pub(crate) fn start(cfg: Config) -> Result<Hub, super::RedisStorageError> {
         use super::RedisStorageError as E;
         let (client, cluster_client) = if cfg.cluster {
-            let client = ClusterClientBuilder::new(cfg.nodes.clone())
+            let builder = ClusterClientBuilder::new(cfg.nodes.clone())
                 .connection_timeout(cfg.connect_timeout)
                 .response_timeout(cfg.command_timeout)
-                .retries(2)
-                .build()
-                .map_err(E::Client)?;
-            (None, Some(client))
+                .retries(2);
+            #[cfg(feature = "redis-tls")]
+            let builder = match &cfg.tls {
+                Some(tls) => {
+                    super::tls::install_provider();
+                    builder.certs(tls.certificates())
+                }
+                None => builder,
+            };
+            (None, Some(builder.build().map_err(E::Client)?))
         } else {
             let info = cfg.nodes.first().cloned().ok_or(E::NoNode)?;
-            (Some(Client::open(info).map_err(E::Client)?), None)
+            (Some(client(&cfg, info).map_err(E::Client)?), None)
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -557,6 +565,17 @@ impl Core {
 }
 
 /// Limits for a read (the script ignores them).
+/// A client for one node, over TLS when the storage has TLS settings.
+fn client(cfg: &Config, info: ConnectionInfo) -> RedisResult<Client> {
+    #[cfg(feature = "redis-tls")]
+    return super::tls::client(info, cfg.tls.as_ref());
+    #[cfg(not(feature = "redis-tls"))]
+    {
+        let _ = cfg;
+        Client::open(info)
+    }
+}
+
 fn read_limits() -> Limits {
     Limits {
         fail_max: 1,
@@ -657,7 +676,7 @@ async fn listen(core: Arc<Core>) {
         attempt = attempt.wrapping_add(1);
         let limit = core.cfg.connect_timeout + core.cfg.command_timeout;
         let subscribed = tokio::time::timeout(limit, async {
-            let mut pubsub = Client::open(node)?.get_async_pubsub().await?;
+            let mut pubsub = client(&core.cfg, node)?.get_async_pubsub().await?;
             pubsub.subscribe(&core.cfg.channel).await?;
             Ok::<_, RedisError>(pubsub)
         })

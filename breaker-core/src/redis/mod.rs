@@ -123,6 +123,26 @@
 //! creates the key in the given state if it does not exist yet, and only
 //! then.
 //!
+//! # Connecting: passwords, ACL users, databases
+//!
+//! The URL carries what the connection needs, as the `redis` crate reads
+//! it: `redis://:password@host:6379/` for `requirepass`,
+//! `redis://user:password@host:6379/` for an ACL user,
+//! `redis://host:6379/3` for database 3 (keys live in it; pub/sub channels
+//! are server-wide). The minimal ACL for namespace `checkout` (the storage
+//! runs one script that reads the server's clock, reads and writes the
+//! breaker's key and publishes; it subscribes to one channel and pings):
+//!
+//! ```text
+//! ACL SETUSER breaker on >password resetkeys ~{checkout:* resetchannels &checkout:events
+//!     -@all +evalsha +eval +get +set +publish +time +subscribe +ping
+//! ```
+//!
+//! A wrong password or a denied command is a storage that cannot use
+//! Redis: its breakers run on the fallback state, as when Redis is down.
+//! With feature `redis-tls`, `rediss://` URLs connect over TLS (see
+//! [`RedisStorageBuilder::tls`]).
+//!
 //! # Trust boundary
 //!
 //! Whoever can write the breaker's key or publish on the namespace's channel
@@ -193,6 +213,8 @@ mod handoff;
 mod hub;
 mod report_queue;
 mod script;
+#[cfg(feature = "redis-tls")]
+mod tls;
 mod view;
 
 use std::fmt;
@@ -202,6 +224,8 @@ use std::time::{Duration, Instant};
 use ::redis::{ConnectionInfo, IntoConnectionInfo};
 
 pub use codec::{decode, DecodeError};
+#[cfg(feature = "redis-tls")]
+pub use tls::RedisTls;
 
 use self::handoff::{Answer, AnswerFuture};
 use self::hub::{Config, Hub};
@@ -520,6 +544,8 @@ pub struct RedisStorageBuilder {
     namespace: String,
     fallback_state: State,
     initial_state: State,
+    #[cfg(feature = "redis-tls")]
+    tls: Option<RedisTls>,
     cluster: bool,
     key_ttl: Duration,
     connect_timeout: Duration,
@@ -535,6 +561,7 @@ impl fmt::Debug for RedisStorageBuilder {
             .field("namespace", &self.namespace)
             .field("fallback_state", &self.fallback_state)
             .field("initial_state", &self.initial_state)
+            .field("tls", &self.tls_debug())
             .field("cluster_mode", &self.cluster)
             .field("key_ttl", &self.key_ttl)
             .field("connect_timeout", &self.connect_timeout)
@@ -553,6 +580,8 @@ impl RedisStorageBuilder {
             namespace: "breaker".into(),
             fallback_state: State::Closed,
             initial_state: State::Closed,
+            #[cfg(feature = "redis-tls")]
+            tls: None,
             cluster: false,
             key_ttl: Duration::from_secs(24 * 3_600),
             connect_timeout: Duration::from_secs(1),
@@ -628,6 +657,38 @@ impl RedisStorageBuilder {
     pub fn initial_state(mut self, state: State) -> Self {
         self.initial_state = state;
         self
+    }
+
+    /// Connect over TLS with these settings (feature `redis-tls`): a CA to
+    /// trust, a client certificate. Every node's URL must be `rediss://`
+    /// (else [`build`](Self::build) fails with
+    /// [`RedisStorageError::TlsNeedsRediss`]); a `rediss://` URL without
+    /// this setting uses the system's roots and no client certificate.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::redis::RedisTls;
+    /// use breaker::RedisStorage;
+    ///
+    /// # let ca = Vec::new();
+    /// let storage = RedisStorage::builder("rediss://127.0.0.1:1/")
+    ///     .tls(RedisTls::new().root_cert_pem(ca))
+    ///     .build()?;
+    /// # let _ = storage;
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn tls(mut self, tls: RedisTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    fn tls_debug(&self) -> Option<&dyn fmt::Debug> {
+        #[cfg(feature = "redis-tls")]
+        return self.tls.as_ref().map(|t| t as &dyn fmt::Debug);
+        #[cfg(not(feature = "redis-tls"))]
+        None
     }
 
     /// Talk to a Redis Cluster (default `false`): the URL given to the
@@ -817,6 +878,17 @@ impl RedisStorageBuilder {
                 return Err(RedisStorageError::ZeroDuration { setting: what });
             }
         }
+        #[cfg(feature = "redis-tls")]
+        if self.tls.is_some() {
+            if let Some(node) = nodes
+                .iter()
+                .find(|n| !matches!(n.addr(), ::redis::ConnectionAddr::TcpTls { .. }))
+            {
+                return Err(RedisStorageError::TlsNeedsRediss {
+                    node: node.addr().to_string(),
+                });
+            }
+        }
         let nodes = if self.cluster {
             nodes
         } else {
@@ -837,6 +909,8 @@ impl RedisStorageBuilder {
                 trial_lease: self.trial_lease,
                 key_ttl: self.key_ttl,
             },
+            #[cfg(feature = "redis-tls")]
+            tls: self.tls,
         };
         Ok(RedisStorage {
             hub: Arc::new(Hub::start(cfg)?),
@@ -883,6 +957,12 @@ pub enum RedisStorageError {
     ZeroDuration {
         /// The setting.
         setting: &'static str,
+    },
+    /// TLS settings were given for a node whose URL is not `rediss://`.
+    #[error("TLS settings need rediss:// URLs, and node {node} is not one")]
+    TlsNeedsRediss {
+        /// The node's address.
+        node: String,
     },
     /// The background runtime or threads could not start.
     #[error("cannot start the Redis storage's background work: {0}")]

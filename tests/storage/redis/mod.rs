@@ -10,6 +10,7 @@ use breaker::{CircuitBreaker, CircuitBreakerBuilder as Builder, RedisStorage, St
 use crate::suite::Fixture;
 use crate::support;
 
+mod access;
 mod cluster;
 mod faults;
 mod initial;
@@ -17,6 +18,8 @@ mod ordering;
 mod processes;
 mod repair;
 mod sharing;
+#[cfg(feature = "redis-tls")]
+mod tls;
 
 /// The reset timeout of tests that wait in real time.
 pub const RESET: Duration = Duration::from_millis(150);
