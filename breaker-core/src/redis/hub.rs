@@ -45,6 +45,7 @@ pub(crate) struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) command_timeout: Duration,
     pub(crate) resync_interval: Duration,
+    pub(crate) heartbeat_interval: Duration,
     pub(crate) subscribe: bool,
     pub(crate) shape: Shape,
     #[cfg(feature = "redis-tls")]
@@ -65,6 +66,13 @@ impl Conn {
             Conn::Cluster(c) => cmd.query_async(c).await,
         }
     }
+
+    pub(crate) async fn pipeline(&mut self, pipe: &::redis::Pipeline) -> RedisResult<Value> {
+        match self {
+            Conn::Single(c) => pipe.query_async(c).await,
+            Conn::Cluster(c) => pipe.query_async(c).await,
+        }
+    }
 }
 
 /// Why a command did not get a reply.
@@ -78,12 +86,12 @@ struct Fault {
 pub(crate) struct Core {
     pub(crate) cfg: Config,
     /// Tells this process's writes apart in pub/sub messages.
-    id: u64,
-    script: Script,
-    rt: Handle,
+    pub(super) id: u64,
+    pub(super) script: Script,
+    pub(super) rt: Handle,
     client: Option<Client>,
     cluster_client: Option<ClusterClient>,
-    conn: Mutex<Option<Conn>>,
+    pub(super) conn: Mutex<Option<Conn>>,
     /// Commands go to Redis; when false, slots decide on their fallback.
     up: AtomicBool,
     /// Bumped whenever Redis is found unreachable.
@@ -184,6 +192,7 @@ impl Hub {
             })
             .map_err(E::Runtime)?;
         core.rt.spawn(supervise(Arc::clone(&core)));
+        core.rt.spawn(super::fleet::heartbeat(Arc::clone(&core)));
         if core.cfg.subscribe {
             core.rt.spawn(listen(Arc::clone(&core)));
         }
@@ -241,9 +250,14 @@ impl Core {
         let list = slots.entry(Arc::clone(&slot.name)).or_default();
         list.retain(|w| w.strong_count() > 0);
         list.push(Arc::downgrade(slot));
+        drop(slots);
+        self.rt.spawn(super::fleet::announce(
+            Arc::clone(self),
+            vec![Arc::clone(slot)],
+        ));
     }
 
-    fn live_slots(&self) -> Vec<Arc<Slot>> {
+    pub(super) fn live_slots(&self) -> Vec<Arc<Slot>> {
         self.slots
             .lock()
             .values()
@@ -379,7 +393,7 @@ impl Core {
         }
     }
 
-    async fn connect(&self) -> RedisResult<Conn> {
+    pub(super) async fn connect(&self) -> RedisResult<Conn> {
         if let Some(client) = &self.cluster_client {
             return Ok(Conn::Cluster(client.get_async_connection().await?));
         }

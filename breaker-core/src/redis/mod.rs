@@ -131,12 +131,19 @@
 //! `redis://host:6379/3` for database 3 (keys live in it; pub/sub channels
 //! are server-wide). The minimal ACL for namespace `checkout` (the storage
 //! runs one script that reads the server's clock, reads and writes the
-//! breaker's key and publishes; it subscribes to one channel and pings):
+//! breaker's key and publishes; it subscribes to one channel and pings; it
+//! registers its breakers for [`RedisStorage::fleet`] in sorted sets and a
+//! hash):
 //!
 //! ```text
-//! ACL SETUSER breaker on >password resetkeys ~{checkout:* resetchannels &checkout:events
-//!     -@all +evalsha +eval +get +set +publish +time +subscribe +ping
+//! ACL SETUSER breaker on >password resetkeys ~{checkout:* ~{checkout}:*
+//!     resetchannels &checkout:events -@all +evalsha +eval +get +set +publish
+//!     +time +subscribe +ping +zadd +zremrangebyscore +hset +pexpire
 //! ```
+//!
+//! An ops tool that only reads and changes the fleet ([`Fleet`]) needs the
+//! same keys and channel with `+evalsha +eval +get +set +publish +time
+//! +zrangebyscore +zcount +hgetall`.
 //!
 //! A wrong password or a denied command is a storage that cannot use
 //! Redis: its breakers run on the fallback state, as when Redis is down.
@@ -209,6 +216,7 @@
 //! seconds is reported without waiting for its caller any longer.)
 
 mod codec;
+mod fleet;
 mod handoff;
 mod hub;
 mod report_queue;
@@ -224,6 +232,7 @@ use std::time::{Duration, Instant};
 use ::redis::{ConnectionInfo, IntoConnectionInfo};
 
 pub use codec::{decode, DecodeError};
+pub use fleet::{FleetBreaker, FleetSettings};
 #[cfg(feature = "redis-tls")]
 pub use tls::RedisTls;
 
@@ -401,6 +410,28 @@ impl RedisStorage {
         self.slot.get().is_some_and(|s| !s.on_fallback())
     }
 
+    /// The namespace's breakers as the fleet uses them, for ops tools: list
+    /// them, read one, open, close or reset one for every process (see
+    /// [`Fleet`]). Works on any storage of the namespace, bound to a breaker
+    /// or not.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use breaker::{RedisStorage, State};
+    ///
+    /// let redis = RedisStorage::builder("redis://127.0.0.1:6379/")
+    ///     .namespace("checkout")
+    ///     .build()?;
+    /// for b in redis.fleet().list()? {
+    ///     println!("{}: {:?} in {} processes", b.name, b.state, b.processes);
+    /// }
+    /// redis.fleet().close("payments")?; // every process follows
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
+    pub fn fleet(&self) -> Fleet<'_> {
+        Fleet { storage: self }
+    }
+
     fn decide_locally(&self, slot: &Arc<Slot>, op: Op, limits: &Limits) -> Option<Applied> {
         if slot.on_fallback() {
             let repair = matches!(op, Op::Force(_) | Op::Reset) && slot.only_corrupt();
@@ -532,6 +563,125 @@ impl Storage for RedisStorage {
     }
 }
 
+/// The breakers of a [`RedisStorage`]'s namespace, fleet-wide: made by
+/// [`RedisStorage::fleet`].
+///
+/// Every process registers the breakers it uses (a heartbeat every
+/// [`heartbeat_interval`](RedisStorageBuilder::heartbeat_interval), 10 s by
+/// default; an entry lives three intervals), so [`list`](Self::list) shows
+/// every breaker some live process uses, with its shared state and how many
+/// processes use it. The manual transitions go through the same atomic
+/// script as the breakers' own operations, and every process hears them as
+/// it hears any other write.
+///
+/// Each method blocks its thread (from async code, call it through
+/// `spawn_blocking`) for at most the connect timeout plus a few command
+/// timeouts, then fails with [`RedisStorageError::Timeout`]; a failed command
+/// is [`RedisStorageError::Redis`].
+#[derive(Clone, Copy, Debug)]
+pub struct Fleet<'a> {
+    storage: &'a RedisStorage,
+}
+
+impl Fleet<'_> {
+    fn limit(&self, commands: u32) -> Duration {
+        let cfg = &self.storage.hub.core.cfg;
+        cfg.connect_timeout + cfg.command_timeout.saturating_mul(commands)
+    }
+
+    /// Every breaker a live process registered, sorted by name.
+    ///
+    /// ```no_run
+    /// # let redis = breaker::RedisStorage::builder("redis://127.0.0.1:6379/").build()?;
+    /// let open: Vec<_> = redis
+    ///     .fleet()
+    ///     .list()?
+    ///     .into_iter()
+    ///     .filter(|b| b.state == Some(breaker::State::Open))
+    ///     .collect();
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
+    pub fn list(&self) -> Result<Vec<FleetBreaker>, RedisStorageError> {
+        let core = Arc::clone(&self.storage.hub.core);
+        fleet::block_on(&self.storage.hub.core, self.limit(20), fleet::list(core))
+    }
+
+    /// Breaker `name`'s shared state, registered or not (a breaker no
+    /// process uses reads closed, with no processes and no settings).
+    ///
+    /// ```no_run
+    /// # let redis = breaker::RedisStorage::builder("redis://127.0.0.1:6379/").build()?;
+    /// let payments = redis.fleet().get("payments")?;
+    /// println!("{:?}, retry after {:?}", payments.state, payments.retry_after);
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
+    pub fn get(&self, name: &str) -> Result<FleetBreaker, RedisStorageError> {
+        let core = Arc::clone(&self.storage.hub.core);
+        let name = name.to_owned();
+        fleet::block_on(
+            &self.storage.hub.core,
+            self.limit(3),
+            fleet::get(core, name),
+        )
+    }
+
+    fn apply(&self, name: &str, op: Op) -> Result<State, RedisStorageError> {
+        let core = Arc::clone(&self.storage.hub.core);
+        let name = name.to_owned();
+        fleet::block_on(
+            &self.storage.hub.core,
+            self.limit(4),
+            fleet::transition(core, name, op),
+        )
+    }
+
+    /// Opens breaker `name` for the fleet (as
+    /// [`CircuitBreaker::open`](crate::CircuitBreaker::open) does in every
+    /// process); returns the state it is in now.
+    ///
+    /// ```no_run
+    /// # let redis = breaker::RedisStorage::builder("redis://127.0.0.1:6379/").build()?;
+    /// redis.fleet().open("payments")?;
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
+    pub fn open(&self, name: &str) -> Result<State, RedisStorageError> {
+        self.apply(name, Op::Force(State::Open))
+    }
+
+    /// Closes breaker `name` for the fleet.
+    ///
+    /// ```no_run
+    /// # let redis = breaker::RedisStorage::builder("redis://127.0.0.1:6379/").build()?;
+    /// redis.fleet().close("payments")?;
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
+    pub fn close(&self, name: &str) -> Result<State, RedisStorageError> {
+        self.apply(name, Op::Force(State::Closed))
+    }
+
+    /// Puts breaker `name` in half-open for the fleet.
+    ///
+    /// ```no_run
+    /// # let redis = breaker::RedisStorage::builder("redis://127.0.0.1:6379/").build()?;
+    /// redis.fleet().half_open("payments")?;
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
+    pub fn half_open(&self, name: &str) -> Result<State, RedisStorageError> {
+        self.apply(name, Op::Force(State::HalfOpen))
+    }
+
+    /// Resets breaker `name` for the fleet: closed, counters at zero.
+    ///
+    /// ```no_run
+    /// # let redis = breaker::RedisStorage::builder("redis://127.0.0.1:6379/").build()?;
+    /// redis.fleet().reset("payments")?;
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
+    pub fn reset(&self, name: &str) -> Result<State, RedisStorageError> {
+        self.apply(name, Op::Reset)
+    }
+}
+
 /// The key of breaker `name` in `namespace`.
 fn state_key(namespace: &str, name: &str) -> String {
     format!("{{{namespace}:{name}}}:state")
@@ -544,6 +694,7 @@ pub struct RedisStorageBuilder {
     namespace: String,
     fallback_state: State,
     initial_state: State,
+    heartbeat_interval: Duration,
     #[cfg(feature = "redis-tls")]
     tls: Option<RedisTls>,
     cluster: bool,
@@ -561,6 +712,7 @@ impl fmt::Debug for RedisStorageBuilder {
             .field("namespace", &self.namespace)
             .field("fallback_state", &self.fallback_state)
             .field("initial_state", &self.initial_state)
+            .field("heartbeat_interval", &self.heartbeat_interval)
             .field("tls", &self.tls_debug())
             .field("cluster_mode", &self.cluster)
             .field("key_ttl", &self.key_ttl)
@@ -580,6 +732,7 @@ impl RedisStorageBuilder {
             namespace: "breaker".into(),
             fallback_state: State::Closed,
             initial_state: State::Closed,
+            heartbeat_interval: Duration::from_secs(10),
             #[cfg(feature = "redis-tls")]
             tls: None,
             cluster: false,
@@ -689,6 +842,24 @@ impl RedisStorageBuilder {
         return self.tls.as_ref().map(|t| t as &dyn fmt::Debug);
         #[cfg(not(feature = "redis-tls"))]
         None
+    }
+
+    /// How often this process renews its registration of the breakers it
+    /// uses (default 10 s), which [`RedisStorage::fleet`] lists; an entry
+    /// lives three intervals, so a process that stops drops out of the list
+    /// within three. Must be greater than zero.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = breaker::RedisStorage::builder("redis://127.0.0.1:6379/")
+    ///     .heartbeat_interval(Duration::from_secs(5));
+    /// assert!(format!("{builder:?}").contains("heartbeat_interval: 5s"));
+    /// ```
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
     }
 
     /// Talk to a Redis Cluster (default `false`): the URL given to the
@@ -873,6 +1044,7 @@ impl RedisStorageBuilder {
             ("connect_timeout", self.connect_timeout),
             ("command_timeout", self.command_timeout),
             ("resync_interval", self.resync_interval),
+            ("heartbeat_interval", self.heartbeat_interval),
         ] {
             if d.is_zero() {
                 return Err(RedisStorageError::ZeroDuration { setting: what });
@@ -904,6 +1076,7 @@ impl RedisStorageBuilder {
             connect_timeout: self.connect_timeout,
             command_timeout: self.command_timeout,
             resync_interval: self.resync_interval,
+            heartbeat_interval: self.heartbeat_interval,
             subscribe: self.subscribe,
             shape: Shape {
                 trial_lease: self.trial_lease,
@@ -957,6 +1130,15 @@ pub enum RedisStorageError {
     ZeroDuration {
         /// The setting.
         setting: &'static str,
+    },
+    /// A command of [`Fleet`] failed.
+    #[error("Redis command failed: {0}")]
+    Redis(#[source] ::redis::RedisError),
+    /// A command of [`Fleet`] got no answer in time.
+    #[error("Redis did not answer within {after:?}")]
+    Timeout {
+        /// How long it waited.
+        after: Duration,
     },
     /// TLS settings were given for a node whose URL is not `rediss://`.
     #[error("TLS settings need rediss:// URLs, and node {node} is not one")]

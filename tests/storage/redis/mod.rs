@@ -13,6 +13,7 @@ use crate::support;
 mod access;
 mod cluster;
 mod faults;
+mod fleet;
 mod initial;
 mod ordering;
 mod processes;

@@ -1,0 +1,339 @@
+//! The fleet's view of a namespace: every process registers the breakers it
+//! uses (a heartbeat), and ops tools list them with their shared state and
+//! apply manual transitions by name.
+//!
+//! Keys, beside each breaker's `{namespace:name}:state`:
+//! - `{namespace}:breakers`: a sorted set of the names in use, scored by
+//!   when the last registration runs out (milliseconds since the Unix
+//!   epoch, on the registering host's clock);
+//! - `{namespace:name}:processes`: a sorted set of the processes (storage
+//!   ids) that use the breaker, scored the same way;
+//! - `{namespace:name}:settings`: a hash of the breaker's settings as the
+//!   last registering process had them (`fail_max`, `success_threshold`,
+//!   `reset_timeout_ms`).
+//!
+//! Each process renews its entries every heartbeat interval; an entry lives
+//! three intervals, so a process that dies drops out within three
+//! heartbeats (hosts' clocks must agree to within an interval), and the
+//! keys expire with the last process.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ::redis::{cmd, pipe};
+
+use super::codec::decode_stored;
+use super::hub::{Conn, Core};
+use super::script::{argv, parse_reply, Reply, Request, Shape};
+use super::view::Slot;
+use super::RedisStorageError;
+use crate::state::{Limits, Op, State};
+
+/// How many heartbeat intervals an entry lives.
+const LIVES: u32 = 3;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn names_key(namespace: &str) -> String {
+    format!("{{{namespace}}}:breakers")
+}
+
+fn processes_key(namespace: &str, name: &str) -> String {
+    format!("{{{namespace}:{name}}}:processes")
+}
+
+fn settings_key(namespace: &str, name: &str) -> String {
+    format!("{{{namespace}:{name}}}:settings")
+}
+
+/// Renews this storage's registrations every heartbeat interval.
+pub(crate) async fn heartbeat(core: Arc<Core>) {
+    let mut tick = tokio::time::interval(core.cfg.heartbeat_interval);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if core.up() {
+            let slots = core.live_slots();
+            if !slots.is_empty() {
+                announce(Arc::clone(&core), slots).await;
+            }
+        }
+    }
+}
+
+/// Registers `slots` in the namespace, best effort: a registration that
+/// fails is retried at the next heartbeat.
+pub(crate) async fn announce(core: Arc<Core>, slots: Vec<Arc<Slot>>) {
+    let Some(mut conn) = core.conn.lock().clone() else {
+        return;
+    };
+    let ns = &core.cfg.namespace;
+    let now = now_ms();
+    let life = core.cfg.heartbeat_interval.saturating_mul(LIVES);
+    let life_ms = u64::try_from(life.as_millis()).unwrap_or(u64::MAX).max(1);
+    let until = now.saturating_add(life_ms);
+    let me = format!("{:016x}", core.id);
+    let names = names_key(ns);
+    let mut shared = pipe();
+    shared
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(&names)
+        .arg("-inf")
+        .arg(now)
+        .ignore();
+    for slot in &slots {
+        shared
+            .cmd("ZADD")
+            .arg(&names)
+            .arg(until)
+            .arg(&*slot.name)
+            .ignore();
+    }
+    shared.cmd("PEXPIRE").arg(&names).arg(life_ms).ignore();
+    let _ = conn.pipeline(&shared).await;
+    for slot in slots {
+        let Some(limits) = slot.limits() else {
+            continue;
+        };
+        let processes = processes_key(ns, &slot.name);
+        let settings = settings_key(ns, &slot.name);
+        let mut own = pipe();
+        own.cmd("ZREMRANGEBYSCORE")
+            .arg(&processes)
+            .arg("-inf")
+            .arg(now)
+            .ignore()
+            .cmd("ZADD")
+            .arg(&processes)
+            .arg(until)
+            .arg(&me)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&processes)
+            .arg(life_ms)
+            .ignore()
+            .cmd("HSET")
+            .arg(&settings)
+            .arg("fail_max")
+            .arg(limits.fail_max)
+            .arg("success_threshold")
+            .arg(limits.success_threshold)
+            .arg("reset_timeout_ms")
+            .arg(u64::try_from(limits.reset_timeout.as_millis()).unwrap_or(u64::MAX))
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&settings)
+            .arg(life_ms)
+            .ignore();
+        let _ = conn.pipeline(&own).await;
+    }
+}
+
+/// One breaker of a namespace, as [`RedisStorage::fleet`](crate::RedisStorage::fleet)
+/// lists it: the shared state, and what the processes using it registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FleetBreaker {
+    /// The breaker's name.
+    pub name: String,
+    /// Its shared state (closed when its key does not exist); `None` when
+    /// the stored value is not a valid state.
+    pub state: Option<State>,
+    /// Consecutive failures counted in the closed state.
+    pub fail_counter: u32,
+    /// Trial successes counted in the half-open state.
+    pub success_counter: u32,
+    /// When the circuit last opened, on the server's clock (while open).
+    pub opened_at: Option<SystemTime>,
+    /// How long until the open circuit admits a trial, on the server's clock
+    /// and the registered reset timeout (while open).
+    pub retry_after: Option<Duration>,
+    /// Live processes that registered the breaker.
+    pub processes: u64,
+    /// The settings the last registering process had, if any registered.
+    pub settings: Option<FleetSettings>,
+}
+
+/// A breaker's settings as a process registered them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FleetSettings {
+    /// Consecutive failures that open the circuit.
+    pub fail_max: u32,
+    /// Trial successes that close it.
+    pub success_threshold: u32,
+    /// How long it stays open before a trial.
+    pub reset_timeout: Duration,
+}
+
+/// A connection for an ops command: the storage's own, or a new one.
+async fn connection(core: &Core) -> Result<Conn, RedisStorageError> {
+    if let Some(conn) = core.conn.lock().clone() {
+        return Ok(conn);
+    }
+    core.connect().await.map_err(RedisStorageError::Redis)
+}
+
+/// Every breaker registered in the namespace, sorted by name.
+pub(crate) async fn list(core: Arc<Core>) -> Result<Vec<FleetBreaker>, RedisStorageError> {
+    let mut conn = connection(&core).await?;
+    let ns = &core.cfg.namespace;
+    let now = now_ms();
+    let names: Vec<String> = ::redis::from_redis_value(
+        conn.query(cmd("ZRANGEBYSCORE").arg(names_key(ns)).arg(now).arg("+inf"))
+            .await
+            .map_err(RedisStorageError::Redis)?,
+    )
+    .map_err(|e| RedisStorageError::Redis(e.into()))?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        out.push(describe(&mut conn, ns, &name, now).await?);
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// One breaker of the namespace, registered or not.
+pub(crate) async fn get(core: Arc<Core>, name: String) -> Result<FleetBreaker, RedisStorageError> {
+    let mut conn = connection(&core).await?;
+    describe(&mut conn, &core.cfg.namespace, &name, now_ms()).await
+}
+
+/// The replies of `describe`'s pipeline: the server's time (seconds and
+/// microseconds), the stored state, the live processes, the settings.
+type Described = ((u64, u64), Option<Vec<u8>>, u64, HashMap<String, u64>);
+
+async fn describe(
+    conn: &mut Conn,
+    ns: &str,
+    name: &str,
+    now: u64,
+) -> Result<FleetBreaker, RedisStorageError> {
+    let mut p = pipe();
+    p.cmd("TIME")
+        .cmd("GET")
+        .arg(super::state_key(ns, name))
+        .cmd("ZCOUNT")
+        .arg(processes_key(ns, name))
+        .arg(now)
+        .arg("+inf")
+        .cmd("HGETALL")
+        .arg(settings_key(ns, name));
+    let (time, raw, processes, settings): Described =
+        ::redis::from_redis_value(conn.pipeline(&p).await.map_err(RedisStorageError::Redis)?)
+            .map_err(|e| RedisStorageError::Redis(e.into()))?;
+    let server_ms = time.0 * 1_000 + time.1 / 1_000;
+    let settings = match (
+        settings.get("fail_max"),
+        settings.get("success_threshold"),
+        settings.get("reset_timeout_ms"),
+    ) {
+        (Some(&f), Some(&s), Some(&r)) => Some(FleetSettings {
+            fail_max: u32::try_from(f).unwrap_or(u32::MAX),
+            success_threshold: u32::try_from(s).unwrap_or(u32::MAX),
+            reset_timeout: Duration::from_millis(r),
+        }),
+        _ => None,
+    };
+    let mut b = FleetBreaker {
+        name: name.to_owned(),
+        state: Some(State::Closed),
+        fail_counter: 0,
+        success_counter: 0,
+        opened_at: None,
+        retry_after: None,
+        processes,
+        settings,
+    };
+    match raw.as_deref().map(decode_stored) {
+        None => {}
+        Some(Err(_)) => b.state = None,
+        Some(Ok(s)) => {
+            b.state = Some(s.state);
+            b.fail_counter = s.fail_counter;
+            b.success_counter = s.success_counter;
+            if s.state == State::Open {
+                b.opened_at = Some(UNIX_EPOCH + Duration::from_millis(s.opened_at_ms));
+                b.retry_after = settings.map(|set| {
+                    let due = s.opened_at_ms.saturating_add(
+                        u64::try_from(set.reset_timeout.as_millis()).unwrap_or(u64::MAX),
+                    );
+                    // Opening times are rounded up to the millisecond.
+                    Duration::from_millis(due.saturating_sub(server_ms)).min(set.reset_timeout)
+                });
+            }
+        }
+    }
+    Ok(b)
+}
+
+/// Applies a manual transition to breaker `name` for the whole fleet,
+/// through the same script as the breakers' own operations.
+pub(crate) async fn transition(
+    core: Arc<Core>,
+    name: String,
+    op: Op,
+) -> Result<State, RedisStorageError> {
+    let mut conn = connection(&core).await?;
+    let ns = &core.cfg.namespace;
+    let settings: HashMap<String, u64> = ::redis::from_redis_value(
+        conn.query(cmd("HGETALL").arg(settings_key(ns, &name)))
+            .await
+            .map_err(RedisStorageError::Redis)?,
+    )
+    .map_err(|e| RedisStorageError::Redis(e.into()))?;
+    let limits = Limits {
+        fail_max: settings
+            .get("fail_max")
+            .map_or(5, |&f| u32::try_from(f).unwrap_or(u32::MAX)),
+        success_threshold: settings
+            .get("success_threshold")
+            .map_or(1, |&s| u32::try_from(s).unwrap_or(u32::MAX)),
+        reset_timeout: Duration::from_millis(
+            settings.get("reset_timeout_ms").copied().unwrap_or(60_000),
+        ),
+        now: Duration::ZERO,
+    };
+    let shape: &Shape = &core.cfg.shape;
+    let args = argv(
+        Request::Apply(op),
+        &limits,
+        shape,
+        &core.cfg.channel,
+        "",
+        &name,
+    );
+    let reply = core
+        .script
+        .run(&mut conn, &super::state_key(ns, &name), &args)
+        .await
+        .map_err(RedisStorageError::Redis)?;
+    match parse_reply(&reply) {
+        Reply::Done { after, .. } => Ok(after.state),
+        Reply::Corrupt => Err(RedisStorageError::Redis(::redis::RedisError::from((
+            ::redis::ErrorKind::Parse,
+            "the script's reply is not a state",
+        )))),
+    }
+}
+
+/// Runs `work` on the storage's runtime and waits for it, at most `limit`.
+pub(crate) fn block_on<T: Send + 'static>(
+    core: &Core,
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, RedisStorageError>> + Send + 'static,
+) -> Result<T, RedisStorageError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    core.rt.spawn(async move {
+        let _ = tx.send(tokio::time::timeout(limit, work).await);
+    });
+    match rx.recv_timeout(limit + Duration::from_millis(100)) {
+        Ok(Ok(result)) => result,
+        _ => Err(RedisStorageError::Timeout { after: limit }),
+    }
+}
