@@ -337,3 +337,110 @@ pub(crate) fn block_on<T: Send + 'static>(
         _ => Err(RedisStorageError::Timeout { after: limit }),
     }
 }
+
+/// A transition of one of the namespace's breakers, as
+/// [`Fleet::watch`](super::Fleet::watch) hears it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FleetTransition {
+    /// The breaker's name.
+    pub name: String,
+    /// The state before.
+    pub from: State,
+    /// The state after.
+    pub to: State,
+    /// When this process heard it.
+    pub at: SystemTime,
+}
+
+/// The namespace's transitions as they happen: an iterator that blocks for
+/// the next one, made by [`Fleet::watch`](super::Fleet::watch). It ends
+/// (`None`) when the subscription is lost; dropping it unsubscribes.
+#[derive(Debug)]
+pub struct FleetEvents {
+    heard: std::sync::mpsc::Receiver<FleetTransition>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Iterator for FleetEvents {
+    type Item = FleetTransition;
+
+    fn next(&mut self) -> Option<FleetTransition> {
+        self.heard.recv().ok()
+    }
+}
+
+/// Subscribes to the namespace's channel; the subscription is up when this
+/// returns `Ok`.
+pub(crate) fn watch(core: &Arc<Core>, limit: Duration) -> Result<FleetEvents, RedisStorageError> {
+    let (tx, heard) = std::sync::mpsc::channel();
+    let (stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
+    let task_core = Arc::clone(core);
+    core.rt.spawn(async move {
+        let core = task_core;
+        let subscribed = tokio::time::timeout(limit, async {
+            let node = core.cfg.nodes[0].clone();
+            let mut pubsub = super::hub::client(&core.cfg, node)?
+                .get_async_pubsub()
+                .await?;
+            pubsub.subscribe(&core.cfg.channel).await?;
+            Ok::<_, ::redis::RedisError>(pubsub)
+        })
+        .await;
+        let mut pubsub = match subscribed {
+            Ok(Ok(pubsub)) => {
+                let _ = ready_tx.send(Ok(()));
+                pubsub
+            }
+            Ok(Err(e)) => {
+                let _ = ready_tx.send(Err(RedisStorageError::Redis(e)));
+                return;
+            }
+            Err(_) => {
+                let _ = ready_tx.send(Err(RedisStorageError::Timeout { after: limit }));
+                return;
+            }
+        };
+        let mut messages = pubsub.on_message();
+        loop {
+            let message = tokio::select! {
+                _ = &mut stop => return,
+                m = std::future::poll_fn(|cx| {
+                    futures_core::Stream::poll_next(std::pin::Pin::new(&mut messages), cx)
+                }) => m,
+            };
+            let Some(message) = message else {
+                return;
+            };
+            if let Some(t) = transition_in(message.get_payload_bytes()) {
+                if tx.send(t).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    match ready.recv_timeout(limit + Duration::from_millis(100)) {
+        Ok(Ok(())) => Ok(FleetEvents {
+            heard,
+            _stop: stop_tx,
+        }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(RedisStorageError::Timeout { after: limit }),
+    }
+}
+
+/// The transition a pub/sub message reports (`origin \n state-before \n
+/// state-after \n name`), if it reports one.
+fn transition_in(payload: &[u8]) -> Option<FleetTransition> {
+    let mut parts = payload.splitn(4, |&b| b == b'\n');
+    let (_, before, after, name) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let from: State = std::str::from_utf8(before).ok()?.parse().ok()?;
+    let to = decode_stored(after).ok()?.state;
+    (from != to).then(|| FleetTransition {
+        name: String::from_utf8_lossy(name).into_owned(),
+        from,
+        to,
+        at: SystemTime::now(),
+    })
+}

@@ -580,7 +580,7 @@ impl Core {
 
 /// Limits for a read (the script ignores them).
 /// A client for one node, over TLS when the storage has TLS settings.
-fn client(cfg: &Config, info: ConnectionInfo) -> RedisResult<Client> {
+pub(super) fn client(cfg: &Config, info: ConnectionInfo) -> RedisResult<Client> {
     #[cfg(feature = "redis-tls")]
     return super::tls::client(info, cfg.tls.as_ref());
     #[cfg(not(feature = "redis-tls"))]

@@ -232,7 +232,7 @@ use std::time::{Duration, Instant};
 use ::redis::{ConnectionInfo, IntoConnectionInfo};
 
 pub use codec::{decode, DecodeError};
-pub use fleet::{FleetBreaker, FleetSettings};
+pub use fleet::{FleetBreaker, FleetEvents, FleetSettings, FleetTransition};
 #[cfg(feature = "redis-tls")]
 pub use tls::RedisTls;
 
@@ -668,6 +668,20 @@ impl Fleet<'_> {
     /// ```
     pub fn half_open(&self, name: &str) -> Result<State, RedisStorageError> {
         self.apply(name, Op::Force(State::HalfOpen))
+    }
+
+    /// The namespace's transitions from now on, as every process hears them
+    /// (the pub/sub channel): an iterator that blocks for the next one.
+    ///
+    /// ```no_run
+    /// # let redis = breaker::RedisStorage::builder("redis://127.0.0.1:6379/").build()?;
+    /// for t in redis.fleet().watch()? {
+    ///     println!("{}: {} -> {}", t.name, t.from, t.to);
+    /// }
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
+    pub fn watch(&self) -> Result<FleetEvents, RedisStorageError> {
+        fleet::watch(&self.storage.hub.core, self.limit(2))
     }
 
     /// Resets breaker `name` for the fleet: closed, counters at zero.

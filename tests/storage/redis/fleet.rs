@@ -72,8 +72,14 @@ fn ops_list_every_breaker_of_the_fleet_and_change_it_for_every_process() {
     );
     assert!(api.opened_at.is_some());
 
-    // Closed for the fleet: both processes follow.
+    // Closed for the fleet: both processes follow, and a watcher hears it.
+    let mut events = ops.fleet().watch().unwrap();
     assert_eq!(ops.fleet().close("api").unwrap(), State::Closed);
+    let heard = events.next().unwrap();
+    assert_eq!(
+        (heard.name.as_str(), heard.from, heard.to),
+        ("api", State::Open, State::Closed)
+    );
     assert!(eventually(Duration::from_secs(2), || a_api.current_state()
         == State::Closed
         && b_api.current_state() == State::Closed));
@@ -82,6 +88,20 @@ fn ops_list_every_breaker_of_the_fleet_and_change_it_for_every_process() {
         == State::Open));
     assert_eq!(ops.fleet().half_open("db").unwrap(), State::HalfOpen);
     assert_eq!(ops.fleet().reset("db").unwrap(), State::Closed);
+    let heard: Vec<_> = events
+        .by_ref()
+        .take(3)
+        .map(|t| (t.name, t.from, t.to))
+        .collect();
+    let db = |from, to| ("db".to_owned(), from, to);
+    assert_eq!(
+        heard,
+        [
+            db(State::Closed, State::Open),
+            db(State::Open, State::HalfOpen),
+            db(State::HalfOpen, State::Closed)
+        ]
+    );
     assert!(eventually(Duration::from_secs(2), || b_db.current_state()
         == State::Closed));
 
