@@ -1,0 +1,360 @@
+//! The `breaker` binary, run as a user runs it: against a real redis-server
+//! (started here, on 127.0.0.1) holding a fleet's breakers, and against an
+//! admin endpoint (a small stand-in speaking the admin API's HTTP).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use breaker::{CircuitBreaker, RedisStorage, State};
+
+fn breaker(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_breaker"))
+        .args(args)
+        .env_remove("BREAKER_ADMIN_TOKEN")
+        .output()
+        .expect("the breaker binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failed command: exit code 1 and one line on stderr, no panic.
+fn assert_fails(o: &Output, says: &str) {
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = stderr(o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("breaker: ") && err.contains(says), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn bad_usage_exits_with_2() {
+    for args in [
+        &["list"][..],
+        &["--redis", "redis://127.0.0.1:1/", "frobnicate"],
+        &["--admin", "http://127.0.0.1:1/", "--namespace", "x", "list"],
+        &["--redis", "redis://127.0.0.1:1/", "get"],
+    ] {
+        let o = breaker(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        assert!(stderr(&o).contains("Usage"), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn an_unreachable_redis_or_endpoint_is_one_line_and_exit_1() {
+    let o = breaker(&["--redis", "redis://127.0.0.1:1/", "list"]);
+    assert_fails(&o, "cannot use Redis at redis://127.0.0.1:1/");
+    let o = breaker(&["--admin", "http://127.0.0.1:1/", "list"]);
+    assert_fails(&o, "cannot reach the admin endpoint http://127.0.0.1:1");
+}
+
+// ---- against Redis ----
+
+/// A redis-server on a free port, stopped when dropped (and when this
+/// process dies: it runs under a shell that kills it when stdin closes).
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("redis-server is required in CI: scripts/test installs it");
+            }
+            eprintln!("skipping: redis-server not found (scripts/test installs it)");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no & pid=$!; read _; kill $pid; wait $pid"#)
+            .arg("sh")
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let redis = Redis { port, child };
+        assert!(eventually(
+            || TcpStream::connect(("127.0.0.1", port)).is_ok()
+        ));
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+fn process(url: &str) -> RedisStorage {
+    RedisStorage::builder(url)
+        .namespace("shop")
+        .heartbeat_interval(Duration::from_millis(50))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_fleet_on_redis_listed_changed_and_watched() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let (a, b) = (process(&url), process(&url));
+    let payments = || {
+        CircuitBreaker::builder("payments")
+            .fail_max(1)
+            .reset_timeout(Duration::from_secs(30))
+    };
+    let pa = payments().storage(a.clone()).build();
+    let pb = payments().storage(b.clone()).build();
+    let db = CircuitBreaker::builder("db").storage(b.clone()).build();
+    let _ = pa.call(|| Err::<(), _>("boom"));
+    assert_eq!(pb.current_state(), State::Closed.max(pb.current_state()));
+
+    let list = |extra: &[&str]| {
+        let mut args = vec!["--redis", url.as_str(), "--namespace", "shop", "list"];
+        args.extend(extra);
+        breaker(&args)
+    };
+    assert!(eventually(|| {
+        let o = list(&["--json"]);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap_or_default();
+        rows.len() == 2 && rows[0]["processes"] == 2
+    }));
+    let o = list(&["--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    // Open first.
+    assert_eq!(rows[0]["name"], "payments");
+    assert_eq!(rows[0]["state"], "open");
+    assert_eq!(rows[0]["fail_max"], 1);
+    assert_eq!(rows[0]["reset_timeout_ms"], 30_000);
+    assert!(rows[0]["retry_after_ms"].as_u64().unwrap() <= 30_000);
+    assert_eq!(
+        (&rows[1]["name"], &rows[1]["state"]),
+        (&"db".into(), &"closed".into())
+    );
+    // The table people read.
+    let table = stdout(&list(&[]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].ends_with("PROCESSES"),
+        "{table}"
+    );
+    assert!(lines[1].starts_with("payments  open"), "{table}");
+    assert!(lines[2].starts_with("db        closed"), "{table}");
+
+    // A watcher hears the changes made through the command.
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_breaker"))
+        .args(["--redis", &url, "--namespace", "shop", "watch", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (line_tx, lines) = std::sync::mpsc::channel::<String>();
+    let out = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let t: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let _ =
+                line_tx.send(format!("{} {} {}", t["name"], t["from"], t["to"]).replace('"', ""));
+        }
+    });
+    // It is subscribed once a change made now reaches it.
+    let ops = process(&url);
+    assert!(eventually(|| {
+        ops.fleet().open("probe").unwrap();
+        ops.fleet().reset("probe").unwrap();
+        lines.recv_timeout(Duration::from_millis(50)).is_ok()
+    }));
+    let o = breaker(&["--redis", &url, "--namespace", "shop", "close", "payments"]);
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(0), "payments: closed\n")
+    );
+    assert!(eventually(
+        || pa.current_state() == State::Closed && pb.current_state() == State::Closed
+    ));
+    let o = breaker(&["--redis", &url, "--namespace", "shop", "open", "db"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(eventually(|| db.current_state() == State::Open));
+    let o = breaker(&[
+        "--redis",
+        &url,
+        "--namespace",
+        "shop",
+        "reset",
+        "db",
+        "--json",
+    ]);
+    let row: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(row["state"], "closed");
+    let heard: Vec<String> = lines
+        .iter()
+        .filter(|l| !l.starts_with("probe"))
+        .take(3)
+        .collect();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(
+        heard,
+        ["payments open closed", "db closed open", "db open closed"]
+    );
+
+    // One breaker; a name nobody uses is a failed command.
+    let o = breaker(&["--redis", &url, "--namespace", "shop", "get", "payments"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("state:             closed"),
+        "{}",
+        stdout(&o)
+    );
+    let o = breaker(&["--redis", &url, "--namespace", "shop", "get", "nobody"]);
+    assert_fails(&o, "no breaker named 'nobody' in namespace 'shop'");
+}
+
+// ---- against an admin endpoint ----
+
+/// A stand-in for `breaker::admin::router()`: answers the admin API's
+/// requests with fixed bodies and records what it was asked.
+fn admin_endpoint(token: Option<&'static str>) -> (String, std::sync::mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (asked, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let mut auth = None;
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':') {
+                    if name.eq_ignore_ascii_case("authorization") {
+                        auth = Some(value.trim().to_owned());
+                    }
+                }
+            }
+            let request = request.trim().to_owned();
+            let _ = asked.send(request.clone());
+            let payments = r#"{"name":"payments","state":"open","fail_counter":5,"fail_max":5,"success_counter":0,"success_threshold":1,"reset_timeout_ms":60000,"retry_after_ms":41000,"opened_at_ms":1795960547871,"window":null}"#;
+            let (status, body): (&str, String) = match request.as_str() {
+                "GET /breakers HTTP/1.1" => ("200 OK", format!("[{payments}]")),
+                "GET /breakers/payments HTTP/1.1" => ("200 OK", payments.to_owned()),
+                "GET /breakers/a%2Fb HTTP/1.1" | "GET /breakers/nobody HTTP/1.1" => (
+                    "404 Not Found",
+                    r#"{"error":"no breaker named 'nobody'"}"#.to_owned(),
+                ),
+                "POST /breakers/payments/close HTTP/1.1" => match (token, auth.as_deref()) {
+                    (None, _) => ("403 Forbidden", r#"{"error":"no token configured"}"#.into()),
+                    (Some(t), Some(a)) if a == format!("Bearer {t}") => {
+                        ("204 No Content", String::new())
+                    }
+                    _ => ("401 Unauthorized", r#"{"error":"bad token"}"#.into()),
+                },
+                "GET /events HTTP/1.1" => {
+                    let event = r#"{"name":"payments","from":"open","to":"half-open","at_ms":1795960547871}"#;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n: hello\n\ndata: {event}\n\n"
+                    );
+                    let _ = stream.flush();
+                    // Keep the stream open a while, as a live endpoint does.
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                _ => ("404 Not Found", r#"{"error":"no such route"}"#.to_owned()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let mut rest = Vec::new();
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(10)));
+            let _ = stream.read_to_end(&mut rest);
+        }
+    });
+    (url, log)
+}
+
+#[test]
+fn an_admin_endpoint_listed_and_changed_with_its_token() {
+    let (url, asked) = admin_endpoint(Some("s3cret"));
+    let o = breaker(&["--admin", &url, "list"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        stdout(&o),
+        "NAME      STATE  FAILURES  RETRY AFTER\npayments  open   5/5       41s\n"
+    );
+    let o = breaker(&["--admin", &url, "--token", "s3cret", "close", "payments"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let o = breaker(&["--admin", &url, "--token", "wrong", "close", "payments"]);
+    assert_fails(&o, "unauthorised: give the admin token with --token");
+    let o = breaker(&["--admin", &url, "close", "payments"]);
+    assert_fails(&o, "unauthorised");
+    let o = breaker(&["--admin", &url, "get", "nobody"]);
+    assert_fails(&o, "not found (no breaker named 'nobody')");
+    // Names are one path segment, escaped.
+    let _ = breaker(&["--admin", &url, "get", "a/b"]);
+    let o = breaker(&["--admin", &url, "watch", "--json"]);
+    let first = stdout(&o).lines().next().unwrap_or_default().to_owned();
+    assert_eq!(
+        first,
+        r#"{"name":"payments","from":"open","to":"half-open","at_ms":1795960547871}"#
+    );
+    let seen: Vec<String> = asked.try_iter().collect();
+    assert!(
+        seen.contains(&"GET /breakers/a%2Fb HTTP/1.1".to_owned()),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&"POST /breakers/payments/close HTTP/1.1".to_owned()));
+
+    // An endpoint with no token configured refuses every change.
+    let (url, _) = admin_endpoint(None);
+    let o = breaker(&["--admin", &url, "--token", "s3cret", "close", "payments"]);
+    assert_fails(&o, "refused: the endpoint has no token configured");
+}
