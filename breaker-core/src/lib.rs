@@ -53,7 +53,7 @@ mod forward;
 mod future;
 pub mod hint;
 mod iter;
-mod listener;
+pub mod listener;
 mod memory;
 mod name;
 mod recording;
@@ -64,6 +64,9 @@ pub mod registry;
 mod state;
 pub mod storage;
 mod sync;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 #[doc(hidden)]
 pub mod private;

@@ -1,10 +1,12 @@
-//! Listeners: code that runs on a breaker's events.
+//! Listeners: code that runs on a breaker's events, and closures as
+//! one-event listeners ([`on_state_change`], [`on_rejected`], ...).
 
 use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt;
 
 use crate::breaker::CircuitBreaker;
+use crate::error::CircuitBreakerError;
 use crate::exclude::{find, ErasedError};
 use crate::state::State;
 
@@ -14,7 +16,9 @@ crate::forward::trait_with_forwarding! {
     /// Listeners run on the thread of the call that caused the event, after the
     /// breaker's state is committed and outside any lock, in the order they were
     /// added. For one call the order is `before_call`, then `success` or
-    /// `failure`, then `state_change` if that call changed the state.
+    /// `failure`, then `state_change` if that call changed the state; a
+    /// rejected call gets `rejected` alone (after the `state_change` of the
+    /// transition its admission made, if any).
     ///
     /// On the default [`MemoryStorage`](crate::MemoryStorage), `state_change` is
     /// reported in the order the transitions were made, one at a time: each
@@ -50,6 +54,15 @@ crate::forward::trait_with_forwarding! {
         /// Before an admitted call runs (not for rejected calls).
         fn before_call(&self, cb: &CircuitBreaker) {
             let _ = cb;
+        }
+
+        /// After a call was rejected without running (open, or half-open
+        /// with no trial place left), with the error the caller gets: by
+        /// `call`, `call_async`, their `_or_else` forms (before the
+        /// fallback runs), guarded iterators and streams, the attribute and
+        /// the tower layer alike.
+        fn rejected(&self, cb: &CircuitBreaker, error: &CircuitBreakerError) {
+            let _ = (cb, error);
         }
 
         /// After a transition, once per transition.
@@ -167,4 +180,112 @@ impl fmt::Debug for Failure<'_> {
             },
         }
     }
+}
+
+macro_rules! closure_listeners {
+    ($(
+        $(#[$doc:meta])*
+        $func:ident -> $name:ident, $method:ident ( $($arg:ident : $ty:ty),* );
+    )*) => {$(
+        $(#[$doc])*
+        pub fn $func<F>(f: F) -> $name<F>
+        where
+            F: Fn(&CircuitBreaker $(, $ty)*) + Send + Sync + 'static,
+        {
+            $name(f)
+        }
+
+        #[doc = concat!("A closure as a [`Listener`] of `", stringify!($method), "` alone; made by [`", stringify!($func), "`].")]
+        #[derive(Clone, Copy)]
+        pub struct $name<F>(F);
+
+        impl<F> Listener for $name<F>
+        where
+            F: Fn(&CircuitBreaker $(, $ty)*) + Send + Sync + 'static,
+        {
+            fn $method(&self, cb: &CircuitBreaker $(, $arg: $ty)*) {
+                (self.0)(cb $(, $arg)*)
+            }
+        }
+
+        impl<F> fmt::Debug for $name<F> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(stringify!($name))
+            }
+        }
+    )*};
+}
+
+closure_listeners! {
+    /// A listener that runs `f` after each transition.
+    ///
+    /// ```
+    /// use breaker::{listener, CircuitBreaker};
+    ///
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .listener(listener::on_state_change(|cb, from, to| {
+    ///         println!("{}: {from} -> {to}", cb.name());
+    ///     }))
+    ///     .build();
+    /// cb.open(); // prints "db: closed -> open"
+    /// ```
+    on_state_change -> OnStateChange, state_change(old: State, new: State);
+
+    /// A listener that runs `f` for each rejected call.
+    ///
+    /// ```
+    /// use breaker::{listener, CircuitBreaker};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let rejected = Arc::new(AtomicU64::new(0));
+    /// let count = Arc::clone(&rejected);
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .listener(listener::on_rejected(move |_cb, _error| {
+    ///         count.fetch_add(1, Ordering::Relaxed);
+    ///     }))
+    ///     .build();
+    /// cb.open();
+    /// assert!(cb.call(|| Ok::<_, ()>(1)).unwrap_err().is_open());
+    /// assert_eq!(rejected.load(Ordering::Relaxed), 1);
+    /// ```
+    on_rejected -> OnRejected, rejected(error: &CircuitBreakerError);
+
+    /// A listener that runs `f` for each failure.
+    ///
+    /// ```
+    /// use breaker::{listener, CircuitBreaker};
+    ///
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .listener(listener::on_failure(|cb, failure| {
+    ///         eprintln!("{} failed: {failure:?}", cb.name());
+    ///     }))
+    ///     .build();
+    /// let _ = cb.call(|| Err::<(), _>("refused")); // prints "db failed: \"refused\""
+    /// ```
+    on_failure -> OnFailure, failure(error: &Failure<'_>);
+
+    /// A listener that runs `f` after each success.
+    ///
+    /// ```
+    /// use breaker::{listener, CircuitBreaker};
+    ///
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .listener(listener::on_success(|cb| println!("{} ok", cb.name())))
+    ///     .build();
+    /// let _ = cb.call(|| Ok::<_, ()>(())); // prints "db ok"
+    /// ```
+    on_success -> OnSuccess, success();
+
+    /// A listener that runs `f` before each admitted call.
+    ///
+    /// ```
+    /// use breaker::{listener, CircuitBreaker};
+    ///
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .listener(listener::on_before_call(|cb| println!("calling {}", cb.name())))
+    ///     .build();
+    /// let _ = cb.call(|| Ok::<_, ()>(())); // prints "calling db"
+    /// ```
+    on_before_call -> OnBeforeCall, before_call();
 }
