@@ -27,6 +27,11 @@ pub use breaker_core::RedisStorage;
 #[doc(inline)]
 pub use breaker_core::tower;
 
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+#[doc(inline)]
+pub use breaker_core::tracing;
+
 /// Not public API. Referenced by code that `#[circuit_breaker]` generates.
 #[doc(hidden)]
 pub mod __private {
