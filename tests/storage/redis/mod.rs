@@ -11,6 +11,7 @@ use crate::suite::Fixture;
 use crate::support;
 
 mod cluster;
+mod events;
 mod faults;
 mod ordering;
 mod processes;
