@@ -32,6 +32,11 @@ pub use breaker_core::tower;
 #[doc(inline)]
 pub use breaker_core::tracing;
 
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+#[doc(inline)]
+pub use breaker_core::Settings;
+
 /// Not public API. Referenced by code that `#[circuit_breaker]` generates.
 #[doc(hidden)]
 pub mod __private {

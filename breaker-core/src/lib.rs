@@ -61,6 +61,8 @@ mod recording;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod registry;
+#[cfg(feature = "serde")]
+mod settings;
 mod state;
 pub mod storage;
 mod sync;
@@ -82,6 +84,10 @@ pub use error::{CircuitBreakerError, ConfigError, Error};
 pub use listener::{Failure, Listener};
 pub use memory::MemoryStorage;
 pub use state::{ParseStateError, Reason, State};
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use settings::Settings;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
