@@ -37,6 +37,11 @@ pub use breaker_core::tracing;
 #[doc(inline)]
 pub use breaker_core::Settings;
 
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+#[doc(inline)]
+pub use breaker_core::metrics;
+
 /// Not public API. Referenced by code that `#[circuit_breaker]` generates.
 #[doc(hidden)]
 pub mod __private {

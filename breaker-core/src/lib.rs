@@ -55,6 +55,9 @@ pub mod hint;
 mod iter;
 pub mod listener;
 mod memory;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod name;
 mod recording;
 #[cfg(feature = "redis")]
