@@ -3,6 +3,7 @@
 #![cfg(feature = "metrics")]
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,9 +49,20 @@ fn a_trip_and_a_recovery_are_counted_with_their_labels() {
             .fail_max(2)
             .reset_timeout(Duration::from_secs(10))
             .clock(clock.clone())
+            .exclude::<std::fmt::Error>()
             .listener(MetricsListener::new())
             .build();
         let _ = cb.call(|| Ok::<_, &str>(()));
+        let _ = cb.call(|| Err::<(), _>(std::fmt::Error)); // excluded
+        let mut dropped = Box::pin(cb.call_async(async {
+            std::future::pending::<()>().await;
+            Ok::<_, &str>(())
+        }));
+        let waker = std::task::Waker::noop();
+        let _ = dropped
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker));
+        drop(dropped); // cancelled
         let _ = cb.call(|| Err::<(), _>("down"));
         let _ = cb.call(|| Err::<(), _>("down")); // opens
         let _ = cb.call(|| Ok::<_, &str>(())); // rejected
@@ -68,6 +80,8 @@ fn a_trip_and_a_recovery_are_counted_with_their_labels() {
     assert_eq!(calls("success"), Some("2"), "{m:#?}");
     assert_eq!(calls("failure"), Some("2"));
     assert_eq!(calls("rejected"), Some("2"));
+    assert_eq!(calls("excluded"), Some("1"));
+    assert_eq!(calls("cancelled"), Some("1"));
     let transitions = |from: &str, to: &str| {
         value(
             &m,

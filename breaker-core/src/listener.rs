@@ -16,9 +16,10 @@ crate::forward::trait_with_forwarding! {
     /// Listeners run on the thread of the call that caused the event, after the
     /// breaker's state is committed and outside any lock, in the order they were
     /// added. For one call the order is `before_call`, then `success` or
-    /// `failure`, then `state_change` if that call changed the state; a
-    /// rejected call gets `rejected` alone (after the `state_change` of the
-    /// transition its admission made, if any).
+    /// `failure` (or `excluded`), then `state_change` if that call changed
+    /// the state; a rejected call gets `rejected` alone (after the
+    /// `state_change` of the transition its admission made, if any); a call
+    /// dropped before it finished gets `cancelled`.
     ///
     /// On the default [`MemoryStorage`](crate::MemoryStorage), `state_change` is
     /// reported in the order the transitions were made, one at a time: each
@@ -63,6 +64,23 @@ crate::forward::trait_with_forwarding! {
         /// the tower layer alike.
         fn rejected(&self, cb: &CircuitBreaker, error: &CircuitBreakerError) {
             let _ = (cb, error);
+        }
+
+        /// After a call failed with an error the breaker excludes: a success
+        /// to the breaker, told here instead of `success`. By default it
+        /// calls `success`, so a listener that does not tell the two apart
+        /// hears every success there.
+        fn excluded(&self, cb: &CircuitBreaker, error: &Failure<'_>) {
+            let _ = error;
+            self.success(cb);
+        }
+
+        /// After an admitted call was dropped before it finished (a
+        /// `call_async` future, a guarded iterator, a tower request): it
+        /// counts as neither success nor failure. A panic here is dropped
+        /// (this runs from `Drop`, maybe while a panic unwinds).
+        fn cancelled(&self, cb: &CircuitBreaker) {
+            let _ = cb;
         }
 
         /// After a transition, once per transition.
@@ -179,6 +197,23 @@ impl fmt::Debug for Failure<'_> {
                 None => f.write_str("panic"),
             },
         }
+    }
+}
+
+impl CircuitBreaker {
+    /// Tells the `cancelled` listeners; from `Drop`, so their panics are
+    /// dropped.
+    #[inline(always)]
+    pub(crate) fn tell_cancelled(&self) {
+        if self.listening() {
+            self.tell_cancelled_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tell_cancelled_slow(&self) {
+        let _dropped = self.each_listener(|l| l.cancelled(self));
     }
 }
 

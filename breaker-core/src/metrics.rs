@@ -4,7 +4,7 @@
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
-//! | `breaker_calls_total` | counter | `breaker`, `outcome` = `success` \| `failure` \| `rejected` |
+//! | `breaker_calls_total` | counter | `breaker`, `outcome` = `success` \| `failure` \| `excluded` \| `rejected` \| `cancelled` |
 //! | `breaker_transitions_total` | counter | `breaker`, `from`, `to` |
 //! | `breaker_state` | gauge | `breaker`, `state` (1 for the current state, 0 for the other two) |
 //!
@@ -15,11 +15,12 @@
 //! once per breaker (the first event registers them with the recorder
 //! installed then: install the recorder first).
 //!
-//! `success` counts calls whose error was excluded too (they are successes
-//! to the breaker). The outcomes `excluded` and `cancelled` and the
-//! histogram `breaker_call_duration_seconds` of the design need events the
-//! engine does not give listeners yet; they are left for the call timing
-//! of the trip policies.
+//! The outcomes are disjoint: a call is counted once, so their sum is
+//! every call made or turned away (`excluded`: it failed with an error the
+//! breaker excludes, a success to the breaker; `cancelled`: dropped before
+//! it finished). The histogram `breaker_call_duration_seconds` of the
+//! design needs the engine to time calls, which it does not yet do; it is
+//! left for the call timing of the trip policies (slow calls).
 //!
 //! ```
 //! use breaker::CircuitBreaker;
@@ -82,7 +83,9 @@ struct Handles {
     breaker: &'static str,
     success: Counter,
     failure: Counter,
+    excluded: Counter,
     rejected: Counter,
+    cancelled: Counter,
     /// `[from][to]`.
     transitions: [[Counter; 3]; 3],
     states: [Gauge; 3],
@@ -104,7 +107,9 @@ impl Handles {
             breaker,
             success: calls("success"),
             failure: calls("failure"),
+            excluded: calls("excluded"),
             rejected: calls("rejected"),
+            cancelled: calls("cancelled"),
             transitions: STATES.map(|from| STATES.map(|to| transition(from, to))),
             states: STATES.map(|state| {
                 ::metrics::gauge!(STATE, "breaker" => breaker, "state" => state_label(state))
@@ -187,8 +192,16 @@ impl Listener for MetricsListener {
         self.with(cb, |h| h.failure.increment(1));
     }
 
+    fn excluded(&self, cb: &CircuitBreaker, _: &Failure<'_>) {
+        self.with(cb, |h| h.excluded.increment(1));
+    }
+
     fn rejected(&self, cb: &CircuitBreaker, _: &CircuitBreakerError) {
         self.with(cb, |h| h.rejected.increment(1));
+    }
+
+    fn cancelled(&self, cb: &CircuitBreaker) {
+        self.with(cb, |h| h.cancelled.increment(1));
     }
 
     fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {

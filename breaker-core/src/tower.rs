@@ -461,6 +461,7 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
             self.breaker.cancel(ticket);
+            self.breaker.tell_cancelled();
         }
     }
 }
