@@ -131,6 +131,65 @@ impl CircuitBreaker {
         GuardedFuture::new(self, fut, default_view::<E>, no_site_exclusions::<E>)
     }
 
+    /// Runs a whole stream of `Result`s through the breaker as one call, as
+    /// the attribute guards a function returning `impl Stream`: admitted on
+    /// its first poll, failed by its first `Err` item that is not excluded
+    /// (or a panic while it is polled), succeeded by reaching its end, and
+    /// neither if dropped before either (a half-open trial place it held is
+    /// given back).
+    ///
+    /// Items are `Result<T, Error<E>>`: a rejected call yields one
+    /// [`Error::Open`] and ends; the failing item is [`Error::Tripped`] when
+    /// it opened the circuit (with `throw_new_error_on_trip` on), else
+    /// [`Error::Inner`], as are excluded errors and every item after the
+    /// result was recorded. Exclusions are searched as [`call`](Self::call)
+    /// searches them.
+    ///
+    /// ```
+    /// use breaker::{CircuitBreaker, Error};
+    /// use std::future::poll_fn;
+    /// use std::pin::pin;
+    /// use futures_core::Stream;
+    ///
+    /// /// Three pages, the last one failing.
+    /// struct Pages(u32);
+    /// impl Stream for Pages {
+    ///     type Item = Result<u32, &'static str>;
+    ///     fn poll_next(
+    ///         mut self: std::pin::Pin<&mut Self>,
+    ///         _: &mut std::task::Context<'_>,
+    ///     ) -> std::task::Poll<Option<Self::Item>> {
+    ///         self.0 += 1;
+    ///         std::task::Poll::Ready(match self.0 {
+    ///             1 | 2 => Some(Ok(self.0)),
+    ///             3 => Some(Err("page 3: timeout")),
+    ///             _ => None,
+    ///         })
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cb = CircuitBreaker::builder("pages").fail_max(1).build();
+    /// let mut pages = pin!(cb.call_stream(Pages(0)));
+    /// let mut next = || poll_fn(|cx| pages.as_mut().poll_next(cx));
+    /// assert_eq!(next().await.unwrap().unwrap(), 1);
+    /// assert_eq!(next().await.unwrap().unwrap(), 2);
+    /// assert!(matches!(next().await, Some(Err(Error::Tripped(_, "page 3: timeout")))));
+    /// assert!(cb.call(|| Ok::<_, ()>(())).unwrap_err().is_open());
+    /// # }
+    /// ```
+    pub fn call_stream<T, E, S>(
+        &self,
+        stream: S,
+    ) -> impl futures_core::Stream<Item = Result<T, Error<E>>> + use<'_, T, E, S>
+    where
+        S: futures_core::Stream<Item = Result<T, E>>,
+        E: fmt::Debug + 'static,
+    {
+        crate::stream::GuardedStream::lazy(self, stream, default_view::<E>, no_site_exclusions::<E>)
+    }
+
     /// [`call_async`](Self::call_async) with an [`ErrorView`], as
     /// [`call_with_view`](Self::call_with_view).
     ///

@@ -68,6 +68,7 @@ pub mod registry;
 mod settings;
 mod state;
 pub mod storage;
+mod stream;
 mod sync;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

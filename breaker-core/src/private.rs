@@ -24,6 +24,7 @@ pub use crate::autoref::{
 pub use crate::builder::CircuitBreakerBuilder as Builder;
 pub use crate::iter::GuardedIter;
 pub use crate::registry::declared::{Configure, Declaration, Registration, Site};
+pub use crate::stream::GuardedStream;
 
 use crate::breaker::CircuitBreaker;
 use crate::error::{CircuitBreakerError, Error};
@@ -180,6 +181,63 @@ where
             GuardedIter::running(cb, inner, ticket, view, excluded)
         }
     }
+}
+
+pin_project! {
+    /// A guarded stream of the attribute: its errors are the function's own
+    /// type (`E::from(CircuitBreakerError)` for the breaker's).
+    pub struct UserStream<S> {
+        #[pin]
+        inner: S,
+    }
+}
+
+impl<S, T, E> futures_core::Stream for UserStream<S>
+where
+    S: futures_core::Stream<Item = Result<T, Error<E>>>,
+    E: From<CircuitBreakerError>,
+{
+    type Item = Result<T, E>;
+
+    #[inline]
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.project()
+            .inner
+            .poll_next(cx)
+            .map(|item| item.map(|r| r.map_err(into_user_error)))
+    }
+}
+
+/// Runs `body` (which makes a stream) as one guarded call, admitted now.
+pub fn stream<S, T, E, F, V, X>(
+    cb: &'static CircuitBreaker,
+    item: PhantomData<Result<T, E>>,
+    body: F,
+    view: V,
+    excluded: X,
+) -> UserStream<GuardedStream<'static, S, V, X>>
+where
+    F: FnOnce() -> S,
+    S: futures_core::Stream<Item = Result<T, E>>,
+    E: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+{
+    let _ = item;
+    let inner = match cb.admit() {
+        Err(rejected) => GuardedStream::rejected(cb, rejected, view, excluded),
+        Ok(ticket) => {
+            cb.before_call(ticket);
+            // A body that panics before it returns the stream fails the call.
+            let stream = catch_unwind(AssertUnwindSafe(body))
+                .unwrap_or_else(|panic| cb.fail_with_panic(ticket, panic));
+            GuardedStream::running(cb, stream, ticket, view, excluded)
+        }
+    };
+    UserStream { inner }
 }
 
 /// Runs `body` (which makes `Result<iterator, E2>`) as one guarded call: an

@@ -74,6 +74,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         Kind::Sync | Kind::Async => error_type_span(&ret),
         Kind::Iter(item)
         | Kind::IterInResult(item, _)
+        | Kind::Stream(item)
         | Kind::FutureImpl(item)
         | Kind::FutureBoxed(item) => error_type_span(item),
     };
@@ -162,6 +163,15 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         },
         Kind::Iter(item) => quote_spanned! {ret.span()=>
             #private::iter(
+                #site,
+                ::core::marker::PhantomData::<#item>,
+                move || #block,
+                #view,
+                #excluded_all,
+            )
+        },
+        Kind::Stream(item) => quote_spanned! {ret.span()=>
+            #private::stream(
                 #site,
                 ::core::marker::PhantomData::<#item>,
                 move || #block,

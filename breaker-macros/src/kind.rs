@@ -17,6 +17,10 @@ pub(crate) enum Kind {
     /// `fn f() -> Result<impl Iterator<Item = Result<T, E>>, E2>`: as `Iter`,
     /// and an outer `Err` fails the call. Holds the item type and `E2`.
     IterInResult(Box<Type>, Box<Type>),
+    /// `fn f() -> impl Stream<Item = Result<T, E>>` (futures-core's
+    /// `Stream`): the whole stream is one call, as `Iter`. Holds the item
+    /// type.
+    Stream(Box<Type>),
     /// `fn f() -> impl Future<Output = Result<T, E>>`: the future the body
     /// makes runs as one call, as an `async fn`'s. Holds the output type.
     FutureImpl(Box<Type>),
@@ -25,7 +29,7 @@ pub(crate) enum Kind {
     FutureBoxed(Box<Type>),
 }
 
-const NEEDS: &str = "`#[circuit_breaker]` guards functions that return `Result<T, E>`, `impl Iterator<Item = Result<T, E>>`, `Result<impl Iterator<Item = Result<T, E>>, E>`, `impl Future<Output = Result<T, E>>` or `Pin<Box<dyn Future<Output = Result<T, E>>>>`";
+const NEEDS: &str = "`#[circuit_breaker]` guards functions that return `Result<T, E>`, `impl Iterator<Item = Result<T, E>>`, `Result<impl Iterator<Item = Result<T, E>>, E>`, `impl Stream<Item = Result<T, E>>`, `impl Future<Output = Result<T, E>>` or `Pin<Box<dyn Future<Output = Result<T, E>>>>`";
 
 /// Classifies `sig`, or says on the offending token why it cannot be guarded.
 pub(crate) fn classify(sig: &Signature) -> syn::Result<Kind> {
@@ -46,6 +50,8 @@ pub(crate) fn classify(sig: &Signature) -> syn::Result<Kind> {
     };
     let kind = if let Some(item) = iterator_item(ty) {
         Kind::Iter(Box::new(item))
+    } else if let Some(item) = stream_item(ty) {
+        Kind::Stream(Box::new(item))
     } else if let (Some(output), None) = (future_output(ty), &sig.asyncness) {
         match ty {
             Type::ImplTrait(_) => Kind::FutureImpl(Box::new(output)),
@@ -78,6 +84,11 @@ pub(crate) fn classify(sig: &Signature) -> syn::Result<Kind> {
         (Kind::Iter(_) | Kind::IterInResult(..), Some(asyncness)) => Err(syn::Error::new(
             asyncness.span(),
             "`#[circuit_breaker]` cannot guard an `async fn` that returns an iterator",
+        )),
+        (Kind::Stream(_), Some(asyncness)) => Err(syn::Error::new(
+            asyncness.span(),
+            "`#[circuit_breaker]` cannot guard an `async fn` that returns a stream: make it a \
+             `fn` returning the stream (the whole stream is one call)",
         )),
         _ => Ok(kind),
     }
@@ -188,6 +199,16 @@ fn single_type_arg(arguments: &PathArguments) -> Option<&Type> {
 
 /// The item type of `impl Iterator<Item = Result<..>>` (with any extra bounds).
 fn iterator_item(ty: &Type) -> Option<Type> {
+    impl_item(ty, "Iterator")
+}
+
+/// The item type of `impl Stream<Item = Result<..>>` (with any extra bounds).
+fn stream_item(ty: &Type) -> Option<Type> {
+    impl_item(ty, "Stream")
+}
+
+/// The `Item` of `impl Trait<Item = Result<..>>`, `Trait` named `trait_name`.
+fn impl_item(ty: &Type, trait_name: &str) -> Option<Type> {
     let Type::ImplTrait(imp) = ty else {
         return None;
     };
@@ -196,7 +217,7 @@ fn iterator_item(ty: &Type) -> Option<Type> {
             return None;
         };
         let last = tr.path.segments.last()?;
-        if last.ident != "Iterator" {
+        if last.ident != trait_name {
             return None;
         }
         let PathArguments::AngleBracketed(args) = &last.arguments else {
