@@ -172,10 +172,11 @@ impl CircuitBreaker {
     /// # async fn main() {
     /// let cb = CircuitBreaker::builder("pages").fail_max(1).build();
     /// let mut pages = pin!(cb.call_stream(Pages(0)));
-    /// let mut next = || poll_fn(|cx| pages.as_mut().poll_next(cx));
-    /// assert_eq!(next().await.unwrap().unwrap(), 1);
-    /// assert_eq!(next().await.unwrap().unwrap(), 2);
-    /// assert!(matches!(next().await, Some(Err(Error::Tripped(_, "page 3: timeout")))));
+    /// let mut seen = Vec::new();
+    /// while let Some(page) = poll_fn(|cx| pages.as_mut().poll_next(cx)).await {
+    ///     seen.push(page);
+    /// }
+    /// assert!(matches!(seen[..], [Ok(1), Ok(2), Err(Error::Tripped(_, "page 3: timeout"))]));
     /// assert!(cb.call(|| Ok::<_, ()>(())).unwrap_err().is_open());
     /// # }
     /// ```
