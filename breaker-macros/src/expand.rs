@@ -222,16 +222,7 @@ fn check_fallback(path: &Path, sig: &syn::Signature, kind: &Kind) -> syn::Result
                     "a method with a `fallback` takes `&self`: the body and the fallback both need the receiver",
                 ));
             }
-            syn::FnArg::Receiver(_) => {}
-            syn::FnArg::Typed(typed) => match &*typed.pat {
-                syn::Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => {}
-                other => {
-                    return Err(syn::Error::new_spanned(
-                        other,
-                        "with a `fallback`, each parameter is a name (as in `id: u64`), to pass to the fallback",
-                    ))
-                }
-            },
+            syn::FnArg::Receiver(_) | syn::FnArg::Typed(_) => {}
         }
     }
     Ok(())
@@ -242,12 +233,30 @@ fn check_fallback(path: &Path, sig: &syn::Signature, kind: &Kind) -> syn::Result
 fn fallback_args(sig: &mut syn::Signature) -> (Vec<syn::Ident>, Vec<syn::Pat>) {
     let mut names = Vec::new();
     let mut pats = Vec::new();
-    for input in sig.inputs.iter_mut() {
-        if let syn::FnArg::Typed(typed) = input {
-            if let syn::Pat::Ident(ident) = &mut *typed.pat {
+    for (i, input) in sig.inputs.iter_mut().enumerate() {
+        let syn::FnArg::Typed(typed) = input else {
+            continue;
+        };
+        match &mut *typed.pat {
+            syn::Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => {
                 names.push(ident.ident.clone());
                 pats.push(syn::Pat::Ident(ident.clone()));
                 ident.mutability = None;
+            }
+            // A pattern (`(a, b): (u32, u32)`, `_: u64`, `ref x`): the
+            // parameter gets a name of its own, passed whole to the
+            // fallback; the body binds the pattern from it.
+            other => {
+                let name = syn::Ident::new(&format!("__breaker_arg{i}"), other.span());
+                pats.push(other.clone());
+                names.push(name.clone());
+                *other = syn::Pat::Ident(syn::PatIdent {
+                    attrs: Vec::new(),
+                    by_ref: None,
+                    mutability: None,
+                    ident: name,
+                    subpat: None,
+                });
             }
         }
     }

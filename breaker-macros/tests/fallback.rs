@@ -105,3 +105,27 @@ async fn an_async_fallback_is_awaited() {
     });
     assert_eq!(handle.await.unwrap().unwrap(), "stale b -0");
 }
+
+fn origin_price((item, _): (&str, u32), _: bool) -> Result<u32, PriceError> {
+    Ok(item.len() as u32)
+}
+
+#[circuit_breaker(name = "fallback-patterns", fail_max = 1, reset_timeout = "60s", fallback = origin_price)]
+fn price_of((item, quantity): (&str, u32), _: bool) -> Result<u32, PriceError> {
+    if quantity == 0 {
+        return Err(PriceError::Down);
+    }
+    Ok(item.len() as u32 * quantity)
+}
+
+#[test]
+fn parameters_that_are_patterns_are_passed_whole_to_the_fallback() {
+    let cb = registry::get("fallback-patterns");
+    cb.reset();
+    assert_eq!(price_of(("tea", 2), true), Ok(6));
+    assert_eq!(price_of(("tea", 0), true), Err(PriceError::Rejected));
+    assert_eq!(cb.current_state(), State::Open);
+    // Rejected: the fallback gets the tuple as it was given.
+    assert_eq!(price_of(("coffee", 2), false), Ok(6));
+    cb.reset();
+}
