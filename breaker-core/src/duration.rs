@@ -41,7 +41,8 @@ impl fmt::Display for DurationError {
 
 impl std::error::Error for DurationError {}
 
-const UNITS: [(&str, u64); 6] = [
+/// The units `parse_duration` reads, largest first, in nanoseconds.
+pub(crate) const UNITS: [(&str, u64); 6] = [
     ("h", 3_600_000_000_000),
     ("m", 60_000_000_000),
     ("s", 1_000_000_000),

@@ -176,17 +176,10 @@ impl Settings {
 
 /// A duration as the attribute writes it: `"1m30s"`, `"250ms"`, `"0s"`.
 fn duration_text(d: Duration) -> String {
-    const UNITS: [(&str, u128); 6] = [
-        ("h", 3_600_000_000_000),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-        ("us", 1_000),
-        ("ns", 1),
-    ];
     let mut left = d.as_nanos();
     let mut text = String::new();
-    for (unit, nanos) in UNITS {
+    for (unit, nanos) in crate::duration::UNITS {
+        let nanos = u128::from(nanos);
         let n = left / nanos;
         if n > 0 {
             text.push_str(&format!("{n}{unit}"));
