@@ -53,6 +53,7 @@ mod forward;
 mod future;
 pub mod hint;
 mod iter;
+pub mod keyed;
 mod listener;
 mod memory;
 mod name;

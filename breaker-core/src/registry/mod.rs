@@ -28,7 +28,11 @@ use parking_lot::RwLock;
 use crate::breaker::CircuitBreaker;
 
 pub(crate) mod declared;
+mod groups;
 mod isolate;
+
+pub use groups::{get_key, groups, keys, register_keyed};
+pub(crate) use groups::{reset_groups, GroupView};
 
 pub use isolate::{isolate, Isolated, Isolation, IsolationGuard};
 
@@ -255,6 +259,7 @@ pub fn reset_all() {
     for cb in all {
         cb.reset();
     }
+    reset_groups();
 }
 
 /// Resets the breaker named `name` (closed, counters zero), the current
