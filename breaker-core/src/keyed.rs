@@ -46,7 +46,12 @@
 //! group next adds a key (at most every quarter of `idle_timeout`) or on
 //! [`KeyedBreakers::retire_idle`]; no thread runs in the background. Time is
 //! read from the breakers' own clock, so a
-//! [`ManualClock`](crate::clock::ManualClock) drives it in tests.
+//! [`ManualClock`](crate::clock::ManualClock) drives it in tests. A hit does
+//! not read the clock: it stamps its key with the group's last reading,
+//! taken when a key is added or retired and every 1,024 hits on a thread.
+//! Recency only chooses which idle breaker goes first, and an idle breaker
+//! holds nothing a new one would not, so a stamp a little old costs at
+//! most a breaker made anew.
 //!
 //! # Handles and eviction
 //!
@@ -130,15 +135,29 @@ pub(crate) struct Group<K: Key> {
     changes: Mutex<()>,
     /// The clock reading (ms) at which the next sweep for quiet keys is due.
     next_sweep_ms: AtomicU64,
+    /// The clock's coarse reading (ms) as last read: when a key is added,
+    /// evicted or retired, and every [`READ_CLOCK_EVERY`] hits on a thread.
+    /// A hit stamps its key with it, so hits do not read the clock (a
+    /// coarse reading alone costs about as much as a whole call).
+    now_ms: AtomicU64,
     this: Weak<Group<K>>,
+}
+
+/// Hits on a thread between two readings of the clock by a hit.
+const READ_CLOCK_EVERY: u32 = 1024;
+
+thread_local! {
+    /// Hits this thread may still make before a hit reads the clock.
+    static HITS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// One key's entry: its breaker and when it was last used.
 struct Slot {
     breaker: CircuitBreaker,
-    /// The group clock's coarse reading, in milliseconds, when the key was
-    /// last lent; written only when it changes (at most once a millisecond),
-    /// so threads on one key do not write one cache line per call.
+    /// The group's recent clock reading (`Group::now_ms`, milliseconds) when
+    /// the key was last lent; written only when it changes (at most once a
+    /// millisecond), so threads on one key do not write one cache line per
+    /// call.
     last_used_ms: AtomicU64,
 }
 
@@ -287,6 +306,7 @@ impl<K: Key> KeyedBuilder<K> {
             overflow,
             changes: Mutex::new(()),
             next_sweep_ms: AtomicU64::new(0),
+            now_ms: AtomicU64::new(0),
             this: this.clone(),
         });
         Ok(KeyedBreakers { group })
@@ -361,9 +381,10 @@ impl<K: Key> KeyedBreakers<K> {
     /// The key's breaker, made on first use, lent for a call: hold it no
     /// longer than the call (see the module's docs for eviction).
     ///
-    /// A hit is a lookup in a lock-free map and a clock reading, with no
-    /// write shared with other threads. When the group is full and nothing
-    /// is idle, a new key gets the overflow breaker.
+    /// A hit is a lookup in a lock-free map with no lock and no reference
+    /// count touched; the key's last-used time is written at most once a
+    /// millisecond. When the group is full and nothing is idle, a new key
+    /// gets the overflow breaker.
     ///
     /// # Example
     /// ```
@@ -383,7 +404,7 @@ impl<K: Key> KeyedBreakers<K> {
         let group = &*self.group;
         let guard = group.map.guard();
         if let Some(slot) = group.map.get(key, &guard) {
-            slot.touch(group.now_ms());
+            slot.touch(group.recent_ms());
             let breaker = NonNull::from(&slot.breaker);
             return Keyed::lent(breaker, guard);
         }
@@ -479,7 +500,8 @@ impl<K: Key> KeyedBreakers<K> {
     pub fn retire_idle(&self) -> usize {
         let group = &*self.group;
         let _changes = group.changes.lock();
-        group.retire_quiet(group.now_ms())
+        let now = group.now_ms();
+        group.retire_quiet(now)
     }
 
     /// Resets every live key's breaker and the overflow breaker.
@@ -546,10 +568,38 @@ impl Slot {
 }
 
 impl<K: Key> Group<K> {
-    /// The clock's coarse reading in milliseconds.
-    #[inline(always)]
+    /// The clock's coarse reading in milliseconds, kept as `now_ms`.
     fn now_ms(&self) -> u64 {
-        self.overflow.shared.clock.coarse_nanos().0 / 1_000_000
+        let now = self.overflow.shared.clock.coarse_nanos().0 / 1_000_000;
+        if self.now_ms.load(Ordering::Relaxed) < now {
+            self.now_ms.store(now, Ordering::Relaxed);
+        }
+        now
+    }
+
+    /// `now_ms` for a hit: the last reading, read anew every
+    /// [`READ_CLOCK_EVERY`] hits on this thread. A key's recency is only a
+    /// choice of which idle breaker to evict first (an idle breaker holds
+    /// nothing a new one would not), so a reading a little old is enough.
+    #[inline(always)]
+    fn recent_ms(&self) -> u64 {
+        let due = HITS.with(|hits| {
+            let left = hits.get();
+            hits.set(left.wrapping_sub(1));
+            left == 0
+        });
+        if due {
+            self.read_clock_for_hits()
+        } else {
+            self.now_ms.load(Ordering::Relaxed)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_clock_for_hits(&self) -> u64 {
+        HITS.with(|hits| hits.set(READ_CLOCK_EVERY - 1));
+        self.now_ms()
     }
 
     /// The slow path of `get`: the key is not in the map (yet).
@@ -804,3 +854,133 @@ impl Shared {
         }
     }
 }
+
+/// A value that names a key of a group keyed by `String`: what
+/// `#[circuit_breaker(key = ..)]` takes. The key is the value's text, found
+/// without allocating for strings, integers, `bool` and `char`.
+///
+/// Implemented for `str`, `String`, references, the integer types, `bool`,
+/// `char`, `Option<T>` (`None` is the empty key) and tuples of up to four
+/// (their parts joined by `,`); implement it for a type of your own to use
+/// it as a key.
+///
+/// ```
+/// use breaker::keyed::ToKey;
+///
+/// assert_eq!(("eu", 7u16).with_key(str::to_owned), "eu,7");
+/// assert_eq!(Some("host-a").with_key(str::len), 6);
+/// assert_eq!(None::<&str>.with_key(str::to_owned), "");
+/// ```
+pub trait ToKey {
+    /// Calls `f` with the key's text.
+    fn with_key<R>(&self, f: impl FnOnce(&str) -> R) -> R;
+}
+
+impl ToKey for str {
+    fn with_key<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        f(self)
+    }
+}
+
+impl ToKey for String {
+    fn with_key<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        f(self)
+    }
+}
+
+impl<T: ToKey + ?Sized> ToKey for &T {
+    fn with_key<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        (**self).with_key(f)
+    }
+}
+
+impl<T: ToKey + ?Sized> ToKey for &mut T {
+    fn with_key<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        (**self).with_key(f)
+    }
+}
+
+impl<T: ToKey + ?Sized> ToKey for Box<T> {
+    fn with_key<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        (**self).with_key(f)
+    }
+}
+
+impl<T: ToKey> ToKey for Option<T> {
+    fn with_key<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            Some(key) => key.with_key(f),
+            None => f(""),
+        }
+    }
+}
+
+/// Formats into a buffer on the stack: the text of a number or a `char`.
+struct StackText {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+fn with_display<R>(value: &dyn fmt::Display, f: impl FnOnce(&str) -> R) -> R {
+    use fmt::Write as _;
+    let mut text = StackText {
+        bytes: [0; 48],
+        len: 0,
+    };
+    match write!(text, "{value}") {
+        // Only whole `str`s were copied in: the bytes are UTF-8.
+        Ok(()) => f(std::str::from_utf8(&text.bytes[..text.len]).unwrap_or_default()),
+        Err(_) => f(&value.to_string()),
+    }
+}
+
+macro_rules! display_keys {
+    ($($t:ty),*) => {$(
+        impl ToKey for $t {
+            fn with_key<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+                with_display(self, f)
+            }
+        }
+    )*};
+}
+
+display_keys!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool, char);
+
+macro_rules! tuple_keys {
+    ($($name:ident)+) => {
+        impl<$($name: ToKey),+> ToKey for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn with_key<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+                let ($($name,)+) = self;
+                let mut text = String::new();
+                let mut first = true;
+                $(
+                    $name.with_key(|part| {
+                        if !first {
+                            text.push(',');
+                        }
+                        text.push_str(part);
+                    });
+                    first = false;
+                )+
+                let _ = first;
+                f(&text)
+            }
+        }
+    };
+}
+
+tuple_keys!(A);
+tuple_keys!(A B);
+tuple_keys!(A B C);
+tuple_keys!(A B C D);

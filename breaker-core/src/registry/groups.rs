@@ -19,9 +19,29 @@ pub(crate) trait GroupView: Send + Sync {
 
 type Groups = BTreeMap<String, Arc<dyn GroupView>>;
 
+/// The groups declared with `#[circuit_breaker(key = ..)]`, built once.
+type Declared = BTreeMap<&'static str, Result<KeyedBreakers<String>, String>>;
+
+fn declared_groups() -> &'static Declared {
+    static DECLARED: OnceLock<Declared> = OnceLock::new();
+    DECLARED.get_or_init(super::declared::keyed_all)
+}
+
 fn groups_map() -> &'static RwLock<Groups> {
     static GROUPS: OnceLock<RwLock<Groups>> = OnceLock::new();
-    GROUPS.get_or_init(Default::default)
+    GROUPS.get_or_init(|| {
+        let declared = declared_groups()
+            .iter()
+            .filter_map(|(name, group)| Some(((*name).to_owned(), group.as_ref().ok()?.view())))
+            .collect();
+        RwLock::new(declared)
+    })
+}
+
+/// The declared group `name`: `None` if no attribute declares it with `key`.
+pub(crate) fn declared_group(name: &str) -> Option<Result<KeyedBreakers<String>, String>> {
+    let _ = groups_map(); // listed before first use
+    declared_groups().get(name).cloned()
 }
 
 /// Registers a keyed group under its name (a name no breaker or group has).

@@ -12,6 +12,7 @@ use crate::support;
 
 mod cluster;
 mod faults;
+mod keyed;
 mod ordering;
 mod processes;
 mod sharing;
