@@ -133,8 +133,13 @@ fn a_name_declared_with_and_without_key_fails_its_group_alone() {
     assert_eq!(mixed_plain(1), Ok(1)); // the plain breaker works
     let panic = std::panic::catch_unwind(|| mixed_keyed(1)).unwrap_err();
     let message = panic.downcast_ref::<String>().unwrap();
+    assert!(breaker::registry::declaration_errors()
+        .iter()
+        .any(|e| e.to_string() == *message));
     assert!(
-        message.contains("is declared with `key` on keyed::mixed_keyed but without on keyed::mixed_plain"),
+        message.contains(
+            "is declared with `key` on keyed::mixed_keyed but without on keyed::mixed_plain"
+        ),
         "{message}"
     );
 }

@@ -131,3 +131,17 @@ pub(crate) fn reset_groups() {
         group.reset_all();
     }
 }
+
+/// The declared groups whose declarations cannot make a group.
+pub(crate) fn group_errors() -> Vec<RegistryError> {
+    declared_groups()
+        .iter()
+        .filter_map(|(name, group)| {
+            let message = group.as_ref().err()?;
+            Some(RegistryError::Declaration {
+                name: (*name).to_owned(),
+                message: message.clone(),
+            })
+        })
+        .collect()
+}

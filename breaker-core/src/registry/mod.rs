@@ -32,7 +32,7 @@ mod groups;
 mod isolate;
 
 pub use groups::{get_key, groups, keys, register_keyed};
-pub(crate) use groups::{reset_groups, GroupView};
+pub(crate) use groups::{group_errors, reset_groups, GroupView};
 
 pub use isolate::{isolate, Isolated, Isolation, IsolationGuard};
 
@@ -233,6 +233,7 @@ pub fn declaration_errors() -> Vec<RegistryError> {
             }),
             Entry::Breaker(_) => None,
         })
+        .chain(group_errors())
         .collect()
 }
 
