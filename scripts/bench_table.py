@@ -86,6 +86,22 @@ out.append(f"| closed-state success (ns) | {fmt(median('redis_success', 'memory'
            f"{fmt(median('redis_success', 'naive_get_per_call'))} |\n")
 out.append(f"| failure (ns) | {fmt(median('redis_failure', 'memory'))} | {fmt(median('redis_failure', 'redis_storage'))} | |\n")
 
+# Breakers per key (issue 17): a hit then a closed-state success, beside a
+# plain breaker's call; 1 and 2 threads on different keys and on one key.
+plain, hit_u64, hit_str = (median("keyed", b) for b in ("plain_call", "get_u64_call", "get_str_call"))
+if None not in (plain, hit_u64):
+    out.append("\n**Breakers per key** (`KeyedBreakers::get(&key)` for a live key, then a closed-state success)\n\n")
+    out.append("| | ns/call | vs a plain breaker's `call` |\n|---|---:|---:|\n")
+    out.append(f"| plain `CircuitBreaker::call` | {fmt(plain)} | |\n")
+    out.append(f"| `get(&u64)` then `call` | {fmt(hit_u64)} | {hit_u64 - plain:+.2f} ns |\n")
+    if hit_str is not None:
+        out.append(f"| `get(\"host-17.example\")` then `call` | {fmt(hit_str)} | {hit_str - plain:+.2f} ns |\n")
+    out.append("\n| threads | different keys | scaling | one key | scaling |\n|---:|---:|---:|---:|---:|\n")
+    d1, s1 = median("keyed_threads_1", "different_keys"), median("keyed_threads_1", "same_key")
+    for n in (1, 2):
+        d, s_ = median(f"keyed_threads_{n}", "different_keys"), median(f"keyed_threads_{n}", "same_key")
+        out.append(f"| {n} | {fmt(d)} | {ratio(d, d1)} | {fmt(s_)} | {ratio(s_, s1)} |\n")
+
 # The targets of issue 5, as ratios in this run.
 def cell(ok):
     return "holds" if ok else "**missed**"
@@ -137,7 +153,8 @@ if os.path.exists(path):
 labels = {"bare": "bare call", "call": "`CircuitBreaker::call`", "attribute": "`#[circuit_breaker]`",
           "async": "`call_async` (polled)", "listener": "`call` with one listener",
           "rejection": "open: rejected call (without the clock's own instructions, in the vDSO)",
-          "failure": "a failure, counted"}
+          "failure": "a failure, counted",
+          "keyed": "`KeyedBreakers::get(&u64)` (a hit) then `call`"}
 path = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "instructions.txt")
 if os.path.exists(path):
     out.append("\n**Instructions per call** (callgrind, `bench/src/bin/instructions.rs`; each scenario's "

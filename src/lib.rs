@@ -8,7 +8,7 @@ pub use breaker_macros::circuit_breaker;
 
 #[doc(inline)]
 pub use breaker_core::{
-    clock, hint, listener, parse_duration, registry, storage, CircuitBreaker,
+    clock, hint, keyed, listener, parse_duration, registry, storage, CircuitBreaker,
     CircuitBreakerBuilder, CircuitBreakerError, ConfigError, DurationError, Error, ErrorView,
     Failure, Listener, MemoryStorage, ParseStateError, Reason, State,
 };

@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use breaker::clock::{Clock, SystemClock};
+use breaker::keyed::KeyedBreakers;
 use breaker::{circuit_breaker, registry, CircuitBreaker, Listener};
 use breaker_bench::{failsafe_breaker, work, work_failing_every, Failure};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -227,6 +228,74 @@ fn listeners(c: &mut Criterion) {
     g.finish();
 }
 
+/// Breakers per key: `group.get(&key)` (a hit) then a closed-state
+/// success, beside a plain breaker's call in the same run; then 1 and 2
+/// threads on different keys and on one key.
+fn keyed(c: &mut Criterion) {
+    let plain = CircuitBreaker::new("bench-keyed-plain");
+    let by_id = KeyedBreakers::<u64>::builder("bench-keyed-u64", |b| b).build();
+    let by_host = KeyedBreakers::<String>::builder("bench-keyed-str", |b| b).build();
+    for k in 0..1_000u64 {
+        let _ = by_id.get(&k);
+        let _ = by_host.get(&format!("host-{k}.example"));
+    }
+    let mut g = c.benchmark_group("keyed");
+    g.bench_function("plain_call", |b| {
+        b.iter(|| value(plain.call(|| work(black_box(1)))))
+    });
+    g.bench_function("get_u64_call", |b| {
+        b.iter(|| value(by_id.get(black_box(&17)).call(|| work(black_box(1)))))
+    });
+    g.bench_function("get_str_call", |b| {
+        b.iter(|| {
+            value(
+                by_host
+                    .get(black_box("host-17.example"))
+                    .call(|| work(black_box(1))),
+            )
+        })
+    });
+    g.finish();
+    for n in [1usize, 2] {
+        let mut g = c.benchmark_group(format!("keyed_threads_{n}"));
+        g.bench_function("different_keys", |b| {
+            b.iter_custom(|iters| {
+                run_indexed(n, iters, |i| {
+                    let key = 100 + i as u64;
+                    black_box(value(by_id.get(&key).call(|| work(black_box(1)))));
+                })
+            })
+        });
+        g.bench_function("same_key", |b| {
+            b.iter_custom(|iters| {
+                run_indexed(n, iters, |_| {
+                    black_box(value(by_id.get(&100).call(|| work(black_box(1)))));
+                })
+            })
+        });
+        g.finish();
+    }
+}
+
+/// `run_shared` with each thread's index passed to `f`.
+fn run_indexed<F: Fn(usize) + Sync>(threads: usize, iters: u64, f: F) -> Duration {
+    let start = Barrier::new(threads + 1);
+    let t0 = thread::scope(|s| {
+        for i in 0..threads {
+            let (start, f) = (&start, &f);
+            s.spawn(move || {
+                start.wait();
+                for _ in 0..iters {
+                    f(i);
+                }
+            });
+        }
+        start.wait();
+        Instant::now()
+    });
+    t0.elapsed() / threads as u32
+}
+
 fn registry_get(c: &mut Criterion) {
     let _ = registry::register(CircuitBreaker::new("bench-registry"));
     c.bench_function("registry/get", |b| {
@@ -240,6 +309,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(50);
-    targets = closed_success, threads, open_rejection, failure_every, listeners, registry_get
+    targets = closed_success, threads, open_rejection, failure_every, listeners, registry_get, keyed
 }
 criterion_main!(benches);

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     /// its own edit left: two racing edits setting flags from their own
     /// views could leave `listening` false over a non-empty list.
     pub(crate) edits: Mutex<()>,
+    /// The key of a breaker in a keyed group (`keyed.rs`), `None` otherwise.
+    pub(crate) key: Option<Box<dyn crate::keyed::KeyLink>>,
 }
 
 /// A circuit breaker: calls go through it, and once a dependency fails

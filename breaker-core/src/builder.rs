@@ -48,6 +48,8 @@ pub struct CircuitBreakerBuilder {
     listeners: Vec<Arc<dyn Listener>>,
     storage: Option<Backend>,
     clock: Option<ClockImpl>,
+    /// Set by a keyed group (`keyed.rs`) for the breaker of one key.
+    pub(crate) key: Option<Box<dyn crate::keyed::KeyLink>>,
 }
 
 impl CircuitBreakerBuilder {
@@ -62,6 +64,7 @@ impl CircuitBreakerBuilder {
             listeners: Vec::new(),
             storage: None,
             clock: None,
+            key: None,
         }
     }
 
@@ -355,9 +358,10 @@ impl CircuitBreakerBuilder {
             excluding: AtomicBool::new(excluding),
             exclusions: ArcSwap::from_pointee(self.exclusions),
             edits: Mutex::new(()),
+            key: self.key,
         });
         shared.backend.bind(Binding {
-            name: shared.name.as_str().into(),
+            name: shared.storage_name(),
             breaker: Arc::downgrade(&shared),
             clock: shared.clock.clone(),
         });

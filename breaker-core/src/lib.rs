@@ -53,6 +53,7 @@ mod forward;
 mod future;
 pub mod hint;
 mod iter;
+pub mod keyed;
 pub mod listener;
 mod memory;
 #[cfg(feature = "metrics")]

@@ -299,6 +299,7 @@ impl CircuitBreaker {
         E: fmt::Debug + 'static,
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     {
+        self.carry_if_evicted();
         let heard = self.each_listener(|l| l.failure(self, &Failure::error(&error, view(&error))));
         let (outcome, after) = (recorded.applied.outcome, recorded.applied.after);
         let changed = self.announce(recorded);
@@ -321,6 +322,7 @@ impl CircuitBreaker {
     /// Tells listeners of a panic and its transition. The guarded function's
     /// panic continues, so a listener's panic here is dropped.
     pub(crate) fn report_panic(&self, panic: &(dyn Any + Send), recorded: Recorded) {
+        self.carry_if_evicted();
         let _ = self.each_listener(|l| l.failure(self, &Failure::panic(panic)));
         let _ = self.announce(recorded);
     }

@@ -24,6 +24,10 @@ pub(crate) const KEYS: &[&str] = &[
     // Calls: what runs instead of a rejected call; the clock, for tests.
     "fallback",
     "clock",
+    // Breakers per key: one breaker per value of `key`.
+    "key",
+    "max_keys",
+    "idle_timeout",
 ];
 
 /// The parsed arguments; `None` where a key was not given.
@@ -44,6 +48,14 @@ pub(crate) struct Args {
     pub(crate) fallback: Option<Path>,
     /// `clock = path::to::fn`: a function returning the breaker's clock.
     pub(crate) clock: Option<Path>,
+    // Breakers per key.
+    /// `key = expr`: an expression over the arguments, evaluated per call
+    /// before the body; its value (`ToKey`) picks the key's breaker.
+    pub(crate) key: Option<Expr>,
+    /// `max_keys = 10_000`
+    pub(crate) max_keys: Option<(usize, Span)>,
+    /// `idle_timeout = "10m"`
+    pub(crate) idle_timeout: Option<(Duration, Span)>,
 }
 
 /// One entry of `exclude = [..]`.
@@ -197,6 +209,33 @@ impl Args {
                     value,
                     "a path to a function that returns the clock, as in `clock = test_clock`",
                 )?)
+            }
+            // Breakers per key.
+            "key" => {
+                self.key = Some(parse_value::<Expr>(
+                    value,
+                    "an expression over the function's arguments, as in `key = url.host_str()`",
+                )?)
+            }
+            "max_keys" => {
+                let lit = parse_value::<LitInt>(value, "an integer, as in `max_keys = 10_000`")?;
+                let n: usize = lit.base10_parse().map_err(|_| {
+                    syn::Error::new(lit.span(), "`max_keys` must be an integer from 1 up")
+                })?;
+                if n == 0 {
+                    return Err(syn::Error::new(lit.span(), "`max_keys` must be at least 1"));
+                }
+                self.max_keys = Some((n, lit.span()));
+            }
+            "idle_timeout" => {
+                let lit = parse_value::<LitStr>(
+                    value,
+                    "a duration string, as in `idle_timeout = \"10m\"`",
+                )?;
+                let parsed = breaker_core::parse_duration(&lit.value()).map_err(|e| {
+                    syn::Error::new(lit.span(), format!("invalid `idle_timeout`: {e}"))
+                })?;
+                self.idle_timeout = Some((parsed, lit.span()));
             }
             _ => unreachable!("keys are checked against KEYS first"),
         }

@@ -32,6 +32,7 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
         if let Some(path) = &args.fallback {
             let _ = check_fallback(path, &func.sig, kind).map_err(|e| errors.push(e));
         }
+        let _ = check_key(args, kind).map_err(|e| errors.push(e));
     }
     match (args, kind, errors.finish()) {
         (Some(args), Some(kind), Ok(())) => expand(args, func, kind),
@@ -63,7 +64,23 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
     let declaration = declaration(&args, &krate, &fn_name);
     let view = view(&krate);
     let excluded_all = excluded(&krate, &args.exclude, true);
-    let site = quote!(__BREAKER_SITE.get());
+    // Breakers per key: the key is evaluated here, before the body (which
+    // may move the arguments it reads); a sync call borrows the key's
+    // breaker, an `async fn` (whose future must stay `Send`) owns a handle.
+    let (site, key_prelude) = match &args.key {
+        None => (quote!(__BREAKER_SITE.get()), TokenStream::new()),
+        Some(key) => {
+            // Spanned at the key: a key of the wrong type is reported there.
+            let lookup = match kind {
+                Kind::Async => quote_spanned!(key.span()=> handle),
+                _ => quote_spanned!(key.span()=> get),
+            };
+            let prelude = quote_spanned! {key.span()=>
+                let __breaker_keyed = __BREAKER_KEYED_SITE.#lookup(&(#key));
+            };
+            (quote!(&*__breaker_keyed), prelude)
+        }
+    };
     let ret = match &sig.output {
         syn::ReturnType::Type(_, ty) => ty.clone(),
         syn::ReturnType::Default => unreachable!("classify rejects functions returning ()"),
@@ -120,6 +137,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
             #(#attrs)*
             #vis #sig {
                 #declaration
+                #key_prelude
                 let mut __breaker_args = ::core::option::Option::Some((#(#names,)*));
                 let __breaker_slot = &mut __breaker_args;
                 #[allow(clippy::needless_return, clippy::redundant_closure_call, clippy::unit_arg)]
@@ -198,6 +216,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         #(#attrs)*
         #vis #sig {
             #declaration
+            #key_prelude
             #[allow(clippy::needless_return, clippy::redundant_closure_call, clippy::unit_arg)]
             #call
         }
@@ -326,6 +345,7 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
         }
         None => none,
     };
+    let (keyed_fields, site) = keyed_declaration(args, krate);
     quote! {
         #helpers
         static __BREAKER_DECLARATION: #krate::__private::Declaration = #krate::__private::Declaration {
@@ -339,11 +359,60 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
             storage: #storage,
             listeners: #listeners,
             clock: #clock,
+            #keyed_fields
         };
         #krate::__private::inventory::submit! {
             #krate::__private::Registration(&__BREAKER_DECLARATION)
         }
-        static __BREAKER_SITE: #krate::__private::Site = #krate::__private::Site::new(&__BREAKER_DECLARATION);
+        #site
+    }
+}
+
+/// Breakers per key: the declaration's fields, and the site's static.
+fn keyed_declaration(args: &Args, krate: &Path) -> (TokenStream, TokenStream) {
+    let keyed = args.key.is_some();
+    let max_keys = match args.max_keys {
+        Some((n, _)) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let idle_timeout = match args.idle_timeout {
+        Some((d, _)) => {
+            let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            quote!(::core::option::Option::Some(::core::time::Duration::from_nanos(#nanos)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let fields = quote!(keyed: #keyed, max_keys: #max_keys, idle_timeout: #idle_timeout,);
+    let site = if keyed {
+        quote!(static __BREAKER_KEYED_SITE: #krate::__private::KeyedSite = #krate::__private::KeyedSite::new(&__BREAKER_DECLARATION);)
+    } else {
+        quote!(static __BREAKER_SITE: #krate::__private::Site = #krate::__private::Site::new(&__BREAKER_DECLARATION);)
+    };
+    (fields, site)
+}
+
+/// `key` works on a call that ends when the function returns (`fn`,
+/// `async fn`); `max_keys` and `idle_timeout` need `key`.
+fn check_key(args: &Args, kind: &Kind) -> syn::Result<()> {
+    if let Some(key) = &args.key {
+        if !matches!(kind, Kind::Sync | Kind::Async) {
+            return Err(syn::Error::new(
+                key.span(),
+                "`key` works on `fn` and `async fn` returning `Result<T, E>`, not on functions returning iterators or futures",
+            ));
+        }
+        return Ok(());
+    }
+    let unkeyed = [
+        args.max_keys.map(|(_, span)| ("max_keys", span)),
+        args.idle_timeout.map(|(_, span)| ("idle_timeout", span)),
+    ];
+    match unkeyed.into_iter().flatten().next() {
+        Some((setting, span)) => Err(syn::Error::new(
+            span,
+            format!("`{setting}` applies to breakers per key: add `key = ..`"),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -60,6 +60,9 @@ static INVALID: breaker::__private::Declaration = breaker::__private::Declaratio
     storage: None,
     listeners: None,
     clock: None,
+    keyed: false,
+    max_keys: None,
+    idle_timeout: None,
 };
 breaker::__private::inventory::submit! {
     breaker::__private::Registration(&INVALID)

@@ -45,6 +45,16 @@ fn one_attributed(i: u64) -> Result<u64, Failure> {
     attributed(black_box(i))
 }
 
+/// One `group.get(&key)` (a hit) then a call, out of line.
+#[inline(never)]
+fn one_keyed(
+    group: &breaker::keyed::KeyedBreakers<u64>,
+    key: u64,
+    i: u64,
+) -> Result<u64, breaker::Error<Failure>> {
+    group.get(&key).call(|| work(black_box(i)))
+}
+
 /// A listener that does nothing but is not optimised away.
 struct Quiet;
 
@@ -158,6 +168,16 @@ fn main() {
                 }
             }
         }
-        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_inner"),
+        "keyed" => {
+            let group = breaker::keyed::KeyedBreakers::<u64>::builder("instructions-keyed", |b| b)
+                .build();
+            for k in 0..1_000 {
+                let _ = group.get(&k);
+            }
+            for i in 0..n {
+                let _ = black_box(one_keyed(&group, black_box(17), i));
+            }
+        }
+        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_inner, keyed"),
     }
 }

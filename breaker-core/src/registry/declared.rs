@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::breaker::CircuitBreaker;
 use crate::builder::CircuitBreakerBuilder as Builder;
 use crate::clock::ManualClock;
+use crate::keyed::{Keyed, KeyedBreakers, ToKey};
 
 /// A setting given as code: the path as written (to compare declarations),
 /// and how it configures a builder.
@@ -47,6 +48,13 @@ pub struct Declaration {
     pub listeners: Option<Configure>,
     /// `clock = path`: the function, shown, and the builder step it makes.
     pub clock: Option<Configure>,
+    // Breakers per key (`keyed.rs`).
+    /// `key = expr`: a keyed group rather than one breaker.
+    pub keyed: bool,
+    /// `max_keys = ..`
+    pub max_keys: Option<usize>,
+    /// `idle_timeout = ".."`, parsed at compile time.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// A declaration's entry in the link-time list.
@@ -107,6 +115,9 @@ impl Site {
 pub(super) fn declare_all() -> BTreeMap<&'static str, Result<CircuitBreaker, String>> {
     let mut by_name: BTreeMap<&'static str, Vec<&'static Declaration>> = BTreeMap::new();
     for Registration(declaration) in inventory::iter::<Registration> {
+        if declaration.keyed {
+            continue; // a group: `keyed_all`
+        }
         by_name
             .entry(declaration.name)
             .or_default()
@@ -137,7 +148,7 @@ pub(super) fn build_fresh(
     let mut declarations: Vec<&'static Declaration> = inventory::iter::<Registration>
         .into_iter()
         .map(|r| r.0)
-        .filter(|d| d.name == name)
+        .filter(|d| d.name == name && !d.keyed)
         .collect();
     declarations.sort_by_key(|d| d.function);
     (!declarations.is_empty()).then(|| build_on(&declarations, clock))
@@ -167,6 +178,22 @@ fn merge(
     clock: Option<&ManualClock>,
 ) -> Result<CircuitBreaker, String> {
     let first = declarations[0];
+    let builder = configure(CircuitBreaker::builder(first.name), declarations, clock)?;
+    builder.try_build().map_err(|e| {
+        format!(
+            "circuit breaker '{}' declared on {}: {e}",
+            first.name, first.function
+        )
+    })
+}
+
+/// `builder` with the merged settings of `declarations`, or the conflict.
+fn configure(
+    mut builder: Builder,
+    declarations: &[&'static Declaration],
+    clock: Option<&ManualClock>,
+) -> Result<Builder, String> {
+    let first = declarations[0];
     let defaulted: Vec<_> = declarations.iter().filter(|d| d.default_name).collect();
     if let [one, _, ..] = defaulted[..] {
         return Err(format!(
@@ -178,7 +205,6 @@ fn merge(
             one.function
         ));
     }
-    let mut builder = CircuitBreaker::builder(first.name);
     macro_rules! merge {
         ($field:ident, $shown:expr, $apply:expr) => {{
             let mut chosen: Option<&'static Declaration> = None;
@@ -241,12 +267,7 @@ fn merge(
     if let Some(clock) = clock {
         builder = builder.clock(clock.clone());
     }
-    builder.try_build().map_err(|e| {
-        format!(
-            "circuit breaker '{}' declared on {}: {e}",
-            first.name, first.function
-        )
-    })
+    Ok(builder)
 }
 
 fn conflict(
@@ -261,4 +282,152 @@ fn conflict(
         "conflicting settings for circuit breaker '{name}': {setting} = {a_value} on {} but {setting} = {b_value} on {}",
         a.function, b.function
     )
+}
+
+/// The keyed group of one annotated function (`key = ..`), resolved on
+/// first use.
+#[derive(Debug)]
+pub struct KeyedSite {
+    declaration: &'static Declaration,
+    group: OnceLock<KeyedBreakers<String>>,
+}
+
+impl KeyedSite {
+    /// A site for `declaration`.
+    pub const fn new(declaration: &'static Declaration) -> Self {
+        KeyedSite {
+            declaration,
+            group: OnceLock::new(),
+        }
+    }
+
+    /// The key's breaker, lent for a synchronous call.
+    ///
+    /// # Panics
+    /// When the declarations of this name cannot make a group (see
+    /// [`super::declaration_errors`]).
+    #[inline]
+    pub fn get<Q: ToKey + ?Sized>(&'static self, key: &Q) -> Keyed<'static> {
+        let group = self.group();
+        key.with_key(|text| group.get(text))
+    }
+
+    /// The key's breaker, owned: for an `async fn`, whose future must stay
+    /// `Send`.
+    ///
+    /// # Panics
+    /// As [`get`](Self::get).
+    pub fn handle<Q: ToKey + ?Sized>(&'static self, key: &Q) -> Arc<CircuitBreaker> {
+        let group = self.group();
+        key.with_key(|text| group.handle(text))
+    }
+
+    #[inline(always)]
+    fn group(&'static self) -> &'static KeyedBreakers<String> {
+        match self.group.get() {
+            Some(group) => group,
+            None => self.resolve(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn resolve(&'static self) -> &'static KeyedBreakers<String> {
+        self.group.get_or_init(
+            || match super::groups::declared_group(self.declaration.name) {
+                Some(Ok(group)) => group,
+                Some(Err(message)) => panic!("{message}"),
+                None => unreachable!("a keyed site's declaration is registered"),
+            },
+        )
+    }
+}
+
+/// Every name declared with `key`, with its group or the message saying
+/// why its declarations cannot make one. Never panics.
+pub(super) fn keyed_all() -> BTreeMap<&'static str, Result<KeyedBreakers<String>, String>> {
+    let mut by_name: BTreeMap<&'static str, Vec<&'static Declaration>> = BTreeMap::new();
+    let mut plain: BTreeMap<&'static str, &'static Declaration> = BTreeMap::new();
+    for Registration(declaration) in inventory::iter::<Registration> {
+        if declaration.keyed {
+            by_name
+                .entry(declaration.name)
+                .or_default()
+                .push(declaration);
+        } else {
+            plain.entry(declaration.name).or_insert(declaration);
+        }
+    }
+    by_name
+        .into_iter()
+        .map(|(name, mut declarations)| {
+            declarations.sort_by_key(|d| d.function);
+            let group = match plain.get(name) {
+                Some(other) => Err(format!(
+                    "circuit breaker '{name}' is declared with `key` on {} but without on {}: \
+                     a name is one breaker or one group of breakers per key",
+                    declarations[0].function, other.function
+                )),
+                None => build_group(declarations),
+            };
+            (name, group)
+        })
+        .collect()
+}
+
+fn build_group(declarations: Vec<&'static Declaration>) -> Result<KeyedBreakers<String>, String> {
+    let first = declarations[0];
+    let fail = |e: &dyn std::fmt::Display| {
+        format!(
+            "circuit breaker '{}' declared on {}: {e}",
+            first.name, first.function
+        )
+    };
+    let max_keys = one_value(&declarations, |d| d.max_keys, "max_keys")?;
+    let idle_timeout = one_value(&declarations, |d| d.idle_timeout, "idle_timeout")?;
+    // Conflicts and invalid settings are found here, once: the same merge
+    // then runs for every new key.
+    catch_unwind(AssertUnwindSafe(|| {
+        configure(CircuitBreaker::builder(first.name), &declarations, None).map(drop)
+    }))
+    .map_err(|_| fail(&"building it panicked"))??;
+    let mut builder = KeyedBreakers::<String>::builder(first.name, move |b| {
+        configure(b, &declarations, None).expect("checked when the group was declared")
+    });
+    if let Some(n) = max_keys {
+        builder = builder.max_keys(n);
+    }
+    if let Some(d) = idle_timeout {
+        builder = builder.idle_timeout(d);
+    }
+    catch_unwind(AssertUnwindSafe(|| builder.try_build()))
+        .map_err(|_| fail(&"building it panicked"))?
+        .map_err(|e| fail(&e))
+}
+
+/// The one value the declarations give for a group setting, or the conflict.
+fn one_value<T: PartialEq + std::fmt::Debug + Copy>(
+    declarations: &[&'static Declaration],
+    value: impl Fn(&Declaration) -> Option<T>,
+    setting: &str,
+) -> Result<Option<T>, String> {
+    let mut chosen: Option<(&Declaration, T)> = None;
+    for d in declarations {
+        let Some(v) = value(d) else { continue };
+        match chosen {
+            None => chosen = Some((d, v)),
+            Some((c, previous)) if previous != v => {
+                return Err(conflict(
+                    d.name,
+                    setting,
+                    c,
+                    &format!("{previous:?}"),
+                    d,
+                    &format!("{v:?}"),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(chosen.map(|(_, v)| v))
 }

@@ -30,11 +30,15 @@ use crate::breaker::CircuitBreaker;
 #[cfg(feature = "serde")]
 mod configure;
 pub(crate) mod declared;
+mod groups;
 mod isolate;
 
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub use configure::configure;
+pub use groups::{get_key, groups, keys, register_keyed};
+pub(crate) use groups::{group_errors, reset_groups, GroupView};
+
 pub use isolate::{isolate, Isolated, Isolation, IsolationGuard};
 
 use declared::Declaration;
@@ -234,6 +238,7 @@ pub fn declaration_errors() -> Vec<RegistryError> {
             }),
             Entry::Breaker(_) => None,
         })
+        .chain(group_errors())
         .collect()
 }
 
@@ -260,6 +265,7 @@ pub fn reset_all() {
     for cb in all {
         cb.reset();
     }
+    reset_groups();
 }
 
 /// Resets the breaker named `name` (closed, counters zero), the current

@@ -16,6 +16,7 @@ mod events;
 mod faults;
 mod fleet;
 mod initial;
+mod keyed;
 mod ordering;
 mod processes;
 mod repair;

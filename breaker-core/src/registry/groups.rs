@@ -1,0 +1,147 @@
+//! Keyed groups ([`KeyedBreakers`]) in the registry: listed by name with
+//! their live keys, one key's breaker looked up for ops.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
+
+use super::RegistryError;
+use crate::breaker::CircuitBreaker;
+use crate::keyed::{Key, KeyedBreakers};
+
+/// What the registry sees of a keyed group, whatever its key type.
+pub(crate) trait GroupView: Send + Sync {
+    fn keys(&self) -> Vec<String>;
+    fn find(&self, key: &str) -> Option<Arc<CircuitBreaker>>;
+    fn reset_all(&self);
+}
+
+type Groups = BTreeMap<String, Arc<dyn GroupView>>;
+
+/// The groups declared with `#[circuit_breaker(key = ..)]`, built once.
+type Declared = BTreeMap<&'static str, Result<KeyedBreakers<String>, String>>;
+
+fn declared_groups() -> &'static Declared {
+    static DECLARED: OnceLock<Declared> = OnceLock::new();
+    DECLARED.get_or_init(super::declared::keyed_all)
+}
+
+fn groups_map() -> &'static RwLock<Groups> {
+    static GROUPS: OnceLock<RwLock<Groups>> = OnceLock::new();
+    GROUPS.get_or_init(|| {
+        let declared = declared_groups()
+            .iter()
+            .filter_map(|(name, group)| Some(((*name).to_owned(), group.as_ref().ok()?.view())))
+            .collect();
+        RwLock::new(declared)
+    })
+}
+
+/// The declared group `name`: `None` if no attribute declares it with `key`.
+pub(crate) fn declared_group(name: &str) -> Option<Result<KeyedBreakers<String>, String>> {
+    let _ = groups_map(); // listed before first use
+    declared_groups().get(name).cloned()
+}
+
+/// Registers a keyed group under its name (a name no breaker or group has).
+///
+/// # Errors
+/// [`RegistryError::NameTaken`] when a breaker or a group has the name.
+///
+/// # Example
+/// ```
+/// use breaker::{keyed::KeyedBreakers, registry};
+///
+/// let http = KeyedBreakers::<String>::builder("http-doc", |b| b.fail_max(2)).build();
+/// registry::register_keyed(&http).unwrap();
+/// let _ = http.get("host-a").call(|| Ok::<_, &str>(()));
+/// assert_eq!(registry::keys("http-doc"), Some(vec!["host-a".to_owned()]));
+/// assert!(registry::register_keyed(&http).is_err()); // taken
+/// ```
+pub fn register_keyed<K: Key>(group: &KeyedBreakers<K>) -> Result<(), RegistryError> {
+    let name = group.name().to_owned();
+    if super::try_get(&name).is_some() {
+        return Err(RegistryError::NameTaken(name));
+    }
+    let mut groups = groups_map().write();
+    if groups.contains_key(&name) {
+        return Err(RegistryError::NameTaken(name));
+    }
+    groups.insert(name, group.view());
+    Ok(())
+}
+
+/// The names of the registered keyed groups, sorted.
+///
+/// # Example
+/// ```
+/// use breaker::{keyed::KeyedBreakers, registry};
+///
+/// let g = KeyedBreakers::<u32>::builder("groups-doc", |b| b).build();
+/// registry::register_keyed(&g).unwrap();
+/// assert!(registry::groups().contains(&"groups-doc".to_owned()));
+/// ```
+pub fn groups() -> Vec<String> {
+    groups_map().read().keys().cloned().collect()
+}
+
+/// The live keys of the group `name` ([`CircuitBreaker::key`]), sorted;
+/// `None` if no group has that name.
+///
+/// # Example
+/// ```
+/// use breaker::{keyed::KeyedBreakers, registry};
+///
+/// let g = KeyedBreakers::<u32>::builder("keys-doc", |b| b).build();
+/// registry::register_keyed(&g).unwrap();
+/// let _ = (g.get(&7), g.get(&12));
+/// assert_eq!(registry::keys("keys-doc").unwrap(), ["12", "7"]);
+/// assert_eq!(registry::keys("no-such-group"), None);
+/// ```
+pub fn keys(name: &str) -> Option<Vec<String>> {
+    let group = groups_map().read().get(name).cloned()?;
+    Some(group.keys())
+}
+
+/// The breaker of `key` (as [`CircuitBreaker::key`] spells it) in the group
+/// `name`, if that key is live: an owned handle, so the key is not evicted
+/// while it is held, and `open()`, `close()`, `reset()` act on the group.
+///
+/// # Example
+/// ```
+/// use breaker::{keyed::KeyedBreakers, registry, State};
+///
+/// let g = KeyedBreakers::<String>::builder("get-key-doc", |b| b).build();
+/// registry::register_keyed(&g).unwrap();
+/// let _ = g.get("host-a").call(|| Ok::<_, &str>(()));
+/// registry::get_key("get-key-doc", "host-a").unwrap().open();
+/// assert_eq!(g.get("host-a").current_state(), State::Open);
+/// assert!(registry::get_key("get-key-doc", "host-b").is_none());
+/// ```
+pub fn get_key(name: &str, key: &str) -> Option<Arc<CircuitBreaker>> {
+    let group = groups_map().read().get(name).cloned()?;
+    group.find(key)
+}
+
+/// Resets every key's breaker in every registered group.
+pub(crate) fn reset_groups() {
+    let all: Vec<_> = groups_map().read().values().cloned().collect();
+    for group in all {
+        group.reset_all();
+    }
+}
+
+/// The declared groups whose declarations cannot make a group.
+pub(crate) fn group_errors() -> Vec<RegistryError> {
+    declared_groups()
+        .iter()
+        .filter_map(|(name, group)| {
+            let message = group.as_ref().err()?;
+            Some(RegistryError::Declaration {
+                name: (*name).to_owned(),
+                message: message.clone(),
+            })
+        })
+        .collect()
+}
