@@ -89,7 +89,8 @@ fn a_joining_process_never_overwrites_the_fleets_state() {
 
 #[test]
 fn the_initial_state_is_applied_once_not_to_a_key_that_expires_later() {
-    let Some(server) = support::shared() else {
+    // Its own server: the script calls it waits for are then its own reads.
+    let Some(server) = support::Server::dedicated() else {
         return;
     };
     let s = storage(&server.url(), "initial-once")

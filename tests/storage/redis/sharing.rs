@@ -107,7 +107,8 @@ fn each_write_sets_the_key_ttl_and_an_expired_key_reads_closed() {
 
 #[test]
 fn a_process_joining_late_follows_the_shared_state_and_changes_nothing() {
-    let Some(server) = support::shared() else {
+    // Its own server: the script calls it counts are then its own.
+    let Some(server) = support::Server::dedicated() else {
         return;
     };
     let first = storage(&server.url(), "late").build().unwrap();
