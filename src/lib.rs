@@ -8,9 +8,9 @@ pub use breaker_macros::circuit_breaker;
 
 #[doc(inline)]
 pub use breaker_core::{
-    clock, hint, parse_duration, registry, storage, CircuitBreaker, CircuitBreakerBuilder,
+    clock, hint, parse_duration, registry, storage, Backoff, CircuitBreaker, CircuitBreakerBuilder,
     CircuitBreakerError, ConfigError, DurationError, Error, ErrorView, Failure, Listener,
-    MemoryStorage, ParseStateError, Reason, State,
+    MemoryStorage, Number, ParseStateError, Reason, State,
 };
 
 #[cfg(feature = "redis")]

@@ -38,12 +38,13 @@ use loom::thread;
 
 const RESET_TIMEOUT: Duration = Duration::from_millis(100);
 
-fn limits(fail_max: u32, success_threshold: u32, now_ms: u64) -> Limits {
+fn limits(fail_max: u32, success_threshold: u32, now_ms: u64) -> Limits<'static> {
     Limits {
         fail_max,
         success_threshold,
         reset_timeout: RESET_TIMEOUT,
         now: Duration::from_millis(now_ms),
+        ..Limits::DEFAULT
     }
 }
 
@@ -65,7 +66,7 @@ fn spawn_read(storage: &Arc<MemoryStorage>, reads: usize) -> thread::JoinHandle<
 
 fn spawn_apply(
     storage: &Arc<MemoryStorage>,
-    ops: Vec<(Op, Limits)>,
+    ops: Vec<(Op, Limits<'static>)>,
 ) -> thread::JoinHandle<Vec<Applied>> {
     let storage = Arc::clone(storage);
     thread::spawn(move || {

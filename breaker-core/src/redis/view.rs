@@ -326,6 +326,7 @@ impl Slot {
             success_threshold: 1,
             reset_timeout: Duration::ZERO,
             now: self.now(),
+            ..Limits::DEFAULT
         };
         self.fallback.apply(Op::Force(self.fallback_state), &limits);
     }
@@ -1095,6 +1096,7 @@ mod tests {
             success_threshold: 1,
             reset_timeout: Duration::from_secs(60),
             now: slot.now(),
+            ..Limits::DEFAULT
         };
         let applied = slot.apply_fallback(Op::Force(State::Open), &limits);
         assert_ne!(applied.before.state, applied.after.state);
