@@ -24,6 +24,7 @@ pub use crate::autoref::{
 pub use crate::builder::CircuitBreakerBuilder as Builder;
 pub use crate::iter::GuardedIter;
 pub use crate::registry::declared::{Configure, Declaration, Registration, Site};
+pub use crate::state::Backoff;
 
 use crate::breaker::CircuitBreaker;
 use crate::error::{CircuitBreakerError, Error};

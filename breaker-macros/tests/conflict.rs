@@ -60,6 +60,8 @@ static INVALID: breaker::__private::Declaration = breaker::__private::Declaratio
     storage: None,
     listeners: None,
     clock: None,
+    half_open_calls: None,
+    backoff: None,
 };
 breaker::__private::inventory::submit! {
     breaker::__private::Registration(&INVALID)

@@ -47,6 +47,10 @@ pub struct Declaration {
     pub listeners: Option<Configure>,
     /// `clock = path`: the function, shown, and the builder step it makes.
     pub clock: Option<Configure>,
+    /// `half_open_calls = ..`
+    pub half_open_calls: Option<u32>,
+    /// `backoff = exponential(..)` and `jitter = ..`, together.
+    pub backoff: Option<crate::state::Backoff>,
 }
 
 /// A declaration's entry in the link-time list.
@@ -237,6 +241,16 @@ fn merge(
         clock,
         |v: &Configure| v.0.to_owned(),
         |b: Builder, v: &Configure| (v.1)(b)
+    );
+    merge!(
+        half_open_calls,
+        |v: &u32| v.to_string(),
+        |b: Builder, v: &u32| b.half_open_calls(*v)
+    );
+    merge!(
+        backoff,
+        |v: &crate::state::Backoff| format!("{v:?}"),
+        |b: Builder, v: &crate::state::Backoff| b.backoff(*v)
     );
     if let Some(clock) = clock {
         builder = builder.clock(clock.clone());
