@@ -140,8 +140,10 @@ impl CircuitBreakerBuilder {
     /// cb.half_open();
     /// let both = cb.call(|| {
     ///     // A second trial runs while the first does; a third is rejected.
-    ///     let second = cb.call(|| Ok::<_, &str>(2));
-    ///     assert!(cb.call(|| Ok::<_, &str>(3)).unwrap_err().is_open());
+    ///     let second = cb.call(|| {
+    ///         assert!(cb.call(|| Ok::<_, &str>(3)).unwrap_err().is_open());
+    ///         Ok::<_, &str>(2)
+    ///     });
     ///     second.map_err(|_| "second")
     /// });
     /// assert_eq!(both.unwrap(), 2);
