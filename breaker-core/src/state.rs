@@ -746,3 +746,147 @@ pub(crate) fn ceil_millis(d: Duration) -> Duration {
     let ms = d.as_nanos().div_ceil(1_000_000);
     Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GROWING: Policy = Policy {
+        half_open_calls: 3,
+        backoff: Backoff::exponential(2.0, Duration::from_secs(600)),
+    };
+
+    fn limits(policy: &Policy) -> Limits<'_> {
+        Limits {
+            fail_max: 1,
+            success_threshold: 5,
+            reset_timeout: Duration::from_secs(10),
+            now: Duration::from_secs(1_000),
+            policy,
+        }
+    }
+
+    fn half_open(generation: u64) -> Snapshot {
+        Snapshot {
+            state: State::HalfOpen,
+            generation,
+            fail_counter: 7,
+            ..Snapshot::INITIAL
+        }
+    }
+
+    #[test]
+    fn a_storage_that_keeps_only_the_flag_counts_it_as_one_trial() {
+        let flag_only = Snapshot {
+            trial: true,
+            ..half_open(4)
+        };
+        let one = limits(&Policy::DEFAULT);
+        assert!(matches!(
+            step(&flag_only, Op::Admit, &one).1,
+            Outcome::Rejected {
+                reason: Reason::TrialInProgress
+            }
+        ));
+        let (next, out) = step(&flag_only, Op::Admit, &limits(&GROWING));
+        assert!(matches!(out, Outcome::Admitted { trial: true, .. }));
+        assert_eq!((next.trials, next.trial), (2, true));
+    }
+
+    #[test]
+    fn half_open_keeps_the_failure_count_only_with_one_trial_and_no_reopening() {
+        let l = limits(&GROWING);
+        // One trial: kept, as pybreaker keeps it.
+        let (one, _) = step(&half_open(4), Op::Admit, &l);
+        assert_eq!((one.trials, one.fail_counter), (1, 7));
+        // A second: not kept, and not restored when it finishes.
+        let (two, _) = step(&one, Op::Admit, &l);
+        assert_eq!((two.trials, two.fail_counter), (2, 0));
+        let cancel = Op::Cancel { generation: 4 };
+        let (back, _) = step(&two, cancel, &l);
+        assert_eq!((back.trials, back.fail_counter), (1, 0));
+        // A trial failure opens with one failure.
+        let failure = Op::Failure {
+            generation: 4,
+            trial: true,
+        };
+        let (open, _) = step(&back, failure, &l);
+        assert_eq!(
+            (open.state, open.fail_counter, open.reopens),
+            (State::Open, 1, 1)
+        );
+    }
+
+    #[test]
+    fn reopenings_are_counted_only_under_a_growing_backoff() {
+        let open = Snapshot {
+            state: State::Open,
+            generation: 2,
+            reopens: 3,
+            opened_at: Some(Duration::from_secs(1)),
+            ..Snapshot::INITIAL
+        };
+        let force = Op::Force(State::Open);
+        assert_eq!(step(&open, force, &limits(&GROWING)).0.reopens, 4);
+        assert_eq!(step(&open, force, &limits(&Policy::DEFAULT)).0.reopens, 0);
+        // Kept through half-open, reset by closing, capped.
+        let (half, _) = step(&open, Op::Force(State::HalfOpen), &limits(&GROWING));
+        assert_eq!(half.reopens, 3);
+        assert_eq!(step(&half, Op::Reset, &limits(&GROWING)).0.reopens, 0);
+        let most = Snapshot {
+            reopens: MAX_REOPENS as u16,
+            ..open
+        };
+        assert_eq!(
+            u32::from(step(&most, force, &limits(&GROWING)).0.reopens),
+            MAX_REOPENS
+        );
+    }
+
+    #[test]
+    fn the_open_period_in_force_decides_admission() {
+        let l = limits(&GROWING);
+        let open = Snapshot {
+            state: State::Open,
+            generation: 2,
+            reopens: 2,
+            opened_at: Some(l.now),
+            ..Snapshot::INITIAL
+        };
+        assert_eq!(l.open_period(&open), Duration::from_secs(40));
+        let early = Limits {
+            now: l.now + Duration::from_millis(39_999),
+            ..l
+        };
+        assert!(matches!(
+            step(&open, Op::Admit, &early).1,
+            Outcome::Rejected { .. }
+        ));
+        let due = Limits {
+            now: l.now + Duration::from_secs(40),
+            ..l
+        };
+        assert!(matches!(
+            step(&open, Op::Admit, &due).1,
+            Outcome::Admitted { trial: true, .. }
+        ));
+    }
+
+    #[test]
+    fn a_cap_below_the_reset_timeout_never_shortens_the_period() {
+        let backoff = Backoff::exponential(2.0, Duration::from_secs(5));
+        let period = backoff.period(Duration::from_secs(10), 3, 0);
+        assert_eq!(period, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn jitter_is_drawn_from_the_low_32_bits_of_the_generation() {
+        let backoff = Backoff::constant().jitter(0.5);
+        let base = Duration::from_secs(10);
+        assert_eq!(
+            backoff.period(base, 0, 7),
+            backoff.period(base, 0, 7 + (1 << 32))
+        );
+        assert_ne!(backoff.period(base, 0, 7), backoff.period(base, 0, 8));
+    }
+}
