@@ -211,6 +211,7 @@ impl Slot {
             // A lease that ran out frees the trial place without a write.
             let until = shift(v.trial_until_ms, self.offset_ms.load(Ordering::Relaxed));
             snap.trial = until > self.now();
+            snap.trials = u16::from(snap.trial);
         }
         snap
     }
