@@ -8,9 +8,9 @@ pub use breaker_macros::circuit_breaker;
 
 #[doc(inline)]
 pub use breaker_core::{
-    clock, hint, keyed, listener, parse_duration, registry, storage, CircuitBreaker,
+    clock, hint, keyed, listener, parse_duration, registry, storage, Backoff, CircuitBreaker,
     CircuitBreakerBuilder, CircuitBreakerError, ConfigError, DurationError, Error, ErrorView,
-    Failure, Listener, MemoryStorage, ParseStateError, Reason, State,
+    Failure, Listener, MemoryStorage, Number, ParseStateError, Reason, State,
 };
 
 #[cfg(feature = "redis")]

@@ -22,7 +22,7 @@ use std::time::{Duration, UNIX_EPOCH};
 mod common;
 
 use breaker::clock::ManualClock;
-use breaker::{CircuitBreaker, Error, Failure, Listener, Reason, State};
+use breaker::{Backoff, CircuitBreaker, Error, Failure, Listener, Reason, State};
 use common::Backend;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -118,6 +118,25 @@ struct Config {
     reset_timeout: Duration,
     throw_on_trip: bool,
     start: Duration,
+    /// Trials half-open admits at once.
+    half_open_calls: u32,
+    /// An exponential backoff's factor and cap; `None`: constant.
+    backoff: Option<(f64, Duration)>,
+}
+
+impl Config {
+    /// The consecutive policy's defaults beyond the settings given.
+    fn consecutive(fail_max: u32, success_threshold: u32, reset_timeout: Duration) -> Self {
+        Config {
+            fail_max,
+            success_threshold,
+            reset_timeout,
+            throw_on_trip: true,
+            start: Duration::from_secs(1_000_000_000),
+            half_open_calls: 1,
+            backoff: None,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -126,9 +145,14 @@ struct Config {
 //   that brings it to fail_max opens the circuit;
 // - open: rejected until reset_timeout has passed since opened_at; the first
 //   call after that moves to half-open and runs as the trial;
-// - half-open: one trial at a time; a trial success increments
-//   success_counter and at success_threshold closes; a trial failure opens
-//   again and increments fail_counter;
+// - half-open: up to half_open_calls trials at a time; a trial success
+//   increments success_counter and at success_threshold closes; a trial
+//   failure opens again and increments fail_counter (which half-open keeps
+//   only while at most one trial runs and no re-opening was counted:
+//   otherwise it is 0 there, Snapshot::fail_counter);
+// - the k-th consecutive re-opening without a close stays open
+//   min(reset_timeout * factor^k, max) under an exponential backoff (k = 0
+//   for an opening from closed), rounded up to the millisecond;
 // - excluded errors count as successes; a panic is a failure;
 // - results of calls admitted before a transition do not count after it
 //   (every manual open/close/half_open/reset is a transition too);
@@ -179,7 +203,12 @@ struct Model {
     success_counter: u32,
     /// Which transition we are in: results from another one are ignored.
     epoch: u64,
-    trial_running: bool,
+    /// Trials running now.
+    trials: u32,
+    /// Consecutive re-openings (counted only under a growing backoff).
+    reopens: u32,
+    half_open_calls: u32,
+    backoff: Option<(f64, Duration)>,
     opened_at: Option<Duration>,
     fail_max: u32,
     success_threshold: u32,
@@ -205,7 +234,10 @@ impl Model {
             fail_counter: 0,
             success_counter: 0,
             epoch: 0,
-            trial_running: false,
+            trials: 0,
+            reopens: 0,
+            half_open_calls: cfg.half_open_calls,
+            backoff: cfg.backoff,
             opened_at: None,
             fail_max: cfg.fail_max,
             success_threshold: cfg.success_threshold,
@@ -220,8 +252,15 @@ impl Model {
         let from = self.state;
         self.state = to;
         self.epoch += 1;
-        self.trial_running = false;
+        self.trials = 0;
         self.success_counter = 0;
+        self.reopens = match (from, to) {
+            (_, State::Closed) | (State::Closed, _) => 0,
+            _ if self.backoff.is_none() => 0,
+            (_, State::Open) => self.reopens + 1,
+            (_, State::HalfOpen) => self.reopens,
+        };
+        self.forget_failures();
         match to {
             State::Closed => {
                 self.fail_counter = 0;
@@ -235,12 +274,34 @@ impl Model {
         }
     }
 
+    /// Half-open with several trials, or after a counted re-opening,
+    /// keeps no failure count.
+    fn forget_failures(&mut self) {
+        if self.state == State::HalfOpen && (self.trials > 1 || self.reopens > 0) {
+            self.fail_counter = 0;
+        }
+    }
+
+    /// The open period in force.
+    fn period(&self) -> Duration {
+        match self.backoff {
+            None => self.reset_timeout,
+            Some((factor, max)) => {
+                let base = self.reset_timeout.as_secs_f64();
+                let grown = base * factor.powi(self.reopens as i32);
+                round_up_to_ms(Duration::from_secs_f64(
+                    grown.min(max.as_secs_f64().max(base)),
+                ))
+            }
+        }
+    }
+
     /// Time until the trial is due (the deadline decides admission).
     fn retry_after(&self) -> Option<Duration> {
         match self.state {
             State::Open => {
                 let at = self.opened_at.expect("open without opened_at");
-                Some((at + self.reset_timeout).saturating_sub(self.now))
+                Some((at + self.period()).saturating_sub(self.now))
             }
             _ => None,
         }
@@ -249,7 +310,7 @@ impl Model {
     /// The `retry_after` a caller is shown: never more than the open period
     /// (the opening time's round-up to the millisecond does not show).
     fn shown_retry_after(&self) -> Option<Duration> {
-        self.retry_after().map(|d| d.min(self.reset_timeout))
+        self.retry_after().map(|d| d.min(self.period()))
     }
 
     fn admit(&mut self) -> Verdict {
@@ -264,18 +325,19 @@ impl Model {
                     };
                 }
                 self.enter(State::HalfOpen);
-                self.trial_running = true;
+                self.trials = 1;
                 true
             }
             State::HalfOpen => {
-                if self.trial_running {
+                if self.trials >= self.half_open_calls {
                     return Verdict::Reject {
                         state: State::HalfOpen,
                         reason: Reason::TrialInProgress,
                         retry_after: None,
                     };
                 }
-                self.trial_running = true;
+                self.trials += 1;
+                self.forget_failures();
                 true
             }
         };
@@ -291,7 +353,7 @@ impl Model {
     fn cancel(&mut self, ticket: Ticket) {
         if ticket.trial && ticket.epoch == self.epoch {
             assert_eq!(self.state, State::HalfOpen);
-            self.trial_running = false;
+            self.trials -= 1;
         }
     }
 
@@ -304,7 +366,7 @@ impl Model {
                     State::Closed => self.fail_counter = 0,
                     State::HalfOpen => {
                         assert!(ticket.trial);
-                        self.trial_running = false;
+                        self.trials -= 1;
                         self.success_counter += 1;
                         if self.success_counter >= self.success_threshold {
                             self.enter(State::Closed);
@@ -402,6 +464,11 @@ impl Harness {
             .success_threshold(cfg.success_threshold)
             .reset_timeout(cfg.reset_timeout)
             .throw_new_error_on_trip(cfg.throw_on_trip)
+            .half_open_calls(cfg.half_open_calls)
+            .backoff(match cfg.backoff {
+                None => Backoff::constant(),
+                Some((factor, max)) => Backoff::exponential(factor, max),
+            })
             .exclude::<Ignored>()
             .clock(clock.clone())
             .listener_arc(seen.clone() as Arc<dyn Listener>);
@@ -611,7 +678,9 @@ impl Harness {
         assert_eq!(snap.state, m.state, "{ctx}");
         assert_eq!(cb.fail_counter(), m.fail_counter, "{ctx}");
         assert_eq!(cb.success_counter(), m.success_counter, "{ctx}");
-        assert_eq!(snap.trial, m.trial_running, "{ctx}");
+        assert_eq!(snap.trial, m.trials > 0, "{ctx}");
+        assert_eq!(snap.running_trials(), m.trials, "{ctx}");
+        assert_eq!(u32::from(snap.reopens), m.reopens, "{ctx}");
         assert_eq!(
             cb.opened_at(),
             m.opened_at.map(|d| UNIX_EPOCH + d),
@@ -707,9 +776,23 @@ fn config() -> impl Strategy<Value = Config> {
         reset_timeout(),
         prop_oneof![3 => Just(true), 1 => Just(false)],
         0u64..2_000_000,
+        prop_oneof![2 => Just(1u32), 1 => 2u32..=3],
+        prop_oneof![
+            2 => Just(None),
+            1 => (prop_oneof![Just(1.0), Just(2.0), Just(1.5)], 0u64..200)
+                .prop_map(|(factor, extra)| Some((factor, extra))),
+        ],
     )
         .prop_map(
-            |(fail_max, success_threshold, reset_timeout, throw_on_trip, micros)| Config {
+            |(
+                fail_max,
+                success_threshold,
+                reset_timeout,
+                throw_on_trip,
+                micros,
+                half_open_calls,
+                backoff,
+            )| Config {
                 fail_max,
                 success_threshold,
                 reset_timeout,
@@ -717,6 +800,10 @@ fn config() -> impl Strategy<Value = Config> {
                 // 10^9 s after the epoch, plus a sub-second offset that is
                 // usually not a whole number of milliseconds.
                 start: Duration::from_secs(1_000_000_000) + Duration::from_micros(micros),
+                half_open_calls,
+                // The cap: the reset timeout and up to 200 s more.
+                backoff: backoff
+                    .map(|(factor, extra)| (factor, reset_timeout + Duration::from_secs(extra))),
             },
         )
 }
@@ -756,13 +843,7 @@ proptest! {
 /// show the time of the earlier open (the generic path did not).
 #[test]
 fn half_open_from_closed_has_no_stale_opened_at() {
-    let cfg = Config {
-        fail_max: 1,
-        success_threshold: 1,
-        reset_timeout: Duration::ZERO,
-        throw_on_trip: true,
-        start: Duration::from_secs(1_000_000_000),
-    };
+    let cfg = Config::consecutive(1, 1, Duration::ZERO);
     let actions = [
         Action::Nested(Res::Ok, vec![Action::Open]),
         Action::Call(Res::Ok),

@@ -29,6 +29,7 @@ use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
 use crate::recording::Recorded;
 use crate::state::{Op, Outcome, Reason, State};
+use crate::sync::Ordering;
 
 /// Admission to run one call: the generation it reports under, and whether it
 /// runs as the half-open trial.
@@ -128,7 +129,12 @@ impl CircuitBreaker {
     #[inline(always)]
     pub(crate) fn decide<V: Verdict>(&self) -> V {
         let timeout = self.reset_timeout_nanos();
-        match self.shared.backend.glance(timeout, &self.shared.clock) {
+        let backoff = self.growing_backoff();
+        match self
+            .shared
+            .backend
+            .glance(timeout, backoff.as_ref(), &self.shared.clock)
+        {
             Glance::Closed(generation) => V::admitted(Ticket::closed(generation)),
             Glance::Open(retry_nanos) => self.reject(|| {
                 CircuitBreakerError::with_retry_nanos(
@@ -152,18 +158,18 @@ impl CircuitBreaker {
                 // Far from the deadline, the cheap coarse reading decides;
                 // near it, the precise one, so the trial is never early.
                 let (coarse, lag) = self.shared.clock.coarse_nanos();
-                let coarse = snap.retry_after(self.reset_timeout(), Duration::from_nanos(coarse));
+                let coarse = self.retry_after_of(&snap, Duration::from_nanos(coarse));
                 if coarse.is_some_and(|d| d > Duration::from_nanos(lag)) {
                     return self.reject(|| self.open_error(coarse));
                 }
-                let retry_after = snap.retry_after(self.reset_timeout(), self.now());
+                let retry_after = self.retry_after_of(&snap, self.now());
                 if retry_after == Some(Duration::ZERO) {
                     V::trial(self)
                 } else {
                     self.reject(|| self.open_error(retry_after))
                 }
             }
-            State::HalfOpen if snap.trial => {
+            State::HalfOpen if snap.running_trials() >= self.half_open_calls_now() => {
                 self.reject(|| self.error(State::HalfOpen, Reason::TrialInProgress, None))
             }
             State::HalfOpen => V::trial(self),
@@ -178,7 +184,7 @@ impl CircuitBreaker {
         let verdict = match outcome {
             Outcome::Admitted { generation, trial } => Ok(Ticket { generation, trial }),
             Outcome::Rejected { reason } => {
-                let retry_after = after.retry_after(self.reset_timeout(), self.now());
+                let retry_after = self.retry_after_of(&after, self.now());
                 Err(self.error(after.state, reason, retry_after))
             }
             other => unreachable!("Op::Admit cannot give {other:?}"),
@@ -239,16 +245,26 @@ impl CircuitBreaker {
         self.error(State::Open, Reason::TimeoutNotElapsed, retry_after)
     }
 
-    /// An error of this breaker; `retry_after` is clamped to the open
-    /// period in force (a millisecond's rounding of when the circuit opened,
-    /// or the coarse clock's lag, would otherwise show through).
+    /// Trials half-open admits at once, read on the consecutive policy's
+    /// path from one flag.
+    fn half_open_calls_now(&self) -> u32 {
+        if self.shared.default_policy.load(Ordering::Relaxed) {
+            1
+        } else {
+            self.half_open_calls()
+        }
+    }
+
+    /// An error of this breaker; `retry_after` comes clamped to the open
+    /// period in force ([`retry_after_of`](Self::retry_after_of): a
+    /// millisecond's rounding of when the circuit opened, or the coarse
+    /// clock's lag, would otherwise show through).
     pub(crate) fn error(
         &self,
         state: State,
         reason: Reason,
         retry_after: Option<Duration>,
     ) -> CircuitBreakerError {
-        let retry_after = retry_after.map(|d| d.min(self.reset_timeout()));
         CircuitBreakerError::new(self.shared.name, state, reason, retry_after)
     }
 }

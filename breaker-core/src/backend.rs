@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use crate::announce::Announcer;
 use crate::clock::ClockImpl;
+use crate::error::ConfigError;
 use crate::memory::MemoryStorage;
 use crate::recording::Panic;
-use crate::state::{Limits, Op, Snapshot, State};
+use crate::state::{Backoff, Limits, Op, Policy, Snapshot, State};
 use crate::storage::{Applied, ApplyFuture, Binding, Storage};
 
 /// What [`Backend::glance`] saw.
@@ -96,13 +97,18 @@ impl Backend {
     /// closed state (from its [`Storage::closed_hint`]), or an open circuit
     /// on the memory storage far from its deadline (on the coarse clock).
     #[inline(always)]
-    pub(crate) fn glance(&self, timeout_ns: u64, clock: &ClockImpl) -> Glance {
+    pub(crate) fn glance(
+        &self,
+        timeout_ns: u64,
+        backoff: Option<&Backoff>,
+        clock: &ClockImpl,
+    ) -> Glance {
         match self {
             Backend::Custom(s) => match s.closed_hint() {
                 Some(hint) => Glance::Closed(hint.generation),
                 None => Glance::Unknown,
             },
-            Backend::Memory(m, _) => match m.open_rejection(timeout_ns, clock) {
+            Backend::Memory(m, _) => match m.open_rejection(timeout_ns, backoff, clock) {
                 Some(retry_nanos) => Glance::Open(retry_nanos),
                 None => Glance::Unknown,
             },
@@ -131,7 +137,12 @@ impl Backend {
     /// Applies `op`; `now` reads the time, which the memory storage does
     /// only when the outcome depends on it.
     #[inline(always)]
-    pub(crate) fn apply(&self, op: Op, limits: Limits, now: impl FnOnce() -> Duration) -> Applied {
+    pub(crate) fn apply(
+        &self,
+        op: Op,
+        limits: Limits<'_>,
+        now: impl FnOnce() -> Duration,
+    ) -> Applied {
         match self {
             Backend::Memory(m, _) => m.apply_timed(op, &limits, Some(now)),
             Backend::Custom(s) => s.apply(
@@ -146,10 +157,19 @@ impl Backend {
 
     /// A custom storage's future of `op` (whose `limits` carry the time);
     /// `None` on the memory storage, which applies at once.
-    pub(crate) fn apply_async(&self, op: Op, limits: Limits) -> Option<ApplyFuture<'_>> {
+    pub(crate) fn apply_async(&self, op: Op, limits: Limits<'_>) -> Option<ApplyFuture<'_>> {
         match self {
             Backend::Custom(s) => Some(s.apply_async(op, limits)),
             Backend::Memory(..) => None,
+        }
+    }
+
+    /// Whether this storage can apply `policy`: the memory storage applies
+    /// every one; a custom storage says ([`Storage::check_policy`]).
+    pub(crate) fn check_policy(&self, policy: &Policy) -> Result<(), ConfigError> {
+        match self {
+            Backend::Memory(..) => Ok(()),
+            Backend::Custom(s) => s.check_policy(policy),
         }
     }
 

@@ -14,14 +14,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 
 use crate::backend::Backend;
-use crate::builder::{check_fail_max, check_success_threshold, CircuitBreakerBuilder};
+use crate::builder::{
+    check_backoff, check_fail_max, check_half_open_calls, check_success_threshold,
+    CircuitBreakerBuilder,
+};
 use crate::clock::ClockImpl;
 use crate::error::ConfigError;
 use crate::exclude::Exclusion;
 use crate::listener::Listener;
 use crate::name::Name;
-use crate::state::{Limits, Op, Snapshot, State};
+use crate::state::{Backoff, Limits, Op, Policy, Snapshot, State};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
+
+/// A read of a breaker's policy.
+pub(crate) type PolicyGuard = arc_swap::Guard<Arc<Policy>>;
 
 /// A breaker's state and settings, shared by every handle on it.
 pub(crate) struct Shared {
@@ -32,6 +38,10 @@ pub(crate) struct Shared {
     pub(crate) success_threshold: AtomicU32,
     pub(crate) reset_timeout_ns: AtomicU64,
     pub(crate) throw_on_trip: AtomicBool,
+    /// Whether `policy` is [`Policy::DEFAULT`]: the consecutive policy's
+    /// paths read this flag, not the policy.
+    pub(crate) default_policy: AtomicBool,
+    pub(crate) policy: ArcSwap<Policy>,
     /// Whether `listeners` is not empty: the hot path reads this flag, not
     /// the list.
     pub(crate) listening: AtomicBool,
@@ -226,11 +236,38 @@ impl CircuitBreaker {
     /// assert_eq!(cb.retry_after(), Some(Duration::from_secs(15)));
     /// ```
     pub fn retry_after(&self) -> Option<Duration> {
-        let timeout = self.reset_timeout();
-        // Never more than the open period (the opening time is rounded up
-        // to the millisecond).
-        let left = self.snapshot().retry_after(timeout, self.now());
-        left.map(|d| d.min(timeout))
+        self.retry_after_of(&self.snapshot(), self.now())
+    }
+
+    /// Time until the next trial of the circuit in `snap`, at `now`: never
+    /// more than the open period in force (the opening time is rounded up
+    /// to the millisecond).
+    pub(crate) fn retry_after_of(&self, snap: &Snapshot, now: Duration) -> Option<Duration> {
+        let period = self.open_period(snap);
+        snap.retry_after(period, now).map(|d| d.min(period))
+    }
+
+    /// How long the circuit in `snap` stays open: the reset timeout, or
+    /// what a growing backoff makes of it.
+    pub(crate) fn open_period(&self, snap: &Snapshot) -> Duration {
+        match self.growing_backoff() {
+            None => self.reset_timeout(),
+            Some(b) => b.period(
+                self.reset_timeout(),
+                u32::from(snap.reopens),
+                snap.generation,
+            ),
+        }
+    }
+
+    /// The backoff, unless it keeps every open period at the reset timeout.
+    #[inline(always)]
+    pub(crate) fn growing_backoff(&self) -> Option<Backoff> {
+        if self.shared.default_policy.load(Ordering::Relaxed) {
+            return None;
+        }
+        let backoff = self.shared.policy.load().backoff;
+        (!backoff.is_constant()).then_some(backoff)
     }
 
     /// Consecutive failures that open the circuit.
@@ -338,6 +375,104 @@ impl CircuitBreaker {
         self.shared
             .success_threshold
             .store(check_success_threshold(n)?, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Trial calls admitted at once in half-open.
+    ///
+    /// # Example
+    /// ```
+    /// let cb = breaker::CircuitBreaker::builder("db").half_open_calls(3).build();
+    /// assert_eq!(cb.half_open_calls(), 3);
+    /// ```
+    pub fn half_open_calls(&self) -> u32 {
+        self.policy().half_open_calls
+    }
+
+    /// Changes how many trials half-open admits at once; trials running
+    /// now finish, and new ones are admitted while fewer than `n` run.
+    ///
+    /// # Errors
+    /// [`ConfigError::HalfOpenCalls`] if `n` is 0 or above 255, and
+    /// [`ConfigError::Unsupported`] on a storage that cannot apply it;
+    /// nothing changes.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, ConfigError};
+    ///
+    /// let cb = CircuitBreaker::new("db");
+    /// cb.set_half_open_calls(4)?;
+    /// assert_eq!(cb.half_open_calls(), 4);
+    /// assert_eq!(cb.set_half_open_calls(0), Err(ConfigError::HalfOpenCalls { value: 0 }));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn set_half_open_calls(&self, n: u32) -> Result<(), ConfigError> {
+        let half_open_calls = check_half_open_calls(n)?;
+        self.update_policy(|p| p.half_open_calls = half_open_calls)
+    }
+
+    /// How the open period grows with consecutive re-openings.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{Backoff, CircuitBreaker};
+    /// use std::time::Duration;
+    ///
+    /// let backoff = Backoff::exponential(2.0, Duration::from_secs(600));
+    /// let cb = CircuitBreaker::builder("db").backoff(backoff).build();
+    /// assert_eq!(cb.backoff(), backoff);
+    /// ```
+    pub fn backoff(&self) -> Backoff {
+        self.policy().backoff
+    }
+
+    /// Changes the backoff; it applies from the next opening on (the open
+    /// period in force now is kept). A `max` below a reset timeout set
+    /// later acts as the reset timeout.
+    ///
+    /// # Errors
+    /// [`ConfigError::BackoffFactor`], [`ConfigError::BackoffMax`] (below
+    /// the current reset timeout) or [`ConfigError::Jitter`] for a bad
+    /// value, [`ConfigError::Unsupported`] on a storage that cannot apply
+    /// it; nothing changes.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{clock::ManualClock, Backoff, CircuitBreaker, ConfigError};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .reset_timeout(Duration::from_secs(10))
+    ///     .clock(clock.clone())
+    ///     .build();
+    /// cb.set_backoff(Backoff::exponential(2.0, Duration::from_secs(60)))?;
+    /// cb.open();
+    /// cb.open(); // a re-opening without a close: twice as long
+    /// assert_eq!(cb.retry_after(), Some(Duration::from_secs(20)));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn set_backoff(&self, backoff: Backoff) -> Result<(), ConfigError> {
+        let backoff = check_backoff(backoff, self.reset_timeout())?;
+        self.update_policy(|p| p.backoff = backoff)
+    }
+
+    /// The policy in force.
+    pub(crate) fn policy(&self) -> Policy {
+        **self.shared.policy.load()
+    }
+
+    /// Changes the policy, if the storage can apply the result.
+    fn update_policy(&self, change: impl FnOnce(&mut Policy)) -> Result<(), ConfigError> {
+        let _edit = self.edit();
+        let mut policy = self.policy();
+        change(&mut policy);
+        self.shared.backend.check_policy(&policy)?;
+        self.shared.policy.store(Arc::new(policy));
+        self.shared
+            .default_policy
+            .store(policy.is_default(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -603,13 +738,27 @@ impl CircuitBreaker {
         self.shared.clock.now()
     }
 
-    /// The settings a transition depends on, at `now`.
-    pub(crate) fn limits_at(&self, now: Duration) -> Limits {
+    /// The policy beyond the consecutive one's: on the consecutive
+    /// policy's path one flag read and a static; otherwise the shared one,
+    /// its guard kept in `slot`.
+    #[inline(always)]
+    pub(crate) fn policy_in<'a>(&'a self, slot: &'a mut Option<PolicyGuard>) -> &'a Policy {
+        if self.shared.default_policy.load(Ordering::Relaxed) {
+            &Policy::DEFAULT
+        } else {
+            slot.insert(self.shared.policy.load())
+        }
+    }
+
+    /// The settings a transition depends on, at `now`, with `policy`.
+    #[inline(always)]
+    pub(crate) fn limits_at<'a>(&self, now: Duration, policy: &'a Policy) -> Limits<'a> {
         Limits {
             fail_max: self.fail_max(),
             success_threshold: self.success_threshold(),
             reset_timeout: self.reset_timeout(),
             now,
+            policy,
         }
     }
 
@@ -655,6 +804,8 @@ impl fmt::Debug for CircuitBreaker {
             .field("fail_max", &self.fail_max())
             .field("reset_timeout", &self.reset_timeout())
             .field("success_threshold", &self.success_threshold())
+            .field("half_open_calls", &self.half_open_calls())
+            .field("backoff", &self.backoff())
             .finish_non_exhaustive()
     }
 }

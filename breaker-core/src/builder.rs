@@ -17,7 +17,7 @@ use crate::exclude::Exclusion;
 use crate::listener::Listener;
 use crate::memory::MemoryStorage;
 use crate::name::Name;
-use crate::state::{MAX_FAIL_MAX, MAX_SUCCESS_THRESHOLD};
+use crate::state::{Backoff, Policy, MAX_FAIL_MAX, MAX_HALF_OPEN_CALLS, MAX_SUCCESS_THRESHOLD};
 use crate::storage::{Binding, Storage};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex};
 
@@ -43,6 +43,8 @@ pub struct CircuitBreakerBuilder {
     fail_max: u32,
     reset_timeout: Duration,
     success_threshold: u32,
+    half_open_calls: u32,
+    backoff: Backoff,
     throw_on_trip: bool,
     exclusions: Vec<Exclusion>,
     listeners: Vec<Arc<dyn Listener>>,
@@ -59,6 +61,8 @@ impl CircuitBreakerBuilder {
             fail_max: 5,
             reset_timeout: Duration::from_secs(60),
             success_threshold: 1,
+            half_open_calls: 1,
+            backoff: Backoff::constant(),
             throw_on_trip: true,
             exclusions: Vec::new(),
             listeners: Vec::new(),
@@ -123,6 +127,61 @@ impl CircuitBreakerBuilder {
     /// ```
     pub fn success_threshold(mut self, n: u32) -> Self {
         self.success_threshold = n;
+        self
+    }
+
+    /// Trial calls admitted at once in half-open (default 1, at most 255).
+    /// Any trial failure opens the circuit again; `success_threshold`
+    /// trial successes close it (it may exceed `half_open_calls`: trials
+    /// are admitted as places free up).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    ///
+    /// let cb = CircuitBreaker::builder("db").half_open_calls(2).success_threshold(2).build();
+    /// cb.half_open();
+    /// let both = cb.call(|| {
+    ///     // A second trial runs while the first does; a third is rejected.
+    ///     let second = cb.call(|| {
+    ///         assert!(cb.call(|| Ok::<_, &str>(3)).unwrap_err().is_open());
+    ///         Ok::<_, &str>(2)
+    ///     });
+    ///     second.map_err(|_| "second")
+    /// });
+    /// assert_eq!(both.unwrap(), 2);
+    /// assert_eq!(cb.current_state(), State::Closed); // two trial successes
+    /// ```
+    pub fn half_open_calls(mut self, n: u32) -> Self {
+        self.half_open_calls = n;
+        self
+    }
+
+    /// How the open period grows when the circuit opens again without
+    /// closing in between (default [`Backoff::constant()`]: always the
+    /// reset timeout). [`retry_after`](CircuitBreaker::retry_after) reports
+    /// the period in force.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{clock::ManualClock, Backoff, CircuitBreaker};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .fail_max(1)
+    ///     .reset_timeout(Duration::from_secs(10))
+    ///     .backoff(Backoff::exponential(2.0, Duration::from_secs(600)))
+    ///     .clock(clock.clone())
+    ///     .build();
+    /// let _ = cb.call(|| Err::<(), _>("down"));
+    /// assert_eq!(cb.retry_after(), Some(Duration::from_secs(10)));
+    /// clock.advance(Duration::from_secs(10));
+    /// let _ = cb.call(|| Err::<(), _>("still down")); // the trial fails
+    /// assert_eq!(cb.retry_after(), Some(Duration::from_secs(20)));
+    /// ```
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
         self
     }
 
@@ -321,7 +380,10 @@ impl CircuitBreakerBuilder {
     /// The breaker, or what is wrong with the settings.
     ///
     /// # Errors
-    /// [`ConfigError`] when `fail_max` or `success_threshold` is out of range.
+    /// [`ConfigError`] when `fail_max`, `success_threshold` or
+    /// `half_open_calls` is out of range, when the backoff's factor is
+    /// below 1, its `max` below the reset timeout or its jitter outside
+    /// `[0, 1)`, and when the storage cannot apply the policy.
     ///
     /// # Example
     /// ```
@@ -338,11 +400,16 @@ impl CircuitBreakerBuilder {
     pub fn try_build(self) -> Result<CircuitBreaker, ConfigError> {
         let fail_max = check_fail_max(self.fail_max)?;
         let success_threshold = check_success_threshold(self.success_threshold)?;
+        let policy = Policy {
+            half_open_calls: check_half_open_calls(self.half_open_calls)?,
+            backoff: check_backoff(self.backoff, self.reset_timeout)?,
+        };
         let listening = !self.listeners.is_empty();
         let excluding = !self.exclusions.is_empty();
         let backend = self
             .storage
             .unwrap_or_else(|| Backend::memory(MemoryStorage::new()));
+        backend.check_policy(&policy)?;
         let shared = Arc::new(Shared {
             backend,
             name: self.name,
@@ -353,6 +420,8 @@ impl CircuitBreakerBuilder {
             success_threshold: AtomicU32::new(success_threshold),
             reset_timeout_ns: AtomicU64::new(saturating_nanos(self.reset_timeout)),
             throw_on_trip: AtomicBool::new(self.throw_on_trip),
+            default_policy: AtomicBool::new(policy.is_default()),
+            policy: ArcSwap::from_pointee(policy),
             listening: AtomicBool::new(listening),
             listeners: ArcSwap::from_pointee(self.listeners),
             excluding: AtomicBool::new(excluding),
@@ -401,6 +470,8 @@ impl fmt::Debug for CircuitBreakerBuilder {
             .field("fail_max", &self.fail_max)
             .field("reset_timeout", &self.reset_timeout)
             .field("success_threshold", &self.success_threshold)
+            .field("half_open_calls", &self.half_open_calls)
+            .field("backoff", &self.backoff)
             .field("throw_new_error_on_trip", &self.throw_on_trip)
             .finish_non_exhaustive()
     }
@@ -422,4 +493,39 @@ pub(crate) fn check_success_threshold(value: u32) -> Result<u32, ConfigError> {
     } else {
         Err(ConfigError::SuccessThreshold { value })
     }
+}
+
+/// `half_open_calls`, if in range.
+pub(crate) fn check_half_open_calls(value: u32) -> Result<u32, ConfigError> {
+    if (1..=MAX_HALF_OPEN_CALLS).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::HalfOpenCalls { value })
+    }
+}
+
+/// `backoff`, if its factor is at least 1, its cap at least
+/// `reset_timeout` and its jitter in `[0, 1)` (a NaN is none of these).
+pub(crate) fn check_backoff(
+    backoff: Backoff,
+    reset_timeout: Duration,
+) -> Result<Backoff, ConfigError> {
+    let factor = backoff.factor();
+    if !(factor >= 1.0 && factor.is_finite()) {
+        return Err(ConfigError::BackoffFactor {
+            value: factor.into(),
+        });
+    }
+    if let Some(max) = backoff.max() {
+        if max < reset_timeout {
+            return Err(ConfigError::BackoffMax { max, reset_timeout });
+        }
+    }
+    let jitter = backoff.jitter_fraction();
+    if !(0.0..1.0).contains(&jitter) {
+        return Err(ConfigError::Jitter {
+            value: jitter.into(),
+        });
+    }
+    Ok(backoff)
 }

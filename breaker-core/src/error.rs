@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::name::Name;
-use crate::state::{Reason, State, MAX_FAIL_MAX, MAX_SUCCESS_THRESHOLD};
+use crate::state::{Reason, State, MAX_FAIL_MAX, MAX_HALF_OPEN_CALLS, MAX_SUCCESS_THRESHOLD};
 
 /// `Option<Duration>` in 8 bytes (nanoseconds plus one, saturating), so a
 /// rejected call's `Result` stays small.
@@ -374,6 +374,89 @@ pub enum ConfigError {
         /// The value given.
         value: u32,
     },
+    /// `half_open_calls` out of range.
+    #[error("half_open_calls must be between 1 and {max}, got {value}", max = MAX_HALF_OPEN_CALLS)]
+    HalfOpenCalls {
+        /// The value given.
+        value: u32,
+    },
+    /// A backoff factor below 1, or not a number.
+    #[error("backoff factor must be a finite number of at least 1, got {value}")]
+    BackoffFactor {
+        /// The value given.
+        value: Number,
+    },
+    /// A backoff's `max` below the reset timeout.
+    #[error("backoff max must be at least reset_timeout ({reset_timeout:?}), got {max:?}")]
+    BackoffMax {
+        /// The cap given.
+        max: Duration,
+        /// The reset timeout it is below.
+        reset_timeout: Duration,
+    },
+    /// A jitter outside `[0, 1)`, or not a number.
+    #[error("jitter must be at least 0 and below 1, got {value}")]
+    Jitter {
+        /// The value given.
+        value: Number,
+    },
+    /// The storage cannot apply this setting (yet); the breaker would
+    /// otherwise silently ignore it.
+    #[error("{storage} cannot apply {setting}: only the default trip policy")]
+    Unsupported {
+        /// The storage, as its type is named.
+        storage: &'static str,
+        /// The setting it cannot apply.
+        setting: &'static str,
+    },
+}
+
+/// A number a [`ConfigError`] reports, compared bit for bit (so that the
+/// error stays `Eq`, and a NaN equals itself); it prints as the number.
+///
+/// ```
+/// use breaker::{Backoff, CircuitBreaker, ConfigError, Number};
+/// use std::time::Duration;
+///
+/// let err = CircuitBreaker::builder("db")
+///     .backoff(Backoff::exponential(0.5, Duration::from_secs(600)))
+///     .try_build()
+///     .unwrap_err();
+/// assert_eq!(err, ConfigError::BackoffFactor { value: Number::from(0.5) });
+/// assert_eq!(err.to_string(), "backoff factor must be a finite number of at least 1, got 0.5");
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Number(f64);
+
+impl Number {
+    /// The number.
+    ///
+    /// ```
+    /// assert_eq!(breaker::Number::from(0.25).get(), 0.25);
+    /// ```
+    pub const fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl From<f64> for Number {
+    fn from(value: f64) -> Self {
+        Number(value)
+    }
+}
+
+impl PartialEq for Number {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Number {}
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
 }
 
 fn join_errors(errors: &[ConfigError]) -> String {

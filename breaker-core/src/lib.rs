@@ -85,10 +85,10 @@ pub use breaker::CircuitBreaker;
 pub use builder::CircuitBreakerBuilder;
 pub use call::ErrorView;
 pub use duration::{parse_duration, DurationError};
-pub use error::{CircuitBreakerError, ConfigError, Error};
+pub use error::{CircuitBreakerError, ConfigError, Error, Number};
 pub use listener::{Failure, Listener};
 pub use memory::MemoryStorage;
-pub use state::{ParseStateError, Reason, State};
+pub use state::{Backoff, ParseStateError, Reason, State};
 
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]

@@ -3,12 +3,18 @@
 use std::time::Duration;
 
 use crate::clock::ClockImpl;
-use crate::state::{step, Limits, Op, Outcome, Snapshot, State};
+use crate::state::{step, Backoff, Limits, Op, Outcome, Snapshot, State};
 use crate::storage::{Applied, Storage};
 use crate::sync::{AtomicU64, Ordering};
 
 // Layout of the state word, low bits first: 16 bits of failures, 8 of
 // trial successes, the trial flag, 2 bits of state, and 37 of generation.
+// Two states reuse fields that are idle in them: open keeps the backoff's
+// re-openings in the success bits (no trial succeeds while open), and
+// half-open with several trials or after a counted re-opening (state code
+// `WIDE_HALF_OPEN`) keeps the trials running in the low 8 failure bits and
+// the re-openings in the high 8, its failure count being 0 there (`step`
+// says so).
 const FAIL_BITS: u32 = 16;
 const SUCCESS_BITS: u32 = 8;
 const SUCCESS_SHIFT: u32 = FAIL_BITS;
@@ -33,6 +39,17 @@ const MAX_OPENED_MS: u64 = u64::MAX >> TAG_BITS;
 const CLOSED: u64 = 0;
 const OPEN: u64 = 1;
 const HALF_OPEN: u64 = 2;
+/// Half-open with the trials and re-openings in the failure bits.
+const WIDE_HALF_OPEN: u64 = 3;
+const COUNT_BITS: u32 = 8;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+
+// The pure limits fit the word.
+const _: () = assert!(crate::state::MAX_HALF_OPEN_CALLS as u64 == COUNT_MASK);
+const _: () = assert!(crate::state::MAX_REOPENS as u64 == COUNT_MASK);
+const _: () = assert!(crate::state::MAX_REOPENS as u64 <= SUCCESS_MASK);
+const _: () = assert!(2 * COUNT_BITS == FAIL_BITS);
+const _: () = assert!(GEN_BITS == 37);
 
 /// In-process storage, the default: one atomic word holds state, generation,
 /// both counters and the trial flag, so every operation is a single
@@ -45,8 +62,9 @@ const HALF_OPEN: u64 = 2;
 /// read it, so it never pairs a state with another generation's time (the
 /// loom models in `tests/loom.rs` check both words' protocol).
 ///
-/// Limits: `fail_max` up to 65,535 and `success_threshold` up to 255 (what
-/// the builder accepts), and 2^37 generations before their numbers wrap: a
+/// Limits: `fail_max` up to 65,535, `success_threshold` and
+/// `half_open_calls` up to 255 (what the builder accepts), a backoff that
+/// grows for up to 255 consecutive re-openings, and 2^37 generations before their numbers wrap: a
 /// call's result is matched to the generation it was admitted under, so a
 /// result could be taken for a later generation's only if the breaker went
 /// through 137 billion transitions while that one call ran (at 20 million a
@@ -124,6 +142,7 @@ impl MemoryStorage {
                 success_threshold: 1,
                 reset_timeout: Duration::ZERO,
                 now,
+                ..Limits::DEFAULT
             };
             let _ = storage.apply(Op::Force(state), &limits);
         }
@@ -166,12 +185,31 @@ impl MemoryStorage {
     /// An open circuit far from its deadline: the nanoseconds left, decided
     /// in integers on the coarse clock. `None` for every other case (closed,
     /// half-open, or open near its deadline), which a snapshot decides.
+    /// `timeout_ns` is the reset timeout; a `backoff`, unless it is `None`
+    /// (constant), grows it by the word's re-openings.
     #[inline(always)]
-    pub(crate) fn open_rejection(&self, timeout_ns: u64, clock: &ClockImpl) -> Option<u64> {
+    pub(crate) fn open_rejection(
+        &self,
+        timeout_ns: u64,
+        backoff: Option<&Backoff>,
+        clock: &ClockImpl,
+    ) -> Option<u64> {
         let word = self.word();
         if word_state(word) != State::Open {
             return None;
         }
+        let timeout_ns = match backoff {
+            None => timeout_ns,
+            Some(backoff) => {
+                let reopens = ((word >> SUCCESS_SHIFT) & SUCCESS_MASK) as u32; // open: re-openings
+                let period = backoff.period(
+                    Duration::from_nanos(timeout_ns),
+                    reopens,
+                    word_generation(word),
+                );
+                u64::try_from(period.as_nanos()).unwrap_or(u64::MAX)
+            }
+        };
         match self.opened_ms(word) {
             Some(ms) => {
                 // A deadline past the last time a clock can show (2554)
@@ -262,26 +300,62 @@ fn decode_with(word: u64, slot: u64) -> Snapshot {
             (slot >> TAG_BITS != 0 && tag_ok).then(|| Duration::from_millis(slot >> TAG_BITS))
         }
     };
-    Snapshot {
+    let code = (word >> STATE_SHIFT) & 3;
+    let low = word & FAIL_MASK;
+    let high = (word >> SUCCESS_SHIFT) & SUCCESS_MASK;
+    let trial = word_trial(word);
+    // Closed and half-open with one trial read as they always did; open
+    // and the wide half-open reuse idle fields.
+    let mut snap = Snapshot {
         state,
         generation,
-        fail_counter: word_fail_counter(word),
-        success_counter: ((word >> SUCCESS_SHIFT) & SUCCESS_MASK) as u32,
-        trial: word_trial(word),
+        fail_counter: low as u32,
+        success_counter: high as u32,
+        trial,
+        trials: u16::from(trial),
+        reopens: 0,
         opened_at,
+    };
+    if code == OPEN {
+        snap.success_counter = 0;
+        snap.reopens = high as u16;
+    } else if code == WIDE_HALF_OPEN {
+        snap.fail_counter = 0;
+        snap.trials = (low & COUNT_MASK) as u16;
+        snap.reopens = (low >> COUNT_BITS) as u16;
     }
+    snap
 }
 
 fn encode(s: &Snapshot) -> u64 {
-    let state = match s.state {
-        State::Closed => CLOSED,
-        State::Open => OPEN,
-        State::HalfOpen => HALF_OPEN,
+    let (code, low) = match s.state {
+        State::Closed => (CLOSED, u64::from(s.fail_counter)),
+        State::Open => (OPEN, u64::from(s.fail_counter)),
+        State::HalfOpen if s.trials <= 1 && s.reopens == 0 => {
+            (HALF_OPEN, u64::from(s.fail_counter))
+        }
+        State::HalfOpen => return encode_wide(s),
     };
-    (u64::from(s.fail_counter) & FAIL_MASK)
-        | ((u64::from(s.success_counter) & SUCCESS_MASK) << SUCCESS_SHIFT)
+    // No trial succeeds while open, and closed and a narrow half-open count
+    // no re-openings: one of the two is 0.
+    let high = u64::from(s.success_counter) | u64::from(s.reopens);
+    (low & FAIL_MASK)
+        | ((high & SUCCESS_MASK) << SUCCESS_SHIFT)
         | (u64::from(s.trial) << TRIAL_SHIFT)
-        | (state << STATE_SHIFT)
+        | (code << STATE_SHIFT)
+        | ((s.generation & GEN_MASK) << GEN_SHIFT)
+}
+
+/// Half-open with several trials or counted re-openings: those in the
+/// failure bits (`step` keeps no failure count there).
+#[cold]
+fn encode_wide(s: &Snapshot) -> u64 {
+    debug_assert_eq!(s.fail_counter, 0, "step keeps no failures there");
+    let trials = u64::from(s.running_trials()).min(COUNT_MASK);
+    let low = trials | (u64::from(s.reopens).min(COUNT_MASK) << COUNT_BITS);
+    low | ((u64::from(s.success_counter) & SUCCESS_MASK) << SUCCESS_SHIFT)
+        | (u64::from(trials > 0) << TRIAL_SHIFT)
+        | (WIDE_HALF_OPEN << STATE_SHIFT)
         | ((s.generation & GEN_MASK) << GEN_SHIFT)
 }
 
@@ -297,11 +371,6 @@ fn word_state(word: u64) -> State {
 #[inline(always)]
 fn word_generation(word: u64) -> u64 {
     word >> GEN_SHIFT
-}
-
-#[inline(always)]
-fn word_fail_counter(word: u64) -> u32 {
-    (word & FAIL_MASK) as u32
 }
 
 #[inline(always)]
@@ -430,12 +499,13 @@ fn needs_time(before: &Snapshot, op: Op, after: &Snapshot) -> bool {
 mod tests {
     use super::*;
 
-    fn limits(now_ms: u64) -> Limits {
+    fn limits(now_ms: u64) -> Limits<'static> {
         Limits {
             fail_max: 3,
             success_threshold: 1,
             reset_timeout: Duration::from_millis(100),
             now: Duration::from_millis(now_ms),
+            ..Limits::DEFAULT
         }
     }
 
@@ -497,16 +567,44 @@ mod tests {
 
     #[test]
     fn encode_decode_round_trips_every_field() {
-        let s = Snapshot {
+        let m = MemoryStorage::new();
+        let max = |bits: u32| (1u32 << bits) - 1;
+        let half_open = Snapshot {
             state: State::HalfOpen,
             generation: GEN_MASK,
             fail_counter: FAIL_MASK as u32,
             success_counter: SUCCESS_MASK as u32,
             trial: true,
+            trials: 1,
+            reopens: 0,
             opened_at: None,
         };
-        let m = MemoryStorage::new();
-        assert_eq!(m.decode(encode(&s)), s);
+        // Several trials, or re-openings: the failure bits hold them.
+        let wide = Snapshot {
+            fail_counter: 0,
+            trials: max(COUNT_BITS) as u16,
+            reopens: max(COUNT_BITS) as u16,
+            ..half_open
+        };
+        let open = Snapshot {
+            state: State::Open,
+            success_counter: 0,
+            trial: false,
+            trials: 0,
+            reopens: max(COUNT_BITS) as u16,
+            ..half_open
+        };
+        let closed = Snapshot {
+            state: State::Closed,
+            ..Snapshot::INITIAL
+        };
+        for s in [half_open, wide, open, closed] {
+            assert_eq!(m.decode(encode(&s)), s);
+        }
+        // The wide layout keeps the generation's 37 bits and a narrow
+        // half-open word its whole failure count.
+        assert_eq!(word_generation(encode(&wide)), GEN_MASK);
+        assert_eq!(m.decode(encode(&half_open)).fail_counter, FAIL_MASK as u32);
     }
 
     #[test]

@@ -64,12 +64,12 @@ impl CircuitBreaker {
     /// end even if the time of its failure cannot be read.)
     pub(crate) fn apply(&self, op: Op) -> Recorded {
         let mut clock_panic = None;
+        let mut guard = None;
+        let limits = self.limits_at(Duration::ZERO, self.policy_in(&mut guard));
         let applied = self
             .shared
             .backend
-            .apply(op, self.limits_at(Duration::ZERO), || {
-                self.read_clock(&mut clock_panic)
-            });
+            .apply(op, limits, || self.read_clock(&mut clock_panic));
         Recorded {
             applied,
             clock_panic,
@@ -96,12 +96,20 @@ impl CircuitBreaker {
             return Applying::Now(self.apply(op));
         }
         let mut clock_panic = None;
-        let limits = self.limits_at(self.read_clock(&mut clock_panic));
-        let shared = Arc::clone(&self.shared);
+        let now = self.read_clock(&mut clock_panic);
+        let cb = CircuitBreaker::from_shared(Arc::clone(&self.shared));
         let future = Box::pin(async move {
-            match shared.backend.apply_async(op, limits) {
-                Some(applying) => applying.await,
-                None => shared.backend.apply(op, limits, || limits.now),
+            let applying = {
+                let mut guard = None;
+                let limits = cb.limits_at(now, cb.policy_in(&mut guard));
+                cb.shared
+                    .backend
+                    .apply_async(op, limits)
+                    .ok_or_else(|| cb.shared.backend.apply(op, limits, || now))
+            };
+            match applying {
+                Ok(applying) => applying.await,
+                Err(applied) => applied,
             }
         });
         Applying::Later(future, clock_panic)
@@ -311,8 +319,9 @@ impl CircuitBreaker {
                 tripped: Some(reason),
             } if self.throw_new_error_on_trip() => {
                 // From the `opened_at` this failure stamped.
-                let timeout = self.reset_timeout();
-                let retry_after = after.retry_after(timeout, self.now()).or(Some(timeout));
+                let retry_after = self
+                    .retry_after_of(&after, self.now())
+                    .or_else(|| Some(self.open_period(&after)));
                 Error::Tripped(self.error(State::Open, reason, retry_after), error)
             }
             _ => Error::Inner(error),

@@ -25,8 +25,8 @@ pub enum State {
     Closed,
     /// Calls are rejected without running until the reset timeout has passed.
     Open,
-    /// Trial calls run one at a time; enough successes close the circuit, a
-    /// failure opens it again.
+    /// Up to `half_open_calls` trial calls run at once (one by default);
+    /// enough successes close the circuit, a failure opens it again.
     HalfOpen,
 }
 
@@ -92,12 +92,27 @@ pub struct Snapshot {
     pub state: State,
     /// Bumped on every change of state and every manual transition.
     pub generation: u64,
-    /// Consecutive failures (closed), kept through open and half-open.
+    /// Consecutive failures (closed), kept through open and half-open; a
+    /// trial failure adds one. Half-open with more than one trial running,
+    /// or entered after a re-opening the backoff counts (`reopens > 0`),
+    /// does not keep it: [`step`] sets it to 0 there (the trials' own
+    /// count takes its place), so a trial failure then opens the circuit
+    /// with 1. The consecutive policy's defaults never get there.
     pub fail_counter: u32,
     /// Trial successes in half-open.
     pub success_counter: u32,
-    /// Whether a half-open trial call is running now.
+    /// Whether a half-open trial call is running now (`trials > 0`).
     pub trial: bool,
+    /// How many half-open trial calls are running now (at most
+    /// [`Policy::half_open_calls`]). A storage that keeps only `trial` may
+    /// leave it 0: [`step`] counts a set `trial` as one trial.
+    pub trials: u16,
+    /// Consecutive re-openings without a close in between, which a growing
+    /// [`Backoff`] lengthens the open period with: 0 when opened from
+    /// closed, one more for each opening from open or half-open (up to
+    /// [`MAX_REOPENS`]); kept through half-open, 0 in closed and always 0
+    /// under a constant backoff.
+    pub reopens: u16,
     /// When the circuit last opened, as time since the Unix epoch, if it is
     /// open or half-open and that time is known.
     pub opened_at: Option<Duration>,
@@ -111,20 +126,37 @@ impl Snapshot {
         fail_counter: 0,
         success_counter: 0,
         trial: false,
+        trials: 0,
+        reopens: 0,
         opened_at: None,
     };
 
-    /// Time until a call may run as a trial, if the circuit is open.
+    /// Time until a call may run as a trial, if the circuit is open, given
+    /// the open period in force (the reset timeout, or what
+    /// [`Limits::open_period`] says under a growing backoff).
     ///
     /// `Some(Duration::ZERO)` means the next call will be admitted as a trial.
-    pub fn retry_after(&self, reset_timeout: Duration, now: Duration) -> Option<Duration> {
+    pub fn retry_after(&self, open_period: Duration, now: Duration) -> Option<Duration> {
         if self.state != State::Open {
             return None;
         }
         Some(match self.opened_at {
-            Some(at) => at.saturating_add(reset_timeout).saturating_sub(now),
-            None => reset_timeout,
+            Some(at) => at.saturating_add(open_period).saturating_sub(now),
+            None => open_period,
         })
+    }
+
+    /// Half-open trials running: `trials`, or 1 when a storage that keeps
+    /// only the flag set `trial`.
+    ///
+    /// ```
+    /// use breaker::storage::Snapshot;
+    ///
+    /// let flag_only = Snapshot { trial: true, ..Snapshot::INITIAL };
+    /// assert_eq!(flag_only.running_trials(), 1);
+    /// ```
+    pub fn running_trials(&self) -> u32 {
+        u32::from(self.trials).max(u32::from(self.trial))
     }
 }
 
@@ -135,24 +167,311 @@ impl Default for Snapshot {
 }
 
 /// The settings a transition depends on, and the current time.
+///
+/// The trip policy beyond the consecutive one's is held by reference, so
+/// that the consecutive policy's path copies no more than it did before
+/// there were others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub struct Limits<'a> {
     /// Consecutive failures that open the circuit.
     pub fail_max: u32,
     /// Trial successes that close it.
     pub success_threshold: u32,
-    /// How long it stays open before a trial.
+    /// How long it stays open before a trial (before a growing backoff
+    /// lengthens it).
     pub reset_timeout: Duration,
     /// The current time, as time since the Unix epoch.
     pub now: Duration,
+    /// Half-open trials at once and the backoff ([`Policy::DEFAULT`]: one
+    /// trial, a constant open period).
+    pub policy: &'a Policy,
+}
+
+impl Limits<'_> {
+    /// The consecutive policy's defaults (`fail_max` 5, `success_threshold`
+    /// 1, `reset_timeout` 60 s, [`Policy::DEFAULT`]) at time zero: a start
+    /// for struct update syntax.
+    ///
+    /// ```
+    /// use breaker::storage::Limits;
+    /// use std::time::Duration;
+    ///
+    /// let limits = Limits { fail_max: 3, now: Duration::from_secs(5), ..Limits::DEFAULT };
+    /// assert_eq!(limits.policy.half_open_calls, 1);
+    /// ```
+    pub const DEFAULT: Limits<'static> = Limits {
+        fail_max: 5,
+        success_threshold: 1,
+        reset_timeout: Duration::from_secs(60),
+        now: Duration::ZERO,
+        policy: &Policy::DEFAULT,
+    };
+
+    /// How long the circuit in `snap` stays open: the reset timeout, grown
+    /// by the backoff for `snap.reopens` and spread by its jitter (drawn
+    /// from the generation, so every reader and every storage sees the same
+    /// period for the same opening).
+    ///
+    /// ```
+    /// use breaker::storage::{Backoff, Limits, Policy, Snapshot};
+    /// use breaker::State;
+    /// use std::time::Duration;
+    ///
+    /// let policy = Policy {
+    ///     backoff: Backoff::exponential(2.0, Duration::from_secs(60)),
+    ///     ..Policy::DEFAULT
+    /// };
+    /// let limits = Limits { reset_timeout: Duration::from_secs(10), policy: &policy, ..Limits::DEFAULT };
+    /// let open = |reopens| Snapshot { state: State::Open, reopens, ..Snapshot::INITIAL };
+    /// assert_eq!(limits.open_period(&open(0)), Duration::from_secs(10));
+    /// assert_eq!(limits.open_period(&open(2)), Duration::from_secs(40));
+    /// assert_eq!(limits.open_period(&open(3)), Duration::from_secs(60)); // the cap
+    /// ```
+    #[inline]
+    pub fn open_period(&self, snap: &Snapshot) -> Duration {
+        if self.policy.backoff.is_constant() {
+            return self.reset_timeout;
+        }
+        self.policy
+            .backoff
+            .period(self.reset_timeout, u32::from(snap.reopens), snap.generation)
+    }
+}
+
+/// The parts of a trip policy that [`step`] applies beyond the consecutive
+/// one's: how many trials half-open admits at once, and how the open
+/// period grows.
+///
+/// ```
+/// use breaker::storage::{Backoff, Policy};
+///
+/// assert_eq!(Policy::DEFAULT.half_open_calls, 1);
+/// assert!(Policy::DEFAULT.backoff.is_constant());
+/// assert!(Policy::DEFAULT.is_default());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Trial calls admitted at once in half-open (1 to
+    /// [`MAX_HALF_OPEN_CALLS`]; 0 is taken as 1).
+    pub half_open_calls: u32,
+    /// How the open period grows with consecutive re-openings.
+    pub backoff: Backoff,
+}
+
+impl Policy {
+    /// One trial at a time and a constant open period: pybreaker's.
+    pub const DEFAULT: Policy = Policy {
+        half_open_calls: 1,
+        backoff: Backoff::constant(),
+    };
+
+    /// Whether this is [`Policy::DEFAULT`].
+    pub fn is_default(&self) -> bool {
+        *self == Policy::DEFAULT
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::DEFAULT
+    }
+}
+
+/// How the open period grows when the circuit opens again without closing
+/// in between (a half-open trial failed, or it was opened by hand while
+/// open or half-open).
+///
+/// [`Backoff::constant()`] is the default: every open period is the reset
+/// timeout. [`Backoff::exponential(factor, max)`](Backoff::exponential): the
+/// k-th consecutive re-opening stays open `min(reset_timeout * factor^k,
+/// max)` (k is 0 for an opening from closed, and stops growing at
+/// [`MAX_REOPENS`]). [`jitter(f)`](Backoff::jitter) spreads each period
+/// uniformly within ±f of it. A growing or jittered period is rounded up to
+/// whole milliseconds, as storages keep times.
+///
+/// ```
+/// use breaker::Backoff;
+/// use std::time::Duration;
+///
+/// let backoff = Backoff::exponential(2.0, Duration::from_secs(600)).jitter(0.2);
+/// assert_eq!(backoff.factor(), 2.0);
+/// assert_eq!(backoff.max(), Some(Duration::from_secs(600)));
+/// assert_eq!(backoff.jitter_fraction(), 0.2);
+/// assert!(Backoff::constant().is_constant());
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    factor: f64,
+    /// The cap; `None` for a constant backoff.
+    max: Option<Duration>,
+    jitter: f64,
+}
+
+impl Backoff {
+    /// Every open period is the reset timeout (the default).
+    ///
+    /// ```
+    /// use breaker::Backoff;
+    /// use std::time::Duration;
+    ///
+    /// let period = Backoff::constant().period(Duration::from_secs(30), 7, 0);
+    /// assert_eq!(period, Duration::from_secs(30));
+    /// ```
+    pub const fn constant() -> Self {
+        Backoff {
+            factor: 1.0,
+            max: None,
+            jitter: 0.0,
+        }
+    }
+
+    /// The k-th consecutive re-opening stays open
+    /// `min(reset_timeout * factor^k, max)`. The builder rejects a factor
+    /// below 1 (or not a number) and a `max` below the reset timeout.
+    ///
+    /// ```
+    /// use breaker::Backoff;
+    /// use std::time::Duration;
+    ///
+    /// let backoff = Backoff::exponential(3.0, Duration::from_secs(100));
+    /// let period = |k| backoff.period(Duration::from_secs(10), k, 0);
+    /// assert_eq!(period(0), Duration::from_secs(10));
+    /// assert_eq!(period(1), Duration::from_secs(30));
+    /// assert_eq!(period(2), Duration::from_secs(90));
+    /// assert_eq!(period(3), Duration::from_secs(100));
+    /// ```
+    pub const fn exponential(factor: f64, max: Duration) -> Self {
+        Backoff {
+            factor,
+            max: Some(max),
+            jitter: 0.0,
+        }
+    }
+
+    /// Spreads every period uniformly within ±`fraction` of it; the builder
+    /// accepts `0 <= fraction < 1`.
+    ///
+    /// ```
+    /// use breaker::Backoff;
+    /// use std::time::Duration;
+    ///
+    /// let backoff = Backoff::constant().jitter(0.5);
+    /// let period = backoff.period(Duration::from_secs(10), 0, 42);
+    /// assert!(period >= Duration::from_secs(5) && period <= Duration::from_secs(15));
+    /// ```
+    pub const fn jitter(mut self, fraction: f64) -> Self {
+        self.jitter = fraction;
+        self
+    }
+
+    /// The growth factor (1 for a constant backoff).
+    ///
+    /// ```
+    /// assert_eq!(breaker::Backoff::constant().factor(), 1.0);
+    /// ```
+    pub const fn factor(&self) -> f64 {
+        self.factor
+    }
+
+    /// The cap of an exponential backoff.
+    ///
+    /// ```
+    /// assert_eq!(breaker::Backoff::constant().max(), None);
+    /// ```
+    pub const fn max(&self) -> Option<Duration> {
+        self.max
+    }
+
+    /// The jitter fraction (0: none).
+    ///
+    /// ```
+    /// assert_eq!(breaker::Backoff::constant().jitter(0.1).jitter_fraction(), 0.1);
+    /// ```
+    pub const fn jitter_fraction(&self) -> f64 {
+        self.jitter
+    }
+
+    /// Whether every period is the reset timeout: constant, without jitter.
+    ///
+    /// ```
+    /// use breaker::Backoff;
+    ///
+    /// assert!(Backoff::constant().is_constant());
+    /// assert!(!Backoff::constant().jitter(0.1).is_constant());
+    /// ```
+    #[inline(always)]
+    pub fn is_constant(&self) -> bool {
+        self.max.is_none() && self.jitter == 0.0
+    }
+
+    /// The open period after `reopens` consecutive re-openings; the jitter
+    /// is drawn from the low 32 bits of `generation` (which every storage
+    /// keeps), so one opening has one period wherever it is read.
+    ///
+    /// ```
+    /// use breaker::Backoff;
+    /// use std::time::Duration;
+    ///
+    /// let backoff = Backoff::exponential(2.0, Duration::from_secs(60)).jitter(0.1);
+    /// let base = Duration::from_secs(10);
+    /// assert_eq!(backoff.period(base, 1, 7), backoff.period(base, 1, 7));
+    /// let p = backoff.period(base, 1, 7).as_secs_f64();
+    /// assert!((18.0..=22.0).contains(&p));
+    /// ```
+    pub fn period(&self, reset_timeout: Duration, reopens: u32, generation: u64) -> Duration {
+        if self.is_constant() {
+            return reset_timeout;
+        }
+        let mut secs = reset_timeout.as_secs_f64();
+        if let Some(max) = self.max {
+            let k = i32::try_from(reopens.min(MAX_REOPENS)).unwrap_or(0);
+            // Never below the reset timeout, even with a cap set below a
+            // reset timeout changed later.
+            let cap = max.as_secs_f64().max(secs);
+            secs = (secs * self.factor.powi(k)).min(cap);
+        }
+        if self.jitter > 0.0 {
+            let spread = 2.0 * unit_interval(generation & 0xFFFF_FFFF) - 1.0;
+            secs *= 1.0 + self.jitter * spread;
+        }
+        ceil_millis(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::constant()
+    }
+}
+
+// Compared bit for bit, so that `Policy` and `Limits` stay `Eq`.
+impl PartialEq for Backoff {
+    fn eq(&self, other: &Self) -> bool {
+        self.factor.to_bits() == other.factor.to_bits()
+            && self.max == other.max
+            && self.jitter.to_bits() == other.jitter.to_bits()
+    }
+}
+
+impl Eq for Backoff {}
+
+/// A number in [0, 1) drawn from `seed`: splitmix64's finaliser, so that
+/// neighbouring generations get unrelated draws.
+fn unit_interval(seed: u64) -> f64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// An operation on a breaker's state; [`step`] says what each one does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
-    /// Ask to run a call: always admitted in closed; admitted as the trial in
-    /// open once the reset timeout has passed (moving to half-open) and in
-    /// half-open when no trial runs; rejected otherwise.
+    /// Ask to run a call: always admitted in closed; admitted as a trial in
+    /// open once the open period has passed (moving to half-open) and in
+    /// half-open while fewer than `half_open_calls` trials run; rejected
+    /// otherwise.
     Admit,
     /// A call admitted under `generation` succeeded (or failed with an
     /// excluded error).
@@ -187,7 +506,8 @@ pub enum Op {
 pub enum Reason {
     /// Open, and the reset timeout has not elapsed yet.
     TimeoutNotElapsed,
-    /// Half-open, and a trial call is running.
+    /// Half-open, and every trial place is taken (`half_open_calls` trials
+    /// run).
     TrialInProgress,
     /// The failure brought the counter to `fail_max`.
     FailureThreshold,
@@ -244,6 +564,11 @@ pub enum Outcome {
 pub const MAX_FAIL_MAX: u32 = (1 << 16) - 1;
 /// The largest `success_threshold` any storage must support.
 pub const MAX_SUCCESS_THRESHOLD: u32 = (1 << 8) - 1;
+/// The largest `half_open_calls` any storage must support.
+pub const MAX_HALF_OPEN_CALLS: u32 = (1 << 8) - 1;
+/// The most consecutive re-openings a snapshot counts: a growing backoff
+/// stops growing after this many.
+pub const MAX_REOPENS: u32 = (1 << 8) - 1;
 
 /// Applies `op` to `snap`: the whole state machine in one pure function.
 ///
@@ -263,6 +588,7 @@ pub const MAX_SUCCESS_THRESHOLD: u32 = (1 << 8) - 1;
 ///     success_threshold: 1,
 ///     reset_timeout: Duration::from_secs(60),
 ///     now: Duration::from_secs(1_000),
+///     ..Limits::DEFAULT
 /// };
 /// let s0 = Snapshot::INITIAL;
 /// let (s1, out) = step(&s0, Op::Failure { generation: 0, trial: false }, &limits);
@@ -278,9 +604,10 @@ pub fn step(snap: &Snapshot, op: Op, limits: &Limits) -> (Snapshot, Outcome) {
                 trial: false,
             },
             State::Open => {
-                if snap.retry_after(limits.reset_timeout, limits.now) == Some(Duration::ZERO) {
+                if snap.retry_after(limits.open_period(snap), limits.now) == Some(Duration::ZERO) {
                     next = enter(snap, State::HalfOpen, limits);
                     next.trial = true;
+                    next.trials = 1;
                     Outcome::Admitted {
                         generation: next.generation,
                         trial: true,
@@ -291,11 +618,14 @@ pub fn step(snap: &Snapshot, op: Op, limits: &Limits) -> (Snapshot, Outcome) {
                     }
                 }
             }
-            State::HalfOpen if snap.trial => Outcome::Rejected {
-                reason: Reason::TrialInProgress,
-            },
+            State::HalfOpen if snap.running_trials() >= limits.policy.half_open_calls.max(1) => {
+                Outcome::Rejected {
+                    reason: Reason::TrialInProgress,
+                }
+            }
             State::HalfOpen => {
                 next.trial = true;
+                next.trials = count(snap.running_trials() + 1);
                 Outcome::Admitted {
                     generation: snap.generation,
                     trial: true,
@@ -313,7 +643,8 @@ pub fn step(snap: &Snapshot, op: Op, limits: &Limits) -> (Snapshot, Outcome) {
                 Outcome::Counted { tripped: None }
             }
             State::HalfOpen if trial => {
-                next.trial = false;
+                next.trials = count(snap.running_trials().saturating_sub(1));
+                next.trial = next.trials > 0;
                 next.success_counter = snap.success_counter.saturating_add(1);
                 if next.success_counter >= limits.success_threshold {
                     next = enter(snap, State::Closed, limits);
@@ -348,8 +679,12 @@ pub fn step(snap: &Snapshot, op: Op, limits: &Limits) -> (Snapshot, Outcome) {
             _ => Outcome::Stale,
         },
         Op::Cancel { generation } => {
-            if generation == snap.generation && snap.state == State::HalfOpen && snap.trial {
-                next.trial = false;
+            if generation == snap.generation
+                && snap.state == State::HalfOpen
+                && snap.running_trials() > 0
+            {
+                next.trials = count(snap.running_trials() - 1);
+                next.trial = next.trials > 0;
                 Outcome::Done
             } else {
                 Outcome::Stale
@@ -364,6 +699,12 @@ pub fn step(snap: &Snapshot, op: Op, limits: &Limits) -> (Snapshot, Outcome) {
             Outcome::Done
         }
     };
+    // Half-open with several trials, or after a counted re-opening, keeps
+    // no failure count (see `Snapshot::fail_counter`): a storage holds the
+    // trials and re-openings in its place.
+    if next.state == State::HalfOpen && (next.trials > 1 || next.reopens > 0) {
+        next.fail_counter = 0;
+    }
     (next, outcome)
 }
 
@@ -380,6 +721,13 @@ fn enter(snap: &Snapshot, state: State, limits: &Limits) -> Snapshot {
         },
         success_counter: 0,
         trial: false,
+        trials: 0,
+        reopens: match (snap.state, state) {
+            (_, State::Closed) | (State::Closed, _) => 0,
+            _ if limits.policy.backoff.is_constant() => 0,
+            (_, State::Open) => count((u32::from(snap.reopens) + 1).min(MAX_REOPENS)),
+            (_, State::HalfOpen) => snap.reopens,
+        },
         opened_at: match state {
             State::Closed => None,
             State::Open => Some(ceil_millis(limits.now)),
@@ -388,8 +736,157 @@ fn enter(snap: &Snapshot, state: State, limits: &Limits) -> Snapshot {
     }
 }
 
+/// A count of trials or re-openings as a snapshot keeps it.
+fn count(n: u32) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
 /// Rounds up to a whole number of milliseconds.
 pub(crate) fn ceil_millis(d: Duration) -> Duration {
     let ms = d.as_nanos().div_ceil(1_000_000);
     Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GROWING: Policy = Policy {
+        half_open_calls: 3,
+        backoff: Backoff::exponential(2.0, Duration::from_secs(600)),
+    };
+
+    fn limits(policy: &Policy) -> Limits<'_> {
+        Limits {
+            fail_max: 1,
+            success_threshold: 5,
+            reset_timeout: Duration::from_secs(10),
+            now: Duration::from_secs(1_000),
+            policy,
+        }
+    }
+
+    fn half_open(generation: u64) -> Snapshot {
+        Snapshot {
+            state: State::HalfOpen,
+            generation,
+            fail_counter: 7,
+            ..Snapshot::INITIAL
+        }
+    }
+
+    #[test]
+    fn a_storage_that_keeps_only_the_flag_counts_it_as_one_trial() {
+        let flag_only = Snapshot {
+            trial: true,
+            ..half_open(4)
+        };
+        let one = limits(&Policy::DEFAULT);
+        assert!(matches!(
+            step(&flag_only, Op::Admit, &one).1,
+            Outcome::Rejected {
+                reason: Reason::TrialInProgress
+            }
+        ));
+        let (next, out) = step(&flag_only, Op::Admit, &limits(&GROWING));
+        assert!(matches!(out, Outcome::Admitted { trial: true, .. }));
+        assert_eq!((next.trials, next.trial), (2, true));
+    }
+
+    #[test]
+    fn half_open_keeps_the_failure_count_only_with_one_trial_and_no_reopening() {
+        let l = limits(&GROWING);
+        // One trial: kept, as pybreaker keeps it.
+        let (one, _) = step(&half_open(4), Op::Admit, &l);
+        assert_eq!((one.trials, one.fail_counter), (1, 7));
+        // A second: not kept, and not restored when it finishes.
+        let (two, _) = step(&one, Op::Admit, &l);
+        assert_eq!((two.trials, two.fail_counter), (2, 0));
+        let cancel = Op::Cancel { generation: 4 };
+        let (back, _) = step(&two, cancel, &l);
+        assert_eq!((back.trials, back.fail_counter), (1, 0));
+        // A trial failure opens with one failure.
+        let failure = Op::Failure {
+            generation: 4,
+            trial: true,
+        };
+        let (open, _) = step(&back, failure, &l);
+        assert_eq!(
+            (open.state, open.fail_counter, open.reopens),
+            (State::Open, 1, 1)
+        );
+    }
+
+    #[test]
+    fn reopenings_are_counted_only_under_a_growing_backoff() {
+        let open = Snapshot {
+            state: State::Open,
+            generation: 2,
+            reopens: 3,
+            opened_at: Some(Duration::from_secs(1)),
+            ..Snapshot::INITIAL
+        };
+        let force = Op::Force(State::Open);
+        assert_eq!(step(&open, force, &limits(&GROWING)).0.reopens, 4);
+        assert_eq!(step(&open, force, &limits(&Policy::DEFAULT)).0.reopens, 0);
+        // Kept through half-open, reset by closing, capped.
+        let (half, _) = step(&open, Op::Force(State::HalfOpen), &limits(&GROWING));
+        assert_eq!(half.reopens, 3);
+        assert_eq!(step(&half, Op::Reset, &limits(&GROWING)).0.reopens, 0);
+        let most = Snapshot {
+            reopens: MAX_REOPENS as u16,
+            ..open
+        };
+        assert_eq!(
+            u32::from(step(&most, force, &limits(&GROWING)).0.reopens),
+            MAX_REOPENS
+        );
+    }
+
+    #[test]
+    fn the_open_period_in_force_decides_admission() {
+        let l = limits(&GROWING);
+        let open = Snapshot {
+            state: State::Open,
+            generation: 2,
+            reopens: 2,
+            opened_at: Some(l.now),
+            ..Snapshot::INITIAL
+        };
+        assert_eq!(l.open_period(&open), Duration::from_secs(40));
+        let early = Limits {
+            now: l.now + Duration::from_millis(39_999),
+            ..l
+        };
+        assert!(matches!(
+            step(&open, Op::Admit, &early).1,
+            Outcome::Rejected { .. }
+        ));
+        let due = Limits {
+            now: l.now + Duration::from_secs(40),
+            ..l
+        };
+        assert!(matches!(
+            step(&open, Op::Admit, &due).1,
+            Outcome::Admitted { trial: true, .. }
+        ));
+    }
+
+    #[test]
+    fn a_cap_below_the_reset_timeout_never_shortens_the_period() {
+        let backoff = Backoff::exponential(2.0, Duration::from_secs(5));
+        let period = backoff.period(Duration::from_secs(10), 3, 0);
+        assert_eq!(period, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn jitter_is_drawn_from_the_low_32_bits_of_the_generation() {
+        let backoff = Backoff::constant().jitter(0.5);
+        let base = Duration::from_secs(10);
+        assert_eq!(
+            backoff.period(base, 0, 7),
+            backoff.period(base, 0, 7 + (1 << 32))
+        );
+        assert_ne!(backoff.period(base, 0, 7), backoff.period(base, 0, 8));
+    }
 }

@@ -13,7 +13,10 @@ use std::time::Duration;
 use crate::breaker::Shared;
 use crate::clock::ClockImpl;
 use crate::state::State;
-pub use crate::state::{step, Limits, Op, Outcome, Snapshot, MAX_FAIL_MAX, MAX_SUCCESS_THRESHOLD};
+pub use crate::state::{
+    step, Backoff, Limits, Op, Outcome, Policy, Snapshot, MAX_FAIL_MAX, MAX_HALF_OPEN_CALLS,
+    MAX_REOPENS, MAX_SUCCESS_THRESHOLD,
+};
 
 /// The result of applying one [`Op`]: the snapshot it saw, the one it left,
 /// and what it did.
@@ -118,9 +121,20 @@ crate::forward::trait_with_forwarding! {
         fn apply(&self, op: Op, limits: &Limits) -> Applied;
 
         /// Applies `op` without blocking the calling task; defaults to `apply`.
-        fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
+        fn apply_async(&self, op: Op, limits: Limits<'_>) -> ApplyFuture<'_> {
             let applied = self.apply(op, &limits);
             Box::pin(std::future::ready(applied))
+        }
+
+        /// Whether this storage applies `policy` (several half-open trials,
+        /// a growing backoff): the builder and the setters ask before
+        /// taking one, so that a policy is never silently ignored. The
+        /// default says yes: right for a storage that keeps every field of
+        /// [`Snapshot`] and applies [`step`]. One that keeps fewer returns
+        /// [`ConfigError::Unsupported`](crate::ConfigError::Unsupported).
+        fn check_policy(&self, policy: &Policy) -> Result<(), crate::ConfigError> {
+            let _ = policy;
+            Ok(())
         }
 
         /// Called once when a breaker is built on this storage; a storage shared

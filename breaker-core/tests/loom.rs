@@ -30,7 +30,7 @@ use std::sync::Arc as StdArc;
 use std::time::Duration;
 
 use breaker_core::clock::ManualClock;
-use breaker_core::storage::{Applied, Limits, Op, Outcome, Snapshot, Storage};
+use breaker_core::storage::{Applied, Backoff, Limits, Op, Outcome, Policy, Snapshot, Storage};
 use breaker_core::{CircuitBreaker, Listener, MemoryStorage, Reason, State};
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
@@ -38,12 +38,13 @@ use loom::thread;
 
 const RESET_TIMEOUT: Duration = Duration::from_millis(100);
 
-fn limits(fail_max: u32, success_threshold: u32, now_ms: u64) -> Limits {
+fn limits(fail_max: u32, success_threshold: u32, now_ms: u64) -> Limits<'static> {
     Limits {
         fail_max,
         success_threshold,
         reset_timeout: RESET_TIMEOUT,
         now: Duration::from_millis(now_ms),
+        ..Limits::DEFAULT
     }
 }
 
@@ -65,7 +66,7 @@ fn spawn_read(storage: &Arc<MemoryStorage>, reads: usize) -> thread::JoinHandle<
 
 fn spawn_apply(
     storage: &Arc<MemoryStorage>,
-    ops: Vec<(Op, Limits)>,
+    ops: Vec<(Op, Limits<'static>)>,
 ) -> thread::JoinHandle<Vec<Applied>> {
     let storage = Arc::clone(storage);
     thread::spawn(move || {
@@ -96,13 +97,15 @@ fn opened(opened_ms: u64, trial: bool) -> Arc<MemoryStorage> {
 
 /// What the state word holds: everything but `opened_at`, which is published
 /// apart (an operation may find it not yet published: `None`).
-fn word(s: &Snapshot) -> (State, u64, u32, u32, bool) {
+fn word(s: &Snapshot) -> (State, u64, u32, u32, bool, u16, u16) {
     (
         s.state,
         s.generation,
         s.fail_counter,
         s.success_counter,
         s.trial,
+        s.trials,
+        s.reopens,
     )
 }
 
@@ -283,6 +286,62 @@ fn exactly_one_trial_is_admitted_after_the_timeout() {
         assert_eq!((last.state, last.trial), (State::HalfOpen, true));
         // Half-open keeps the time the circuit opened.
         assert_eq!(last.opened_at, Some(Duration::from_millis(1_000)));
+    });
+}
+
+/// **Several trial places.** Half-open with one trial running and
+/// `half_open_calls = 2`: two callers ask at once, then the two trials
+/// finish at once.
+///
+/// Invariant: exactly one is admitted (one place was free); the word then
+/// counts two trials (the wide half-open layout); both results are
+/// counted and both places freed.
+#[test]
+fn two_trial_places_are_taken_once_each() {
+    static TWO: Policy = Policy {
+        half_open_calls: 2,
+        backoff: Backoff::constant(),
+    };
+    let two = |now_ms| Limits {
+        policy: &TWO,
+        ..limits(3, 5, now_ms)
+    };
+    model(3, move || {
+        let storage = opened(1_000, true); // half-open, one trial running
+        let start = storage.load();
+        let handles: Vec<_> = (0..2)
+            .map(|_| spawn_apply(&storage, vec![(Op::Admit, two(1_200))]))
+            .collect();
+        let applied: Vec<Applied> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let admitted = applied
+            .iter()
+            .filter(|a| matches!(a.outcome, Outcome::Admitted { trial: true, .. }))
+            .count();
+        assert_eq!(admitted, 1, "one place was free: {applied:?}");
+        let last = assert_one_chain(start, &applied);
+        assert_eq!(word(&storage.load()), word(&last));
+        // Two trials at once: the wide half-open word, no failure count.
+        assert_eq!(
+            (last.state, last.trials, last.fail_counter),
+            (State::HalfOpen, 2, 0)
+        );
+        // Both finish: every place is free again, no update lost.
+        let success = Op::Success {
+            generation: 2,
+            trial: true,
+        };
+        let finisher = spawn_apply(&storage, vec![(success, two(1_300))]);
+        storage.apply(success, &two(1_300));
+        finisher.join().unwrap();
+        let end = storage.load();
+        assert_eq!(
+            (end.running_trials(), end.success_counter),
+            (0, 2),
+            "{end:?}"
+        );
     });
 }
 

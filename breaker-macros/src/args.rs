@@ -28,6 +28,10 @@ pub(crate) const KEYS: &[&str] = &[
     "key",
     "max_keys",
     "idle_timeout",
+    // Trip policies: several half-open trials, a growing open period.
+    "half_open_calls",
+    "backoff",
+    "jitter",
 ];
 
 /// The parsed arguments; `None` where a key was not given.
@@ -56,6 +60,14 @@ pub(crate) struct Args {
     pub(crate) max_keys: Option<(usize, Span)>,
     /// `idle_timeout = "10m"`
     pub(crate) idle_timeout: Option<(Duration, Span)>,
+    // Trip policies.
+    /// `half_open_calls = 3`
+    pub(crate) half_open_calls: Option<u32>,
+    /// `backoff = exponential(2.0, "10m")`: the factor and the cap; the
+    /// cap's literal, to check it against `reset_timeout`.
+    pub(crate) backoff: Option<(f64, Duration, LitStr)>,
+    /// `jitter = 0.2`
+    pub(crate) jitter: Option<f64>,
 }
 
 /// One entry of `exclude = [..]`.
@@ -123,6 +135,16 @@ impl Args {
             seen.push(key.clone());
             if let Err(e) = args.set(&key, entry.value) {
                 errors.push(e);
+            }
+        }
+        if let (Some((_, max, lit)), Some(reset)) = (&args.backoff, args.reset_timeout) {
+            if *max < reset {
+                errors.push(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "the `backoff` cap must be at least `reset_timeout` ({reset:?}), got {max:?}"
+                    ),
+                ));
             }
         }
         errors.finish().map(|()| args)
@@ -237,6 +259,26 @@ impl Args {
                 })?;
                 self.idle_timeout = Some((parsed, lit.span()));
             }
+            // Trip policies.
+            "half_open_calls" => {
+                self.half_open_calls = Some(count(
+                    value,
+                    "half_open_calls",
+                    breaker_core::storage::MAX_HALF_OPEN_CALLS,
+                )?)
+            }
+            // Parsed whole, so that a bad factor or cap is reported on itself.
+            "backoff" => self.backoff = Some(syn::parse2::<BackoffValue>(value)?.0),
+            "jitter" => {
+                let lit = parse_value::<Number>(value, "a number, as in `jitter = 0.2`")?;
+                if !(0.0..1.0).contains(&lit.value) {
+                    return Err(syn::Error::new(
+                        lit.span,
+                        format!("`jitter` must be at least 0 and below 1, got {}", lit.value),
+                    ));
+                }
+                self.jitter = Some(lit.value);
+            }
             _ => unreachable!("keys are checked against KEYS first"),
         }
         Ok(())
@@ -319,6 +361,66 @@ fn count(value: TokenStream, key: &str, max: u32) -> syn::Result<u32> {
         ));
     }
     Ok(n as u32)
+}
+
+/// What `backoff = ..` takes.
+const BACKOFF: &str = "`exponential(factor, \"max\")`, as in `backoff = exponential(2.0, \"10m\")`";
+
+/// `exponential(2.0, "10m")`: the factor (at least 1) and the cap.
+struct BackoffValue((f64, Duration, LitStr));
+
+impl Parse for BackoffValue {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let kind: Ident = input.parse()?;
+        if kind != "exponential" {
+            return Err(syn::Error::new(kind.span(), format!("expected {BACKOFF}")));
+        }
+        let content;
+        syn::parenthesized!(content in input);
+        let factor: Number = content.parse()?;
+        if !(factor.value >= 1.0 && factor.value.is_finite()) {
+            return Err(syn::Error::new(
+                factor.span,
+                format!(
+                    "the `backoff` factor must be at least 1, got {}",
+                    factor.value
+                ),
+            ));
+        }
+        content.parse::<Token![,]>()?;
+        let max: LitStr = content.parse()?;
+        let parsed = breaker_core::parse_duration(&max.value())
+            .map_err(|e| syn::Error::new(max.span(), format!("invalid `backoff` cap: {e}")))?;
+        if !content.is_empty() {
+            return Err(content.error(format!("expected {BACKOFF}")));
+        }
+        Ok(BackoffValue((factor.value, parsed, max)))
+    }
+}
+
+/// A number literal, integer or float, and where it is.
+struct Number {
+    value: f64,
+    span: Span,
+}
+
+impl Parse for Number {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let minus = input.parse::<Option<Token![-]>>()?;
+        let lit: syn::Lit = input.parse()?;
+        let sign = if minus.is_some() { -1.0 } else { 1.0 };
+        let span = match &minus {
+            Some(m) => m.span.join(lit.span()).unwrap_or(m.span),
+            None => lit.span(),
+        };
+        let value = sign
+            * match &lit {
+                syn::Lit::Float(f) => f.base10_parse::<f64>()?,
+                syn::Lit::Int(i) => i.base10_parse::<f64>()?,
+                other => return Err(syn::Error::new(other.span(), "expected a number")),
+            };
+        Ok(Number { value, span })
+    }
 }
 
 struct ExcludeList(Vec<Exclude>);

@@ -302,6 +302,24 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         some(quote!(::core::time::Duration::from_nanos(#nanos)))
     });
+    // Trip policies.
+    let half_open_calls = args
+        .half_open_calls
+        .map_or(none.clone(), |n| some(quote!(#n)));
+    let backoff = match (&args.backoff, args.jitter) {
+        (None, None) => none.clone(),
+        (backoff, jitter) => {
+            let base = match backoff {
+                Some((factor, max, _)) => {
+                    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+                    quote!(#krate::__private::Backoff::exponential(#factor, ::core::time::Duration::from_nanos(#nanos)))
+                }
+                None => quote!(#krate::__private::Backoff::constant()),
+            };
+            let jitter = jitter.unwrap_or(0.0);
+            some(quote!(#base.jitter(#jitter)))
+        }
+    };
     let mut helpers = TokenStream::new();
     let storage = match &args.storage {
         Some(path) => {
@@ -359,6 +377,8 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
             storage: #storage,
             listeners: #listeners,
             clock: #clock,
+            half_open_calls: #half_open_calls,
+            backoff: #backoff,
             #keyed_fields
         };
         #krate::__private::inventory::submit! {

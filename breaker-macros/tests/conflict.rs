@@ -63,6 +63,8 @@ static INVALID: breaker::__private::Declaration = breaker::__private::Declaratio
     keyed: false,
     max_keys: None,
     idle_timeout: None,
+    half_open_calls: None,
+    backoff: None,
 };
 breaker::__private::inventory::submit! {
     breaker::__private::Registration(&INVALID)

@@ -72,6 +72,8 @@ impl Stored {
             fail_counter: self.fail_counter,
             success_counter: self.success_counter,
             trial: self.trial_until_ms != 0,
+            trials: u16::from(self.trial_until_ms != 0),
+            reopens: 0,
             opened_at: (self.opened_at_ms != 0)
                 .then(|| std::time::Duration::from_millis(self.opened_at_ms)),
         }

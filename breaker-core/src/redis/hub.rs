@@ -300,7 +300,7 @@ impl Core {
         self: &Arc<Self>,
         slot: &Arc<Slot>,
         op: Op,
-        limits: Limits,
+        limits: Limits<'static>,
     ) -> (u64, Arc<Handoff>) {
         let op_id = self.next_op.fetch_add(1, Ordering::Relaxed);
         slot.begin(op_id);
@@ -364,7 +364,7 @@ impl Core {
         &self,
         slot: &Slot,
         request: Request,
-        limits: &Limits,
+        limits: &Limits<'_>,
         origin: &str,
     ) -> Result<Reply, Fault> {
         let Some(mut conn) = self.conn.lock().clone() else {
@@ -602,12 +602,13 @@ pub(super) fn client(cfg: &Config, info: ConnectionInfo) -> RedisResult<Client> 
     }
 }
 
-fn read_limits() -> Limits {
+fn read_limits() -> Limits<'static> {
     Limits {
         fail_max: 1,
         success_threshold: 1,
         reset_timeout: Duration::ZERO,
         now: Duration::ZERO,
+        ..Limits::DEFAULT
     }
 }
 
@@ -624,7 +625,7 @@ async fn perform(
     core: Arc<Core>,
     slot: Arc<Slot>,
     op: Op,
-    limits: Limits,
+    limits: Limits<'static>,
     op_id: u64,
     handoff: Arc<Handoff>,
 ) {

@@ -240,8 +240,9 @@ use self::handoff::{Answer, AnswerFuture};
 use self::hub::{Config, Hub};
 use self::script::Shape;
 use self::view::{Slot, FALLBACK_TAG};
+use crate::error::ConfigError;
 use crate::memory::MemoryStorage;
-use crate::state::{Limits, Op, Snapshot, State};
+use crate::state::{Limits, Op, Policy, Snapshot, State};
 use crate::storage::{Applied, ApplyFuture, Binding, ClosedHint, Storage};
 
 use self::handle::RedisStorage;
@@ -471,6 +472,22 @@ impl Storage for RedisStorage {
     }
 
     /// From one word the slot keeps with its view: a closed circuit on
+    /// The script ports `step` with the default policy only (several
+    /// half-open trials and a growing backoff on Redis are issue 15's).
+    fn check_policy(&self, policy: &Policy) -> Result<(), ConfigError> {
+        let setting = if policy.half_open_calls > 1 {
+            "half_open_calls"
+        } else if !policy.backoff.is_constant() {
+            "backoff"
+        } else {
+            return Ok(());
+        };
+        Err(ConfigError::Unsupported {
+            storage: "RedisStorage",
+            setting,
+        })
+    }
+
     /// Redis admits a call and sees that a success has nothing to record
     /// without building a snapshot.
     fn closed_hint(&self) -> Option<ClosedHint> {
@@ -478,6 +495,9 @@ impl Storage for RedisStorage {
     }
 
     fn apply(&self, op: Op, limits: &Limits) -> Applied {
+        // The script applies the default policy, the only one
+        // `check_policy` lets a breaker take.
+        let limits = &default_policy(limits);
         let Some(slot) = self.slot.get() else {
             return self.unbound.apply(op, limits);
         };
@@ -498,7 +518,8 @@ impl Storage for RedisStorage {
         }
     }
 
-    fn apply_async(&self, op: Op, limits: Limits) -> ApplyFuture<'_> {
+    fn apply_async(&self, op: Op, limits: Limits<'_>) -> ApplyFuture<'_> {
+        let limits = default_policy(&limits);
         let Some(slot) = self.slot.get() else {
             let applied = self.unbound.apply(op, &limits);
             return Box::pin(std::future::ready(applied));
@@ -1163,6 +1184,14 @@ pub enum RedisStorageError {
     /// The background runtime or threads could not start.
     #[error("cannot start the Redis storage's background work: {0}")]
     Runtime(#[source] std::io::Error),
+}
+
+/// `limits` with the default policy, owned: what the script applies.
+fn default_policy(limits: &Limits<'_>) -> Limits<'static> {
+    Limits {
+        policy: &Policy::DEFAULT,
+        ..*limits
+    }
 }
 
 #[cfg(test)]

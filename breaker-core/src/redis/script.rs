@@ -237,6 +237,7 @@ mod tests {
             success_threshold: 2,
             reset_timeout: Duration::from_micros(100_500),
             now: Duration::ZERO,
+            ..Limits::DEFAULT
         };
         let shape = Shape {
             trial_lease: None,

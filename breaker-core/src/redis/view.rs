@@ -224,6 +224,7 @@ impl Slot {
             // A lease that ran out frees the trial place without a write.
             let until = shift(v.trial_until_ms, self.offset_ms.load(Ordering::Relaxed));
             snap.trial = until > self.now();
+            snap.trials = u16::from(snap.trial);
         }
         snap
     }
@@ -339,6 +340,7 @@ impl Slot {
             success_threshold: 1,
             reset_timeout: Duration::ZERO,
             now: self.now(),
+            ..Limits::DEFAULT
         };
         self.fallback.apply(Op::Force(self.fallback_state), &limits);
     }
@@ -1108,6 +1110,7 @@ mod tests {
             success_threshold: 1,
             reset_timeout: Duration::from_secs(60),
             now: slot.now(),
+            ..Limits::DEFAULT
         };
         let applied = slot.apply_fallback(Op::Force(State::Open), &limits);
         assert_ne!(applied.before.state, applied.after.state);

@@ -55,6 +55,10 @@ pub struct Declaration {
     pub max_keys: Option<usize>,
     /// `idle_timeout = ".."`, parsed at compile time.
     pub idle_timeout: Option<Duration>,
+    /// `half_open_calls = ..`
+    pub half_open_calls: Option<u32>,
+    /// `backoff = exponential(..)` and `jitter = ..`, together.
+    pub backoff: Option<crate::state::Backoff>,
 }
 
 /// A declaration's entry in the link-time list.
@@ -263,6 +267,16 @@ fn configure(
         clock,
         |v: &Configure| v.0.to_owned(),
         |b: Builder, v: &Configure| (v.1)(b)
+    );
+    merge!(
+        half_open_calls,
+        |v: &u32| v.to_string(),
+        |b: Builder, v: &u32| b.half_open_calls(*v)
+    );
+    merge!(
+        backoff,
+        |v: &crate::state::Backoff| format!("{v:?}"),
+        |b: Builder, v: &crate::state::Backoff| b.backoff(*v)
     );
     if let Some(clock) = clock {
         builder = builder.clock(clock.clone());

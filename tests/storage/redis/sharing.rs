@@ -287,6 +287,7 @@ fn a_crashed_trial_holder_cannot_wedge_half_open() {
         success_threshold: 1,
         reset_timeout: RESET,
         now: Duration::ZERO,
+        ..Limits::DEFAULT
     };
     let taken = sa.apply(Op::Admit, &limits);
     let Outcome::Admitted {
@@ -448,6 +449,7 @@ fn the_script_follows_step() {
                 // Either elapsed at once or never: no dependence on timing.
                 reset_timeout: [Duration::ZERO, Duration::from_secs(3_600)][next(2) as usize],
                 now: Duration::ZERO,
+                ..Limits::DEFAULT
             };
             let applied = st.apply(op, &limits);
             // The server's clock decided; take a time that agrees with it.
