@@ -8,9 +8,9 @@ pub use breaker_macros::circuit_breaker;
 
 #[doc(inline)]
 pub use breaker_core::{
-    clock, hint, parse_duration, registry, storage, CircuitBreaker, CircuitBreakerBuilder,
-    CircuitBreakerError, ConfigError, DurationError, Error, ErrorView, Failure, Listener,
-    MemoryStorage, ParseStateError, Reason, State,
+    clock, hint, listener, parse_duration, registry, storage, CircuitBreaker,
+    CircuitBreakerBuilder, CircuitBreakerError, ConfigError, DurationError, Error, ErrorView,
+    Failure, Listener, MemoryStorage, ParseStateError, Reason, State,
 };
 
 #[cfg(feature = "redis")]
@@ -21,6 +21,26 @@ pub use breaker_core::redis;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[doc(inline)]
 pub use breaker_core::RedisStorage;
+
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+#[doc(inline)]
+pub use breaker_core::tower;
+
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+#[doc(inline)]
+pub use breaker_core::tracing;
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+#[doc(inline)]
+pub use breaker_core::Settings;
+
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+#[doc(inline)]
+pub use breaker_core::metrics;
 
 /// Not public API. Referenced by code that `#[circuit_breaker]` generates.
 #[doc(hidden)]

@@ -14,6 +14,9 @@
 //!    trial, `Op::Admit` is applied (only it can take the trial place, as
 //!    one atomic step).
 //!
+//! Every rejection is made by [`reject`](CircuitBreaker::reject), which
+//! tells the `rejected` listeners.
+//!
 //! `call` and the attribute's iterators admit with [`admit`](CircuitBreaker::admit);
 //! `call_async` uses [`decide`](CircuitBreaker::decide) and applies `Op::Admit`
 //! itself, so that a custom storage's answer is awaited, not blocked on.
@@ -127,12 +130,14 @@ impl CircuitBreaker {
         let timeout = self.reset_timeout_nanos();
         match self.shared.backend.glance(timeout, &self.shared.clock) {
             Glance::Closed(generation) => V::admitted(Ticket::closed(generation)),
-            Glance::Open(retry_nanos) => V::rejected(CircuitBreakerError::with_retry_nanos(
-                self.shared.name,
-                State::Open,
-                Reason::TimeoutNotElapsed,
-                retry_nanos,
-            )),
+            Glance::Open(retry_nanos) => {
+                V::rejected(self.reject(CircuitBreakerError::with_retry_nanos(
+                    self.shared.name,
+                    State::Open,
+                    Reason::TimeoutNotElapsed,
+                    retry_nanos,
+                )))
+            }
             Glance::Unknown => self.decide_from_snapshot(),
         }
     }
@@ -149,17 +154,17 @@ impl CircuitBreaker {
                 let (coarse, lag) = self.shared.clock.coarse_nanos();
                 let coarse = snap.retry_after(self.reset_timeout(), Duration::from_nanos(coarse));
                 if coarse.is_some_and(|d| d > Duration::from_nanos(lag)) {
-                    return V::rejected(self.open_error(coarse));
+                    return V::rejected(self.reject(self.open_error(coarse)));
                 }
                 let retry_after = snap.retry_after(self.reset_timeout(), self.now());
                 if retry_after == Some(Duration::ZERO) {
                     V::trial(self)
                 } else {
-                    V::rejected(self.open_error(retry_after))
+                    V::rejected(self.reject(self.open_error(retry_after)))
                 }
             }
             State::HalfOpen if snap.trial => {
-                V::rejected(self.error(State::HalfOpen, Reason::TrialInProgress, None))
+                V::rejected(self.reject(self.error(State::HalfOpen, Reason::TrialInProgress, None)))
             }
             State::HalfOpen => V::trial(self),
         }
@@ -184,7 +189,26 @@ impl CircuitBreaker {
             }
             resume_unwind(panic);
         }
-        verdict
+        verdict.map_err(|error| self.reject(error))
+    }
+
+    /// A rejection, once the `rejected` listeners have heard of it; one
+    /// flag's load when nobody listens. A panic among them continues once
+    /// they have all run (a rejected call holds nothing to give back).
+    #[inline(always)]
+    fn reject(&self, error: CircuitBreakerError) -> CircuitBreakerError {
+        if self.listening() {
+            self.tell_rejected(&error);
+        }
+        error
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tell_rejected(&self, error: &CircuitBreakerError) {
+        if let Err(panic) = self.each_listener(|l| l.rejected(self, error)) {
+            resume_unwind(panic);
+        }
     }
 
     /// Tells the `before_call` listeners; a panic among them gives the

@@ -17,7 +17,7 @@ pub type ErrorView<E> = fn(&E) -> Option<&(dyn StdError + 'static)>;
 /// The view `call` uses: boxed errors, `io::Error` (and `anyhow::Error`) are
 /// seen through; other types match exclusions by their own type only.
 #[inline(always)]
-fn default_view<E: 'static>(e: &E) -> Option<&(dyn StdError + 'static)> {
+pub(crate) fn default_view<E: 'static>(e: &E) -> Option<&(dyn StdError + 'static)> {
     match is_container::<E>() {
         true => container_view(e),
         false => None,

@@ -345,6 +345,23 @@ impl<E> From<CircuitBreakerError> for Error<E> {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// `registry::configure` (feature `serde`) was given a name the
+    /// registry does not have.
+    #[error("no circuit breaker named '{name}' to configure (registered: {known})")]
+    UnknownBreaker {
+        /// The name given.
+        name: String,
+        /// The names the registry has, comma-separated.
+        known: String,
+    },
+    /// Settings for one breaker with values out of range: every one of them.
+    #[error("settings of breaker '{breaker}': {}", join_errors(.errors))]
+    Settings {
+        /// The breaker's name.
+        breaker: String,
+        /// Each value out of range.
+        errors: Vec<ConfigError>,
+    },
     /// `fail_max` out of range.
     #[error("fail_max must be between 1 and {max}, got {value}", max = MAX_FAIL_MAX)]
     FailMax {
@@ -357,4 +374,12 @@ pub enum ConfigError {
         /// The value given.
         value: u32,
     },
+}
+
+fn join_errors(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

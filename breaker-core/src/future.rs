@@ -247,7 +247,7 @@ where
             return self.end(Ending::Failure(error), ticket, cx);
         }
         if !cb.success_to_record(ticket) {
-            cb.report_success(None);
+            cb.report_excluded(&error, &self.view, None);
             return Poll::Ready(Err(Error::Inner(error)));
         }
         self.end(Ending::Excluded(error), ticket, cx)
@@ -355,7 +355,7 @@ where
             Ok(value)
         }
         (Ending::Excluded(error), recorded) => {
-            cb.report_success(recorded);
+            cb.report_excluded(&error, view, recorded);
             Err(Error::Inner(error))
         }
         (Ending::Failure(error), Some(recorded)) => Err(cb.report_failure(error, view, recorded)),

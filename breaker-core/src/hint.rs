@@ -2,7 +2,8 @@
 //! says, such as an exclusion that can never match the errors a breaker
 //! sees. Given in debug builds only, once per breaker, error type and
 //! excluded type, to the hook set with [`set_hook`] (by default, printed to
-//! standard error).
+//! standard error; with the `tracing` feature, a WARN event of target
+//! `breaker` when a subscriber listens).
 //!
 //! ```
 //! use breaker::hint::{self, Hint};
@@ -85,6 +86,8 @@ pub fn set_hook(hook: impl Fn(&Hint) + Send + Sync + 'static) {
 fn give(hint: Hint) {
     match &*HOOK.read().unwrap_or_else(|p| p.into_inner()) {
         Some(hook) => hook(&hint),
+        #[cfg(feature = "tracing")]
+        None if crate::tracing::hint(&hint) => {}
         None => eprintln!("warning: {hint}"),
     }
 }

@@ -53,17 +53,28 @@ mod forward;
 mod future;
 pub mod hint;
 mod iter;
-mod listener;
+pub mod listener;
 mod memory;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod name;
 mod recording;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod registry;
+#[cfg(feature = "serde")]
+mod settings;
 mod state;
 pub mod storage;
 mod sync;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub mod tracing;
 
 #[doc(hidden)]
 pub mod private;
@@ -76,6 +87,10 @@ pub use error::{CircuitBreakerError, ConfigError, Error};
 pub use listener::{Failure, Listener};
 pub use memory::MemoryStorage;
 pub use state::{ParseStateError, Reason, State};
+
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use settings::Settings;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -1,10 +1,12 @@
-//! Listeners: code that runs on a breaker's events.
+//! Listeners: code that runs on a breaker's events, and closures as
+//! one-event listeners ([`on_state_change`], [`on_rejected`], ...).
 
 use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt;
 
 use crate::breaker::CircuitBreaker;
+use crate::error::CircuitBreakerError;
 use crate::exclude::{find, ErasedError};
 use crate::state::State;
 
@@ -14,7 +16,10 @@ crate::forward::trait_with_forwarding! {
     /// Listeners run on the thread of the call that caused the event, after the
     /// breaker's state is committed and outside any lock, in the order they were
     /// added. For one call the order is `before_call`, then `success` or
-    /// `failure`, then `state_change` if that call changed the state.
+    /// `failure` (or `excluded`), then `state_change` if that call changed
+    /// the state; a rejected call gets `rejected` alone (after the
+    /// `state_change` of the transition its admission made, if any); a call
+    /// dropped before it finished gets `cancelled`.
     ///
     /// On the default [`MemoryStorage`](crate::MemoryStorage), `state_change` is
     /// reported in the order the transitions were made, one at a time: each
@@ -49,6 +54,32 @@ crate::forward::trait_with_forwarding! {
     pub trait Listener: Send + Sync {
         /// Before an admitted call runs (not for rejected calls).
         fn before_call(&self, cb: &CircuitBreaker) {
+            let _ = cb;
+        }
+
+        /// After a call was rejected without running (open, or half-open
+        /// with no trial place left), with the error the caller gets: by
+        /// `call`, `call_async`, their `_or_else` forms (before the
+        /// fallback runs), guarded iterators and streams, the attribute and
+        /// the tower layer alike.
+        fn rejected(&self, cb: &CircuitBreaker, error: &CircuitBreakerError) {
+            let _ = (cb, error);
+        }
+
+        /// After a call failed with an error the breaker excludes: a success
+        /// to the breaker, told here instead of `success`. By default it
+        /// calls `success`, so a listener that does not tell the two apart
+        /// hears every success there.
+        fn excluded(&self, cb: &CircuitBreaker, error: &Failure<'_>) {
+            let _ = error;
+            self.success(cb);
+        }
+
+        /// After an admitted call was dropped before it finished (a
+        /// `call_async` future, a guarded iterator, a tower request): it
+        /// counts as neither success nor failure. A panic here is dropped
+        /// (this runs from `Drop`, maybe while a panic unwinds).
+        fn cancelled(&self, cb: &CircuitBreaker) {
             let _ = cb;
         }
 
@@ -167,4 +198,129 @@ impl fmt::Debug for Failure<'_> {
             },
         }
     }
+}
+
+impl CircuitBreaker {
+    /// Tells the `cancelled` listeners; from `Drop`, so their panics are
+    /// dropped.
+    #[inline(always)]
+    pub(crate) fn tell_cancelled(&self) {
+        if self.listening() {
+            self.tell_cancelled_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tell_cancelled_slow(&self) {
+        let _dropped = self.each_listener(|l| l.cancelled(self));
+    }
+}
+
+macro_rules! closure_listeners {
+    ($(
+        $(#[$doc:meta])*
+        $func:ident -> $name:ident, $method:ident ( $($arg:ident : $ty:ty),* );
+    )*) => {$(
+        $(#[$doc])*
+        pub fn $func<F>(f: F) -> $name<F>
+        where
+            F: Fn(&CircuitBreaker $(, $ty)*) + Send + Sync + 'static,
+        {
+            $name(f)
+        }
+
+        #[doc = concat!("A closure as a [`Listener`] of `", stringify!($method), "` alone; made by [`", stringify!($func), "`].")]
+        #[derive(Clone, Copy)]
+        pub struct $name<F>(F);
+
+        impl<F> Listener for $name<F>
+        where
+            F: Fn(&CircuitBreaker $(, $ty)*) + Send + Sync + 'static,
+        {
+            fn $method(&self, cb: &CircuitBreaker $(, $arg: $ty)*) {
+                (self.0)(cb $(, $arg)*)
+            }
+        }
+
+        impl<F> fmt::Debug for $name<F> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(stringify!($name))
+            }
+        }
+    )*};
+}
+
+closure_listeners! {
+    /// A listener that runs `f` after each transition.
+    ///
+    /// ```
+    /// use breaker::{listener, CircuitBreaker};
+    ///
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .listener(listener::on_state_change(|cb, from, to| {
+    ///         println!("{}: {from} -> {to}", cb.name());
+    ///     }))
+    ///     .build();
+    /// cb.open(); // prints "db: closed -> open"
+    /// ```
+    on_state_change -> OnStateChange, state_change(old: State, new: State);
+
+    /// A listener that runs `f` for each rejected call.
+    ///
+    /// ```
+    /// use breaker::{listener, CircuitBreaker};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let rejected = Arc::new(AtomicU64::new(0));
+    /// let count = Arc::clone(&rejected);
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .listener(listener::on_rejected(move |_cb, _error| {
+    ///         count.fetch_add(1, Ordering::Relaxed);
+    ///     }))
+    ///     .build();
+    /// cb.open();
+    /// assert!(cb.call(|| Ok::<_, ()>(1)).unwrap_err().is_open());
+    /// assert_eq!(rejected.load(Ordering::Relaxed), 1);
+    /// ```
+    on_rejected -> OnRejected, rejected(error: &CircuitBreakerError);
+
+    /// A listener that runs `f` for each failure.
+    ///
+    /// ```
+    /// use breaker::{listener, CircuitBreaker};
+    ///
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .listener(listener::on_failure(|cb, failure| {
+    ///         eprintln!("{} failed: {failure:?}", cb.name());
+    ///     }))
+    ///     .build();
+    /// let _ = cb.call(|| Err::<(), _>("refused")); // prints "db failed: \"refused\""
+    /// ```
+    on_failure -> OnFailure, failure(error: &Failure<'_>);
+
+    /// A listener that runs `f` after each success.
+    ///
+    /// ```
+    /// use breaker::{listener, CircuitBreaker};
+    ///
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .listener(listener::on_success(|cb| println!("{} ok", cb.name())))
+    ///     .build();
+    /// let _ = cb.call(|| Ok::<_, ()>(())); // prints "db ok"
+    /// ```
+    on_success -> OnSuccess, success();
+
+    /// A listener that runs `f` before each admitted call.
+    ///
+    /// ```
+    /// use breaker::{listener, CircuitBreaker};
+    ///
+    /// let cb = CircuitBreaker::builder("db")
+    ///     .listener(listener::on_before_call(|cb| println!("calling {}", cb.name())))
+    ///     .build();
+    /// let _ = cb.call(|| Ok::<_, ()>(())); // prints "calling db"
+    /// ```
+    on_before_call -> OnBeforeCall, before_call();
 }

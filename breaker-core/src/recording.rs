@@ -178,7 +178,10 @@ impl CircuitBreaker {
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     {
         if self.excluded_or_fail(ticket, &error, view, site_excluded) {
-            self.finish_ok_slow(ticket);
+            let recorded = self
+                .success_to_record(ticket)
+                .then(|| self.apply(success_op(ticket)));
+            self.report_excluded(&error, view, recorded);
             return Error::Inner(error);
         }
         self.finish_failure(ticket, error, view)
@@ -251,6 +254,25 @@ impl CircuitBreaker {
     #[inline(never)]
     pub(crate) fn report_success(&self, recorded: Option<Recorded>) {
         let heard = self.each_listener(|l| l.success(self));
+        let changed = match recorded {
+            Some(recorded) => self.announce(recorded),
+            None => Ok(()),
+        };
+        if let Err(panic) = heard.and(changed) {
+            resume_unwind(panic);
+        }
+    }
+
+    /// Tells listeners of an excluded error (a success) and of the
+    /// transition it made.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn report_excluded<E, V>(&self, error: &E, view: &V, recorded: Option<Recorded>)
+    where
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    {
+        let heard = self.each_listener(|l| l.excluded(self, &Failure::error(error, view(error))));
         let changed = match recorded {
             Some(recorded) => self.announce(recorded),
             None => Ok(()),
@@ -345,6 +367,7 @@ pub(crate) struct CancelOnDrop<'cb>(pub(crate) &'cb CircuitBreaker, pub(crate) T
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         self.0.cancel(self.1);
+        self.0.tell_cancelled();
     }
 }
 

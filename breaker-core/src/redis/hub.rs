@@ -279,11 +279,18 @@ impl Core {
         if broken {
             *self.conn.lock() = None;
         }
-        self.up.store(false, Ordering::Release);
+        let was_up = self.up.swap(false, Ordering::AcqRel);
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
-        for slot in self.live_slots() {
+        let slots = self.live_slots();
+        for slot in &slots {
             slot.set_down(true, epoch);
         }
+        #[cfg(feature = "tracing")]
+        if was_up {
+            let cfg = &self.cfg;
+            crate::tracing::redis_down(&cfg.namespace, broken, slots.len(), cfg.fallback_state);
+        }
+        let _ = was_up;
         self.resync_soon.notify_one();
     }
 
@@ -440,7 +447,12 @@ impl Core {
         if self.epoch() != epoch {
             return false;
         }
-        self.up.store(true, Ordering::Release);
+        let was_up = self.up.swap(true, Ordering::AcqRel);
+        #[cfg(feature = "tracing")]
+        if !was_up && epoch > 0 {
+            crate::tracing::redis_up(&self.cfg.namespace, self.live_slots().len());
+        }
+        let _ = was_up;
         // Slots bound while this ran.
         for slot in self.live_slots() {
             if slot.on_fallback() && !self.recover_slot(&slot, epoch).await {

@@ -27,9 +27,14 @@ use parking_lot::RwLock;
 
 use crate::breaker::CircuitBreaker;
 
+#[cfg(feature = "serde")]
+mod configure;
 pub(crate) mod declared;
 mod isolate;
 
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use configure::configure;
 pub use isolate::{isolate, Isolated, Isolation, IsolationGuard};
 
 use declared::Declaration;

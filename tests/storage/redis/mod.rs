@@ -12,6 +12,7 @@ use crate::support;
 
 mod access;
 mod cluster;
+mod events;
 mod faults;
 mod fleet;
 mod initial;

@@ -1,0 +1,541 @@
+//! A [`tower`](https://docs.rs/tower) layer: a breaker in front of any
+//! `Service` (axum, tonic, hyper, reqwest stacks).
+//!
+//! [`CircuitBreakerLayer::new`] takes a [`CircuitBreaker`], an
+//! `Arc<CircuitBreaker>`, or the name of a breaker in the
+//! [`registry`](crate::registry) (then it returns a `Result`: a name that is
+//! not registered is an error here, not a panic on the first request).
+//! The service's error is [`Error<S::Error>`](crate::Error):
+//! [`Error::Open`] for a rejected request, [`Error::Inner`] or
+//! [`Error::Tripped`] for the inner service's error, as
+//! [`CircuitBreaker::call`] gives them.
+//!
+//! # Readiness
+//!
+//! `poll_ready` is the inner service's: a breaker does not make a service
+//! unready, so load balancers and buffers in front of it keep working, and
+//! an open circuit costs a caller no waiting. A request is admitted or
+//! rejected in `call`; a rejected request's future is ready at once with
+//! [`Error::Open`], whose [`retry_after`](crate::CircuitBreakerError::retry_after)
+//! says when the next trial may run (an HTTP server answers 503 with
+//! `Retry-After`). An error from the inner service's `poll_ready` is
+//! returned as [`Error::Inner`] and is not recorded: no call was made.
+//!
+//! # Outcomes
+//!
+//! A request's future is recorded when it completes: `Ok` is a success,
+//! unless [`fail_if`](CircuitBreakerLayer::fail_if) accepts the response,
+//! which is then a failure and still returned as `Ok` (listeners see the
+//! failure as a [`FailedResponse`]). An `Err` is a failure unless the
+//! breaker excludes it (boxed errors are searched as
+//! [`call`](CircuitBreaker::call) searches them). A panic while polling is
+//! a failure and continues. A future dropped before it completes counts as
+//! neither and gives a half-open trial place back.
+//!
+//! ```
+//! use breaker::tower::CircuitBreakerLayer;
+//! use breaker::{CircuitBreaker, Error};
+//! use std::convert::Infallible;
+//! use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let cb = CircuitBreaker::builder("backend").fail_max(1).build();
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(CircuitBreakerLayer::new(cb).fail_if(|status: &u16| *status >= 500))
+//!     .service(service_fn(|status: u16| async move { Ok::<_, Infallible>(status) }));
+//!
+//! let ok = svc.ready().await.unwrap().call(200).await;
+//! assert_eq!(ok.unwrap(), 200);
+//! let failed = svc.ready().await.unwrap().call(503).await;
+//! assert_eq!(failed.unwrap(), 503); // a failure, still returned: it opened the circuit
+//! let rejected = svc.ready().await.unwrap().call(200).await;
+//! assert!(matches!(rejected, Err(Error::Open(e)) if e.retry_after().is_some()));
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::admission::Ticket;
+use crate::breaker::CircuitBreaker;
+use crate::call::{default_view, no_site_exclusions};
+use crate::error::{CircuitBreakerError, Error};
+
+/// A [`tower_layer::Layer`] that guards a service with a breaker.
+///
+/// ```
+/// use breaker::tower::CircuitBreakerLayer;
+/// use breaker::{registry, CircuitBreaker};
+/// use std::sync::Arc;
+///
+/// let direct = CircuitBreakerLayer::new(CircuitBreaker::new("layer-direct"));
+/// let shared = CircuitBreakerLayer::new(Arc::new(CircuitBreaker::new("layer-arc")));
+/// registry::register(CircuitBreaker::new("layer-named")).unwrap();
+/// let named = CircuitBreakerLayer::new("layer-named").unwrap();
+/// assert_eq!(named.breaker().name(), "layer-named");
+/// assert!(CircuitBreakerLayer::new("no-such-breaker").is_err());
+/// ```
+#[derive(Clone)]
+pub struct CircuitBreakerLayer<C = NoFailures> {
+    breaker: Arc<CircuitBreaker>,
+    classify: C,
+}
+
+impl CircuitBreakerLayer {
+    /// A layer guarding with `breaker`: a [`CircuitBreaker`] or an
+    /// `Arc<CircuitBreaker>` gives the layer; a registry name gives
+    /// `Result<CircuitBreakerLayer, UnknownBreaker>`.
+    ///
+    /// ```
+    /// use breaker::tower::CircuitBreakerLayer;
+    ///
+    /// let err = CircuitBreakerLayer::new("not-registered").err().unwrap();
+    /// assert!(err.to_string().contains("'not-registered'"));
+    /// ```
+    pub fn new<B: IntoLayer>(breaker: B) -> B::Layer {
+        breaker.into_layer()
+    }
+
+    fn of(breaker: Arc<CircuitBreaker>) -> Self {
+        CircuitBreakerLayer {
+            breaker,
+            classify: NoFailures,
+        }
+    }
+}
+
+impl<C> CircuitBreakerLayer<C> {
+    /// Responses `fail_if` accepts are failures (and still returned as `Ok`):
+    /// `|r: &http::Response<_>| r.status().is_server_error()`, or
+    /// [`server_error`]. A panic in it is the request's failure, then
+    /// continues.
+    ///
+    /// ```
+    /// use breaker::tower::CircuitBreakerLayer;
+    /// use breaker::CircuitBreaker;
+    ///
+    /// let layer = CircuitBreakerLayer::new(CircuitBreaker::new("fail-if"))
+    ///     .fail_if(|r: &http::Response<String>| r.status().is_server_error());
+    /// # let _ = layer;
+    /// ```
+    pub fn fail_if<F>(self, fail_if: F) -> CircuitBreakerLayer<F> {
+        CircuitBreakerLayer {
+            breaker: self.breaker,
+            classify: fail_if,
+        }
+    }
+
+    /// The breaker this layer guards with.
+    ///
+    /// ```
+    /// use breaker::tower::CircuitBreakerLayer;
+    /// use breaker::CircuitBreaker;
+    ///
+    /// let layer = CircuitBreakerLayer::new(CircuitBreaker::new("api"));
+    /// assert_eq!(layer.breaker().name(), "api");
+    /// ```
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
+    }
+}
+
+impl<C> fmt::Debug for CircuitBreakerLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerLayer")
+            .field("breaker", &self.breaker.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
+    type Service = CircuitBreakerService<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CircuitBreakerService {
+            inner,
+            breaker: Arc::clone(&self.breaker),
+            classify: self.classify.clone(),
+        }
+    }
+}
+
+/// What [`CircuitBreakerLayer::new`] takes: a breaker, an `Arc` of one, or
+/// a registry name (which may be unknown, so it gives a `Result`).
+///
+/// ```
+/// use breaker::tower::{CircuitBreakerLayer, IntoLayer};
+/// use breaker::CircuitBreaker;
+///
+/// fn layer_of(b: impl IntoLayer<Layer = CircuitBreakerLayer>) -> CircuitBreakerLayer {
+///     b.into_layer()
+/// }
+/// assert_eq!(layer_of(CircuitBreaker::new("x")).breaker().name(), "x");
+/// ```
+pub trait IntoLayer {
+    /// The layer, or a `Result` of it.
+    type Layer;
+    /// The layer guarding with this breaker.
+    fn into_layer(self) -> Self::Layer;
+}
+
+impl IntoLayer for CircuitBreaker {
+    type Layer = CircuitBreakerLayer;
+    fn into_layer(self) -> CircuitBreakerLayer {
+        CircuitBreakerLayer::of(Arc::new(self))
+    }
+}
+
+impl IntoLayer for Arc<CircuitBreaker> {
+    type Layer = CircuitBreakerLayer;
+    fn into_layer(self) -> CircuitBreakerLayer {
+        CircuitBreakerLayer::of(self)
+    }
+}
+
+impl IntoLayer for &Arc<CircuitBreaker> {
+    type Layer = CircuitBreakerLayer;
+    fn into_layer(self) -> CircuitBreakerLayer {
+        CircuitBreakerLayer::of(Arc::clone(self))
+    }
+}
+
+impl IntoLayer for &str {
+    type Layer = Result<CircuitBreakerLayer, UnknownBreaker>;
+    fn into_layer(self) -> Self::Layer {
+        match crate::registry::try_get(self) {
+            Some(cb) => Ok(CircuitBreakerLayer::of(cb)),
+            None => Err(UnknownBreaker {
+                name: self.to_owned(),
+                known: crate::registry::names(),
+            }),
+        }
+    }
+}
+
+/// A layer was asked for a breaker the registry does not have.
+///
+/// ```
+/// use breaker::tower::CircuitBreakerLayer;
+///
+/// let err = CircuitBreakerLayer::new("typo").unwrap_err();
+/// assert_eq!(err.name(), "typo");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no circuit breaker named '{name}' in the registry (registered: {})", known_list(.known))]
+pub struct UnknownBreaker {
+    name: String,
+    known: Vec<String>,
+}
+
+impl UnknownBreaker {
+    /// The name asked for.
+    ///
+    /// ```
+    /// # let err = breaker::tower::CircuitBreakerLayer::new("typo").unwrap_err();
+    /// assert_eq!(err.name(), "typo");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+fn known_list(known: &[String]) -> String {
+    match known.is_empty() {
+        true => "none".to_owned(),
+        false => known.join(", "),
+    }
+}
+
+/// Decides whether a response is a failure; implemented by closures
+/// `Fn(&R) -> bool` and by [`NoFailures`].
+///
+/// ```
+/// use breaker::tower::Classify;
+///
+/// let five_hundreds = |status: &u16| *status >= 500;
+/// assert!(five_hundreds.is_failure(&503));
+/// ```
+pub trait Classify<R> {
+    /// True when `response` is a failure.
+    fn is_failure(&self, response: &R) -> bool;
+}
+
+impl<R, F: Fn(&R) -> bool> Classify<R> for F {
+    fn is_failure(&self, response: &R) -> bool {
+        self(response)
+    }
+}
+
+/// The default classifier: every response is a success.
+///
+/// ```
+/// use breaker::tower::{Classify, NoFailures};
+///
+/// assert!(!NoFailures.is_failure(&500));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoFailures;
+
+impl<R> Classify<R> for NoFailures {
+    #[inline(always)]
+    fn is_failure(&self, _: &R) -> bool {
+        false
+    }
+}
+
+/// A classifier for HTTP: a 5xx status is a failure.
+///
+/// ```
+/// use breaker::tower::{server_error, CircuitBreakerLayer};
+/// use breaker::CircuitBreaker;
+///
+/// let layer = CircuitBreakerLayer::new(CircuitBreaker::new("http"))
+///     .fail_if(server_error::<String>);
+/// let response = http::Response::builder().status(503).body(String::new()).unwrap();
+/// assert!(server_error(&response));
+/// # let _ = layer;
+/// ```
+pub fn server_error<B>(response: &http::Response<B>) -> bool {
+    response.status().is_server_error()
+}
+
+/// What a [`Listener`](crate::Listener)'s `failure` is given for a response
+/// that `fail_if` accepted (`failure.downcast_ref::<FailedResponse>()`).
+///
+/// ```
+/// use breaker::tower::FailedResponse;
+///
+/// assert_eq!(format!("{FailedResponse:?}"), "a response `fail_if` counts as a failure");
+/// ```
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailedResponse;
+
+impl fmt::Debug for FailedResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a response `fail_if` counts as a failure")
+    }
+}
+
+/// The service [`CircuitBreakerLayer`] makes.
+///
+/// ```
+/// use breaker::tower::CircuitBreakerService;
+/// use breaker::CircuitBreaker;
+/// use tower::{service_fn, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = CircuitBreakerService::new(
+///     CircuitBreaker::new("svc"),
+///     service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x + 1) }),
+/// );
+/// assert_eq!(svc.oneshot(1).await.unwrap(), 2);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct CircuitBreakerService<S, C = NoFailures> {
+    inner: S,
+    breaker: Arc<CircuitBreaker>,
+    classify: C,
+}
+
+impl<S> CircuitBreakerService<S> {
+    /// `inner` guarded by `breaker` (a [`CircuitBreaker`] or an `Arc` of one).
+    ///
+    /// ```
+    /// use breaker::tower::CircuitBreakerService;
+    /// use breaker::CircuitBreaker;
+    /// use std::sync::Arc;
+    ///
+    /// let svc = CircuitBreakerService::new(Arc::new(CircuitBreaker::new("a")), ());
+    /// assert_eq!(svc.breaker().name(), "a");
+    /// ```
+    pub fn new(breaker: impl Into<Arc<CircuitBreaker>>, inner: S) -> Self {
+        CircuitBreakerService {
+            inner,
+            breaker: breaker.into(),
+            classify: NoFailures,
+        }
+    }
+}
+
+impl<S, C> CircuitBreakerService<S, C> {
+    /// The breaker this service guards with.
+    ///
+    /// ```
+    /// # use breaker::tower::CircuitBreakerService;
+    /// # let svc = CircuitBreakerService::new(breaker::CircuitBreaker::new("b"), ());
+    /// assert_eq!(svc.breaker().name(), "b");
+    /// ```
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
+    }
+
+    /// The guarded service.
+    ///
+    /// ```
+    /// # use breaker::tower::CircuitBreakerService;
+    /// let svc = CircuitBreakerService::new(breaker::CircuitBreaker::new("c"), 7);
+    /// assert_eq!(*svc.get_ref(), 7);
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for CircuitBreakerService<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerService")
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R, C> Service<R> for CircuitBreakerService<S, C>
+where
+    S: Service<R>,
+    S::Error: fmt::Debug + 'static,
+    C: Classify<S::Response> + Clone,
+{
+    type Response = S::Response;
+    type Error = Error<S::Error>;
+    type Future = ResponseFuture<S::Future, C>;
+
+    /// The inner service's readiness (see the [module](self) docs).
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Error::Inner)
+    }
+
+    /// Admits the request or rejects it (its future then gives
+    /// [`Error::Open`] at once).
+    #[inline]
+    fn call(&mut self, request: R) -> Self::Future {
+        let ticket = match self.breaker.admit() {
+            Ok(ticket) => ticket,
+            Err(rejected) => {
+                return ResponseFuture {
+                    inner: None,
+                    admitted: None,
+                    rejected: Some(rejected),
+                    classify: self.classify.clone(),
+                }
+            }
+        };
+        // A panicking `before_call` listener gives the trial place back
+        // itself; from here on the guard does (the inner `call` may panic).
+        self.breaker.before_call(ticket);
+        let admitted = Admitted {
+            breaker: Arc::clone(&self.breaker),
+            ticket: Some(ticket),
+        };
+        let inner = self.inner.call(request);
+        ResponseFuture {
+            inner: Some(inner),
+            admitted: Some(admitted),
+            rejected: None,
+            classify: self.classify.clone(),
+        }
+    }
+}
+
+/// An admitted request not yet recorded: dropped unrecorded (the request
+/// was cancelled, or the inner service panicked in `call`), it gives a
+/// half-open trial place back.
+struct Admitted {
+    breaker: Arc<CircuitBreaker>,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.breaker.cancel(ticket);
+            self.breaker.tell_cancelled();
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`CircuitBreakerService`]'s response: `Send` when the
+    /// inner service's future is.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        inner: Option<F>,
+        admitted: Option<Admitted>,
+        rejected: Option<CircuitBreakerError>,
+        classify: C,
+    }
+}
+
+impl<F, T, E, C> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: fmt::Debug + 'static,
+    C: Classify<T>,
+{
+    type Output = Result<T, Error<E>>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            let rejected = this.rejected.take();
+            return Poll::Ready(Err(Error::Open(
+                rejected.expect("a `CircuitBreakerService` future polled after it completed"),
+            )));
+        };
+        let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
+        if let Ok(Poll::Pending) = polled {
+            return Poll::Pending;
+        }
+        this.inner.set(None);
+        let mut admitted = this.admitted.take().expect("an admitted request");
+        // Recorded below, so the guard has nothing left to give back.
+        let ticket = admitted
+            .ticket
+            .take()
+            .expect("an admitted request's ticket");
+        let cb = &*admitted.breaker;
+        Poll::Ready(match polled {
+            Ok(Poll::Pending) => unreachable!("returned above"),
+            Ok(Poll::Ready(Ok(response))) => {
+                let classify = &*this.classify;
+                match catch_unwind(AssertUnwindSafe(|| classify.is_failure(&response))) {
+                    Ok(false) => cb.finish_ok(ticket),
+                    Ok(true) => {
+                        let _ = cb.finish_failure(
+                            ticket,
+                            FailedResponse,
+                            &default_view::<FailedResponse>,
+                        );
+                    }
+                    Err(panic) => cb.fail_with_panic(ticket, panic),
+                }
+                Ok(response)
+            }
+            Ok(Poll::Ready(Err(error))) => {
+                Err(cb.finish_err(ticket, error, &default_view::<E>, &no_site_exclusions::<E>))
+            }
+            Err(panic) => cb.fail_with_panic(ticket, panic),
+        })
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("rejected", &self.rejected)
+            .finish_non_exhaustive()
+    }
+}

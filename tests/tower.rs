@@ -1,0 +1,234 @@
+//! The tower layer: outcomes recorded as `call` records them, `fail_if`
+//! on responses, rejections in `call` with `retry_after`, readiness passed
+//! through, cancellation, panics, `!Send` futures, and the three ways to
+//! give it a breaker.
+#![cfg(feature = "tower")]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use breaker::clock::ManualClock;
+use breaker::tower::{CircuitBreakerLayer, FailedResponse};
+use breaker::{listener, registry, CircuitBreaker, Error, Reason, State};
+use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
+
+fn breaker(name: &'static str, fail_max: u32) -> (Arc<CircuitBreaker>, ManualClock) {
+    let clock = ManualClock::new();
+    let cb = CircuitBreaker::builder(name)
+        .fail_max(fail_max)
+        .reset_timeout(Duration::from_secs(30))
+        .clock(clock.clone())
+        .build();
+    (Arc::new(cb), clock)
+}
+
+/// A service answering with the status it is asked for, or failing with
+/// `Err(status)` for a negative one.
+fn echo() -> impl Service<i32, Response = i32, Error = String, Future: Send> + Clone {
+    service_fn(|status: i32| async move {
+        match status {
+            s if s < 0 => Err(format!("failed {s}")),
+            s => Ok(s),
+        }
+    })
+}
+
+#[tokio::test]
+async fn errors_are_failures_and_responses_fail_if_accepts_are_too() {
+    let (cb, clock) = breaker("tower-outcomes", 3);
+    let mut svc = ServiceBuilder::new()
+        .layer(CircuitBreakerLayer::new(&cb).fail_if(|s: &i32| *s >= 500))
+        .service(echo());
+
+    assert_eq!(svc.ready().await.unwrap().call(200).await.unwrap(), 200);
+    let err = svc.ready().await.unwrap().call(-1).await.unwrap_err();
+    assert!(matches!(err, Error::Inner(ref e) if e == "failed -1"));
+    assert_eq!(cb.fail_counter(), 1);
+    // A 503 is a failure and is still returned.
+    assert_eq!(svc.ready().await.unwrap().call(503).await.unwrap(), 503);
+    assert_eq!(cb.fail_counter(), 2);
+    let tripped = svc.ready().await.unwrap().call(-2).await.unwrap_err();
+    assert!(tripped.is_tripped(), "{tripped:?}");
+    assert_eq!(cb.current_state(), State::Open);
+
+    clock.advance(Duration::from_secs(12));
+    let rejected = svc.ready().await.unwrap().call(200).await.unwrap_err();
+    let Error::Open(e) = rejected else {
+        panic!("expected a rejection, got {rejected:?}")
+    };
+    assert_eq!(e.reason(), Reason::TimeoutNotElapsed);
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(18)));
+
+    clock.advance(Duration::from_secs(18));
+    assert_eq!(svc.ready().await.unwrap().call(201).await.unwrap(), 201);
+    assert_eq!(cb.current_state(), State::Closed);
+}
+
+#[tokio::test]
+async fn a_rejected_request_never_reaches_the_inner_service() {
+    let (cb, _clock) = breaker("tower-rejects", 1);
+    let called = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&called);
+    let mut svc = CircuitBreakerLayer::new(&cb).layer(service_fn(move |_: ()| {
+        seen.store(true, Ordering::SeqCst);
+        async { Ok::<_, Infallible>(()) }
+    }));
+    cb.open();
+    let future = svc.ready().await.unwrap().call(());
+    assert!(!called.load(Ordering::SeqCst), "rejected in `call`");
+    assert!(future.await.unwrap_err().is_open());
+}
+
+#[tokio::test]
+async fn listeners_see_a_failed_response_as_one() {
+    let (cb, _clock) = breaker("tower-failed-response", 5);
+    let found = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&found);
+    cb.add_listener(Arc::new(listener::on_failure(move |_, f| {
+        flag.store(
+            f.downcast_ref::<FailedResponse>().is_some(),
+            Ordering::SeqCst,
+        );
+    })));
+    let svc = CircuitBreakerLayer::new(&cb)
+        .fail_if(|s: &i32| *s >= 500)
+        .layer(echo());
+    assert_eq!(svc.oneshot(500).await.unwrap(), 500);
+    assert!(found.load(Ordering::SeqCst));
+}
+
+/// Ready only after being polled `n` times; counts its polls.
+#[derive(Clone)]
+struct Slow(Rc<std::cell::Cell<u32>>);
+
+impl Service<()> for Slow {
+    type Response = ();
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<(), Infallible>>;
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        let left = self.0.get();
+        if left == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        self.0.set(left - 1);
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+    fn call(&mut self, _: ()) -> Self::Future {
+        std::future::ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn readiness_is_the_inner_services_even_when_open() {
+    let (cb, _clock) = breaker("tower-ready", 1);
+    cb.open();
+    let left = Rc::new(std::cell::Cell::new(2));
+    let mut svc = CircuitBreakerLayer::new(&cb).layer(Slow(Rc::clone(&left)));
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    assert!(svc.poll_ready(&mut cx).is_pending());
+    assert!(svc.poll_ready(&mut cx).is_pending());
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    // Ready though open: the rejection comes from `call`.
+    assert!(svc.call(()).await.unwrap_err().is_open());
+}
+
+/// A future that is not `Send` (it holds an `Rc`).
+fn not_send(status: i32) -> impl Future<Output = Result<i32, String>> {
+    let rc = Rc::new(status);
+    async move {
+        tokio::task::yield_now().await;
+        Ok(*rc)
+    }
+}
+
+#[tokio::test]
+async fn a_future_that_is_not_send_is_guarded_too() {
+    let (cb, _clock) = breaker("tower-not-send", 1);
+    let svc = CircuitBreakerLayer::new(&cb).layer(service_fn(not_send));
+    assert_eq!(svc.clone().oneshot(7).await.unwrap(), 7);
+    cb.open();
+    assert!(svc.oneshot(7).await.unwrap_err().is_open());
+}
+
+#[tokio::test]
+async fn a_dropped_trial_gives_its_place_back() {
+    let (cb, clock) = breaker("tower-cancel", 1);
+    cb.open();
+    clock.advance(Duration::from_secs(30));
+    let mut svc = CircuitBreakerLayer::new(&cb).layer(service_fn(|_: ()| async {
+        std::future::pending::<()>().await;
+        Ok::<_, Infallible>(())
+    }));
+    let trial = svc.call(());
+    assert_eq!(cb.current_state(), State::HalfOpen);
+    drop(trial);
+    // The place is free: the next request is the trial, and closes it.
+    let mut ok =
+        CircuitBreakerLayer::new(&cb).layer(service_fn(|_: ()| async { Ok::<_, Infallible>(()) }));
+    ok.call(()).await.unwrap();
+    assert_eq!(cb.current_state(), State::Closed);
+}
+
+#[tokio::test]
+async fn a_panic_while_polling_is_a_failure_and_continues() {
+    let (cb, _clock) = breaker("tower-panic", 1);
+    let svc = CircuitBreakerLayer::new(&cb).layer(service_fn(|_: ()| async {
+        panic!("inner bug");
+        #[allow(unreachable_code)]
+        Ok::<(), Infallible>(())
+    }));
+    let join = tokio::spawn(svc.oneshot(()));
+    assert!(join.await.unwrap_err().is_panic());
+    assert_eq!(cb.current_state(), State::Open);
+}
+
+#[tokio::test]
+async fn a_panic_in_fail_if_is_the_requests_failure() {
+    let (cb, _clock) = breaker("tower-fail-if-panic", 1);
+    let svc = CircuitBreakerLayer::new(&cb)
+        .fail_if(|_: &i32| -> bool { panic!("classifier bug") })
+        .layer(echo());
+    let join = tokio::spawn(svc.oneshot(1));
+    assert!(join.await.unwrap_err().is_panic());
+    assert_eq!(cb.current_state(), State::Open);
+}
+
+#[tokio::test]
+async fn a_breaker_by_name_is_the_registered_one_and_an_unknown_name_is_an_error() {
+    let cb =
+        registry::register(CircuitBreaker::builder("tower-named").fail_max(1).build()).unwrap();
+    let layer = CircuitBreakerLayer::new("tower-named").unwrap();
+    assert!(Arc::ptr_eq(layer.breaker(), &cb));
+    let _ = layer.layer(echo()).oneshot(-1).await;
+    assert_eq!(cb.current_state(), State::Open);
+
+    let err = CircuitBreakerLayer::new("tower-typo").unwrap_err();
+    assert_eq!(err.name(), "tower-typo");
+    let message = err.to_string();
+    assert!(
+        message.contains("'tower-typo'") && message.contains("tower-named"),
+        "{message}"
+    );
+
+    let owned = CircuitBreakerLayer::new(CircuitBreaker::new("tower-owned"));
+    assert_eq!(owned.breaker().name(), "tower-owned");
+}
+
+#[test]
+fn the_service_and_its_future_are_send_when_the_inner_ones_are() {
+    fn assert_send<T: Send>(_: &T) {}
+    let (cb, _clock) = breaker("tower-send", 1);
+    let mut svc = CircuitBreakerLayer::new(&cb).layer(echo());
+    assert_send(&svc);
+    let future = svc.call(1);
+    assert_send(&future);
+    let _ = Pin::new(&mut Box::pin(future));
+}
