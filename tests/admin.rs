@@ -259,7 +259,8 @@ fn transitions_stream_as_server_sent_events() {
     }
 
     let history = json(&get(&addr, "/history"));
-    let ours: Vec<_> = history
+    assert!(history["since_ms"].as_u64().unwrap() > 1_600_000_000_000);
+    let ours: Vec<_> = history["transitions"]
         .as_array()
         .unwrap()
         .iter()

@@ -38,6 +38,14 @@ pub(crate) struct Transition {
     pub(crate) at_ms: u64,
 }
 
+/// `GET /history`: the last hour's transitions, and since when the hub has
+/// listened (nothing before is known).
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct History {
+    pub(crate) since_ms: u64,
+    pub(crate) transitions: Vec<Transition>,
+}
+
 /// Calls of one breaker by outcome, and its transitions, since the admin
 /// started listening to it.
 #[derive(Debug, Default)]
@@ -69,6 +77,9 @@ pub(crate) fn now_ms() -> u64 {
 
 /// Everything the routers of this process share.
 pub(crate) struct Hub {
+    /// When the hub started listening (ms since the Unix epoch): the
+    /// history knows nothing before.
+    since_ms: u64,
     sender: broadcast::Sender<Transition>,
     history: Mutex<VecDeque<Transition>>,
     counters: RwLock<HashMap<String, Arc<Counters>>>,
@@ -79,6 +90,7 @@ pub(crate) fn hub() -> &'static Hub {
     static HUB: OnceLock<Hub> = OnceLock::new();
     static WATCHING: OnceLock<()> = OnceLock::new();
     let shared = HUB.get_or_init(|| Hub {
+        since_ms: now_ms(),
         sender: broadcast::channel(BACKLOG).0,
         history: Mutex::new(VecDeque::new()),
         counters: RwLock::new(HashMap::new()),
@@ -114,11 +126,15 @@ impl Hub {
         self.sender.subscribe()
     }
 
-    /// The transitions of the last hour, oldest first.
-    pub(crate) fn history(&self) -> Vec<Transition> {
+    /// The transitions of the last hour, oldest first, and since when the
+    /// hub has listened.
+    pub(crate) fn history(&self) -> History {
         let mut history = self.history.lock();
         forget_old(&mut history);
-        history.iter().cloned().collect()
+        History {
+            since_ms: self.since_ms,
+            transitions: history.iter().cloned().collect(),
+        }
     }
 
     /// Tells the streams and the history of a transition.

@@ -9,7 +9,7 @@
 //! | `GET /breakers/{name}` | one of them; 404 `{"error": ..}` if unknown |
 //! | `POST /breakers/{name}/open` (`close`, `half-open`, `reset`) | 204; 401 without the token (or a wrong or malformed one), 403 when no token is configured |
 //! | `GET /events` | server-sent events, one per transition: `data: {"name","from","to","at_ms"}` |
-//! | `GET /history` | the last hour's transitions (at most 10,000), oldest first, as JSON |
+//! | `GET /history` | `{"since_ms", "transitions": [..]}`: the last hour's transitions (at most 10,000), oldest first, and since when the router has listened |
 //! | `GET /metrics` | Prometheus text: `breaker_calls_total`, `breaker_transitions_total`, `breaker_state` |
 //!
 //! Reads are open; changes need `Authorization: Bearer <token>` when a
