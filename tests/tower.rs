@@ -206,7 +206,7 @@ async fn a_breaker_by_name_is_the_registered_one_and_an_unknown_name_is_an_error
     let cb =
         registry::register(CircuitBreaker::builder("tower-named").fail_max(1).build()).unwrap();
     let layer = CircuitBreakerLayer::new("tower-named").unwrap();
-    assert!(Arc::ptr_eq(layer.breaker(), &cb));
+    assert!(std::ptr::eq(layer.breaker(), &*cb));
     let _ = layer.layer(echo()).oneshot(-1).await;
     assert_eq!(cb.current_state(), State::Open);
 
@@ -231,4 +231,17 @@ fn the_service_and_its_future_are_send_when_the_inner_ones_are() {
     let future = svc.call(1);
     assert_send(&future);
     let _ = Pin::new(&mut Box::pin(future));
+}
+
+#[tokio::test]
+async fn a_static_breaker_is_held_by_reference() {
+    static STATIC: std::sync::LazyLock<CircuitBreaker> =
+        std::sync::LazyLock::new(|| CircuitBreaker::builder("tower-static").fail_max(1).build());
+    let layer = CircuitBreakerLayer::new(&*STATIC);
+    assert!(std::ptr::eq(layer.breaker(), &*STATIC));
+    let svc = layer.layer(echo());
+    assert_eq!(svc.clone().oneshot(3).await.unwrap(), 3);
+    let _ = svc.clone().oneshot(-1).await;
+    assert_eq!(STATIC.current_state(), State::Open);
+    assert!(svc.oneshot(3).await.unwrap_err().is_open());
 }

@@ -130,14 +130,14 @@ impl CircuitBreaker {
         let timeout = self.reset_timeout_nanos();
         match self.shared.backend.glance(timeout, &self.shared.clock) {
             Glance::Closed(generation) => V::admitted(Ticket::closed(generation)),
-            Glance::Open(retry_nanos) => {
-                V::rejected(self.reject(CircuitBreakerError::with_retry_nanos(
+            Glance::Open(retry_nanos) => self.reject(|| {
+                CircuitBreakerError::with_retry_nanos(
                     self.shared.name,
                     State::Open,
                     Reason::TimeoutNotElapsed,
                     retry_nanos,
-                )))
-            }
+                )
+            }),
             Glance::Unknown => self.decide_from_snapshot(),
         }
     }
@@ -154,17 +154,17 @@ impl CircuitBreaker {
                 let (coarse, lag) = self.shared.clock.coarse_nanos();
                 let coarse = snap.retry_after(self.reset_timeout(), Duration::from_nanos(coarse));
                 if coarse.is_some_and(|d| d > Duration::from_nanos(lag)) {
-                    return V::rejected(self.reject(self.open_error(coarse)));
+                    return self.reject(|| self.open_error(coarse));
                 }
                 let retry_after = snap.retry_after(self.reset_timeout(), self.now());
                 if retry_after == Some(Duration::ZERO) {
                     V::trial(self)
                 } else {
-                    V::rejected(self.reject(self.open_error(retry_after)))
+                    self.reject(|| self.open_error(retry_after))
                 }
             }
             State::HalfOpen if snap.trial => {
-                V::rejected(self.reject(self.error(State::HalfOpen, Reason::TrialInProgress, None)))
+                self.reject(|| self.error(State::HalfOpen, Reason::TrialInProgress, None))
             }
             State::HalfOpen => V::trial(self),
         }
@@ -189,26 +189,31 @@ impl CircuitBreaker {
             }
             resume_unwind(panic);
         }
-        verdict.map_err(|error| self.reject(error))
+        match verdict {
+            Ok(ticket) => Ok(ticket),
+            Err(error) => self.reject(|| error),
+        }
     }
 
     /// A rejection, once the `rejected` listeners have heard of it; one
     /// flag's load when nobody listens. A panic among them continues once
     /// they have all run (a rejected call holds nothing to give back).
+    /// Built in the caller's return slot when nobody listens.
     #[inline(always)]
-    fn reject(&self, error: CircuitBreakerError) -> CircuitBreakerError {
+    fn reject<V: Verdict>(&self, error: impl FnOnce() -> CircuitBreakerError) -> V {
         if self.listening() {
-            self.tell_rejected(&error);
+            return V::rejected(self.told_rejected(error()));
         }
-        error
+        V::rejected(error())
     }
 
     #[cold]
     #[inline(never)]
-    fn tell_rejected(&self, error: &CircuitBreakerError) {
-        if let Err(panic) = self.each_listener(|l| l.rejected(self, error)) {
+    fn told_rejected(&self, error: CircuitBreakerError) -> CircuitBreakerError {
+        if let Err(panic) = self.each_listener(|l| l.rejected(self, &error)) {
             resume_unwind(panic);
         }
+        error
     }
 
     /// Tells the `before_call` listeners; a panic among them gives the

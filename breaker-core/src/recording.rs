@@ -178,10 +178,7 @@ impl CircuitBreaker {
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     {
         if self.excluded_or_fail(ticket, &error, view, site_excluded) {
-            let recorded = self
-                .success_to_record(ticket)
-                .then(|| self.apply(success_op(ticket)));
-            self.report_excluded(&error, view, recorded);
+            self.finish_excluded(ticket, &error, view);
             return Error::Inner(error);
         }
         self.finish_failure(ticket, error, view)
@@ -261,6 +258,20 @@ impl CircuitBreaker {
         if let Err(panic) = heard.and(changed) {
             resume_unwind(panic);
         }
+    }
+
+    /// Records an excluded error: a success, told as `excluded`.
+    #[cold]
+    #[inline(never)]
+    fn finish_excluded<E, V>(&self, ticket: Ticket, error: &E, view: &V)
+    where
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    {
+        let recorded = self
+            .success_to_record(ticket)
+            .then(|| self.apply(success_op(ticket)));
+        self.report_excluded(error, view, recorded);
     }
 
     /// Tells listeners of an excluded error (a success) and of the

@@ -2,9 +2,12 @@
 //! `Service` (axum, tonic, hyper, reqwest stacks).
 //!
 //! [`CircuitBreakerLayer::new`] takes a [`CircuitBreaker`], an
-//! `Arc<CircuitBreaker>`, or the name of a breaker in the
-//! [`registry`](crate::registry) (then it returns a `Result`: a name that is
-//! not registered is an error here, not a panic on the first request).
+//! `Arc<CircuitBreaker>`, a `&'static CircuitBreaker` (a `static`, say:
+//! then a request's future holds a plain reference, where the others hold
+//! an `Arc`, whose count a request bumps and drops), or the name of a
+//! breaker in the [`registry`](crate::registry) (then it returns a
+//! `Result`: a name that is not registered is an error here, not a panic on
+//! the first request).
 //! The service's error is [`Error<S::Error>`](crate::Error):
 //! [`Error::Open`] for a rejected request, [`Error::Inner`] or
 //! [`Error::Tripped`] for the inner service's error, as
@@ -86,14 +89,33 @@ use crate::error::{CircuitBreakerError, Error};
 /// ```
 #[derive(Clone)]
 pub struct CircuitBreakerLayer<C = NoFailures> {
-    breaker: Arc<CircuitBreaker>,
+    breaker: Handle,
     classify: C,
 }
 
+/// How a layer, its services and their futures hold the breaker.
+#[derive(Clone)]
+enum Handle {
+    Static(&'static CircuitBreaker),
+    Shared(Arc<CircuitBreaker>),
+}
+
+impl std::ops::Deref for Handle {
+    type Target = CircuitBreaker;
+
+    #[inline(always)]
+    fn deref(&self) -> &CircuitBreaker {
+        match self {
+            Handle::Static(cb) => cb,
+            Handle::Shared(cb) => cb,
+        }
+    }
+}
+
 impl CircuitBreakerLayer {
-    /// A layer guarding with `breaker`: a [`CircuitBreaker`] or an
-    /// `Arc<CircuitBreaker>` gives the layer; a registry name gives
-    /// `Result<CircuitBreakerLayer, UnknownBreaker>`.
+    /// A layer guarding with `breaker`: a [`CircuitBreaker`], an
+    /// `Arc<CircuitBreaker>` or a `&'static CircuitBreaker` gives the layer;
+    /// a registry name gives `Result<CircuitBreakerLayer, UnknownBreaker>`.
     ///
     /// ```
     /// use breaker::tower::CircuitBreakerLayer;
@@ -105,7 +127,7 @@ impl CircuitBreakerLayer {
         breaker.into_layer()
     }
 
-    fn of(breaker: Arc<CircuitBreaker>) -> Self {
+    fn of(breaker: Handle) -> Self {
         CircuitBreakerLayer {
             breaker,
             classify: NoFailures,
@@ -143,7 +165,7 @@ impl<C> CircuitBreakerLayer<C> {
     /// let layer = CircuitBreakerLayer::new(CircuitBreaker::new("api"));
     /// assert_eq!(layer.breaker().name(), "api");
     /// ```
-    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+    pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
     }
 }
@@ -162,14 +184,15 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
     fn layer(&self, inner: S) -> Self::Service {
         CircuitBreakerService {
             inner,
-            breaker: Arc::clone(&self.breaker),
+            breaker: self.breaker.clone(),
             classify: self.classify.clone(),
         }
     }
 }
 
-/// What [`CircuitBreakerLayer::new`] takes: a breaker, an `Arc` of one, or
-/// a registry name (which may be unknown, so it gives a `Result`).
+/// What [`CircuitBreakerLayer::new`] takes: a breaker, an `Arc` of one, a
+/// `&'static` one, or a registry name (which may be unknown, so it gives a
+/// `Result`).
 ///
 /// ```
 /// use breaker::tower::{CircuitBreakerLayer, IntoLayer};
@@ -190,21 +213,28 @@ pub trait IntoLayer {
 impl IntoLayer for CircuitBreaker {
     type Layer = CircuitBreakerLayer;
     fn into_layer(self) -> CircuitBreakerLayer {
-        CircuitBreakerLayer::of(Arc::new(self))
+        CircuitBreakerLayer::of(Handle::Shared(Arc::new(self)))
     }
 }
 
 impl IntoLayer for Arc<CircuitBreaker> {
     type Layer = CircuitBreakerLayer;
     fn into_layer(self) -> CircuitBreakerLayer {
-        CircuitBreakerLayer::of(self)
+        CircuitBreakerLayer::of(Handle::Shared(self))
     }
 }
 
 impl IntoLayer for &Arc<CircuitBreaker> {
     type Layer = CircuitBreakerLayer;
     fn into_layer(self) -> CircuitBreakerLayer {
-        CircuitBreakerLayer::of(Arc::clone(self))
+        CircuitBreakerLayer::of(Handle::Shared(Arc::clone(self)))
+    }
+}
+
+impl IntoLayer for &'static CircuitBreaker {
+    type Layer = CircuitBreakerLayer;
+    fn into_layer(self) -> CircuitBreakerLayer {
+        CircuitBreakerLayer::of(Handle::Static(self))
     }
 }
 
@@ -212,7 +242,7 @@ impl IntoLayer for &str {
     type Layer = Result<CircuitBreakerLayer, UnknownBreaker>;
     fn into_layer(self) -> Self::Layer {
         match crate::registry::try_get(self) {
-            Some(cb) => Ok(CircuitBreakerLayer::of(cb)),
+            Some(cb) => Ok(CircuitBreakerLayer::of(Handle::Shared(cb))),
             None => Err(UnknownBreaker {
                 name: self.to_owned(),
                 known: crate::registry::names(),
@@ -344,7 +374,7 @@ impl fmt::Debug for FailedResponse {
 #[derive(Clone)]
 pub struct CircuitBreakerService<S, C = NoFailures> {
     inner: S,
-    breaker: Arc<CircuitBreaker>,
+    breaker: Handle,
     classify: C,
 }
 
@@ -362,7 +392,7 @@ impl<S> CircuitBreakerService<S> {
     pub fn new(breaker: impl Into<Arc<CircuitBreaker>>, inner: S) -> Self {
         CircuitBreakerService {
             inner,
-            breaker: breaker.into(),
+            breaker: Handle::Shared(breaker.into()),
             classify: NoFailures,
         }
     }
@@ -376,7 +406,7 @@ impl<S, C> CircuitBreakerService<S, C> {
     /// # let svc = CircuitBreakerService::new(breaker::CircuitBreaker::new("b"), ());
     /// assert_eq!(svc.breaker().name(), "b");
     /// ```
-    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+    pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
     }
 
@@ -425,9 +455,9 @@ where
             Ok(ticket) => ticket,
             Err(rejected) => {
                 return ResponseFuture {
-                    inner: None,
-                    admitted: None,
-                    rejected: Some(rejected),
+                    stage: Stage::Rejected {
+                        error: Some(rejected),
+                    },
                     classify: self.classify.clone(),
                 }
             }
@@ -436,14 +466,12 @@ where
         // itself; from here on the guard does (the inner `call` may panic).
         self.breaker.before_call(ticket);
         let admitted = Admitted {
-            breaker: Arc::clone(&self.breaker),
+            breaker: self.breaker.clone(),
             ticket: Some(ticket),
         };
         let inner = self.inner.call(request);
         ResponseFuture {
-            inner: Some(inner),
-            admitted: Some(admitted),
-            rejected: None,
+            stage: Stage::Running { inner, admitted },
             classify: self.classify.clone(),
         }
     }
@@ -451,13 +479,14 @@ where
 
 /// An admitted request not yet recorded: dropped unrecorded (the request
 /// was cancelled, or the inner service panicked in `call`), it gives a
-/// half-open trial place back.
+/// half-open trial place back and tells the `cancelled` listeners.
 struct Admitted {
-    breaker: Arc<CircuitBreaker>,
+    breaker: Handle,
     ticket: Option<Ticket>,
 }
 
 impl Drop for Admitted {
+    #[inline]
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
             self.breaker.cancel(ticket);
@@ -471,10 +500,25 @@ pin_project! {
     /// inner service's future is.
     pub struct ResponseFuture<F, C> {
         #[pin]
-        inner: Option<F>,
-        admitted: Option<Admitted>,
-        rejected: Option<CircuitBreakerError>,
+        stage: Stage<F>,
         classify: C,
+    }
+}
+
+pin_project! {
+    // Fields drop in order: the inner future before the guard, so whatever
+    // a trial holds is gone before its place is given back.
+    #[project = StageProjection]
+    enum Stage<F> {
+        Running {
+            #[pin]
+            inner: F,
+            admitted: Admitted,
+        },
+        Rejected {
+            error: Option<CircuitBreakerError>,
+        },
+        Done,
     }
 }
 
@@ -489,27 +533,31 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            let rejected = this.rejected.take();
-            return Poll::Ready(Err(Error::Open(
-                rejected.expect("a `CircuitBreakerService` future polled after it completed"),
-            )));
+        let (inner, admitted) = match this.stage.as_mut().project() {
+            StageProjection::Running { inner, admitted } => (inner, admitted),
+            StageProjection::Rejected { error } => {
+                let error = error.take();
+                this.stage.set(Stage::Done);
+                return Poll::Ready(Err(Error::Open(error.expect("a rejected request's error"))));
+            }
+            StageProjection::Done => {
+                panic!("a `CircuitBreakerService` future polled after it completed")
+            }
         };
         let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
-        if let Ok(Poll::Pending) = polled {
-            return Poll::Pending;
-        }
-        this.inner.set(None);
-        let mut admitted = this.admitted.take().expect("an admitted request");
-        // Recorded below, so the guard has nothing left to give back.
-        let ticket = admitted
-            .ticket
-            .take()
-            .expect("an admitted request's ticket");
+        let output = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(output)) => output,
+            Err(panic) => {
+                let ticket = admitted.ticket.take().expect("an admitted request");
+                admitted.breaker.fail_with_panic(ticket, panic)
+            }
+        };
+        // Recorded here, so the guard has nothing left to give back.
+        let ticket = admitted.ticket.take().expect("an admitted request");
         let cb = &*admitted.breaker;
-        Poll::Ready(match polled {
-            Ok(Poll::Pending) => unreachable!("returned above"),
-            Ok(Poll::Ready(Ok(response))) => {
+        let result = match output {
+            Ok(response) => {
                 let classify = &*this.classify;
                 match catch_unwind(AssertUnwindSafe(|| classify.is_failure(&response))) {
                     Ok(false) => cb.finish_ok(ticket),
@@ -524,18 +572,24 @@ where
                 }
                 Ok(response)
             }
-            Ok(Poll::Ready(Err(error))) => {
+            Err(error) => {
                 Err(cb.finish_err(ticket, error, &default_view::<E>, &no_site_exclusions::<E>))
             }
-            Err(panic) => cb.fail_with_panic(ticket, panic),
-        })
+        };
+        this.stage.set(Stage::Done);
+        Poll::Ready(result)
     }
 }
 
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = match &self.stage {
+            Stage::Running { .. } => "running",
+            Stage::Rejected { .. } => "rejected",
+            Stage::Done => "done",
+        };
         f.debug_struct("ResponseFuture")
-            .field("rejected", &self.rejected)
+            .field("stage", &stage)
             .finish_non_exhaustive()
     }
 }

@@ -3,6 +3,7 @@
 //! (count(n) - count(0)) / n is the cost per call, repeatable to the
 //! instruction whatever else the machine is doing.
 
+use std::future::Future;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -56,6 +57,37 @@ impl breaker::Listener for Quiet {
     }
 }
 
+/// A tower service that answers at once.
+struct Echo;
+
+impl tower::Service<u64> for Echo {
+    type Response = u64;
+    type Error = Failure;
+    type Future = std::future::Ready<Result<u64, Failure>>;
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Failure>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, x: u64) -> Self::Future {
+        std::future::ready(work(x))
+    }
+}
+
+/// One request through a tower service: `poll_ready`, `call`, one poll.
+#[inline(never)]
+fn one_request<S: tower::Service<u64>>(svc: &mut S, i: u64) -> Option<S::Response> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if !svc.poll_ready(&mut cx).is_ready() {
+        return None;
+    }
+    match std::pin::pin!(svc.call(black_box(i))).poll(&mut cx) {
+        std::task::Poll::Ready(Ok(out)) => Some(out),
+        _ => None,
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let scenario = args.next().unwrap_or_default();
@@ -87,6 +119,20 @@ fn main() {
                 let _ = black_box(one_attributed(i));
             }
         }
+        "tower" => {
+            use tower::Layer;
+            let cb: &'static CircuitBreaker = Box::leak(Box::new(cb));
+            let mut svc = breaker::tower::CircuitBreakerLayer::new(cb).layer(Echo);
+            for i in 0..n {
+                let _ = black_box(one_request(&mut svc, i));
+            }
+            return;
+        }
+        "tower_inner" => {
+            for i in 0..n {
+                let _ = black_box(one_request(&mut Echo, i));
+            }
+        }
         "listener" => {
             cb.add_listener(std::sync::Arc::new(Quiet));
             for i in 0..n {
@@ -113,6 +159,6 @@ fn main() {
                 }
             }
         }
-        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure"),
+        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_inner"),
     }
 }
