@@ -36,11 +36,11 @@ async fn traffic() {
     loop {
         let t = tick.fetch_add(1, Ordering::Relaxed);
         for (name, failing) in [
-            ("payments", t % 60 < 20),        // fails a third of the time, in bursts
-            ("inventory", t % 7 == 0),        // a failure now and then: never trips
-            ("recommendations", t % 90 < 60), // mostly down
-            ("search", false),                // healthy
-            ("shipping-quotes", t % 40 < 5),  // short outages
+            ("payments", t % 60 < 20),          // fails a third of the time, in bursts
+            ("inventory", t.is_multiple_of(7)), // a failure now and then: never trips
+            ("recommendations", t % 90 < 60),   // mostly down
+            ("search", false),                  // healthy
+            ("shipping-quotes", t % 40 < 5),    // short outages
         ] {
             let cb = registry::get(name);
             let _ = cb.call(|| {

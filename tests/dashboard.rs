@@ -11,7 +11,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,7 +105,7 @@ impl Drop for Browser {
 }
 
 impl Browser {
-    fn launch(binary: &PathBuf, profile: &PathBuf) -> Browser {
+    fn launch(binary: &Path, profile: &Path) -> Browser {
         let mut child = Command::new(binary)
             .args([
                 "--headless",
@@ -231,7 +231,7 @@ impl Browser {
         }
     }
 
-    fn screenshot(&mut self, path: &PathBuf) {
+    fn screenshot(&mut self, path: &Path) {
         let shot = self.send("Page.captureScreenshot", json!({ "format": "png" }));
         let png = base64(shot["data"].as_str().unwrap());
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
