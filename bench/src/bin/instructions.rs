@@ -126,7 +126,6 @@ fn main() {
             for i in 0..n {
                 let _ = black_box(one_request(&mut svc, i));
             }
-            return;
         }
         "tower_inner" => {
             for i in 0..n {
