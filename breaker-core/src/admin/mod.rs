@@ -32,7 +32,8 @@
 //!
 //! Names are untrusted: JSON escapes them, an event's data is one line of
 //! JSON, the dashboard shows them as text only. A path with a `..` segment
-//! or a percent-encoded slash is a 404, as is a name with a `/` in it.
+//! or a percent-encoded slash, backslash or dot is a 404, so a breaker whose
+//! name holds `/` or `\` cannot be addressed here (list it, change it in code).
 //!
 //! ```no_run
 //! use breaker::{admin, registry, CircuitBreaker};
@@ -121,7 +122,8 @@ impl Admin {
     /// Adds the breakers of `storage`'s namespace on Redis: the list shows
     /// every breaker some live process uses, with the shared state and the
     /// number of processes; transitions of those apply fleet-wide; their
-    /// transitions reach `/events` and the dashboard.
+    /// transitions reach `/events` and the dashboard (from a thread this
+    /// starts, subscribed to the namespace: give a storage once per process).
     ///
     /// ```no_run
     /// use breaker::{admin, RedisStorage};
