@@ -42,6 +42,11 @@ pub use breaker_core::Settings;
 #[doc(inline)]
 pub use breaker_core::metrics;
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+#[doc(inline)]
+pub use breaker_core::admin;
+
 /// Not public API. Referenced by code that `#[circuit_breaker]` generates.
 #[doc(hidden)]
 pub mod __private {

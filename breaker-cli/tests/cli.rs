@@ -1,6 +1,7 @@
 //! The `breaker` binary, run as a user runs it: against a real redis-server
-//! (started here, on 127.0.0.1) holding a fleet's breakers, and against an
-//! admin endpoint (a small stand-in speaking the admin API's HTTP).
+//! (started here, on 127.0.0.1) holding a fleet's breakers, against an
+//! admin endpoint (a small stand-in speaking the admin API's HTTP), and
+//! against the real `breaker::admin::router()`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -357,4 +358,143 @@ fn an_admin_endpoint_listed_and_changed_with_its_token() {
     let (url, _) = admin_endpoint(None);
     let o = breaker(&["--admin", &url, "--token", "s3cret", "close", "payments"]);
     assert_fails(&o, "refused: the endpoint has no token configured");
+}
+
+// ---- against the real admin router ----
+
+/// Serves `breaker::admin::router()` with `token` on 127.0.0.1.
+fn real_admin(token: &str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app: axum::Router = breaker::admin::router().token(token).into();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    url
+}
+
+#[test]
+fn the_cli_drives_the_real_admin_router() {
+    let cb = breaker::registry::register(
+        CircuitBreaker::builder("cli-e2e")
+            .fail_max(2)
+            .reset_timeout(Duration::from_secs(60))
+            .build(),
+    )
+    .unwrap();
+    let _ = cb.call(|| Err::<(), _>("refused"));
+    let url = real_admin("e2e-t0ken");
+
+    let o = breaker(&["--admin", &url, "list", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "cli-e2e")
+        .unwrap()
+        .clone();
+    assert_eq!(row["state"], "closed");
+    assert_eq!(row["fail_counter"], 1);
+    assert_eq!(row["fail_max"], 2);
+
+    let o = breaker(&["--admin", &url, "get", "cli-e2e"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        stdout(&o).contains("failures:          1/2"),
+        "{}",
+        stdout(&o)
+    );
+
+    // watch prints the transitions the commands below make.
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_breaker"))
+        .args(["--admin", &url, "watch", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut watched = BufReader::new(watch.stdout.take().unwrap()).lines();
+    // Subscribed once it prints a transition of a breaker toggled until then.
+    let ping = breaker::registry::register(CircuitBreaker::new("cli-e2e-ping")).unwrap();
+    let subscribed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toggler = {
+        let subscribed = std::sync::Arc::clone(&subscribed);
+        std::thread::spawn(move || {
+            while !subscribed.load(std::sync::atomic::Ordering::Relaxed) {
+                ping.open();
+                ping.close();
+                std::thread::yield_now();
+            }
+        })
+    };
+    for line in watched.by_ref() {
+        if line.unwrap().contains("cli-e2e-ping") {
+            break;
+        }
+    }
+    subscribed.store(true, std::sync::atomic::Ordering::Relaxed);
+    toggler.join().unwrap();
+
+    for (action, state) in [
+        ("open", State::Open),
+        ("half-open", State::HalfOpen),
+        ("close", State::Closed),
+        ("open", State::Open),
+        ("reset", State::Closed),
+    ] {
+        let o = breaker(&["--admin", &url, "--token", "e2e-t0ken", action, "cli-e2e"]);
+        assert_eq!(o.status.code(), Some(0), "{action}: {o:?}");
+        assert_eq!(cb.current_state(), state, "{action}");
+    }
+    let mut heard = Vec::new();
+    while heard.len() < 5 {
+        let line = watched.next().expect("watch prints").unwrap();
+        let t: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if t["name"] == "cli-e2e" {
+            heard.push(format!(
+                "{}->{}",
+                t["from"].as_str().unwrap(),
+                t["to"].as_str().unwrap()
+            ));
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(
+        heard,
+        [
+            "closed->open",
+            "open->half-open",
+            "half-open->closed",
+            "closed->open",
+            "open->closed"
+        ]
+    );
+
+    let o = breaker(&["--admin", &url, "--token", "wrong", "open", "cli-e2e"]);
+    assert_fails(&o, "unauthorised: give the admin token with --token");
+    let o = breaker(&["--admin", &url, "open", "cli-e2e"]);
+    assert_fails(&o, "unauthorised");
+    let o = breaker(&["--admin", &url, "get", "cli-nobody"]);
+    assert_fails(&o, "not found (no circuit breaker named 'cli-nobody')");
+    let o = breaker(&[
+        "--admin",
+        &url,
+        "--token",
+        "e2e-t0ken",
+        "close",
+        "cli-nobody",
+    ]);
+    assert_fails(&o, "not found");
+    assert_eq!(cb.current_state(), State::Closed);
 }

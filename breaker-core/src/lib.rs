@@ -34,6 +34,9 @@
 #![deny(missing_docs, unreachable_pub)]
 #![deny(unsafe_code)]
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 mod admission;
 mod announce;
 mod autoref;

@@ -234,6 +234,10 @@ macro_rules! closure_listeners {
         #[derive(Clone, Copy)]
         pub struct $name<F>(F);
 
+        // Kept out of "the following types implement `Listener`" lists, so a
+        // wrong `listeners = [..]` function's error reads the same whatever
+        // the features (breaker-macros/tests/ui/fail/wrong-setting-function).
+        #[diagnostic::do_not_recommend]
         impl<F> Listener for $name<F>
         where
             F: Fn(&CircuitBreaker $(, $ty)*) + Send + Sync + 'static,

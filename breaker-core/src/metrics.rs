@@ -183,6 +183,7 @@ pub fn observe(cb: &CircuitBreaker) {
     cb.add_listener(std::sync::Arc::new(listener));
 }
 
+#[diagnostic::do_not_recommend]
 impl Listener for MetricsListener {
     fn success(&self, cb: &CircuitBreaker) {
         self.with(cb, |h| h.success.increment(1));

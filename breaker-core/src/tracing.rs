@@ -68,6 +68,7 @@ fn millis(d: Option<std::time::Duration>) -> Option<u64> {
     d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+#[diagnostic::do_not_recommend]
 impl Listener for TracingListener {
     fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
         let retry_after = match new {

@@ -298,6 +298,7 @@ pub(crate) async fn transition(
             settings.get("reset_timeout_ms").copied().unwrap_or(60_000),
         ),
         now: Duration::ZERO,
+        ..Limits::DEFAULT
     };
     let shape: &Shape = &core.cfg.shape;
     let args = argv(

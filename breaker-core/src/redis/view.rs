@@ -198,9 +198,10 @@ impl Slot {
     /// The breaker's settings now, for a request that carries none of its
     /// own (a read, a cancel): the script checks the stored lease against
     /// them. `None` once the breaker is dropped.
-    pub(crate) fn limits(&self) -> Option<Limits> {
+    pub(crate) fn limits(&self) -> Option<Limits<'static>> {
         let shared = self.binding.breaker.upgrade()?;
-        Some(crate::CircuitBreaker { shared }.limits_at(self.now()))
+        // The script applies the default policy only (`check_policy`).
+        Some(crate::CircuitBreaker { shared }.limits_at(self.now(), &crate::state::Policy::DEFAULT))
     }
 
     /// Whether Redis is reachable but the stored value is corrupt: a manual

@@ -192,9 +192,39 @@ pub fn register(breaker: CircuitBreaker) -> Result<Arc<CircuitBreaker>, Registry
         MapEntry::Vacant(e) => {
             let cb = Arc::new(breaker);
             e.insert(Entry::Breaker(Arc::clone(&cb)));
+            #[cfg(feature = "admin")]
+            let watchers = watchers().read().clone();
+            drop(map);
+            #[cfg(feature = "admin")]
+            for watcher in watchers {
+                watcher(&cb);
+            }
             Ok(cb)
         }
     }
+}
+
+/// What [`watch`] calls with each breaker registered after it.
+#[cfg(feature = "admin")]
+pub(crate) type Watcher = Arc<dyn Fn(&Arc<CircuitBreaker>) + Send + Sync>;
+
+#[cfg(feature = "admin")]
+fn watchers() -> &'static RwLock<Vec<Watcher>> {
+    static WATCHERS: OnceLock<RwLock<Vec<Watcher>>> = OnceLock::new();
+    WATCHERS.get_or_init(Default::default)
+}
+
+/// Calls `watcher` with every breaker registered from now on (on the
+/// registering thread, outside the registry's lock) and returns the
+/// breakers registered before: together, every breaker once, none missed
+/// (both happen under the registry's write lock). For the admin router.
+#[cfg(feature = "admin")]
+pub(crate) fn watch(watcher: Watcher) -> Vec<Arc<CircuitBreaker>> {
+    let map = map().write();
+    watchers().write().push(watcher);
+    map.values()
+        .filter_map(|entry| entry.breaker().ok())
+        .collect()
 }
 
 /// The names of all registered breakers, sorted: every name [`get`]
@@ -314,6 +344,12 @@ fn declared(declaration: &'static Declaration) -> Arc<CircuitBreaker> {
             let entry = Entry::new(declared::build(&[declaration]));
             let result = entry.breaker().map_err(str::to_owned);
             map.insert(declaration.name.to_owned(), entry);
+            #[cfg(feature = "admin")]
+            if let Ok(cb) = &result {
+                for watcher in watchers().read().iter() {
+                    watcher(cb);
+                }
+            }
             result
         })
     });

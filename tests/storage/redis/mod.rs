@@ -11,6 +11,8 @@ use crate::suite::Fixture;
 use crate::support;
 
 mod access;
+#[cfg(feature = "admin")]
+mod admin;
 mod cluster;
 mod events;
 mod faults;

@@ -1,0 +1,198 @@
+//! What the admin router hears: one listener on every breaker of the
+//! registry, attached when the first router is made (to the breakers
+//! registered before) and as each later one is registered
+//! (`registry::watch`). It keeps the last hour's transitions, sends each
+//! one to the event streams, and counts calls and transitions for
+//! `/metrics`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::breaker::CircuitBreaker;
+use crate::error::CircuitBreakerError;
+use crate::listener::{Failure, Listener};
+use crate::registry;
+use crate::state::State;
+
+/// How far back the history goes.
+pub(crate) const HISTORY: Duration = Duration::from_secs(3_600);
+/// The most transitions the history keeps (a storm of manual transitions
+/// must not grow it without bound).
+const HISTORY_MAX: usize = 10_000;
+/// Transitions a slow event stream may fall behind before it is told it
+/// missed some.
+const BACKLOG: usize = 1_024;
+
+/// A transition, as `/events` sends it and `/history` lists it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub(crate) struct Transition {
+    pub(crate) name: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) at_ms: u64,
+}
+
+/// `GET /history`: the last hour's transitions, and since when the hub has
+/// listened (nothing before is known).
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct History {
+    pub(crate) since_ms: u64,
+    pub(crate) transitions: Vec<Transition>,
+}
+
+/// Calls of one breaker by outcome, and its transitions, since the admin
+/// started listening to it.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) success: AtomicU64,
+    pub(crate) failure: AtomicU64,
+    pub(crate) excluded: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    /// `[from][to]`, by [`index`].
+    pub(crate) transitions: [[AtomicU64; 3]; 3],
+}
+
+pub(crate) const STATES: [State; 3] = [State::Closed, State::Open, State::HalfOpen];
+
+pub(crate) fn index(state: State) -> usize {
+    match state {
+        State::Closed => 0,
+        State::Open => 1,
+        State::HalfOpen => 2,
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Everything the routers of this process share.
+pub(crate) struct Hub {
+    /// When the hub started listening (ms since the Unix epoch): the
+    /// history knows nothing before.
+    since_ms: u64,
+    sender: broadcast::Sender<Transition>,
+    history: Mutex<VecDeque<Transition>>,
+    counters: RwLock<HashMap<String, Arc<Counters>>>,
+}
+
+/// The hub, listening to every breaker of the registry from its first use.
+pub(crate) fn hub() -> &'static Hub {
+    static HUB: OnceLock<Hub> = OnceLock::new();
+    static WATCHING: OnceLock<()> = OnceLock::new();
+    let shared = HUB.get_or_init(|| Hub {
+        since_ms: now_ms(),
+        sender: broadcast::channel(BACKLOG).0,
+        history: Mutex::new(VecDeque::new()),
+        counters: RwLock::new(HashMap::new()),
+    });
+    WATCHING.get_or_init(|| {
+        let existing = registry::watch(Arc::new(|cb: &Arc<CircuitBreaker>| shared.attach(cb)));
+        for cb in existing {
+            shared.attach(&cb);
+        }
+    });
+    shared
+}
+
+impl Hub {
+    fn attach(&'static self, cb: &CircuitBreaker) {
+        let counters = Arc::new(Counters::default());
+        self.counters
+            .write()
+            .insert(cb.name().to_owned(), Arc::clone(&counters));
+        cb.add_listener(Arc::new(Watch {
+            hub: self,
+            counters,
+        }));
+    }
+
+    /// The counters of the breaker named `name`, if the admin listens to it.
+    pub(crate) fn counters(&self, name: &str) -> Option<Arc<Counters>> {
+        self.counters.read().get(name).cloned()
+    }
+
+    /// A receiver of every transition from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Transition> {
+        self.sender.subscribe()
+    }
+
+    /// The transitions of the last hour, oldest first, and since when the
+    /// hub has listened.
+    pub(crate) fn history(&self) -> History {
+        let mut history = self.history.lock();
+        forget_old(&mut history);
+        History {
+            since_ms: self.since_ms,
+            transitions: history.iter().cloned().collect(),
+        }
+    }
+
+    /// Tells the streams and the history of a transition.
+    pub(crate) fn publish(&self, transition: Transition) {
+        {
+            let mut history = self.history.lock();
+            history.push_back(transition.clone());
+            if history.len() > HISTORY_MAX {
+                history.pop_front();
+            }
+            forget_old(&mut history);
+        }
+        // No stream listening is not an error.
+        let _ = self.sender.send(transition);
+    }
+}
+
+fn forget_old(history: &mut VecDeque<Transition>) {
+    let oldest = now_ms().saturating_sub(HISTORY.as_millis() as u64);
+    while history.front().is_some_and(|t| t.at_ms < oldest) {
+        history.pop_front();
+    }
+}
+
+/// The listener the hub attaches to one breaker.
+struct Watch {
+    hub: &'static Hub,
+    counters: Arc<Counters>,
+}
+
+impl Listener for Watch {
+    fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
+        self.counters.transitions[index(old)][index(new)].fetch_add(1, Ordering::Relaxed);
+        self.hub.publish(Transition {
+            name: cb.name().to_owned(),
+            from: old.to_string(),
+            to: new.to_string(),
+            at_ms: now_ms(),
+        });
+    }
+
+    fn success(&self, _: &CircuitBreaker) {
+        self.counters.success.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn failure(&self, _: &CircuitBreaker, _: &Failure<'_>) {
+        self.counters.failure.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn excluded(&self, _: &CircuitBreaker, _: &Failure<'_>) {
+        self.counters.excluded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn rejected(&self, _: &CircuitBreaker, _: &CircuitBreakerError) {
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn cancelled(&self, _: &CircuitBreaker) {
+        self.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+}
