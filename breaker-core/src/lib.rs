@@ -64,6 +64,10 @@ pub mod registry;
 mod state;
 pub mod storage;
 mod sync;
+/// Not public API: the rate policies' sliding window, public only for its
+/// loom model, its property test and the benches.
+#[doc(hidden)]
+pub mod window;
 
 #[doc(hidden)]
 pub mod private;
