@@ -19,13 +19,14 @@
 
 use crate::sync::{AtomicU64, Ordering};
 
-use super::stripes::Stripe;
+use super::lane::{self, Lane};
+use super::stripes::{Stripe, Stripes};
 use super::{Outcome, Totals};
 
 /// The stripe word holding a lane's call count (after the era).
-pub(super) const CALLS: usize = 1;
+const CALLS: usize = 1;
 /// Cache lines per lane.
-pub(super) const LINES_PER_LANE: usize = 1;
+const LINES: usize = 1;
 
 // Head word, high bits first: 15 bits of generation, whether the log has
 // lapped its ring in this generation, 16 bits of event index (modulo 2^16),
@@ -54,6 +55,7 @@ const SHARED_COUNT_MASK: u64 = (1 << SHARED_COUNT_BITS) - 1;
 pub(crate) const MAX_SIZE: u32 = 1 << 15;
 
 pub(super) struct Count {
+    stripes: Stripes<LINES>,
     size: u64,
     /// Log entries, a power of two.
     capacity: u64,
@@ -70,6 +72,7 @@ impl Count {
     pub(super) fn new(size: u32) -> Self {
         let capacity = u64::from(size).next_power_of_two();
         Count {
+            stripes: Stripes::new(),
             size: u64::from(size),
             capacity,
             shift: capacity.trailing_zeros(),
@@ -84,18 +87,53 @@ impl Count {
     }
 
     pub(super) fn heap_bytes(&self) -> usize {
-        self.log.len() * std::mem::size_of::<AtomicU64>()
+        self.log.len() * std::mem::size_of::<AtomicU64>() + self.stripes.heap_bytes()
     }
 
-    /// Owner only: one more call in `stripe` (already entered).
+    /// A fast success: one more call in this thread's stripe.
     #[inline(always)]
-    pub(super) fn add(stripe: Stripe<'_>) {
-        let calls = stripe.word(CALLS);
-        calls.store(calls.load(Ordering::Relaxed) + 1, Ordering::Release);
+    pub(super) fn success(&self, generation: u64) {
+        self.add(lane::current(), generation);
+    }
+
+    /// Records a call (see `Window::record`): counts it, logs it if it is
+    /// an event, folds. `None` if it is stale.
+    pub(super) fn record(&self, outcome: Outcome, generation: u64) -> Option<Totals> {
+        if !self.add(lane::current(), generation) {
+            return None;
+        }
+        let calls = self.fold(generation);
+        if (outcome.failed || outcome.slow) && !self.log(outcome, generation, calls) {
+            return None;
+        }
+        Some(self.totals(generation, calls))
+    }
+
+    /// The window's totals for `generation`, read without a write.
+    pub(super) fn stats(&self, generation: u64) -> Totals {
+        self.totals(generation, self.fold(generation))
+    }
+
+    /// One more call in `lane`'s stripe (or the shared count); `false` if
+    /// the stripe or shared count holds a newer generation's.
+    #[inline(always)]
+    fn add(&self, lane: Lane, generation: u64) -> bool {
+        match lane {
+            Lane::Own(slot) => {
+                let stripe = self.stripes.lane(slot);
+                if !stripe.enter(generation) {
+                    return false;
+                }
+                let calls = stripe.word(CALLS);
+                calls.store(calls.load(Ordering::Relaxed) + 1, Ordering::Release);
+                true
+            }
+            Lane::Shared => self.add_shared(generation),
+        }
     }
 
     /// One more call of a thread without a lane; `false` if stale.
-    pub(super) fn add_shared(&self, generation: u64) -> bool {
+    fn add_shared(&self, generation: u64) -> bool {
         let tag = generation & 0xFFFF;
         let mut word = self.shared.load(Ordering::Relaxed);
         loop {
@@ -127,10 +165,16 @@ impl Count {
         }
     }
 
-    /// The fold: every call of `generation` recorded so far, given the sum
-    /// of the lanes' counts.
-    pub(super) fn fold(&self, lanes: u64, generation: u64) -> u64 {
-        lanes.wrapping_add(self.shared_calls(generation))
+    /// The fold: every call of `generation` recorded so far (the lanes'
+    /// counts and the shared one).
+    fn fold(&self, generation: u64) -> u64 {
+        let mut calls = self.shared_calls(generation);
+        self.stripes.each(|stripe: Stripe<'_, LINES>| {
+            if let Some(n) = stripe.read(generation, |s| s.word(CALLS).load(Ordering::Acquire)) {
+                calls = calls.wrapping_add(n);
+            }
+        });
+        calls
     }
 
     /// Starts `generation`'s log if the head holds an older one's (so that
@@ -157,7 +201,7 @@ impl Count {
     /// Its position is the larger of `calls` and the newest logged
     /// position, so positions never decrease along the log: the events in
     /// the window are a suffix of it.
-    pub(super) fn log(&self, outcome: Outcome, generation: u64, calls: u64) -> bool {
+    fn log(&self, outcome: Outcome, generation: u64, calls: u64) -> bool {
         let tag = generation & HEAD_GEN_MASK;
         let mut head = self.head.load(Ordering::Acquire);
         let (index, position) = loop {
@@ -200,6 +244,16 @@ impl Count {
         true
     }
 
+    /// Whether `entry`, found where event `index` goes, is a later event of
+    /// the same generation (logged since the reader read the head: counted
+    /// if it is in the window, as it would have been then).
+    #[cold]
+    fn logged_since(&self, entry: u64, gen8: u64, index: u64) -> bool {
+        entry & (FAILED_BIT | SLOW_BIT) != 0
+            && entry >> GEN_SHIFT == gen8 >> 8
+            && newer_by_bits((entry >> LAP_SHIFT) & 0xFF, self.lap(index), 8)
+    }
+
     /// Which pass over the ring event `index` (modulo 2^16) is written in.
     fn lap(&self, index: u64) -> u64 {
         (index >> self.shift) & 0xFF
@@ -208,7 +262,7 @@ impl Count {
     /// The window's totals at fold `calls`: the failures and slow calls
     /// logged at positions within the last `size`, read from the newest
     /// event back to the first one before the window.
-    pub(super) fn totals(&self, generation: u64, calls: u64) -> Totals {
+    fn totals(&self, generation: u64, calls: u64) -> Totals {
         let head = self.head.load(Ordering::Acquire);
         let (mut failures, mut slow) = (0, 0);
         if head >> HEAD_GEN_SHIFT == generation & HEAD_GEN_MASK {
@@ -218,31 +272,32 @@ impl Count {
             } else {
                 end
             };
-            let gen8 = generation & 0xFF;
+            // Read once: the loop below reads entries with Relaxed loads
+            // (it only adds them up), so these stay in registers.
+            let (log, shift, size) = (&*self.log, self.shift, self.size as i64);
+            let mask = log.len() - 1;
+            let gen8 = (generation & 0xFF) << 8;
             for back in 1..=logged {
                 let index = end.wrapping_sub(back) & HEAD_INDEX_MASK;
-                let entry =
-                    self.log[(index & (self.capacity - 1)) as usize].load(Ordering::Acquire);
-                let lap = (entry >> LAP_SHIFT) & 0xFF;
-                if entry & (FAILED_BIT | SLOW_BIT) == 0
-                    || entry >> GEN_SHIFT != gen8
-                    || !(lap == self.lap(index) || newer_by_bits(lap, self.lap(index), 8))
+                let entry = log[index as usize & mask].load(Ordering::Relaxed);
+                // Generation and lap above the flags; every event is
+                // failed or slow, so an entry with neither was never written.
+                let expected = gen8 | ((index >> shift) & 0xFF);
+                if (entry >> LAP_SHIFT != expected || entry & (FAILED_BIT | SLOW_BIT) == 0)
+                    && !self.logged_since(entry, gen8, index)
                 {
-                    // Never written (every event is failed or slow), or
-                    // claimed and not written yet: an event still being
-                    // recorded. (A newer lap's entry is an event logged
-                    // since this reader read the head: counted if in the
-                    // window, as it would have been.)
+                    // Claimed, not written yet: an event still being
+                    // recorded.
                     continue;
                 }
                 // How many calls before the fold it was: negative for an
                 // event that folded after this reader (it ran beside it).
                 let age = sign_extend(calls.wrapping_sub(entry) & POS_MASK, POS_BITS);
-                if age >= self.size as i64 {
+                if age >= size {
                     break;
                 }
-                failures += u64::from(entry & FAILED_BIT != 0);
-                slow += u64::from(entry & SLOW_BIT != 0);
+                failures += (entry >> (POS_BITS + 1)) & 1;
+                slow += (entry >> POS_BITS) & 1;
             }
         }
         Totals {
@@ -265,9 +320,32 @@ fn sign_extend(value: u64, bits: u32) -> i64 {
     ((value << shift) as i64) >> shift
 }
 
+#[cfg(test)]
+impl Count {
+    /// Allocates `slot`'s stripe.
+    pub(super) fn touch(&self, slot: super::stripes::Slot) {
+        self.stripes.lane(slot);
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_without_a_lane_count_through_the_shared_word() {
+        let c = Count::new(100);
+        for _ in 0..5 {
+            assert!(c.add_shared(7));
+        }
+        assert_eq!(c.fold(7), 5);
+        assert_eq!(c.fold(8), 0, "another generation's shared calls");
+        assert!(c.add_shared(8));
+        assert!(!c.add_shared(7), "stale");
+        assert_eq!(c.fold(8), 1);
+        assert!(c.add(Lane::Shared, 8));
+        assert_eq!(c.stats(8).calls, 2);
+    }
 
     #[test]
     fn tags_compare_across_their_wrap() {

@@ -15,6 +15,8 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::stripes::Slot;
+
 /// Lanes that can be owned at once (the windows' stripe directory holds
 /// chunks of 1, 2, 4, ..., 1024 lanes: 2^11 - 1 in all).
 pub(crate) const LANES: usize = (1 << super::stripes::CHUNKS) - 1;
@@ -28,8 +30,9 @@ const SHARED: u32 = u32::MAX - 1;
 static REGISTRY: Registry = Registry::new();
 
 thread_local! {
-    /// This thread's lane, read on every record (no destructor, so reading
-    /// it is a plain thread-local load and works during thread exit).
+    /// Where this thread's stripe is in every window (its lane's `Slot`,
+    /// packed), read on every record: no destructor, so reading it is a
+    /// plain thread-local load and works during thread exit.
     static CURRENT: Cell<u32> = const { Cell::new(UNSET) };
     /// Gives the lane back when the thread exits.
     static OWNER: Owner = const { Owner(Cell::new(UNSET)) };
@@ -38,18 +41,18 @@ thread_local! {
 /// Where a thread records: a lane of its own, or the window's shared words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Lane {
-    /// A lane owned by this thread alone.
-    Own(usize),
+    /// A lane owned by this thread alone: where its stripe is.
+    Own(Slot),
     /// No lane to spare: record with compare-and-swap on shared words.
     Shared,
 }
 
 /// The calling thread's lane, taken on its first call.
-#[inline]
+#[inline(always)]
 pub(crate) fn current() -> Lane {
     let raw = CURRENT.with(Cell::get);
-    if (raw as usize) < LANES {
-        Lane::Own(raw as usize)
+    if raw < SHARED {
+        Lane::Own(Slot::unpack(raw))
     } else if raw == SHARED {
         Lane::Shared
     } else {
@@ -71,8 +74,9 @@ fn take() -> Lane {
                 CURRENT.with(|c| c.set(SHARED));
                 return Lane::Shared;
             }
-            CURRENT.with(|c| c.set(raw));
-            Lane::Own(i)
+            let slot = Slot::of(i);
+            CURRENT.with(|c| c.set(slot.pack()));
+            Lane::Own(slot)
         }
         None => {
             CURRENT.with(|c| c.set(SHARED));

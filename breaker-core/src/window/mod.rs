@@ -93,9 +93,8 @@ use std::time::Duration;
 use crate::sync::{AtomicU64, Ordering};
 
 use self::count::Count;
-use self::lane::Lane;
-use self::stripes::{is_newer, Stripes};
-use self::time::{Counted, Time};
+use self::stripes::is_newer;
+use self::time::Time;
 
 pub use self::time::BUCKETS;
 
@@ -147,7 +146,6 @@ pub enum WindowError {
 pub struct Window {
     /// The generation the window counts (the newest it was told of).
     generation: AtomicU64,
-    stripes: Stripes,
     shape: Shape,
 }
 
@@ -168,19 +166,15 @@ impl Window {
     /// A count window of 0 calls or more than [`MAX_CALLS`](Self::MAX_CALLS);
     /// a time window shorter than [`MIN_SPAN`](Self::MIN_SPAN).
     pub fn new(kind: Kind) -> Result<Self, WindowError> {
-        let (shape, lines) = match kind {
+        let shape = match kind {
             Kind::Calls(0) => return Err(WindowError::NoCalls),
             Kind::Calls(n) if n > Self::MAX_CALLS => return Err(WindowError::TooManyCalls(n)),
-            Kind::Calls(n) => (Shape::Count(Count::new(n)), count::LINES_PER_LANE),
+            Kind::Calls(n) => Shape::Count(Count::new(n)),
             Kind::Time(span) if span < Self::MIN_SPAN => return Err(WindowError::TooShort(span)),
-            Kind::Time(span) => (
-                Shape::Time(Time::new(crate::clock::as_nanos(span))),
-                time::LINES_PER_LANE,
-            ),
+            Kind::Time(span) => Shape::Time(Time::new(crate::clock::as_nanos(span))),
         };
         Ok(Window {
             generation: AtomicU64::new(0),
-            stripes: Stripes::new(lines),
             shape,
         })
     }
@@ -207,31 +201,8 @@ impl Window {
     #[inline]
     pub fn record_success(&self, generation: u64, now: impl FnOnce() -> Duration) {
         match &self.shape {
-            Shape::Count(count) => match lane::current() {
-                Lane::Own(lane) => {
-                    let stripe = self.stripes.lane(lane);
-                    if stripe.enter(generation) {
-                        Count::add(stripe);
-                    }
-                }
-                Lane::Shared => {
-                    count.add_shared(generation);
-                }
-            },
-            Shape::Time(time) => {
-                let bucket = time.bucket(crate::clock::as_nanos(now()));
-                match lane::current() {
-                    Lane::Own(lane) => {
-                        let stripe = self.stripes.lane(lane);
-                        if stripe.enter(generation) {
-                            Time::add(stripe, bucket);
-                        }
-                    }
-                    Lane::Shared => {
-                        time.add_shared(Counted::Calls, generation, bucket);
-                    }
-                }
-            }
+            Shape::Count(count) => count.success(generation),
+            Shape::Time(time) => time.success(generation, crate::clock::as_nanos(now())),
         }
     }
 
@@ -244,51 +215,9 @@ impl Window {
         if !self.enter(generation) {
             return None;
         }
-        let lane = lane::current();
         match &self.shape {
-            Shape::Count(count) => {
-                let counted = match lane {
-                    Lane::Own(lane) => {
-                        let stripe = self.stripes.lane(lane);
-                        stripe.enter(generation) && {
-                            Count::add(stripe);
-                            true
-                        }
-                    }
-                    Lane::Shared => count.add_shared(generation),
-                };
-                if !counted {
-                    return None;
-                }
-                let calls = self.count_calls(count, generation);
-                if (outcome.failed || outcome.slow) && !count.log(outcome, generation, calls) {
-                    return None;
-                }
-                Some(count.totals(generation, calls))
-            }
-            Shape::Time(time) => {
-                let bucket = time.bucket(crate::clock::as_nanos(now));
-                let counted = match lane {
-                    Lane::Own(lane) => {
-                        let stripe = self.stripes.lane(lane);
-                        stripe.enter(generation) && {
-                            Time::add(stripe, bucket);
-                            true
-                        }
-                    }
-                    Lane::Shared => time.add_shared(Counted::Calls, generation, bucket),
-                };
-                if !counted {
-                    return None;
-                }
-                if outcome.failed {
-                    time.add_shared(Counted::Failures, generation, bucket);
-                }
-                if outcome.slow {
-                    time.add_shared(Counted::Slow, generation, bucket);
-                }
-                Some(self.time_totals(time, generation, bucket))
-            }
+            Shape::Count(count) => count.record(outcome, generation),
+            Shape::Time(time) => time.record(outcome, generation, crate::clock::as_nanos(now)),
         }
     }
 
@@ -297,11 +226,8 @@ impl Window {
     pub fn stats(&self, now: Duration) -> Totals {
         let generation = self.generation();
         match &self.shape {
-            Shape::Count(count) => count.totals(generation, self.count_calls(count, generation)),
-            Shape::Time(time) => {
-                let bucket = time.bucket(crate::clock::as_nanos(now));
-                self.time_totals(time, generation, bucket)
-            }
+            Shape::Count(count) => count.stats(generation),
+            Shape::Time(time) => time.stats(generation, crate::clock::as_nanos(now)),
         }
     }
 
@@ -316,7 +242,6 @@ impl Window {
     /// lanes allocated.
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.stripes.heap_bytes()
             + match &self.shape {
                 Shape::Count(count) => count.heap_bytes(),
                 Shape::Time(time) => time.heap_bytes(),
@@ -350,29 +275,20 @@ impl Window {
             }
         }
     }
+}
 
-    fn count_calls(&self, count: &Count, generation: u64) -> u64 {
-        let mut lanes = 0u64;
-        self.stripes.each(|stripe| {
-            if let Some(calls) =
-                stripe.read(generation, |s| s.word(count::CALLS).load(Ordering::Acquire))
-            {
-                lanes = lanes.wrapping_add(calls);
+#[cfg(test)]
+impl Window {
+    /// Allocates the stripes of lanes `0..lanes`, as that many threads'
+    /// first records would (for the memory figures).
+    fn touch_lanes(&self, lanes: usize) {
+        for lane in 0..lanes {
+            let slot = stripes::Slot::of(lane);
+            match &self.shape {
+                Shape::Count(count) => count.touch(slot),
+                Shape::Time(time) => time.touch(slot),
             }
-        });
-        count.fold(lanes, generation)
-    }
-
-    fn time_totals(&self, time: &Time, generation: u64, bucket: u64) -> Totals {
-        time.totals(generation, bucket, || {
-            let mut lanes = 0;
-            self.stripes.each(|stripe| {
-                lanes += stripe
-                    .read(generation, |s| Time::lane_calls(s, bucket))
-                    .unwrap_or(0);
-            });
-            lanes
-        })
+        }
     }
 }
 

@@ -24,8 +24,11 @@ use std::sync::atomic::AtomicPtr;
 
 use crate::sync::{AtomicU64, Ordering};
 
-/// Chunks in the directory: lanes `0 ..= 2^CHUNKS - 2`.
+/// Chunks a window can hold: lanes `0 ..= 2^CHUNKS - 2`.
 pub(crate) const CHUNKS: usize = 11;
+/// Entries in the directory: `CHUNKS` rounded up to a power of two, so that
+/// a chunk number masked by `DIRECTORY - 1` needs no bounds check.
+const DIRECTORY: usize = 16;
 
 /// Words on one cache line.
 pub(crate) const LINE_WORDS: usize = 8;
@@ -47,22 +50,51 @@ impl Line {
     }
 }
 
-/// One lane's words: `ERA` first, then the window's counts.
-#[derive(Clone, Copy)]
-pub(crate) struct Stripe<'a> {
-    lines: &'a [Line],
+/// Where a lane's stripe is: its chunk and its place in the chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Slot {
+    chunk: u32,
+    offset: u32,
 }
 
-impl<'a> Stripe<'a> {
+impl Slot {
+    /// The slot of `lane` (< [`LANES`](super::lane::LANES)): chunk `k`
+    /// holds lanes `2^k - 1 ..= 2^(k+1) - 2`.
+    pub(crate) fn of(lane: usize) -> Self {
+        let one_based = lane + 1;
+        let chunk = usize::BITS - 1 - one_based.leading_zeros();
+        Slot {
+            chunk,
+            offset: (one_based - (1 << chunk)) as u32,
+        }
+    }
+
+    /// The slot in 32 bits (chunk above offset): never `u32::MAX - 1` or
+    /// above, which `lane.rs` keeps for "no lane".
+    pub(crate) fn pack(self) -> u32 {
+        (self.chunk << 16) | self.offset
+    }
+
+    #[inline(always)]
+    pub(crate) fn unpack(packed: u32) -> Self {
+        Slot {
+            chunk: packed >> 16,
+            offset: packed & 0xFFFF,
+        }
+    }
+}
+
+/// One lane's `L` cache lines: `ERA` first, then the window's counts.
+#[derive(Clone, Copy)]
+pub(crate) struct Stripe<'a, const L: usize> {
+    lines: &'a [Line; L],
+}
+
+impl<'a, const L: usize> Stripe<'a, L> {
     /// Word `i` of the stripe.
     #[inline(always)]
     pub(crate) fn word(self, i: usize) -> &'a AtomicU64 {
         &self.lines[i / LINE_WORDS].0[i % LINE_WORDS]
-    }
-
-    /// Words in the stripe.
-    pub(crate) fn len(self) -> usize {
-        self.lines.len() * LINE_WORDS
     }
 
     /// Owner only: makes `generation` the stripe's era if it is not
@@ -78,6 +110,7 @@ impl<'a> Stripe<'a> {
     }
 
     #[cold]
+    #[inline(never)]
     fn enter_slow(self, era: u64, generation: u64) -> bool {
         if is_newer(era, generation) {
             return false;
@@ -86,7 +119,7 @@ impl<'a> Stripe<'a> {
         // BUSY (or the new era) when they check the era again.
         self.word(ERA).store(BUSY, Ordering::Relaxed);
         fence(Ordering::Release);
-        for i in ERA + 1..self.len() {
+        for i in ERA + 1..L * LINE_WORDS {
             self.word(i).store(0, Ordering::Relaxed);
         }
         self.word(ERA).store(generation, Ordering::Release);
@@ -97,8 +130,8 @@ impl<'a> Stripe<'a> {
     /// without a write: `None` if the stripe's era is another generation's
     /// or changed while `f` read (the owner then moved on to a newer one,
     /// so `generation` is no longer the window's).
-    #[inline]
-    pub(crate) fn read<T>(self, generation: u64, f: impl FnOnce(Stripe<'a>) -> T) -> Option<T> {
+    #[inline(always)]
+    pub(crate) fn read<T>(self, generation: u64, f: impl FnOnce(Self) -> T) -> Option<T> {
         if self.word(ERA).load(Ordering::Acquire) != generation {
             return None;
         }
@@ -115,86 +148,79 @@ pub(crate) fn is_newer(a: u64, b: u64) -> bool {
     (a.wrapping_sub(b) as i64) > 0
 }
 
-/// The directory of a window's stripes.
-pub(crate) struct Stripes {
-    /// Cache lines per lane.
-    lines_per_lane: usize,
+/// The directory of a window's stripes, `L` cache lines per lane.
+pub(crate) struct Stripes<const L: usize> {
     /// Chunk `k`: `2^k` lanes' lines, or null until a lane in it records.
-    chunks: [AtomicPtr<Line>; CHUNKS],
+    chunks: [AtomicPtr<Line>; DIRECTORY],
+    /// Bit `k` set once chunk `k` is installed (folds visit only those).
+    installed: AtomicU64,
 }
 
-/// The chunk holding `lane`, and the lane's place in it.
-#[inline(always)]
-fn locate(lane: usize) -> (usize, usize) {
-    let one_based = lane + 1;
-    let chunk = (usize::BITS - 1 - one_based.leading_zeros()) as usize;
-    (chunk, one_based - (1 << chunk))
-}
-
-impl Stripes {
-    pub(crate) fn new(lines_per_lane: usize) -> Self {
+impl<const L: usize> Stripes<L> {
+    pub(crate) fn new() -> Self {
         Stripes {
-            lines_per_lane,
             chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
+            installed: AtomicU64::new(0),
         }
     }
 
     /// Lines in chunk `k`.
-    fn chunk_lines(&self, k: usize) -> usize {
-        (1 << k) * self.lines_per_lane
+    fn chunk_lines(k: usize) -> usize {
+        (1 << k) * L
     }
 
-    /// Lane `lane`'s stripe (`lane` < [`LANES`](super::lane::LANES)),
-    /// allocated on its first use.
+    /// The stripe at `slot`, allocated on its first use.
     #[inline(always)]
-    pub(crate) fn lane(&self, lane: usize) -> Stripe<'_> {
-        let (k, offset) = locate(lane);
+    pub(crate) fn lane(&self, slot: Slot) -> Stripe<'_, L> {
+        let k = slot.chunk as usize % DIRECTORY;
         let ptr = self.chunks[k].load(Ordering::Acquire);
-        let chunk = if ptr.is_null() {
-            self.install(k)
-        } else {
-            self.chunk(k, ptr)
-        };
-        let at = offset * self.lines_per_lane;
+        let ptr = if ptr.is_null() { self.install(k) } else { ptr };
+        self.stripe(ptr, k, slot.offset as usize)
+    }
+
+    /// Lane `offset` of chunk `k`, whose installed pointer is `ptr`.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    fn stripe(&self, ptr: *mut Line, k: usize, offset: usize) -> Stripe<'_, L> {
+        debug_assert!(offset < 1 << k);
+        // SAFETY: a non-null pointer in `chunks[k]` was made by `install`
+        // from a `Box<[Line]>` of `chunk_lines(k)` = `2^k * L` lines,
+        // published with Release and read with Acquire (so its lines are
+        // initialised), never replaced once set, and freed only by `drop`,
+        // which has `&mut self`: it lives as long as `&self`. `offset` is
+        // below `2^k` (`Slot::of` and `each` make it so), so the `L` lines
+        // from `offset * L` are inside the allocation.
         Stripe {
-            lines: &chunk[at..at + self.lines_per_lane],
+            lines: unsafe { &*ptr.add(offset * L).cast::<[Line; L]>() },
         }
     }
 
-    /// Chunk `k`, read from its installed pointer.
-    #[inline(always)]
-    #[allow(unsafe_code)]
-    fn chunk(&self, k: usize, ptr: *mut Line) -> &[Line] {
-        // SAFETY: a non-null pointer in `chunks[k]` was made by `install`
-        // from a `Box<[Line]>` of exactly `chunk_lines(k)` lines, published
-        // with Release and read here with Acquire (so its lines are
-        // initialised), never replaced once set, and freed only by `drop`,
-        // which has `&mut self`: it lives as long as `&self`.
-        unsafe { std::slice::from_raw_parts(ptr, self.chunk_lines(k)) }
-    }
-
     #[cold]
-    fn install(&self, k: usize) -> &[Line] {
-        let fresh: Box<[Line]> = (0..self.chunk_lines(k)).map(|_| Line::new()).collect();
-        let fresh = Box::into_raw(fresh) as *mut Line;
+    #[inline(never)]
+    fn install(&self, k: usize) -> *mut Line {
+        let fresh: Box<[Line]> = (0..Self::chunk_lines(k)).map(|_| Line::new()).collect();
+        let fresh = Box::into_raw(fresh).cast::<Line>();
         match self.chunks[k].compare_exchange(
             std::ptr::null_mut(),
             fresh,
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
-            Ok(_) => self.chunk(k, fresh),
+            Ok(_) => {
+                self.installed.fetch_or(1 << k, Ordering::AcqRel);
+                fresh
+            }
             Err(theirs) => {
-                self.free(k, fresh);
-                self.chunk(k, theirs)
+                Self::free(k, fresh);
+                theirs
             }
         }
     }
 
     /// Frees a chunk made by `install` that no one else can reach.
     #[allow(unsafe_code)]
-    fn free(&self, k: usize, ptr: *mut Line) {
-        let slice = std::ptr::slice_from_raw_parts_mut(ptr, self.chunk_lines(k));
+    fn free(k: usize, ptr: *mut Line) {
+        let slice = std::ptr::slice_from_raw_parts_mut(ptr, Self::chunk_lines(k));
         // SAFETY: `ptr` came from `Box::into_raw` of a `Box<[Line]>` of
         // `chunk_lines(k)` lines (in `install`), and the caller owns it:
         // either it lost the race to publish it, or the window is being
@@ -202,35 +228,40 @@ impl Stripes {
         drop(unsafe { Box::from_raw(slice) });
     }
 
-    /// Every allocated lane's stripe, in lane order.
+    /// Every allocated lane's stripe, in lane order. (A chunk installed
+    /// after `installed` was read holds only lanes whose first record is
+    /// not finished: nothing a fold must see.)
     #[inline]
-    pub(crate) fn each(&self, mut f: impl FnMut(Stripe<'_>)) {
-        for k in 0..CHUNKS {
+    pub(crate) fn each(&self, mut f: impl FnMut(Stripe<'_, L>)) {
+        let mut installed = self.installed.load(Ordering::Acquire);
+        while installed != 0 {
+            let k = installed.trailing_zeros() as usize % DIRECTORY;
+            installed &= installed - 1;
             let ptr = self.chunks[k].load(Ordering::Acquire);
             if ptr.is_null() {
                 continue;
             }
-            for lines in self.chunk(k, ptr).chunks_exact(self.lines_per_lane) {
-                f(Stripe { lines });
+            for offset in 0..1 << k {
+                f(self.stripe(ptr, k, offset));
             }
         }
     }
 
     /// Heap bytes the allocated stripes take.
     pub(crate) fn heap_bytes(&self) -> usize {
-        (0..CHUNKS)
+        (0..DIRECTORY)
             .filter(|&k| !self.chunks[k].load(Ordering::Acquire).is_null())
-            .map(|k| self.chunk_lines(k) * std::mem::size_of::<Line>())
+            .map(|k| Self::chunk_lines(k) * std::mem::size_of::<Line>())
             .sum()
     }
 }
 
-impl Drop for Stripes {
+impl<const L: usize> Drop for Stripes<L> {
     fn drop(&mut self) {
-        for k in 0..CHUNKS {
+        for k in 0..DIRECTORY {
             let ptr = self.chunks[k].load(Ordering::Acquire);
             if !ptr.is_null() {
-                self.free(k, ptr);
+                Self::free(k, ptr);
             }
         }
     }
@@ -240,6 +271,11 @@ impl Drop for Stripes {
 mod tests {
     use super::*;
 
+    fn locate(lane: usize) -> (u32, u32) {
+        let slot = Slot::of(lane);
+        (slot.chunk, slot.offset)
+    }
+
     #[test]
     fn lanes_map_to_chunks_of_growing_size() {
         assert_eq!(locate(0), (0, 0));
@@ -248,21 +284,21 @@ mod tests {
         assert_eq!(locate(3), (2, 0));
         assert_eq!(locate(6), (2, 3));
         assert_eq!(locate(7), (3, 0));
-        assert_eq!(locate(super::super::lane::LANES - 1), (CHUNKS - 1, 1023));
+        assert_eq!(
+            locate(super::super::lane::LANES - 1),
+            (CHUNKS as u32 - 1, 1023)
+        );
     }
 
     #[test]
     fn each_lane_has_words_of_its_own_on_lines_of_its_own() {
-        let stripes = Stripes::new(2);
+        let stripes = Stripes::<2>::new();
         for lane in 0..40 {
-            stripes
-                .lane(lane)
-                .word(3)
-                .store(lane as u64 + 1, Ordering::Relaxed);
+            let s = stripes.lane(Slot::of(lane));
+            s.word(3).store(lane as u64 + 1, Ordering::Relaxed);
         }
         for lane in 0..40 {
-            let s = stripes.lane(lane);
-            assert_eq!(s.len(), 16);
+            let s = stripes.lane(Slot::of(lane));
             assert_eq!(s.word(3).load(Ordering::Relaxed), lane as u64 + 1);
             // 64-byte aligned, so two lanes never share a cache line.
             assert_eq!(s.word(0) as *const AtomicU64 as usize % 64, 0);
@@ -278,31 +314,27 @@ mod tests {
 
     #[test]
     fn threads_racing_to_install_a_chunk_share_one() {
-        let stripes = Stripes::new(1);
+        let stripes = Stripes::<1>::new();
         std::thread::scope(|s| {
             for lane in [3usize, 4, 5, 6] {
                 let stripes = &stripes;
                 s.spawn(move || {
-                    stripes
-                        .lane(lane)
-                        .word(1)
-                        .store(lane as u64, Ordering::Relaxed)
+                    let s = stripes.lane(Slot::of(lane));
+                    s.word(1).store(lane as u64, Ordering::Relaxed)
                 });
             }
         });
         for lane in [3usize, 4, 5, 6] {
-            assert_eq!(
-                stripes.lane(lane).word(1).load(Ordering::Relaxed),
-                lane as u64
-            );
+            let s = stripes.lane(Slot::of(lane));
+            assert_eq!(s.word(1).load(Ordering::Relaxed), lane as u64);
         }
         assert_eq!(stripes.heap_bytes(), 4 * 64);
     }
 
     #[test]
     fn entering_a_newer_generation_zeroes_the_counts_and_an_older_one_is_refused() {
-        let stripes = Stripes::new(1);
-        let s = stripes.lane(0);
+        let stripes = Stripes::<1>::new();
+        let s = stripes.lane(Slot::of(0));
         assert!(s.enter(0));
         s.word(1).store(7, Ordering::Relaxed);
         assert_eq!(s.read(0, |s| s.word(1).load(Ordering::Relaxed)), Some(7));

@@ -339,39 +339,12 @@ fn clearing_while_threads_record_counts_only_the_new_generation() {
     }
 }
 
-#[test]
-fn threads_without_a_lane_count_through_the_shared_words() {
-    let c = Count::new(100);
-    for _ in 0..5 {
-        assert!(c.add_shared(7));
-    }
-    assert_eq!(c.fold(10, 7), 15);
-    assert_eq!(c.fold(10, 8), 10, "another generation's shared calls");
-    assert!(c.add_shared(8));
-    assert!(!c.add_shared(7), "stale");
-    assert_eq!(c.fold(0, 8), 1);
-
-    let t = Time::new(60_000_000_000);
-    let b = t.bucket(crate::clock::as_nanos(T0));
-    assert!(t.add_shared(Counted::Calls, 2, b));
-    assert!(t.add_shared(Counted::Calls, 2, b + 1));
-    assert!(t.add_shared(Counted::Failures, 2, b + 1));
-    assert_eq!(t.totals(2, b + 1, || 3), totals(5, 1, 0));
-    assert_eq!(t.totals(2, b + 10, || 0), totals(1, 1, 0));
-    assert!(t.add_shared(Counted::Calls, 3, b + 1));
-    assert!(!t.add_shared(Counted::Calls, 2, b + 1), "stale");
-    assert_eq!(t.totals(3, b + 1, || 0), totals(1, 0, 0));
-}
-
 /// The bytes one window takes, with 2 and 16 threads having recorded
 /// into it (lanes 0-1 and 0-15, as the first threads of a process get):
 /// the figures the README states.
 fn bytes_with_lanes(kind: Kind, lanes: usize) -> usize {
     let w = Window::new(kind).unwrap();
-    for lane in 0..lanes {
-        let stripe = w.stripes.lane(lane);
-        assert!(stripe.enter(0));
-    }
+    w.touch_lanes(lanes);
     w.bytes()
 }
 

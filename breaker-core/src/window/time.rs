@@ -19,8 +19,9 @@
 
 use crate::sync::{AtomicU64, Ordering};
 
-use super::stripes::Stripe;
-use super::Totals;
+use super::lane::{self, Lane};
+use super::stripes::{Stripe, Stripes};
+use super::{Outcome, Totals};
 
 /// Buckets in a time window.
 pub const BUCKETS: u64 = 10;
@@ -30,7 +31,7 @@ const LAST: usize = 1;
 /// The stripe word of slot 0; slot `i` is `SLOTS + i`.
 const SLOTS: usize = 2;
 /// Cache lines per lane (2 + 10 words).
-pub(super) const LINES_PER_LANE: usize = 2;
+const LINES: usize = 2;
 
 // Stripe slot: 24 bits of bucket number above 40 bits of count.
 const SLOT_COUNT_BITS: u32 = 40;
@@ -53,6 +54,7 @@ pub(super) enum Counted {
 }
 
 pub(super) struct Time {
+    stripes: Stripes<LINES>,
     /// A bucket's width, in nanoseconds.
     width: u64,
     /// `2^64 / width`, rounded down: bucket = time * inverse / 2^64.
@@ -66,6 +68,7 @@ impl Time {
     pub(super) fn new(span: u64) -> Self {
         let width = span / BUCKETS;
         Time {
+            stripes: Stripes::new(),
             width,
             inverse: u64::MAX / width,
             shared: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
@@ -73,7 +76,67 @@ impl Time {
     }
 
     pub(super) fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.shared)
+        std::mem::size_of_val(&*self.shared) + self.stripes.heap_bytes()
+    }
+
+    /// A fast success at `now` (nanoseconds since the epoch): one more call
+    /// in this thread's stripe.
+    #[inline(always)]
+    pub(super) fn success(&self, generation: u64, now: u64) {
+        self.add(lane::current(), generation, self.bucket(now));
+    }
+
+    /// Records a call (see `Window::record`): counts it and its failure or
+    /// slowness, folds. `None` if it is stale.
+    pub(super) fn record(&self, outcome: Outcome, generation: u64, now: u64) -> Option<Totals> {
+        let bucket = self.bucket(now);
+        if !self.add(lane::current(), generation, bucket) {
+            return None;
+        }
+        if outcome.failed {
+            self.add_shared(Counted::Failures, generation, bucket);
+        }
+        if outcome.slow {
+            self.add_shared(Counted::Slow, generation, bucket);
+        }
+        Some(self.stats(generation, now))
+    }
+
+    /// The window's totals for `generation` at `now`, read without a write:
+    /// the shared counts first, so that a failure seen here has its call
+    /// among the lanes'.
+    pub(super) fn stats(&self, generation: u64, now: u64) -> Totals {
+        let bucket = self.bucket(now);
+        let failures = self.shared(Counted::Failures, generation, bucket);
+        let slow = self.shared(Counted::Slow, generation, bucket);
+        let mut calls = self.shared(Counted::Calls, generation, bucket);
+        self.stripes.each(|stripe| {
+            calls += stripe
+                .read(generation, |s| Self::lane_calls(s, bucket))
+                .unwrap_or(0);
+        });
+        Totals {
+            calls: calls.max(failures).max(slow),
+            failures,
+            slow,
+        }
+    }
+
+    /// One more call in `bucket` in `lane`'s stripe (or the shared count);
+    /// `false` if stale.
+    #[inline(always)]
+    fn add(&self, lane: Lane, generation: u64, bucket: u64) -> bool {
+        match lane {
+            Lane::Own(slot) => {
+                let stripe = self.stripes.lane(slot);
+                if !stripe.enter(generation) {
+                    return false;
+                }
+                Self::add_to(stripe, bucket);
+                true
+            }
+            Lane::Shared => self.add_shared(Counted::Calls, generation, bucket),
+        }
     }
 
     pub(super) fn span_nanos(&self) -> u64 {
@@ -90,7 +153,7 @@ impl Time {
 
     /// Owner only: one more call in `bucket` in `stripe` (already entered).
     #[inline(always)]
-    pub(super) fn add(stripe: Stripe<'_>, bucket: u64) {
+    fn add_to(stripe: Stripe<'_, LINES>, bucket: u64) {
         let slot = stripe.word(SLOTS + (bucket % BUCKETS) as usize);
         let word = slot.load(Ordering::Relaxed);
         if word >> SLOT_COUNT_BITS == bucket & BUCKET_TAG_MASK {
@@ -103,7 +166,8 @@ impl Time {
     /// The lane's first call in `bucket`: clears its expired slots, then
     /// counts the call.
     #[cold]
-    fn add_to_new_bucket(stripe: Stripe<'_>, bucket: u64) {
+    #[inline(never)]
+    fn add_to_new_bucket(stripe: Stripe<'_, LINES>, bucket: u64) {
         let last = stripe.word(LAST).load(Ordering::Relaxed);
         let newest = if last > bucket { last } else { bucket };
         if newest - bucket >= BUCKETS {
@@ -128,7 +192,7 @@ impl Time {
     }
 
     /// A stripe's calls in the window ending with bucket `now`.
-    pub(super) fn lane_calls(stripe: Stripe<'_>, now: u64) -> u64 {
+    fn lane_calls(stripe: Stripe<'_, LINES>, now: u64) -> u64 {
         let last = stripe.word(LAST).load(Ordering::Acquire);
         if now > last && now - last >= BUCKETS {
             // Idle for longer than the window (or never recorded).
@@ -176,7 +240,7 @@ impl Time {
 
     /// The shared count of `what` under `generation` in the window ending
     /// with bucket `now`.
-    pub(super) fn shared(&self, what: Counted, generation: u64, now: u64) -> u64 {
+    fn shared(&self, what: Counted, generation: u64, now: u64) -> u64 {
         let gen8 = generation & 0xFF;
         self.shared[what as usize * BUCKETS as usize..][..BUCKETS as usize]
             .iter()
@@ -187,19 +251,6 @@ impl Time {
             })
             .map(|w| w & SHARED_COUNT_MASK)
             .sum()
-    }
-
-    /// The totals given the lanes' calls, with the shared counts read
-    /// first (so that a failure seen here has its call among the lanes').
-    pub(super) fn totals(&self, generation: u64, now: u64, lanes: impl FnOnce() -> u64) -> Totals {
-        let failures = self.shared(Counted::Failures, generation, now);
-        let slow = self.shared(Counted::Slow, generation, now);
-        let calls = lanes() + self.shared(Counted::Calls, generation, now);
-        Totals {
-            calls: calls.max(failures).max(slow),
-            failures,
-            slow,
-        }
     }
 }
 
@@ -221,6 +272,14 @@ fn newer_gen8(a: u64, b: u64) -> bool {
     diff != 0 && diff < 0x80
 }
 
+#[cfg(test)]
+impl Time {
+    /// Allocates `slot`'s stripe.
+    pub(super) fn touch(&self, slot: super::stripes::Slot) {
+        self.stripes.lane(slot);
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -239,6 +298,26 @@ mod tests {
         // 1000 steps of 60 ms: 60 s, 10 buckets of 6 s.
         assert!((9..=11).contains(&(previous - b0)), "{}", previous - b0);
         assert_eq!(t.bucket(base + 6_000_000_000) - b0, 1);
+    }
+
+    #[test]
+    fn threads_without_a_lane_count_through_the_shared_words() {
+        let t = Time::new(60_000_000_000);
+        let now = 1_000_000_000_000_000_000;
+        let b = t.bucket(now);
+        let later = now + 6_000_000_000;
+        assert_eq!(t.bucket(later), b + 1);
+        assert!(t.add(Lane::Shared, 2, b));
+        assert!(t.add(Lane::Shared, 2, b + 1));
+        assert!(t.add_shared(Counted::Failures, 2, b + 1));
+        let totals = t.stats(2, later);
+        assert_eq!((totals.calls, totals.failures), (2, 1));
+        let much_later = now + 60_000_000_000;
+        let totals = t.stats(2, much_later);
+        assert_eq!((totals.calls, totals.failures), (1, 1), "bucket b expired");
+        assert!(t.add(Lane::Shared, 3, b + 1));
+        assert!(!t.add(Lane::Shared, 2, b + 1), "stale");
+        assert_eq!(t.stats(3, later).calls, 1);
     }
 
     #[test]
