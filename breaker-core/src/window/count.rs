@@ -19,7 +19,7 @@
 
 use crate::sync::{AtomicU64, Ordering};
 
-use super::lane::{self, Lane};
+use super::lane::Lane;
 use super::stripes::{Stripe, Stripes};
 use super::{Outcome, Totals};
 
@@ -92,14 +92,14 @@ impl Count {
 
     /// A fast success: one more call in this thread's stripe.
     #[inline(always)]
-    pub(super) fn success(&self, generation: u64) {
-        self.add(lane::current(), generation);
+    pub(super) fn success(&self, lane: Lane, generation: u64) {
+        self.add(lane, generation);
     }
 
     /// Records a call (see `Window::record`): counts it, logs it if it is
     /// an event, folds. `None` if it is stale.
-    pub(super) fn record(&self, outcome: Outcome, generation: u64) -> Option<Totals> {
-        if !self.add(lane::current(), generation) {
+    pub(super) fn record(&self, lane: Lane, outcome: Outcome, generation: u64) -> Option<Totals> {
+        if !self.add(lane, generation) {
             return None;
         }
         let calls = self.fold(generation);
@@ -240,7 +240,17 @@ impl Count {
             | if outcome.failed { FAILED_BIT } else { 0 }
             | if outcome.slow { SLOW_BIT } else { 0 }
             | (position & POS_MASK);
-        self.log[(index & (self.capacity - 1)) as usize].store(entry, Ordering::Release);
+        // Never over a newer event: a writer held up between its claim and
+        // this store may find its entry reused by a newer generation's
+        // event (the log restarts at each generation) or a later lap's.
+        let slot = &self.log[(index & (self.capacity - 1)) as usize];
+        let mut current = slot.load(Ordering::Relaxed);
+        while !is_newer_entry(current, entry) {
+            match slot.compare_exchange_weak(current, entry, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
         true
     }
 
@@ -309,6 +319,19 @@ impl Count {
     }
 }
 
+/// Whether log entry `a` is a newer event than `b`: of a newer generation,
+/// or of the same one and a later lap (an empty entry is older than any).
+fn is_newer_entry(a: u64, b: u64) -> bool {
+    if a & (FAILED_BIT | SLOW_BIT) == 0 {
+        return false;
+    }
+    let (gen_a, gen_b) = (a >> GEN_SHIFT, b >> GEN_SHIFT);
+    if gen_a != gen_b {
+        return newer_by_bits(gen_a, gen_b, 8);
+    }
+    newer_by_bits((a >> LAP_SHIFT) & 0xFF, (b >> LAP_SHIFT) & 0xFF, 8)
+}
+
 /// Whether tag `a` is newer than `b`, both the low `bits` of generations.
 fn newer_by_bits(a: u64, b: u64, bits: u32) -> bool {
     let diff = a.wrapping_sub(b) & ((1 << bits) - 1);
@@ -345,6 +368,26 @@ mod tests {
         assert_eq!(c.fold(8), 1);
         assert!(c.add(Lane::Shared, 8));
         assert_eq!(c.stats(8).calls, 2);
+    }
+
+    #[test]
+    fn a_late_writer_never_overwrites_a_newer_generations_event() {
+        // Generation 0 claims entry 0, then the log restarts for generation
+        // 1, whose first event takes entry 0 too; generation 0's writer,
+        // held up, stores last.
+        let c = Count::new(4);
+        let fail = Outcome {
+            failed: true,
+            slow: false,
+        };
+        assert!(c.log(fail, 1, 1));
+        let stale = (0 << GEN_SHIFT) | FAILED_BIT | 5;
+        let newer = c.log[0].load(Ordering::Relaxed);
+        assert!(is_newer_entry(newer, stale));
+        assert!(!is_newer_entry(stale, newer));
+        assert!(!is_newer_entry(0, stale), "an empty entry is older");
+        // The same guard as `log` applies to a held-up store:
+        assert_eq!(c.totals(1, 1).failures, 1);
     }
 
     #[test]

@@ -93,6 +93,7 @@ use std::time::Duration;
 use crate::sync::{AtomicU64, Ordering};
 
 use self::count::Count;
+use self::lane::Lane;
 use self::stripes::is_newer;
 use self::time::Time;
 
@@ -200,9 +201,14 @@ impl Window {
     /// than its thread's last record is not counted.
     #[inline]
     pub fn record_success(&self, generation: u64, now: impl FnOnce() -> Duration) {
+        self.success_in(lane::current(), generation, now);
+    }
+
+    #[inline(always)]
+    fn success_in(&self, lane: Lane, generation: u64, now: impl FnOnce() -> Duration) {
         match &self.shape {
-            Shape::Count(count) => count.success(generation),
-            Shape::Time(time) => time.success(generation, crate::clock::as_nanos(now())),
+            Shape::Count(count) => count.success(lane, generation),
+            Shape::Time(time) => time.success(lane, generation, crate::clock::as_nanos(now())),
         }
     }
 
@@ -212,19 +218,33 @@ impl Window {
     /// stale and not recorded. A generation newer than the window's moves
     /// the window to it, as [`clear`](Self::clear) does.
     pub fn record(&self, outcome: Outcome, generation: u64, now: Duration) -> Option<Totals> {
+        self.record_in(lane::current(), outcome, generation, now)
+    }
+
+    fn record_in(
+        &self,
+        lane: Lane,
+        outcome: Outcome,
+        generation: u64,
+        now: Duration,
+    ) -> Option<Totals> {
         if !self.enter(generation) {
             return None;
         }
+        let now = crate::clock::as_nanos(now);
         match &self.shape {
-            Shape::Count(count) => count.record(outcome, generation),
-            Shape::Time(time) => time.record(outcome, generation, crate::clock::as_nanos(now)),
+            Shape::Count(count) => count.record(lane, outcome, generation),
+            Shape::Time(time) => time.record(lane, outcome, generation, now),
         }
     }
 
     /// The window's totals at `now` for its current generation, read
     /// without a write.
     pub fn stats(&self, now: Duration) -> Totals {
-        let generation = self.generation();
+        self.stats_of(self.generation(), now)
+    }
+
+    fn stats_of(&self, generation: u64, now: Duration) -> Totals {
         match &self.shape {
             Shape::Count(count) => count.stats(generation),
             Shape::Time(time) => time.stats(generation, crate::clock::as_nanos(now)),
@@ -274,6 +294,32 @@ impl Window {
                 Err(now) => current = now,
             }
         }
+    }
+}
+
+/// Entry points for the loom model (`tests/loom_window.rs`): loom runs its
+/// threads on one OS thread, so a model names each thread's lane.
+#[cfg(loom)]
+impl Window {
+    /// [`record_success`](Self::record_success) as the thread owning `lane`.
+    pub fn record_success_on(&self, lane: usize, generation: u64, now: Duration) {
+        self.success_in(Lane::Own(stripes::Slot::of(lane)), generation, || now);
+    }
+
+    /// [`record`](Self::record) as the thread owning `lane`.
+    pub fn record_on(
+        &self,
+        lane: usize,
+        outcome: Outcome,
+        generation: u64,
+        now: Duration,
+    ) -> Option<Totals> {
+        self.record_in(Lane::Own(stripes::Slot::of(lane)), outcome, generation, now)
+    }
+
+    /// The totals `generation` would have at `now`, whatever the window's.
+    pub fn stats_for(&self, generation: u64, now: Duration) -> Totals {
+        self.stats_of(generation, now)
     }
 }
 

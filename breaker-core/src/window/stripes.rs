@@ -15,12 +15,10 @@
 //! reading them; so a fold never mixes an older generation's counts into a
 //! newer one, without a lock and without a write by the reader.
 
-use std::sync::atomic::fence;
-
 #[cfg(loom)]
-use loom::sync::atomic::AtomicPtr;
+use loom::sync::atomic::{fence, AtomicPtr};
 #[cfg(not(loom))]
-use std::sync::atomic::AtomicPtr;
+use std::sync::atomic::{fence, AtomicPtr};
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -198,6 +196,10 @@ impl<const L: usize> Stripes<L> {
     #[cold]
     #[inline(never)]
     fn install(&self, k: usize) -> *mut Line {
+        // The bit first: whoever finds the chunk installed (this thread, or
+        // one that loses the race below) records after it, so a fold that
+        // sees any of their records sees the bit too.
+        self.installed.fetch_or(1 << k, Ordering::AcqRel);
         let fresh: Box<[Line]> = (0..Self::chunk_lines(k)).map(|_| Line::new()).collect();
         let fresh = Box::into_raw(fresh).cast::<Line>();
         match self.chunks[k].compare_exchange(
@@ -206,10 +208,7 @@ impl<const L: usize> Stripes<L> {
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
-            Ok(_) => {
-                self.installed.fetch_or(1 << k, Ordering::AcqRel);
-                fresh
-            }
+            Ok(_) => fresh,
             Err(theirs) => {
                 Self::free(k, fresh);
                 theirs
@@ -228,9 +227,9 @@ impl<const L: usize> Stripes<L> {
         drop(unsafe { Box::from_raw(slice) });
     }
 
-    /// Every allocated lane's stripe, in lane order. (A chunk installed
-    /// after `installed` was read holds only lanes whose first record is
-    /// not finished: nothing a fold must see.)
+    /// Every allocated lane's stripe, in lane order. (A chunk's bit is set
+    /// before it is installed, and every record in it follows its
+    /// installation: a fold that must see a record sees its chunk.)
     #[inline]
     pub(crate) fn each(&self, mut f: impl FnMut(Stripe<'_, L>)) {
         let mut installed = self.installed.load(Ordering::Acquire);

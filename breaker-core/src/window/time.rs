@@ -19,7 +19,7 @@
 
 use crate::sync::{AtomicU64, Ordering};
 
-use super::lane::{self, Lane};
+use super::lane::Lane;
 use super::stripes::{Stripe, Stripes};
 use super::{Outcome, Totals};
 
@@ -82,15 +82,21 @@ impl Time {
     /// A fast success at `now` (nanoseconds since the epoch): one more call
     /// in this thread's stripe.
     #[inline(always)]
-    pub(super) fn success(&self, generation: u64, now: u64) {
-        self.add(lane::current(), generation, self.bucket(now));
+    pub(super) fn success(&self, lane: Lane, generation: u64, now: u64) {
+        self.add(lane, generation, self.bucket(now));
     }
 
     /// Records a call (see `Window::record`): counts it and its failure or
     /// slowness, folds. `None` if it is stale.
-    pub(super) fn record(&self, outcome: Outcome, generation: u64, now: u64) -> Option<Totals> {
+    pub(super) fn record(
+        &self,
+        lane: Lane,
+        outcome: Outcome,
+        generation: u64,
+        now: u64,
+    ) -> Option<Totals> {
         let bucket = self.bucket(now);
-        if !self.add(lane::current(), generation, bucket) {
+        if !self.add(lane, generation, bucket) {
             return None;
         }
         if outcome.failed {
