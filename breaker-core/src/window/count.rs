@@ -11,11 +11,20 @@
 //! Successes never touch the log nor anything another lane writes.
 //!
 //! One thread alone gets exact positions (its `k`-th call has position
-//! `k`). Under concurrency an event's position is the fold it saw, which
-//! counts every call that completed before it and some that ran beside it,
-//! so an event racing others may be placed a few calls later than a
-//! serial order would; it never moves outside the calls that ran while it
-//! was recorded.
+//! `k`). Under concurrency an event's position is the larger of the fold
+//! it saw and the newest position already logged (claimed with the log's
+//! head in one compare-and-swap), so positions never decrease along the
+//! log and the events in the window are always a suffix of it. The fold
+//! counts every call that completed before the event and some that ran
+//! beside it, so an event racing others may be placed a few calls later
+//! than a serial order would; never outside the calls that ran while it
+//! was recorded. The reading cost of a failure grows with the failures and
+//! slow calls in the window (one entry each), not with the window's size.
+//!
+//! An entry is written with compare-and-swap and never over a newer event:
+//! a writer held up between its claim and its store may find its entry
+//! reused by a later lap or, the log restarting at each generation, by a
+//! newer generation's event (a race loom found).
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -121,7 +130,7 @@ impl Count {
         match lane {
             Lane::Own(slot) => {
                 let stripe = self.stripes.lane(slot);
-                if !stripe.enter(generation) {
+                if !stripe.enter(generation, CALLS + 1) {
                     return false;
                 }
                 let calls = stripe.word(CALLS);

@@ -96,20 +96,21 @@ impl<'a, const L: usize> Stripe<'a, L> {
     }
 
     /// Owner only: makes `generation` the stripe's era if it is not
-    /// already, zeroing its counts; `false` if the stripe already holds a
-    /// newer generation's counts (the caller's result is stale).
+    /// already, zeroing its counts (words `1..words`); `false` if the
+    /// stripe already holds a newer generation's counts (the caller's
+    /// result is stale).
     #[inline(always)]
-    pub(crate) fn enter(self, generation: u64) -> bool {
+    pub(crate) fn enter(self, generation: u64, words: usize) -> bool {
         let era = self.word(ERA).load(Ordering::Relaxed);
         if era == generation {
             return true;
         }
-        self.enter_slow(era, generation)
+        self.enter_slow(era, generation, words)
     }
 
     #[cold]
     #[inline(never)]
-    fn enter_slow(self, era: u64, generation: u64) -> bool {
+    fn enter_slow(self, era: u64, generation: u64, words: usize) -> bool {
         if is_newer(era, generation) {
             return false;
         }
@@ -117,7 +118,7 @@ impl<'a, const L: usize> Stripe<'a, L> {
         // BUSY (or the new era) when they check the era again.
         self.word(ERA).store(BUSY, Ordering::Relaxed);
         fence(Ordering::Release);
-        for i in ERA + 1..L * LINE_WORDS {
+        for i in ERA + 1..words.min(L * LINE_WORDS) {
             self.word(i).store(0, Ordering::Relaxed);
         }
         self.word(ERA).store(generation, Ordering::Release);
@@ -334,13 +335,13 @@ mod tests {
     fn entering_a_newer_generation_zeroes_the_counts_and_an_older_one_is_refused() {
         let stripes = Stripes::<1>::new();
         let s = stripes.lane(Slot::of(0));
-        assert!(s.enter(0));
+        assert!(s.enter(0, 2));
         s.word(1).store(7, Ordering::Relaxed);
         assert_eq!(s.read(0, |s| s.word(1).load(Ordering::Relaxed)), Some(7));
-        assert!(s.enter(2));
+        assert!(s.enter(2, 2));
         assert_eq!(s.read(0, |_| ()), None, "generation 0's counts are gone");
         assert_eq!(s.read(2, |s| s.word(1).load(Ordering::Relaxed)), Some(0));
-        assert!(!s.enter(1), "an older generation is refused");
+        assert!(!s.enter(1, 2), "an older generation is refused");
         assert_eq!(s.word(ERA).load(Ordering::Relaxed), 2);
     }
 

@@ -135,7 +135,7 @@ impl Time {
         match lane {
             Lane::Own(slot) => {
                 let stripe = self.stripes.lane(slot);
-                if !stripe.enter(generation) {
+                if !stripe.enter(generation, SLOTS + BUCKETS as usize) {
                     return false;
                 }
                 Self::add_to(stripe, bucket);
