@@ -64,8 +64,8 @@ pub mod registry;
 mod state;
 pub mod storage;
 mod sync;
-/// Not public API: the rate policies' sliding window, public only for its
-/// loom model, its property test and the benches.
+// Not public API: the rate policies' sliding window, public (hidden) only
+// for its loom model, its property test and the benches.
 #[doc(hidden)]
 pub mod window;
 

@@ -1,6 +1,7 @@
 //! The sliding window of the rate policies: how many of the recent calls
 //! completed, failed and were slow, kept without a lock and without a
-//! shared write on a fast success.
+//! shared write on a fast success. Not public API (hidden; public only for
+//! its loom model, its property test and the benches).
 //!
 //! A [`Window`] is pure bookkeeping: it counts, and the breaker's policy
 //! (thresholds, `min_calls`, when to open) decides on the [`Totals`] it
