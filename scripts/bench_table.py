@@ -150,16 +150,77 @@ if os.path.exists(path):
             out.append(f"| worst single `open()` during the storm | {int(worst) / 1000:.2f} ms |\n")
             out.append(f"| last call returned after the storm stopped | {after} |\n")
 
+# The rate policies (issue 13): the window's cost beside today's call, and
+# the peers with a rate policy (bench/benches/hot_path/policies.rs).
+if median("rate_policy", "breaker_call") is not None:
+    g = "rate_policy"
+    call, tr, fsr = median(g, "breaker_call"), median(g, "tower_resilience"), median(g, "failsafe_rate")
+    out.append("\n**Rate policies** (closed-state success; \"+ window\": today's `call` then the window's "
+               "`record_success`, what the rate policy adds to it)\n\n")
+    out.append("| | ns/call | vs `call` | tower-resilience / this | failsafe rate / this |\n|---|---:|---:|---:|---:|\n")
+    for label, key in (("bare call", "bare"), ("`call` (consecutive policy)", "breaker_call"),
+                       ("window alone: count window of 100", "window_count_success"),
+                       ("window alone: time window of 60 s (one coarse clock read)", "window_time_success"),
+                       ("`call` + count window of 100", "breaker_call_window_count"),
+                       ("`call` + time window of 60 s", "breaker_call_window_time"),
+                       ("tower-resilience-circuitbreaker (rate 0.5, count window 100, `Service`)", "tower_resilience"),
+                       ("failsafe `success_rate_over_time_window`", "failsafe_rate")):
+        ns = median(g, key)
+        vs = "" if ns is None or call is None or key in ("bare", "breaker_call") or key.startswith("window") \
+            else f"{ns - call:+.2f} ns"
+        ours_row = key.startswith("breaker")
+        out.append(f"| {label} | {fmt(ns)} | {vs} | {ratio(ns, tr) if ours_row else ''} | "
+                   f"{ratio(ns, fsr) if ours_row else ''} |\n")
+    out.append("\n| threads | `call` | `call` + count | `call` + time | tower-resilience | failsafe rate |"
+               " scaling: count / time |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+    for n in (1, 2):
+        t = f"rate_threads_{n}"
+        c, ti = median(t, "breaker_call_window_count"), median(t, "breaker_call_window_time")
+        c1, ti1 = median("rate_threads_1", "breaker_call_window_count"), median("rate_threads_1", "breaker_call_window_time")
+        out.append(f"| {n} | {fmt(median(t, 'breaker_call'))} | {fmt(c)} | {fmt(ti)} | "
+                   f"{fmt(median(t, 'tower_resilience'))} | {fmt(median(t, 'failsafe_rate'))} | "
+                   f"{ratio(c, c1)} / {ratio(ti, ti1)} |\n")
+    rate_targets = []
+    for label, key in (("count window", "breaker_call_window_count"), ("time window", "breaker_call_window_time")):
+        ns = median(g, key)
+        if ns is not None and call is not None:
+            rate_targets.append((f"{label}: success within 3 ns of `call`", f"{ns - call:+.2f} ns", ns - call <= 3))
+        one, two = median("rate_threads_1", key), median("rate_threads_2", key)
+        if one and two:
+            rate_targets.append((f"{label}: 2 threads ≥ 1.8× the 1-thread throughput", f"{one / two:.2f}×",
+                                 one / two >= 1.8))
+        for n in (1, 2):
+            mine = median(f"rate_threads_{n}", key)
+            peer_tr, peer_fs = median(f"rate_threads_{n}", "tower_resilience"), median(f"rate_threads_{n}", "failsafe_rate")
+            if mine and peer_tr:
+                rate_targets.append((f"{label}: ≥ 20× faster than tower-resilience, {n} thread(s)",
+                                     f"{peer_tr / mine:.1f}×", peer_tr / mine >= 20))
+            if mine and peer_fs:
+                rate_targets.append((f"{label}: ≥ 10× faster than failsafe's rate policy, {n} thread(s)",
+                                     f"{peer_fs / mine:.1f}×", peer_fs / mine >= 10))
+    out.append("\n| target (issue 13; until the builder takes the rate policy, `call` + window) | measured | |\n"
+               "|---|---|---|\n")
+    for label, measured, ok in rate_targets:
+        out.append(f"| {label} | {measured} | {cell(ok)} |\n")
+
 labels = {"bare": "bare call", "call": "`CircuitBreaker::call`", "attribute": "`#[circuit_breaker]`",
           "async": "`call_async` (polled)", "listener": "`call` with one listener",
           "rejection": "open: rejected call (without the clock's own instructions, in the vDSO)",
           "failure": "a failure, counted",
-          "keyed": "`KeyedBreakers::get(&u64)` (a hit) then `call`"}
+          "keyed": "`KeyedBreakers::get(&u64)` (a hit) then `call`",
+          "window_success": "window alone: a success, count window of 100",
+          "window_time_success": "window alone: a success, time window of 60 s (with its coarse clock read)",
+          "window_failure": "window alone: a failure that does not open (count window of 100, 10 failures in it)",
+          "window_time_failure": "window alone: a failure that does not open (time window of 60 s)"}
 path = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "instructions.txt")
 if os.path.exists(path):
     out.append("\n**Instructions per call** (callgrind, `bench/src/bin/instructions.rs`; each scenario's "
                "call is one out-of-line function, so a few are the call itself)\n\n| | instructions |\n|---|---:|\n")
-    for line in open(path):
-        name, count = line.split()
+    counts = dict(line.split() for line in open(path) if line.strip())
+    for name, count in counts.items():
+        # The window's failure scenarios run 9 successes per failure.
+        base = {"window_failure": "window_success", "window_time_failure": "window_time_success"}.get(name)
+        if base in counts:
+            count = str(int(count) - 9 * int(counts[base]))
         out.append(f"| {labels.get(name, name)} | {count} |\n")
 print("".join(out), end="")

@@ -16,6 +16,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use failsafe::CircuitBreaker as _;
 use recloser::Recloser;
 
+#[path = "hot_path/policies.rs"]
+mod policies;
+
 #[circuit_breaker(name = "bench-attribute", fail_max = 5)]
 fn attributed(x: u64) -> Result<u64, Failure> {
     work(x)
@@ -309,6 +312,7 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(50);
-    targets = closed_success, threads, open_rejection, failure_every, listeners, registry_get, keyed
+    targets = closed_success, threads, open_rejection, failure_every, listeners, registry_get, keyed,
+        policies::closed_success, policies::threads
 }
 criterion_main!(benches);

@@ -38,3 +38,66 @@ pub fn failsafe_breaker(fail_max: u32) -> impl failsafe::CircuitBreaker + Clone 
     );
     failsafe::Config::new().failure_policy(policy).build()
 }
+
+/// failsafe's rate policy: open when fewer than half the calls of the last
+/// 60 s succeeded (at least 10 calls), constant backoff.
+pub fn failsafe_rate_breaker() -> impl failsafe::CircuitBreaker + Clone + Send + Sync {
+    use std::time::Duration;
+    let policy = failsafe::failure_policy::success_rate_over_time_window(
+        0.5,
+        10,
+        Duration::from_secs(60),
+        failsafe::backoff::constant(Duration::from_secs(3600)),
+    );
+    failsafe::Config::new().failure_policy(policy).build()
+}
+
+/// The work as a tower `Service`, behind tower-resilience-circuitbreaker
+/// with a failure rate of 0.5 over a count window of 100 calls.
+pub fn tower_resilience_service() -> impl tower::Service<
+    u64,
+    Response = u64,
+    Error = tower_resilience_circuitbreaker::CircuitBreakerError<Failure>,
+    Future: Send,
+> + Clone
+       + Send {
+    use tower::Layer;
+    let layer = tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
+        .failure_rate_threshold(0.5)
+        .sliding_window_type(tower_resilience_circuitbreaker::SlidingWindowType::CountBased)
+        .sliding_window_size(100)
+        .build()
+        .expect("valid settings");
+    layer.layer(tower::service_fn(|x: u64| std::future::ready(work(x))))
+}
+
+/// A waker that unparks the thread that made it.
+pub fn thread_waker() -> std::task::Waker {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())))
+}
+
+/// Polls `fut` where it is made until it is ready, parking the thread
+/// while it is pending (`waker` must wake this thread: [`thread_waker`]).
+/// A future that is ready at once costs one poll, as without a runtime.
+#[macro_export]
+macro_rules! block_on {
+    ($fut:expr, $waker:expr) => {{
+        let mut fut = std::pin::pin!($fut);
+        let mut cx = std::task::Context::from_waker($waker);
+        loop {
+            match std::future::Future::poll(fut.as_mut(), &mut cx) {
+                std::task::Poll::Ready(out) => break out,
+                std::task::Poll::Pending => std::thread::park(),
+            }
+        }
+    }};
+}

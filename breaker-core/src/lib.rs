@@ -80,6 +80,10 @@ pub mod tower;
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub mod tracing;
+// Not public API: the rate policies' sliding window, public (hidden) only
+// for its loom model, its property test and the benches.
+#[doc(hidden)]
+pub mod window;
 
 #[doc(hidden)]
 pub mod private;

@@ -7,8 +7,10 @@ use std::future::Future;
 use std::hint::black_box;
 use std::time::Duration;
 
+use breaker::clock::{Clock, SystemClock};
 use breaker::CircuitBreaker;
 use breaker_bench::{work, Failure};
+use breaker_core::window::{Kind, Outcome, Window};
 
 /// Polls a future that is ready at once, without a runtime.
 fn poll_ready<F: std::future::Future>(fut: F) -> F::Output {
@@ -53,6 +55,45 @@ fn one_keyed(
     i: u64,
 ) -> Result<u64, breaker::Error<Failure>> {
     group.get(&key).call(|| work(black_box(i)))
+}
+
+/// A fast success recorded in a window, out of line.
+#[inline(never)]
+fn one_window_success(w: &Window, clock: &SystemClock) {
+    w.record_success(black_box(0), || clock.now_coarse());
+}
+
+/// A failure recorded in a window (folds), out of line.
+#[inline(never)]
+fn one_window_failure(w: &Window, clock: &SystemClock) -> u64 {
+    let failed = Outcome {
+        failed: true,
+        slow: false,
+    };
+    w.record(failed, black_box(0), clock.now_coarse())
+        .map_or(0, |t| t.failures)
+}
+
+/// Runs `n` calls on a window of `kind`: successes, and a failure every
+/// `every` calls (0: none).
+fn window_scenario(kind: Kind, n: u64, every: u64) {
+    let w = Window::new(kind).expect("a valid window");
+    let clock = SystemClock::new();
+    // Fill the window first, so every call below sees a full one.
+    for i in 0..200u64 {
+        if every != 0 && i % every == 0 {
+            one_window_failure(&w, &clock);
+        } else {
+            one_window_success(&w, &clock);
+        }
+    }
+    for i in 0..n {
+        if every != 0 && i % every == 0 {
+            black_box(one_window_failure(&w, &clock));
+        } else {
+            one_window_success(&w, &clock);
+        }
+    }
 }
 
 /// A listener that does nothing but is not optimised away.
@@ -178,6 +219,16 @@ fn main() {
                 let _ = black_box(one_keyed(&group, black_box(17), i));
             }
         }
-        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_inner, keyed"),
+        // The rate policies' window (issue 13), on its own.
+        "window_success" => window_scenario(Kind::Calls(100), n, 0),
+        "window_time_success" => window_scenario(Kind::Time(Duration::from_secs(60)), n, 0),
+        // Per failure, with the 9 successes between two failures (scripts/
+        // bench_table.py takes 9 window_success off): a window of 100
+        // calls holding 10 failures, below any rate that opens it.
+        "window_failure" => window_scenario(Kind::Calls(100), n * 10, 10),
+        "window_time_failure" => {
+            window_scenario(Kind::Time(Duration::from_secs(60)), n * 10, 10)
+        }
+        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_inner, keyed, window_success, window_time_success, window_failure, window_time_failure"),
     }
 }
