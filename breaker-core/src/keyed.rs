@@ -33,7 +33,7 @@
 //! At most `max_keys` keys are live. A new key at the cap evicts the least
 //! recently used **idle** breakers first: idle means closed, no failure
 //! counted (when trip policies with windows land: no failure in the window
-//! either; [`is_idle`] is the one place that says it), and not held by an
+//! either; `is_idle` is the one place that says it), and not held by an
 //! owned handle ([`KeyedBreakers::handle`], [`registry::get_key`](crate::registry::get_key)).
 //! Open and half-open breakers and breakers with failures are never
 //! evicted, so flooding a group with fresh keys cannot reset a failing
