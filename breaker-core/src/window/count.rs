@@ -329,7 +329,8 @@ impl Count {
 }
 
 /// Whether log entry `a` is a newer event than `b`: of a newer generation,
-/// or of the same one and a later lap (an empty entry is older than any).
+/// or of the same one and a later position (a later lap when the positions
+/// are equal); an empty entry is older than any.
 fn is_newer_entry(a: u64, b: u64) -> bool {
     if a & (FAILED_BIT | SLOW_BIT) == 0 {
         return false;
@@ -337,6 +338,13 @@ fn is_newer_entry(a: u64, b: u64) -> bool {
     let (gen_a, gen_b) = (a >> GEN_SHIFT, b >> GEN_SHIFT);
     if gen_a != gen_b {
         return newer_by_bits(gen_a, gen_b, 8);
+    }
+    // Positions never decrease along the log and do not wrap in practice
+    // (46 bits): a larger one is a later event however many laps a held-up
+    // writer slept through, which the 8-bit lap alone cannot tell past 128.
+    let (pos_a, pos_b) = (a & POS_MASK, b & POS_MASK);
+    if pos_a != pos_b {
+        return pos_a > pos_b;
     }
     newer_by_bits((a >> LAP_SHIFT) & 0xFF, (b >> LAP_SHIFT) & 0xFF, 8)
 }
