@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use breaker::clock::{Clock, SystemClock};
 use breaker::keyed::KeyedBreakers;
-use breaker::{circuit_breaker, registry, CircuitBreaker, Listener};
-use breaker_bench::{failsafe_breaker, work, work_failing_every, Failure};
+use breaker::{circuit_breaker, registry, CircuitBreaker};
+use breaker_bench::{failsafe_breaker, work, work_failing_every, Failure, Quiet};
 use criterion::{criterion_group, criterion_main, Criterion};
 use failsafe::CircuitBreaker as _;
 use recloser::Recloser;
@@ -203,16 +203,6 @@ fn failure_every(c: &mut Criterion) {
             })
         });
         g.finish();
-    }
-}
-
-struct Quiet;
-impl Listener for Quiet {
-    fn before_call(&self, cb: &CircuitBreaker) {
-        black_box(cb);
-    }
-    fn success(&self, cb: &CircuitBreaker) {
-        black_box(cb);
     }
 }
 

@@ -17,8 +17,8 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use breaker::tower::CircuitBreakerLayer;
-use breaker::{CircuitBreaker, Listener};
-use breaker_bench::work;
+use breaker::CircuitBreaker;
+use breaker_bench::{work, Quiet};
 use criterion::{criterion_group, criterion_main, Criterion};
 use tower::{Layer, Service};
 
@@ -87,18 +87,6 @@ fn tower_layer(c: &mut Criterion) {
         b.iter(|| request(&mut theirs, black_box(1)))
     });
     g.finish();
-}
-
-/// A listener that does nothing but is not optimised away.
-struct Quiet;
-
-impl Listener for Quiet {
-    fn before_call(&self, cb: &CircuitBreaker) {
-        black_box(cb);
-    }
-    fn success(&self, cb: &CircuitBreaker) {
-        black_box(cb);
-    }
 }
 
 fn observability(c: &mut Criterion) {

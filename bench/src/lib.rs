@@ -19,6 +19,18 @@ pub fn work_failing_every(x: u64, every: u64) -> Result<u64, Failure> {
     }
 }
 
+/// A listener that does nothing but is not optimised away.
+pub struct Quiet;
+
+impl breaker::Listener for Quiet {
+    fn before_call(&self, cb: &breaker::CircuitBreaker) {
+        black_box(cb);
+    }
+    fn success(&self, cb: &breaker::CircuitBreaker) {
+        black_box(cb);
+    }
+}
+
 /// The benchmarks' error type.
 #[derive(Debug)]
 pub struct Failure;

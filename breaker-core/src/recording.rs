@@ -227,6 +227,9 @@ impl CircuitBreaker {
     }
 
     /// Whether the breaker's exclusions or the call site's exclude `error`.
+    /// Inline up to the breaker's list: a breaker without exclusions asks
+    /// the call site only.
+    #[inline(always)]
     pub(crate) fn excludes<E, V, X>(&self, error: &E, view: &V, site_excluded: &X) -> bool
     where
         E: fmt::Debug + 'static,
@@ -234,19 +237,33 @@ impl CircuitBreaker {
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     {
         let as_error = view(error);
+        if self.shared.excluding.load(Ordering::Acquire) {
+            return self.excludes_listed(error, as_error, site_excluded);
+        }
+        site_excluded(error, as_error)
+    }
+
+    /// `excludes` for a breaker with exclusions of its own.
+    #[inline(never)]
+    fn excludes_listed<E, X>(
+        &self,
+        error: &E,
+        as_error: Option<&(dyn StdError + 'static)>,
+        site_excluded: &X,
+    ) -> bool
+    where
+        E: fmt::Debug + 'static,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    {
         // The breaker's exclusions first, the call site's last: the site's
         // hints (debug builds) are then given only when nothing matched.
-        let list = match self.shared.excluding.load(Ordering::Acquire) {
-            true => Some(self.shared.exclusions.load()),
-            false => None,
-        };
-        let listed = list
-            .as_ref()
-            .is_some_and(|list| list.iter().any(|x| x.matches(error as &dyn Any, as_error)));
-        if listed || site_excluded(error, as_error) {
+        let list = self.shared.exclusions.load();
+        if list.iter().any(|x| x.matches(error as &dyn Any, as_error))
+            || site_excluded(error, as_error)
+        {
             return true;
         }
-        if let (true, Some(list)) = (cfg!(debug_assertions), &list) {
+        if cfg!(debug_assertions) {
             let name = self.shared.name.as_str();
             list.iter()
                 .for_each(|x| x.hint_if_missed(name, error, as_error));
