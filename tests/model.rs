@@ -287,11 +287,19 @@ impl Model {
         match self.backoff {
             None => self.reset_timeout,
             Some((factor, max)) => {
-                let base = self.reset_timeout.as_secs_f64();
-                let grown = base * factor.powi(self.reopens as i32);
-                round_up_to_ms(Duration::from_secs_f64(
-                    grown.min(max.as_secs_f64().max(base)),
-                ))
+                // In whole milliseconds (the reset timeout and the cap
+                // rounded up), grown by one multiplication per re-opening
+                // until the cap, as `Backoff::period` documents.
+                let base = round_up_to_ms(self.reset_timeout).as_millis() as f64;
+                let cap = (round_up_to_ms(max).as_millis() as f64).max(base);
+                let mut ms = base;
+                for _ in 0..self.reopens {
+                    if ms >= cap {
+                        break;
+                    }
+                    ms *= factor;
+                }
+                Duration::from_millis(ms.min(cap).ceil() as u64)
             }
         }
     }

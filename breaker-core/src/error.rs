@@ -402,7 +402,7 @@ pub enum ConfigError {
     },
     /// The storage cannot apply this setting (yet); the breaker would
     /// otherwise silently ignore it.
-    #[error("{storage} cannot apply {setting}: only the default trip policy")]
+    #[error("{storage} cannot apply {setting}")]
     Unsupported {
         /// The storage, as its type is named.
         storage: &'static str,

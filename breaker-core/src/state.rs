@@ -408,6 +408,13 @@ impl Backoff {
     /// is drawn from the low 32 bits of `generation` (which every storage
     /// keeps), so one opening has one period wherever it is read.
     ///
+    /// The arithmetic is spelled so that another implementation can repeat
+    /// it bit for bit (the Redis storage's Lua script does): the reset
+    /// timeout in whole milliseconds (rounded up) as an `f64`, multiplied by
+    /// the factor once per re-opening until it reaches the cap, spread by
+    /// `1 + jitter * (2u - 1)` with `u` from a 32-bit integer hash of the
+    /// generation, then rounded up to a whole millisecond.
+    ///
     /// ```
     /// use breaker::Backoff;
     /// use std::time::Duration;
@@ -422,19 +429,32 @@ impl Backoff {
         if self.is_constant() {
             return reset_timeout;
         }
-        let mut secs = reset_timeout.as_secs_f64();
+        let base = ceil_millis(reset_timeout).as_millis() as f64;
+        let mut ms = base;
         if let Some(max) = self.max {
-            let k = i32::try_from(reopens.min(MAX_REOPENS)).unwrap_or(0);
             // Never below the reset timeout, even with a cap set below a
             // reset timeout changed later.
-            let cap = max.as_secs_f64().max(secs);
-            secs = (secs * self.factor.powi(k)).min(cap);
+            let cap = (ceil_millis(max).as_millis() as f64).max(base);
+            for _ in 0..reopens.min(MAX_REOPENS) {
+                if ms >= cap {
+                    break;
+                }
+                ms *= self.factor;
+            }
+            if ms > cap {
+                ms = cap;
+            }
         }
         if self.jitter > 0.0 {
-            let spread = 2.0 * unit_interval(generation & 0xFFFF_FFFF) - 1.0;
-            secs *= 1.0 + self.jitter * spread;
+            let u = f64::from(mix32(generation as u32)) / 4_294_967_296.0;
+            ms *= 1.0 + self.jitter * (2.0 * u - 1.0);
         }
-        ceil_millis(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+        let ms = ms.ceil();
+        if ms >= u64::MAX as f64 {
+            Duration::MAX
+        } else {
+            Duration::from_millis(ms as u64)
+        }
     }
 }
 
@@ -455,14 +475,17 @@ impl PartialEq for Backoff {
 
 impl Eq for Backoff {}
 
-/// A number in [0, 1) drawn from `seed`: splitmix64's finaliser, so that
-/// neighbouring generations get unrelated draws.
-fn unit_interval(seed: u64) -> f64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
+/// A 32-bit integer hash (two multiply-xorshift rounds), so that
+/// neighbouring generations get unrelated jitter. Only 32-bit operations:
+/// the Redis storage's Lua script computes the same (`mix32` in
+/// `redis/state.lua`).
+pub(crate) fn mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7FEB_352D);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846C_A68B);
+    x ^= x >> 16;
+    x
 }
 
 /// An operation on a breaker's state; [`step`] says what each one does.

@@ -4,6 +4,8 @@
 //! ```text
 //! v1 <state> <generation> <fail_counter> <success_counter> <trial_until_ms> <opened_at_ms> <seq>
 //! v1 open 7 5 0 0 1732350000123 1732349990000412
+//! v2 <the same seven fields> <trials> <reopens>
+//! v2 half-open 8 0 0 1732350061000 1732350000123 1732349990000413 3 2
 //! ```
 //!
 //! - `state` is `closed`, `open` or `half-open`;
@@ -14,7 +16,14 @@
 //!   opened (0: unknown);
 //! - `seq` grows by one on every write, so readers can order what they see.
 //!   A key that is missing starts at the server's time in microseconds, which
-//!   keeps it growing across a key's expiry or a server restart.
+//!   keeps it growing across a key's expiry or a server restart;
+//! - `v2` adds the policies beyond the consecutive one's: `trials`, the
+//!   half-open trials running at once (then `trial_until_ms` is when their
+//!   lease runs out: a lease period after the last trial was admitted or
+//!   finished), and `reopens`, the consecutive re-openings a growing backoff
+//!   counts. A value is written as `v2` only when one of them says more than
+//!   `v1` can (more than one trial, or a re-opening counted), so a breaker
+//!   on the default policy only ever writes `v1`.
 //!
 //! The Lua script parses the same format with the same checks
 //! (`state.lua`, `parse`); a value either side rejects makes the breaker
@@ -22,7 +31,9 @@
 
 use std::fmt;
 
-use crate::state::{Snapshot, State, MAX_FAIL_MAX, MAX_SUCCESS_THRESHOLD};
+use crate::state::{
+    Snapshot, State, MAX_FAIL_MAX, MAX_HALF_OPEN_CALLS, MAX_REOPENS, MAX_SUCCESS_THRESHOLD,
+};
 
 /// Generations stored in Redis wrap at 2^48 (see [`Snapshot::generation`]).
 pub(crate) const GEN_MOD: u64 = 1 << 48;
@@ -30,6 +41,7 @@ pub(crate) const GEN_MOD: u64 = 1 << 48;
 pub(crate) const MAX_EXACT: u64 = (1 << 53) - 1;
 const MAX_DIGITS: usize = 16;
 const VERSION: &str = "v1";
+const VERSION_2: &str = "v2";
 
 /// One breaker's state as Redis stores it: a [`Snapshot`] with times in
 /// milliseconds of the server's clock, the trial's lease and a write sequence.
@@ -45,6 +57,10 @@ pub(crate) struct Stored {
     pub(crate) opened_at_ms: u64,
     /// Write sequence: grows by one on every write.
     pub(crate) seq: u64,
+    /// Half-open trials running (0 when `trial_until_ms` is 0).
+    pub(crate) trials: u16,
+    /// Consecutive re-openings a growing backoff counts.
+    pub(crate) reopens: u16,
 }
 
 impl Stored {
@@ -59,6 +75,8 @@ impl Stored {
             trial_until_ms: 0,
             opened_at_ms: 0,
             seq,
+            trials: 0,
+            reopens: 0,
         }
     }
 
@@ -72,8 +90,8 @@ impl Stored {
             fail_counter: self.fail_counter,
             success_counter: self.success_counter,
             trial: self.trial_until_ms != 0,
-            trials: u16::from(self.trial_until_ms != 0),
-            reopens: 0,
+            trials: self.trials,
+            reopens: self.reopens,
             opened_at: (self.opened_at_ms != 0)
                 .then(|| std::time::Duration::from_millis(self.opened_at_ms)),
         }
@@ -128,23 +146,43 @@ pub fn decode(raw: &[u8]) -> Result<Snapshot, DecodeError> {
 pub(crate) fn decode_stored(raw: &[u8]) -> Result<Stored, DecodeError> {
     let mut fields = raw.split(|&b| b == b' ');
     let mut next = || fields.next().ok_or(DecodeError::new("too few fields"));
-    if next()? != VERSION.as_bytes() {
+    let version = next()?;
+    let v2 = if version == VERSION.as_bytes() {
+        false
+    } else if version == VERSION_2.as_bytes() {
+        true
+    } else {
         return Err(DecodeError::new("unknown format version"));
-    }
+    };
     let state = match next()? {
         b"closed" => State::Closed,
         b"open" => State::Open,
         b"half-open" => State::HalfOpen,
         _ => return Err(DecodeError::new("unknown state")),
     };
-    let mut numbers = [0u64; 6];
-    for slot in &mut numbers {
+    let mut numbers = [0u64; 8];
+    let count = if v2 { 8 } else { 6 };
+    for slot in &mut numbers[..count] {
         *slot = number(next()?)?;
     }
     if fields.next().is_some() {
         return Err(DecodeError::new("too many fields"));
     }
-    let [generation, fail_counter, success_counter, trial_until_ms, opened_at_ms, seq] = numbers;
+    let [generation, fail_counter, success_counter, trial_until_ms, opened_at_ms, seq, trials, reopens] =
+        numbers;
+    let trials = if v2 {
+        trials
+    } else {
+        u64::from(trial_until_ms != 0)
+    };
+    let trials = u16::try_from(trials)
+        .ok()
+        .filter(|&n| u32::from(n) <= MAX_HALF_OPEN_CALLS && (n != 0) == (trial_until_ms != 0))
+        .ok_or(DecodeError::new("trials out of range or without a lease"))?;
+    let reopens = u16::try_from(reopens)
+        .ok()
+        .filter(|&n| u32::from(n) <= MAX_REOPENS)
+        .ok_or(DecodeError::new("re-openings out of range"))?;
     if generation >= GEN_MOD {
         return Err(DecodeError::new("generation out of range"));
     }
@@ -157,7 +195,9 @@ pub(crate) fn decode_stored(raw: &[u8]) -> Result<Stored, DecodeError> {
         .filter(|&n| n <= MAX_SUCCESS_THRESHOLD)
         .ok_or(DecodeError::new("success counter out of range"))?;
     let consistent = match state {
-        State::Closed => success_counter == 0 && trial_until_ms == 0 && opened_at_ms == 0,
+        State::Closed => {
+            success_counter == 0 && trial_until_ms == 0 && opened_at_ms == 0 && reopens == 0
+        }
         State::Open => success_counter == 0 && trial_until_ms == 0 && opened_at_ms != 0,
         State::HalfOpen => true,
     };
@@ -172,6 +212,8 @@ pub(crate) fn decode_stored(raw: &[u8]) -> Result<Stored, DecodeError> {
         trial_until_ms,
         opened_at_ms,
         seq,
+        trials,
+        reopens,
     })
 }
 
@@ -189,10 +231,11 @@ fn number(field: &[u8]) -> Result<u64, DecodeError> {
     Ok(n)
 }
 
-/// The stored form of `s` (what the Lua script writes).
+/// The stored form of `s` (what the Lua script writes): `v1` unless the
+/// trials or re-openings need `v2`.
 pub(crate) fn encode(s: &Stored) -> String {
-    format!(
-        "{VERSION} {} {} {} {} {} {} {}",
+    let v1 = format!(
+        "{} {} {} {} {} {} {}",
         s.state.as_str(),
         s.generation,
         s.fail_counter,
@@ -200,7 +243,12 @@ pub(crate) fn encode(s: &Stored) -> String {
         s.trial_until_ms,
         s.opened_at_ms,
         s.seq
-    )
+    );
+    if s.trials > 1 || s.reopens > 0 {
+        format!("{VERSION_2} {v1} {} {}", s.trials, s.reopens)
+    } else {
+        format!("{VERSION} {v1}")
+    }
 }
 
 impl fmt::Display for Stored {
@@ -222,6 +270,8 @@ mod tests {
             trial_until_ms: 1_732_350_000_999,
             opened_at_ms: 1_732_350_000_123,
             seq: MAX_EXACT,
+            trials: 1,
+            reopens: 0,
         }
     }
 
@@ -231,6 +281,28 @@ mod tests {
         assert_eq!(decode_stored(encode(&s).as_bytes()), Ok(s));
         let closed = Stored::initial(3, 17);
         assert_eq!(decode_stored(encode(&closed).as_bytes()), Ok(closed));
+        let policies = Stored {
+            trials: 255,
+            reopens: 255,
+            ..s
+        };
+        assert!(encode(&policies).starts_with("v2 half-open "));
+        assert_eq!(decode_stored(encode(&policies).as_bytes()), Ok(policies));
+        let reopened = Stored {
+            state: State::Open,
+            success_counter: 0,
+            trial_until_ms: 0,
+            trials: 0,
+            reopens: 3,
+            ..s
+        };
+        assert_eq!(decode_stored(encode(&reopened).as_bytes()), Ok(reopened));
+    }
+
+    #[test]
+    fn the_default_policy_writes_v1() {
+        assert!(encode(&sample()).starts_with("v1 "));
+        assert!(encode(&Stored::initial(3, 17)).starts_with("v1 "));
     }
 
     #[test]
@@ -238,7 +310,16 @@ mod tests {
         let bad: &[&[u8]] = &[
             b"",
             b"v1",
+            b"v3 closed 0 0 0 0 0 1",
             b"v2 closed 0 0 0 0 0 1",
+            b"v2 closed 0 0 0 0 0 1 0",
+            b"v2 closed 0 0 0 0 0 1 0 0 0",
+            b"v2 closed 0 0 0 0 0 1 0 1",
+            b"v2 half-open 0 0 0 0 5 1 2 0",
+            b"v2 half-open 0 0 0 9 5 1 0 0",
+            b"v2 half-open 0 0 0 9 5 1 256 0",
+            b"v2 open 0 0 0 0 5 1 0 256",
+            b"v2 open 0 0 0 9 5 1 1 0",
             b"v1 ajar 0 0 0 0 0 1",
             b"v1 closed 0 0 0 0 0",
             b"v1 closed 0 0 0 0 0 1 9",
@@ -275,5 +356,7 @@ mod tests {
         assert!(decode_stored(b"v1 closed 0 0 0 0 0 9007199254740991").is_ok());
         assert!(decode_stored(b"v1 closed 0000000000000007 0 0 0 0 1").is_ok());
         assert!(decode_stored(b"v1 half-open 5 3 2 0 0 1").is_ok());
+        assert!(decode_stored(b"v2 half-open 5 0 2 9 4 1 255 255").is_ok());
+        assert!(decode_stored(b"v2 open 5 1 0 0 4 1 0 7").is_ok());
     }
 }

@@ -97,9 +97,10 @@ pub(crate) async fn announce(core: Arc<Core>, slots: Vec<Arc<Slot>>) {
     shared.cmd("PEXPIRE").arg(&names).arg(life_ms).ignore();
     let _ = conn.pipeline(&shared).await;
     for slot in slots {
-        let Some(limits) = slot.limits() else {
+        let Some(owned) = slot.limits() else {
             continue;
         };
+        let limits = owned.limits();
         let processes = processes_key(ns, &slot.name);
         let settings = settings_key(ns, &slot.name);
         let mut own = pipe();

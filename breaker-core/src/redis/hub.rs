@@ -26,7 +26,7 @@ use tokio::sync::{oneshot, Notify};
 
 use super::codec::decode_stored;
 use super::handoff::{Answer, Handoff};
-use super::script::{argv, parse_reply, Reply, Request, Script, Shape};
+use super::script::{argv, parse_reply, OwnedLimits, Reply, Request, Script, Shape};
 use super::view::Slot;
 use crate::state::{Limits, Op, State};
 
@@ -300,7 +300,7 @@ impl Core {
         self: &Arc<Self>,
         slot: &Arc<Slot>,
         op: Op,
-        limits: Limits<'static>,
+        limits: OwnedLimits,
     ) -> (u64, Arc<Handoff>) {
         let op_id = self.next_op.fetch_add(1, Ordering::Relaxed);
         slot.begin(op_id);
@@ -351,7 +351,7 @@ impl Core {
             state => Request::Init(state),
         };
         let limits = slot.limits().unwrap_or_else(read_limits);
-        match self.call(slot, request, &limits, "").await? {
+        match self.call(slot, request, &limits.limits(), "").await? {
             Reply::Done { after, missing, .. } => slot.absorb_read(after, under, missing),
             Reply::Corrupt => slot.set_corrupt(),
         }
@@ -548,7 +548,7 @@ impl Core {
             .call(
                 slot,
                 Request::Apply(op),
-                &slot.limits().unwrap_or_else(read_limits),
+                &slot.limits().unwrap_or_else(read_limits).limits(),
                 &self.origin(0),
             )
             .await
@@ -602,14 +602,14 @@ pub(super) fn client(cfg: &Config, info: ConnectionInfo) -> RedisResult<Client> 
     }
 }
 
-fn read_limits() -> Limits<'static> {
-    Limits {
+fn read_limits() -> OwnedLimits {
+    OwnedLimits::of(&Limits {
         fail_max: 1,
         success_threshold: 1,
         reset_timeout: Duration::ZERO,
         now: Duration::ZERO,
         ..Limits::DEFAULT
-    }
+    })
 }
 
 /// Whether the error means the connection itself is gone.
@@ -625,7 +625,7 @@ async fn perform(
     core: Arc<Core>,
     slot: Arc<Slot>,
     op: Op,
-    limits: Limits<'static>,
+    limits: OwnedLimits,
     op_id: u64,
     handoff: Arc<Handoff>,
 ) {
@@ -638,7 +638,10 @@ async fn perform(
     }
     let _closer = Closer(Arc::clone(&handoff));
     let origin = core.origin(op_id);
-    match core.call(&slot, Request::Apply(op), &limits, &origin).await {
+    match core
+        .call(&slot, Request::Apply(op), &limits.limits(), &origin)
+        .await
+    {
         Ok(Reply::Done {
             before,
             after,

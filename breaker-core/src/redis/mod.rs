@@ -31,6 +31,35 @@
 //! (with `EVAL` when the server has lost it), and every write is published
 //! on the namespace's pub/sub channel.
 //!
+//! # Trip policies
+//!
+//! The script applies several half-open trials
+//! ([`half_open_calls`](crate::CircuitBreakerBuilder::half_open_calls)) and
+//! a growing [`Backoff`](crate::Backoff) for the whole fleet, as the memory
+//! storage does for one process:
+//!
+//! - at most `half_open_calls` trials run at once across every process; the
+//!   trials share one lease, renewed whenever a trial is admitted or
+//!   finishes, so a crashed trial holder keeps its place until the others
+//!   finish or the lease runs out with none admitted or finished, which
+//!   frees every place under a new generation (late results are ignored);
+//! - the open period of the k-th consecutive re-opening is computed by the
+//!   script with the same arithmetic, in the same order, as
+//!   [`Backoff::period`](crate::Backoff::period) (the jitter included,
+//!   drawn from the generation), so every process and the server agree on
+//!   it to the millisecond (`tests/storage/redis/policies.rs` checks 300
+//!   settings against the script);
+//! - a breaker on the default policy writes exactly the values it wrote
+//!   before these policies existed (format `v1`); a value with more than
+//!   one trial or a counted re-opening is written as `v2` (see
+//!   [`decode`]), which storages of earlier versions of this crate take for
+//!   corrupt: upgrade every process before turning these policies on.
+//!
+//! Every process of a fleet should give a breaker the same policy: the
+//! settings of the process that sends an operation decide it. The fleet
+//! view ([`RedisStorage::fleet`]) shows `retry_after` for the reset timeout
+//! alone, without the backoff.
+//!
 //! # Versions
 //!
 //! The storage needs Redis 3.2 or later: the script reads the server's clock
@@ -238,7 +267,7 @@ pub use tls::RedisTls;
 
 use self::handoff::{Answer, AnswerFuture};
 use self::hub::{Config, Hub};
-use self::script::Shape;
+use self::script::{OwnedLimits, Shape};
 use self::view::{Slot, FALLBACK_TAG};
 use crate::error::ConfigError;
 use crate::memory::MemoryStorage;
@@ -471,21 +500,12 @@ impl Storage for RedisStorage {
         }
     }
 
-    /// From one word the slot keeps with its view: a closed circuit on
-    /// The script ports `step` with the default policy only (several
-    /// half-open trials and a growing backoff on Redis are issue 15's).
-    fn check_policy(&self, policy: &Policy) -> Result<(), ConfigError> {
-        let setting = if policy.half_open_calls > 1 {
-            "half_open_calls"
-        } else if !policy.backoff.is_constant() {
-            "backoff"
-        } else {
-            return Ok(());
-        };
-        Err(ConfigError::Unsupported {
-            storage: "RedisStorage",
-            setting,
-        })
+    /// The script ports `step` with every policy [`Policy`] holds: several
+    /// half-open trials (each finishing trial renews the trials' lease)
+    /// and a growing backoff (the script computes the period as
+    /// [`Backoff::period`](crate::Backoff::period) does, bit for bit).
+    fn check_policy(&self, _policy: &Policy) -> Result<(), ConfigError> {
+        Ok(())
     }
 
     /// Redis admits a call and sees that a success has nothing to record
@@ -495,9 +515,6 @@ impl Storage for RedisStorage {
     }
 
     fn apply(&self, op: Op, limits: &Limits) -> Applied {
-        // The script applies the default policy, the only one
-        // `check_policy` lets a breaker take.
-        let limits = &default_policy(limits);
         let Some(slot) = self.slot.get() else {
             return self.unbound.apply(op, limits);
         };
@@ -506,7 +523,7 @@ impl Storage for RedisStorage {
         }
         let core = &self.hub.core;
         let deadline = Instant::now() + core.cfg.command_timeout;
-        let (op_id, handoff) = core.submit(slot, op, *limits);
+        let (op_id, handoff) = core.submit(slot, op, OwnedLimits::of(limits));
         match handoff.wait_until(deadline) {
             Some(Answer::Applied(applied)) => applied,
             Some(Answer::Unavailable) => slot.apply_fallback(op, limits),
@@ -519,7 +536,6 @@ impl Storage for RedisStorage {
     }
 
     fn apply_async(&self, op: Op, limits: Limits<'_>) -> ApplyFuture<'_> {
-        let limits = default_policy(&limits);
         let Some(slot) = self.slot.get() else {
             let applied = self.unbound.apply(op, &limits);
             return Box::pin(std::future::ready(applied));
@@ -527,7 +543,8 @@ impl Storage for RedisStorage {
         if let Some(applied) = self.decide_locally(slot, op, &limits) {
             return Box::pin(std::future::ready(applied));
         }
-        let (op_id, handoff) = self.hub.core.submit(slot, op, limits);
+        let owned = OwnedLimits::of(&limits);
+        let (op_id, handoff) = self.hub.core.submit(slot, op, owned);
         let answer = AnswerFuture {
             handoff,
             slot: Arc::clone(slot),
@@ -537,10 +554,10 @@ impl Storage for RedisStorage {
         Box::pin(async move {
             match answer.await {
                 Some(Answer::Applied(applied)) => applied,
-                Some(Answer::Unavailable) => slot.apply_fallback(op, &limits),
+                Some(Answer::Unavailable) => slot.apply_fallback(op, &owned.limits()),
                 None => {
                     slot.abandon(op_id);
-                    slot.apply_fallback(op, &limits)
+                    slot.apply_fallback(op, &owned.limits())
                 }
             }
         })
@@ -1184,14 +1201,6 @@ pub enum RedisStorageError {
     /// The background runtime or threads could not start.
     #[error("cannot start the Redis storage's background work: {0}")]
     Runtime(#[source] std::io::Error),
-}
-
-/// `limits` with the default policy, owned: what the script applies.
-fn default_policy(limits: &Limits<'_>) -> Limits<'static> {
-    Limits {
-        policy: &Policy::DEFAULT,
-        ..*limits
-    }
 }
 
 #[cfg(test)]

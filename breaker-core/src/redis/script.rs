@@ -8,7 +8,7 @@ use ::redis::{Cmd, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 
 use super::codec::{decode_stored, Stored};
 use super::hub::Conn;
-use crate::state::{Limits, Op, Outcome, Reason, State};
+use crate::state::{Limits, Op, Outcome, Policy, Reason, State};
 
 /// The script's source: a port of [`step`](crate::state::step).
 pub(crate) const SOURCE: &str = include_str!("state.lua");
@@ -72,6 +72,39 @@ pub(crate) enum Request {
     Init(State),
 }
 
+/// [`Limits`] owned, policy included: what a request carries to the task
+/// that sends it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OwnedLimits {
+    fail_max: u32,
+    success_threshold: u32,
+    reset_timeout: Duration,
+    now: Duration,
+    policy: Policy,
+}
+
+impl OwnedLimits {
+    pub(crate) fn of(limits: &Limits<'_>) -> Self {
+        OwnedLimits {
+            fail_max: limits.fail_max,
+            success_threshold: limits.success_threshold,
+            reset_timeout: limits.reset_timeout,
+            now: limits.now,
+            policy: *limits.policy,
+        }
+    }
+
+    pub(crate) fn limits(&self) -> Limits<'_> {
+        Limits {
+            fail_max: self.fail_max,
+            success_threshold: self.success_threshold,
+            reset_timeout: self.reset_timeout,
+            now: self.now,
+            policy: &self.policy,
+        }
+    }
+}
+
 /// Settings that shape the script's writes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Shape {
@@ -110,6 +143,12 @@ pub(crate) fn argv(
     let ttl = ceil_ms(shape.key_ttl)
         .max(reset.saturating_mul(2).saturating_add(lease))
         .clamp(1, MAX_MS);
+    let backoff = &limits.policy.backoff;
+    // A growing backoff keeps the key through its longest open period.
+    let max_ms = backoff.max().map_or(0, |max| ceil_ms(max).max(1));
+    let ttl = ttl
+        .max(max_ms.saturating_mul(2).saturating_add(lease))
+        .min(MAX_MS);
     let numbers = [
         generation.min(u64::MAX >> 1),
         u64::from(trial),
@@ -126,6 +165,20 @@ pub(crate) fn argv(
     out.push(channel.as_bytes().to_vec());
     out.push(origin.as_bytes().to_vec());
     out.push(name.as_bytes().to_vec());
+    // The policy: trials at once, and the backoff (`{}` prints the shortest
+    // text that parses back to the same f64, as Lua's `tonumber` does).
+    out.push(
+        limits
+            .policy
+            .half_open_calls
+            .max(1)
+            .to_string()
+            .into_bytes(),
+    );
+    out.push(u8::from(backoff.max().is_some()).to_string().into_bytes());
+    out.push(format!("{}", backoff.factor()).into_bytes());
+    out.push(max_ms.to_string().into_bytes());
+    out.push(format!("{}", backoff.jitter_fraction()).into_bytes());
     out
 }
 
@@ -260,7 +313,10 @@ mod tests {
             .collect();
         assert_eq!(
             text,
-            ["failure", "9", "1", "closed", "5", "2", "101", "1000", "1202", "ch", "o", "db"]
+            [
+                "failure", "9", "1", "closed", "5", "2", "101", "1000", "1202", "ch", "o", "db",
+                "1", "0", "1", "0", "0"
+            ]
         );
     }
 

@@ -10,6 +10,8 @@
 -- ARGV[5]  fail_max            ARGV[6]  success_threshold
 -- ARGV[7]  reset_timeout (ms)  ARGV[8]  trial lease (ms)   ARGV[9]  key TTL (ms)
 -- ARGV[10] pub/sub channel     ARGV[11] origin of the op   ARGV[12] breaker name
+-- ARGV[13] half_open_calls     ARGV[14] 1 if the backoff grows (has a cap)
+-- ARGV[15] backoff factor      ARGV[16] backoff cap (ms)   ARGV[17] jitter
 --
 -- Returns {status, before, after, outcome, a, b, now_us, missing}:
 --   status  'ok', or 'corrupt' when the stored value is not a valid state
@@ -29,6 +31,9 @@ local GEN_MOD = 281474976710656 -- 2^48
 local MAX_EXACT = 9007199254740991 -- 2^53 - 1
 local MAX_FAIL = 65535
 local MAX_SUCC = 255
+local MAX_TRIALS = 255
+local MAX_REOPENS = 255
+local TWO_32 = 4294967296
 -- How far the server's clock may step back without a lease or an opening
 -- time it wrote being taken for a value it could not have written.
 local SLACK_MS = 1000
@@ -45,6 +50,12 @@ local threshold = tonumber(ARGV[6])
 local reset_ms = tonumber(ARGV[7])
 local lease_ms = tonumber(ARGV[8])
 local ttl_ms = tonumber(ARGV[9])
+local trials_max = tonumber(ARGV[13]) or 1
+local growing = ARGV[14] == '1'
+local factor = tonumber(ARGV[15]) or 1
+local cap_ms = tonumber(ARGV[16]) or 0
+local jitter = tonumber(ARGV[17]) or 0
+local constant = (not growing) and jitter == 0
 
 -- Redis 3.2 to 4.x refuse a write after TIME in a script unless the script
 -- replicates its effects; 5.0 and later do so by default (7.0 ignores it).
@@ -53,39 +64,100 @@ local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
 
--- The same checks as codec.rs: anything else is corrupt.
+-- The same checks as codec.rs: anything else is corrupt. v2 adds the
+-- trials running at once and the re-openings the backoff counts.
 local function parse(raw)
-  local st, g, f, s, tr, o, q =
-    string.match(raw, '^v1 ([%a-]+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
+  local ver, st, g, f, s, tr, o, q, rest =
+    string.match(raw, '^(v[12]) ([%a-]+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)(.*)$')
   if not st then return nil end
   if st ~= 'closed' and st ~= 'open' and st ~= 'half-open' then return nil end
   local n = {g, f, s, tr, o, q}
-  for i = 1, 6 do
+  if ver == 'v2' then
+    local t, r = string.match(rest, '^ (%d+) (%d+)$')
+    if not t then return nil end
+    n[7], n[8] = t, r
+  elseif rest ~= '' then
+    return nil
+  end
+  for i = 1, #n do
     if #n[i] > 16 then return nil end
     n[i] = tonumber(n[i])
     if n[i] > MAX_EXACT then return nil end
   end
   local v = {state = st, gen = n[1], fails = n[2], succ = n[3], trial = n[4],
-             opened = n[5], seq = n[6]}
+             opened = n[5], seq = n[6], trials = n[7], reopens = n[8] or 0}
+  if v.trials == nil then
+    if v.trial ~= 0 then v.trials = 1 else v.trials = 0 end
+  end
   if v.gen >= GEN_MOD or v.fails > MAX_FAIL or v.succ > MAX_SUCC then return nil end
-  if st == 'closed' and (v.succ ~= 0 or v.trial ~= 0 or v.opened ~= 0) then return nil end
+  if v.trials > MAX_TRIALS or v.reopens > MAX_REOPENS then return nil end
+  if (v.trials ~= 0) ~= (v.trial ~= 0) then return nil end
+  if st == 'closed' and (v.succ ~= 0 or v.trial ~= 0 or v.opened ~= 0 or v.reopens ~= 0) then
+    return nil
+  end
   if st == 'open' and (v.succ ~= 0 or v.trial ~= 0 or v.opened == 0) then return nil end
   return v
 end
 
 local function encode(v)
-  return string.format('v1 %s %d %d %d %d %d %d',
+  local v1 = string.format('%s %d %d %d %d %d %d',
     v.state, v.gen, v.fails, v.succ, v.trial, v.opened, v.seq)
+  if v.trials > 1 or v.reopens > 0 then
+    return string.format('v2 %s %d %d', v1, v.trials, v.reopens)
+  end
+  return 'v1 ' .. v1
 end
 
 local function copy(v)
   return {state = v.state, gen = v.gen, fails = v.fails, succ = v.succ,
-          trial = v.trial, opened = v.opened, seq = v.seq}
+          trial = v.trial, opened = v.opened, seq = v.seq, trials = v.trials,
+          reopens = v.reopens}
 end
 
 local function same(a, b)
   return a.state == b.state and a.gen == b.gen and a.fails == b.fails and
-    a.succ == b.succ and a.trial == b.trial and a.opened == b.opened
+    a.succ == b.succ and a.trial == b.trial and a.opened == b.opened and
+    a.trials == b.trials and a.reopens == b.reopens
+end
+
+-- state.rs `mix32`: a 32-bit hash with 32-bit operations only (the `bit`
+-- library's results are signed: taken modulo 2^32; a product is split in
+-- 16-bit halves so that every intermediate stays an exact Lua number).
+local function mul32(a, b)
+  local lo = b % 65536
+  local hi = (b - lo) / 65536
+  return (a * lo + ((a * hi) % 65536) * 65536) % TWO_32
+end
+local function xorshift(x, n)
+  return bit.bxor(x, bit.rshift(x, n)) % TWO_32
+end
+local function mix32(x)
+  x = xorshift(x, 16)
+  x = mul32(x, 2146121005) -- 0x7FEB352D
+  x = xorshift(x, 15)
+  x = mul32(x, 2221713035) -- 0x846CA68B
+  return xorshift(x, 16)
+end
+
+-- state.rs `Backoff::period`, the same operations in the same order, so
+-- the same f64 and the same milliseconds as every process computes.
+local function period_ms(v)
+  if constant then return reset_ms end
+  local ms = reset_ms
+  if growing then
+    local cap = cap_ms
+    if cap < reset_ms then cap = reset_ms end
+    for _ = 1, math.min(v.reopens, MAX_REOPENS) do
+      if ms >= cap then break end
+      ms = ms * factor
+    end
+    if ms > cap then ms = cap end
+  end
+  if jitter > 0 then
+    local u = mix32(v.gen % TWO_32) / TWO_32
+    ms = ms * (1 + jitter * (2 * u - 1))
+  end
+  return math.ceil(ms)
 end
 
 -- state.rs `enter`: a new generation, counters reset as the state requires.
@@ -96,12 +168,25 @@ local function enter(v, state)
   if state == 'closed' then n.fails = 0 end
   n.succ = 0
   n.trial = 0
+  n.trials = 0
+  if state == 'closed' or v.state == 'closed' or constant then
+    n.reopens = 0
+  elseif state == 'open' then
+    n.reopens = math.min(v.reopens + 1, MAX_REOPENS)
+  end
   if state == 'closed' then
     n.opened = 0
   elseif state == 'open' then
     n.opened = math.ceil(now_us / 1000) -- rounded up, never early
   end
   return n
+end
+
+-- A trial finished or gave its place back: one place fewer taken; the
+-- lease of the others runs from now.
+local function release(v)
+  v.trials = math.max(v.trials - 1, 0)
+  if v.trials == 0 then v.trial = 0 else v.trial = now_ms + lease_ms end
 end
 
 local got = redis.pcall('GET', KEYS[1])
@@ -117,7 +202,7 @@ if got == false then
     gen = op_gen
   end
   stored = {state = 'closed', gen = gen, fails = 0, succ = 0, trial = 0, opened = 0,
-            seq = now_us}
+            seq = now_us, trials = 0, reopens = 0}
 elseif type(got) == 'string' then
   stored = parse(got)
 end
@@ -128,15 +213,17 @@ if stored == nil then
     return {'corrupt', raw, '', 0, 0, 0, now_us}
   end
   stored = {state = 'closed', gen = 0, fails = 0, succ = 0, trial = 0, opened = 0,
-            seq = now_us}
+            seq = now_us, trials = 0, reopens = 0}
 end
 
--- A trial whose lease ran out frees its place under a new generation, so its
--- holder (crashed, or slower than the lease) can no longer report.
+-- Trials whose lease ran out (no trial admitted or finished for a lease
+-- period) free their places under a new generation, so their holders
+-- (crashed, or slower than the lease) can no longer report.
 local cur = copy(stored)
 if cur.state == 'half-open' and cur.trial ~= 0 and cur.trial <= now_ms and op ~= 'read'
     and op ~= 'init' then
   cur.trial = 0
+  cur.trials = 0
   cur.gen = (cur.gen + 1) % GEN_MOD
 end
 
@@ -147,6 +234,7 @@ end
 local repaired = false
 if cur.state == 'half-open' and cur.trial > now_ms + lease_ms + SLACK_MS then
   cur.trial = 0
+  cur.trials = 0
   cur.gen = (cur.gen + 1) % GEN_MOD
   repaired = true
 end
@@ -165,17 +253,19 @@ elseif op == 'admit' then
   if cur.state == 'closed' then
     oc, oa = 1, cur.gen
   elseif cur.state == 'open' then
-    if (cur.opened + reset_ms) * 1000 <= now_us then
+    if (cur.opened + period_ms(cur)) * 1000 <= now_us then
       nxt = enter(cur, 'half-open')
       nxt.trial = now_ms + lease_ms
+      nxt.trials = 1
       oc, oa, ob = 1, nxt.gen, 1
     else
       oc, oa = 2, 1
     end
-  elseif cur.trial ~= 0 then
+  elseif cur.trials >= math.max(trials_max, 1) then
     oc, oa = 2, 2
   else
     nxt.trial = now_ms + lease_ms
+    nxt.trials = cur.trials + 1
     oc, oa, ob = 1, cur.gen, 1
   end
 elseif (op == 'success' or op == 'failure') and op_gen ~= cur.gen then
@@ -185,8 +275,8 @@ elseif op == 'success' then
     nxt.fails = 0
     oc = 3
   elseif cur.state == 'half-open' and op_trial then
-    nxt.trial = 0
-    nxt.succ = cur.succ + 1
+    release(nxt)
+    nxt.succ = math.min(cur.succ + 1, MAX_SUCC)
     if nxt.succ >= threshold then
       nxt = enter(cur, 'closed')
     end
@@ -213,7 +303,7 @@ elseif op == 'failure' then
   end
 elseif op == 'cancel' then
   if op_gen == cur.gen and cur.state == 'half-open' and cur.trial ~= 0 then
-    nxt.trial = 0
+    release(nxt)
     oc = 5
   else
     oc = 4
@@ -224,6 +314,12 @@ elseif op == 'force' then
 elseif op == 'reset' then
   nxt = enter(cur, 'closed')
   oc = 5
+end
+
+-- Half-open with several trials, or after a counted re-opening, keeps no
+-- failure count (state.rs `step`, `Snapshot::fail_counter`).
+if nxt.state == 'half-open' and (nxt.trials > 1 or nxt.reopens > 0) then
+  nxt.fails = 0
 end
 
 local before = encode(cur)

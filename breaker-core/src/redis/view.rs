@@ -39,6 +39,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use super::codec::Stored;
 use super::hub::Core;
 use super::report_queue::ReportQueue;
+use super::script::OwnedLimits;
 use crate::memory::MemoryStorage;
 use crate::state::{Limits, Op, Outcome, Snapshot, State};
 use crate::storage::{Applied, Binding, ClosedHint, Storage};
@@ -150,6 +151,8 @@ impl Slot {
                 trial_until_ms: 0,
                 opened_at_ms: 0,
                 seq: 0,
+                trials: 0,
+                reopens: 0,
             }),
             offset_ms: AtomicI64::new(0),
             fallback: MemoryStorage::new(),
@@ -198,10 +201,11 @@ impl Slot {
     /// The breaker's settings now, for a request that carries none of its
     /// own (a read, a cancel): the script checks the stored lease against
     /// them. `None` once the breaker is dropped.
-    pub(crate) fn limits(&self) -> Option<Limits<'static>> {
+    pub(crate) fn limits(&self) -> Option<OwnedLimits> {
         let shared = self.binding.breaker.upgrade()?;
-        // The script applies the default policy only (`check_policy`).
-        Some(crate::CircuitBreaker { shared }.limits_at(self.now(), &crate::state::Policy::DEFAULT))
+        let cb = crate::CircuitBreaker { shared };
+        let policy = cb.policy();
+        Some(OwnedLimits::of(&cb.limits_at(self.now(), &policy)))
     }
 
     /// Whether Redis is reachable but the stored value is corrupt: a manual
@@ -225,7 +229,9 @@ impl Slot {
             // A lease that ran out frees the trial place without a write.
             let until = shift(v.trial_until_ms, self.offset_ms.load(Ordering::Relaxed));
             snap.trial = until > self.now();
-            snap.trials = u16::from(snap.trial);
+            if !snap.trial {
+                snap.trials = 0;
+            }
         }
         snap
     }
@@ -322,8 +328,10 @@ impl Slot {
         let _inner = self.inner.lock();
         let v = **self.view.load();
         if v.state == State::HalfOpen && v.generation == generation && v.trial_until_ms != 0 {
+            let trials = v.trials.saturating_sub(1);
             let after = Stored {
-                trial_until_ms: 0,
+                trial_until_ms: if trials == 0 { 0 } else { v.trial_until_ms },
+                trials,
                 ..v
             };
             self.set_view(after);
@@ -960,6 +968,8 @@ mod tests {
             trial_until_ms: 0,
             opened_at_ms: if state == State::Open { 1 } else { 0 },
             seq,
+            trials: 0,
+            reopens: 0,
         }
     }
 

@@ -20,6 +20,7 @@ mod fleet;
 mod initial;
 mod keyed;
 mod ordering;
+mod policies;
 mod processes;
 mod repair;
 mod sharing;
