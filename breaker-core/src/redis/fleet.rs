@@ -10,7 +10,9 @@
 //!   ids) that use the breaker, scored the same way;
 //! - `{namespace:name}:settings`: a hash of the breaker's settings as the
 //!   last registering process had them (`fail_max`, `success_threshold`,
-//!   `reset_timeout_ms`).
+//!   `reset_timeout_ms`, `half_open_calls`, and the backoff's
+//!   `backoff_factor`, `backoff_max_ms` (absent for a constant one) and
+//!   `backoff_jitter`).
 //!
 //! Each process renews its entries every heartbeat interval; an entry lives
 //! three intervals, so a process that dies drops out within three
@@ -28,7 +30,7 @@ use super::hub::{Conn, Core};
 use super::script::{argv, parse_reply, Reply, Request, Shape};
 use super::view::Slot;
 use super::RedisStorageError;
-use crate::state::{Limits, Op, State};
+use crate::state::{Backoff, Limits, Op, Policy, State};
 
 /// How many heartbeat intervals an entry lives.
 const LIVES: u32 = 3;
@@ -126,11 +128,27 @@ pub(crate) async fn announce(core: Arc<Core>, slots: Vec<Arc<Slot>>) {
             .arg(limits.success_threshold)
             .arg("reset_timeout_ms")
             .arg(u64::try_from(limits.reset_timeout.as_millis()).unwrap_or(u64::MAX))
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&settings)
-            .arg(life_ms)
+            .arg("half_open_calls")
+            .arg(limits.policy.half_open_calls)
+            .arg("backoff_factor")
+            .arg(format!("{}", limits.policy.backoff.factor()))
+            .arg("backoff_jitter")
+            .arg(format!("{}", limits.policy.backoff.jitter_fraction()))
             .ignore();
+        match limits.policy.backoff.max() {
+            Some(max) => own
+                .cmd("HSET")
+                .arg(&settings)
+                .arg("backoff_max_ms")
+                .arg(u64::try_from(max.as_millis()).unwrap_or(u64::MAX))
+                .ignore(),
+            None => own
+                .cmd("HDEL")
+                .arg(&settings)
+                .arg("backoff_max_ms")
+                .ignore(),
+        };
+        own.cmd("PEXPIRE").arg(&settings).arg(life_ms).ignore();
         let _ = conn.pipeline(&own).await;
     }
 }
@@ -168,8 +186,45 @@ pub struct FleetSettings {
     pub fail_max: u32,
     /// Trial successes that close it.
     pub success_threshold: u32,
-    /// How long it stays open before a trial.
+    /// How long it stays open before a trial (before a growing backoff
+    /// lengthens it).
     pub reset_timeout: Duration,
+    /// Half-open trials at once (1 when a process of an earlier version
+    /// registered the breaker).
+    pub half_open_calls: u32,
+    /// How the open period grows (constant when a process of an earlier
+    /// version registered the breaker).
+    pub backoff: Backoff,
+}
+
+impl FleetSettings {
+    /// Reads the settings hash; `None` without the three settings every
+    /// version registers.
+    fn parse(hash: &HashMap<String, String>) -> Option<Self> {
+        let number = |key: &str| hash.get(key)?.parse::<u64>().ok();
+        let float = |key: &str| hash.get(key)?.parse::<f64>().ok();
+        let backoff = match number("backoff_max_ms") {
+            Some(max) => Backoff::exponential(
+                float("backoff_factor").unwrap_or(1.0),
+                Duration::from_millis(max),
+            ),
+            None => Backoff::constant(),
+        };
+        Some(FleetSettings {
+            fail_max: u32::try_from(number("fail_max")?).unwrap_or(u32::MAX),
+            success_threshold: u32::try_from(number("success_threshold")?).unwrap_or(u32::MAX),
+            reset_timeout: Duration::from_millis(number("reset_timeout_ms")?),
+            half_open_calls: number("half_open_calls")
+                .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+            backoff: backoff.jitter(float("backoff_jitter").unwrap_or(0.0)),
+        })
+    }
+
+    /// The open period of an opening with `reopens` re-openings and
+    /// `generation`, as the breakers compute it.
+    fn open_period(&self, reopens: u32, generation: u64) -> Duration {
+        self.backoff.period(self.reset_timeout, reopens, generation)
+    }
 }
 
 /// A connection for an ops command: the storage's own, or a new one.
@@ -207,7 +262,7 @@ pub(crate) async fn get(core: Arc<Core>, name: String) -> Result<FleetBreaker, R
 
 /// The replies of `describe`'s pipeline: the server's time (seconds and
 /// microseconds), the stored state, the live processes, the settings.
-type Described = ((u64, u64), Option<Vec<u8>>, u64, HashMap<String, u64>);
+type Described = ((u64, u64), Option<Vec<u8>>, u64, HashMap<String, String>);
 
 async fn describe(
     conn: &mut Conn,
@@ -229,18 +284,7 @@ async fn describe(
         ::redis::from_redis_value(conn.pipeline(&p).await.map_err(RedisStorageError::Redis)?)
             .map_err(|e| RedisStorageError::Redis(e.into()))?;
     let server_ms = time.0 * 1_000 + time.1 / 1_000;
-    let settings = match (
-        settings.get("fail_max"),
-        settings.get("success_threshold"),
-        settings.get("reset_timeout_ms"),
-    ) {
-        (Some(&f), Some(&s), Some(&r)) => Some(FleetSettings {
-            fail_max: u32::try_from(f).unwrap_or(u32::MAX),
-            success_threshold: u32::try_from(s).unwrap_or(u32::MAX),
-            reset_timeout: Duration::from_millis(r),
-        }),
-        _ => None,
-    };
+    let settings = FleetSettings::parse(&settings);
     let mut b = FleetBreaker {
         name: name.to_owned(),
         state: Some(State::Closed),
@@ -261,11 +305,12 @@ async fn describe(
             if s.state == State::Open {
                 b.opened_at = Some(UNIX_EPOCH + Duration::from_millis(s.opened_at_ms));
                 b.retry_after = settings.map(|set| {
-                    let due = s.opened_at_ms.saturating_add(
-                        u64::try_from(set.reset_timeout.as_millis()).unwrap_or(u64::MAX),
-                    );
+                    let period = set.open_period(u32::from(s.reopens), s.generation);
+                    let due = s
+                        .opened_at_ms
+                        .saturating_add(u64::try_from(period.as_millis()).unwrap_or(u64::MAX));
                     // Opening times are rounded up to the millisecond.
-                    Duration::from_millis(due.saturating_sub(server_ms)).min(set.reset_timeout)
+                    Duration::from_millis(due.saturating_sub(server_ms)).min(period)
                 });
             }
         }
@@ -282,24 +327,26 @@ pub(crate) async fn transition(
 ) -> Result<State, RedisStorageError> {
     let mut conn = connection(&core).await?;
     let ns = &core.cfg.namespace;
-    let settings: HashMap<String, u64> = ::redis::from_redis_value(
+    let hash: HashMap<String, String> = ::redis::from_redis_value(
         conn.query(cmd("HGETALL").arg(settings_key(ns, &name)))
             .await
             .map_err(RedisStorageError::Redis)?,
     )
     .map_err(|e| RedisStorageError::Redis(e.into()))?;
+    // The registered settings, so that a manual opening counts its
+    // re-opening as the breakers would; the defaults when none registered.
+    let settings = FleetSettings::parse(&hash);
+    let mut policy = Policy::DEFAULT;
+    if let Some(set) = settings {
+        policy.half_open_calls = set.half_open_calls;
+        policy.backoff = set.backoff;
+    }
     let limits = Limits {
-        fail_max: settings
-            .get("fail_max")
-            .map_or(5, |&f| u32::try_from(f).unwrap_or(u32::MAX)),
-        success_threshold: settings
-            .get("success_threshold")
-            .map_or(1, |&s| u32::try_from(s).unwrap_or(u32::MAX)),
-        reset_timeout: Duration::from_millis(
-            settings.get("reset_timeout_ms").copied().unwrap_or(60_000),
-        ),
+        fail_max: settings.map_or(5, |set| set.fail_max),
+        success_threshold: settings.map_or(1, |set| set.success_threshold),
+        reset_timeout: settings.map_or(Duration::from_secs(60), |set| set.reset_timeout),
         now: Duration::ZERO,
-        ..Limits::DEFAULT
+        policy: &policy,
     };
     let shape: &Shape = &core.cfg.shape;
     let args = argv(

@@ -164,7 +164,11 @@ fn a_growing_backoff_lengthens_each_reopening_for_the_whole_fleet() {
     let (url, ns) = (server.url(), support::namespace("policies-backoff"));
     let reset = Duration::from_millis(80);
     let make = || {
-        let s = storage(&url, "").namespace(ns.clone()).build().unwrap();
+        let s = storage(&url, "")
+            .namespace(ns.clone())
+            .heartbeat_interval(Duration::from_millis(50))
+            .build()
+            .unwrap();
         bound(
             CircuitBreaker::builder("api")
                 .fail_max(1)
@@ -200,6 +204,23 @@ fn a_growing_backoff_lengthens_each_reopening_for_the_whole_fleet() {
         let theirs = b.retry_after().unwrap();
         assert!(theirs <= period, "{theirs:?} beyond {period:?}");
         assert!(b.call(|| Ok::<_, &str>(())).is_err());
+        // Ops tools see the period in force too.
+        let mut fleet = None;
+        assert!(eventually(Duration::from_secs(2), || {
+            fleet = st.fleet().get("api").ok().filter(|f| f.settings.is_some());
+            fleet.is_some()
+        }));
+        let fleet = fleet.unwrap();
+        let settings = fleet.settings.unwrap();
+        assert_eq!(
+            settings.backoff,
+            Backoff::exponential(2.0, Duration::from_secs(10))
+        );
+        let shown = fleet.retry_after.unwrap();
+        assert!(
+            shown <= period && (reopens == 1 || shown > reset),
+            "{shown:?}"
+        );
     }
     // A trial success closes the circuit and the backoff starts over.
     assert!(eventually(Duration::from_secs(5), || a
