@@ -11,7 +11,7 @@
 //! - `{namespace:name}:settings`: a hash of the breaker's settings as the
 //!   last registering process had them (`fail_max`, `success_threshold`,
 //!   `reset_timeout_ms`, `half_open_calls`, and the backoff's
-//!   `backoff_factor`, `backoff_max_ms` (absent for a constant one) and
+//!   `backoff_factor`, `backoff_max_ms` (empty for a constant one) and
 //!   `backoff_jitter`).
 //!
 //! Each process renews its entries every heartbeat interval; an entry lives
@@ -135,19 +135,17 @@ pub(crate) async fn announce(core: Arc<Core>, slots: Vec<Arc<Slot>>) {
             .arg("backoff_jitter")
             .arg(format!("{}", limits.policy.backoff.jitter_fraction()))
             .ignore();
-        match limits.policy.backoff.max() {
-            Some(max) => own
-                .cmd("HSET")
-                .arg(&settings)
-                .arg("backoff_max_ms")
-                .arg(u64::try_from(max.as_millis()).unwrap_or(u64::MAX))
-                .ignore(),
-            None => own
-                .cmd("HDEL")
-                .arg(&settings)
-                .arg("backoff_max_ms")
-                .ignore(),
-        };
+        // Empty for a constant backoff (HSET only: the minimal ACL has no HDEL).
+        let max_ms = limits.policy.backoff.max().map_or_else(String::new, |max| {
+            u64::try_from(max.as_millis())
+                .unwrap_or(u64::MAX)
+                .to_string()
+        });
+        own.cmd("HSET")
+            .arg(&settings)
+            .arg("backoff_max_ms")
+            .arg(max_ms)
+            .ignore();
         own.cmd("PEXPIRE").arg(&settings).arg(life_ms).ignore();
         let _ = conn.pipeline(&own).await;
     }
