@@ -500,12 +500,23 @@ impl Storage for RedisStorage {
         }
     }
 
-    /// The script ports `step` with every policy [`Policy`] holds: several
-    /// half-open trials (each finishing trial renews the trials' lease)
-    /// and a growing backoff (the script computes the period as
-    /// [`Backoff::period`](crate::Backoff::period) does, bit for bit).
-    fn check_policy(&self, _policy: &Policy) -> Result<(), ConfigError> {
-        Ok(())
+    /// The script ports `step` with several half-open trials (each
+    /// finishing trial renews the trials' lease) and a growing backoff (the
+    /// script computes the period as
+    /// [`Backoff::period`](crate::Backoff::period) does, bit for bit). The
+    /// rate policies are not applied on Redis yet.
+    fn check_policy(&self, policy: &Policy) -> Result<(), ConfigError> {
+        let setting = if policy.rate.failure_rate.is_some() {
+            "failure_rate"
+        } else if policy.rate.slow_call_rate.is_some() {
+            "slow_call_rate"
+        } else {
+            return Ok(());
+        };
+        Err(ConfigError::Unsupported {
+            storage: "RedisStorage",
+            setting,
+        })
     }
 
     /// Redis admits a call and sees that a success has nothing to record
