@@ -61,6 +61,23 @@ impl Backend {
         matches!(self, Backend::Memory(..))
     }
 
+    /// Whether the storage keeps the rate policies' window
+    /// ([`Storage::keeps_window`]).
+    pub(crate) fn keeps_window(&self) -> bool {
+        match self {
+            Backend::Memory(..) => false,
+            Backend::Custom(s) => s.keeps_window(),
+        }
+    }
+
+    /// The storage's window, if it keeps one ([`Storage::window`]).
+    pub(crate) fn window(&self) -> Option<crate::state::Totals> {
+        match self {
+            Backend::Memory(..) => None,
+            Backend::Custom(s) => s.window(),
+        }
+    }
+
     /// Hands a custom storage its [`Binding`].
     pub(crate) fn bind(&self, binding: Binding) {
         if let Backend::Custom(storage) = self {

@@ -213,7 +213,24 @@ impl CircuitBreaker {
             return WindowStats::default();
         };
         let rate = self.policy().rate;
+        if self.shared.backend.keeps_window() {
+            let totals = self.shared.backend.window().unwrap_or_default();
+            return WindowStats::of(totals, &rate);
+        }
         WindowStats::of(window.stats(self.now()), &rate)
+    }
+
+    /// [`Binding::counted_successes`](crate::storage::Binding::counted_successes):
+    /// the closed-state successes counted under `generation`, when the
+    /// storage keeps the window (the breaker's own window is then a count
+    /// of them).
+    pub(crate) fn counted_successes(&self, generation: u64) -> u64 {
+        match self.shared.windows.get() {
+            Some(window) if self.shared.backend.keeps_window() => {
+                window.recorded(widen(window, generation)).unwrap_or(0)
+            }
+            _ => 0,
+        }
     }
 
     /// Records a success (or excluded error) of a closed-state call in the
@@ -241,6 +258,10 @@ impl CircuitBreaker {
 
     #[inline(never)]
     fn rate_failure_op(&self, window: &Window, ticket: Ticket) -> Op {
+        if self.shared.backend.keeps_window() {
+            // The storage counts the failure and decides.
+            return failure_op(ticket);
+        }
         let failed = Outcome {
             failed: true,
             slow: false,
@@ -294,13 +315,20 @@ impl CircuitBreaker {
         if !rate.is_on() {
             return Ok(());
         }
+        // A storage that keeps the window is told of successes through a
+        // count of them: a count window (of one call) is that count.
+        let shape = if self.shared.backend.keeps_window() {
+            WindowShape::Calls(1)
+        } else {
+            rate.window
+        };
         if let Some(window) = self.shared.windows.get() {
-            if window.kind() == kind(rate.window) {
+            if window.kind() == kind(shape) {
                 return Ok(());
             }
         }
         let snap: Snapshot = self.snapshot();
-        self.shared.windows.start(rate.window, snap.generation)
+        self.shared.windows.start(shape, snap.generation)
     }
 
     /// The coarse clock's reading: enough to place a call in a time

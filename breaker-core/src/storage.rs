@@ -137,6 +137,30 @@ crate::forward::trait_with_forwarding! {
             Ok(())
         }
 
+        /// Whether this storage keeps the rate policies' window itself
+        /// (shared by every process using it) and decides the rate
+        /// conditions when it applies a failure. The default is `false`:
+        /// the breaker keeps the window and applies [`Op::Trip`] when
+        /// [`trips`] says a rate holds.
+        ///
+        /// A storage that says `true` gets every closed-state failure as
+        /// [`Op::Failure`], learns of closed-state successes through
+        /// [`Binding::counted_successes`] (the breaker counts them without
+        /// calling the storage), and opens the circuit itself when a rate
+        /// holds, reporting [`Reason::FailureRate`](crate::Reason::FailureRate)
+        /// or [`Reason::SlowCallRate`](crate::Reason::SlowCallRate) as the
+        /// trip's reason.
+        fn keeps_window(&self) -> bool {
+            false
+        }
+
+        /// The shared window's totals as this storage last saw them, for
+        /// [`CircuitBreaker::window`](crate::CircuitBreaker::window) when it
+        /// [keeps the window](Storage::keeps_window). The default is `None`.
+        fn window(&self) -> Option<Totals> {
+            None
+        }
+
         /// Called once when a breaker is built on this storage; a storage shared
         /// with other processes keeps the [`Binding`] to report transitions it
         /// learns of from elsewhere. The default ignores it.
@@ -211,6 +235,18 @@ impl Binding {
     /// to translate the times it reports into the breaker's.
     pub fn now(&self) -> Duration {
         self.clock.now()
+    }
+
+    /// Closed-state successes (and excluded errors) the breaker has counted
+    /// under `generation` so far, for a storage that
+    /// [keeps the window](Storage::keeps_window): a number that only grows
+    /// within a generation; the storage reports the difference since it
+    /// last looked. 0 once the breaker has been dropped, or when it counts
+    /// none (no rate condition on, or another generation's calls).
+    pub fn counted_successes(&self, generation: u64) -> u64 {
+        self.breaker.upgrade().map_or(0, |shared| {
+            crate::breaker::CircuitBreaker::from_shared(shared).counted_successes(generation)
+        })
     }
 
     /// Reports a transition that no call of the breaker reports itself (one

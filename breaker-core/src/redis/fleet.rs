@@ -354,6 +354,7 @@ pub(crate) async fn transition(
         &core.cfg.channel,
         "",
         &name,
+        0,
     );
     let reply = core
         .script

@@ -46,6 +46,8 @@ pub(crate) struct Config {
     pub(crate) command_timeout: Duration,
     pub(crate) resync_interval: Duration,
     pub(crate) heartbeat_interval: Duration,
+    /// How often counted successes are sent, at most (rate policies).
+    pub(crate) flush_interval: Duration,
     pub(crate) subscribe: bool,
     pub(crate) shape: Shape,
     #[cfg(feature = "redis-tls")]
@@ -193,6 +195,7 @@ impl Hub {
             .map_err(E::Runtime)?;
         core.rt.spawn(supervise(Arc::clone(&core)));
         core.rt.spawn(super::fleet::heartbeat(Arc::clone(&core)));
+        core.rt.spawn(flush(Arc::clone(&core)));
         if core.cfg.subscribe {
             core.rt.spawn(listen(Arc::clone(&core)));
         }
@@ -351,8 +354,18 @@ impl Core {
             state => Request::Init(state),
         };
         let limits = slot.limits().unwrap_or_else(read_limits);
-        match self.call(slot, request, &limits.limits(), "").await? {
-            Reply::Done { after, missing, .. } => slot.absorb_read(after, under, missing),
+        match self.call(slot, request, &limits.limits(), "", 0).await? {
+            Reply::Done {
+                after,
+                missing,
+                window,
+                ..
+            } => {
+                if after.state == State::Closed {
+                    slot.note_window(after.generation, window);
+                }
+                slot.absorb_read(after, under, missing)
+            }
             Reply::Corrupt => slot.set_corrupt(),
         }
         slot.set_down(false, epoch);
@@ -366,6 +379,7 @@ impl Core {
         request: Request,
         limits: &Limits<'_>,
         origin: &str,
+        successes: u64,
     ) -> Result<Reply, Fault> {
         let Some(mut conn) = self.conn.lock().clone() else {
             return Err(Fault { broken: true });
@@ -377,6 +391,7 @@ impl Core {
             &self.cfg.channel,
             origin,
             &slot.name,
+            successes,
         );
         let sent = slot.now();
         let result = tokio::time::timeout(
@@ -550,6 +565,7 @@ impl Core {
                 Request::Apply(op),
                 &slot.limits().unwrap_or_else(read_limits).limits(),
                 &self.origin(0),
+                0,
             )
             .await
         {
@@ -638,10 +654,40 @@ async fn perform(
     }
     let _closer = Closer(Arc::clone(&handoff));
     let origin = core.origin(op_id);
-    match core
-        .call(&slot, Request::Apply(op), &limits.limits(), &origin)
-        .await
-    {
+    // A closed-state result carries the successes counted before it, so the
+    // rate the script decides on has every one this process has seen.
+    let counted = match op {
+        Op::Success {
+            generation,
+            trial: false,
+        }
+        | Op::Failure {
+            generation,
+            trial: false,
+        } if limits.limits().policy.rate.is_on() => Some(generation),
+        _ => None,
+    };
+    let successes = counted.map_or(0, |generation| slot.take_successes(generation));
+    let result = core
+        .call(
+            &slot,
+            Request::Apply(op),
+            &limits.limits(),
+            &origin,
+            successes,
+        )
+        .await;
+    if let Some(generation) = counted {
+        match &result {
+            Ok(Reply::Done { before, window, .. }) => {
+                if before.state == State::Closed && before.generation == generation {
+                    slot.note_window(generation, *window);
+                }
+            }
+            _ => slot.give_back(generation, successes),
+        }
+    }
+    match result {
         Ok(Reply::Done {
             before,
             after,
@@ -661,6 +707,57 @@ async fn perform(
     }
     slot.abandon(op_id);
     handoff.deliver(Answer::Unavailable);
+}
+
+/// Sends the successes each breaker with a rate policy counted, at most
+/// once per flush interval (and only when there are some): the server's
+/// window then lags the fleet's successes by at most one interval, plus a
+/// round trip. A failure sends those counted before it itself.
+async fn flush(core: Arc<Core>) {
+    let mut tick = tokio::time::interval(core.cfg.flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !core.up() {
+            continue;
+        }
+        let mut sends = tokio::task::JoinSet::new();
+        for slot in core.live_slots() {
+            let Some(owned) = slot.limits() else {
+                continue;
+            };
+            if !owned.limits().policy.rate.is_on() || slot.on_fallback() {
+                continue;
+            }
+            let Some(generation) = slot.closed_hint().map(|h| h.generation) else {
+                continue;
+            };
+            let successes = slot.take_successes(generation);
+            if successes == 0 {
+                continue;
+            }
+            let core = Arc::clone(&core);
+            sends.spawn(async move {
+                let request = Request::Flush { generation };
+                match core
+                    .call(&slot, request, &owned.limits(), "", successes)
+                    .await
+                {
+                    Ok(Reply::Done { before, window, .. }) => {
+                        if before.state == State::Closed && before.generation == generation {
+                            slot.note_window(generation, window);
+                        }
+                    }
+                    Ok(Reply::Corrupt) => slot.give_back(generation, successes),
+                    Err(fault) => {
+                        slot.give_back(generation, successes);
+                        core.mark_down(fault.broken);
+                    }
+                }
+            });
+        }
+        while sends.join_next().await.is_some() {}
+    }
 }
 
 /// Sleeps `d`, or less if woken.

@@ -162,12 +162,12 @@
 //! runs one script that reads the server's clock, reads and writes the
 //! breaker's key and publishes; it subscribes to one channel and pings; it
 //! registers its breakers for [`RedisStorage::fleet`] in sorted sets and a
-//! hash):
+//! hash; the rate policies' window is a hash read with `HMGET`):
 //!
 //! ```text
 //! ACL SETUSER breaker on >password resetkeys ~{checkout:* ~{checkout}:*
 //!     resetchannels &checkout:events -@all +evalsha +eval +get +set +publish
-//!     +time +subscribe +ping +zadd +zremrangebyscore +hset +pexpire
+//!     +time +subscribe +ping +zadd +zremrangebyscore +hset +hmget +pexpire
 //! ```
 //!
 //! An ops tool that only reads and changes the fleet ([`Fleet`]) needs the
@@ -271,7 +271,7 @@ use self::script::{OwnedLimits, Shape};
 use self::view::{Slot, FALLBACK_TAG};
 use crate::error::ConfigError;
 use crate::memory::MemoryStorage;
-use crate::state::{Limits, Op, Policy, Snapshot, State};
+use crate::state::{Limits, Op, Policy, Snapshot, State, Totals, WindowShape};
 use crate::storage::{Applied, ApplyFuture, Binding, ClosedHint, Storage};
 
 use self::handle::RedisStorage;
@@ -501,14 +501,18 @@ impl Storage for RedisStorage {
     }
 
     /// The script ports `step` with several half-open trials (each
-    /// finishing trial renews the trials' lease) and a growing backoff (the
+    /// finishing trial renews the trials' lease), a growing backoff (the
     /// script computes the period as
-    /// [`Backoff::period`](crate::Backoff::period) does, bit for bit). The
-    /// rate policies are not applied on Redis yet.
+    /// [`Backoff::period`](crate::Backoff::period) does, bit for bit) and the
+    /// failure rate over a time window kept on the server for the whole
+    /// fleet. It refuses a count window (the last N calls of a fleet are
+    /// not defined without a round trip per call) and, for now, the
+    /// slow-call rate.
     fn check_policy(&self, policy: &Policy) -> Result<(), ConfigError> {
-        let setting = if policy.rate.failure_rate.is_some() {
-            "failure_rate"
-        } else if policy.rate.slow_call_rate.is_some() {
+        let rate = &policy.rate;
+        let setting = if rate.is_on() && matches!(rate.window, WindowShape::Calls(_)) {
+            "a count window (window_calls, the default window): give it window_time"
+        } else if rate.slow_call_rate.is_some() {
             "slow_call_rate"
         } else {
             return Ok(());
@@ -517,6 +521,15 @@ impl Storage for RedisStorage {
             storage: "RedisStorage",
             setting,
         })
+    }
+
+    /// The rate policies' window is kept on the server, for the fleet.
+    fn keeps_window(&self) -> bool {
+        true
+    }
+
+    fn window(&self) -> Option<Totals> {
+        self.slot.get()?.window()
     }
 
     /// Redis admits a call and sees that a success has nothing to record
@@ -758,6 +771,7 @@ pub struct RedisStorageBuilder {
     fallback_state: State,
     initial_state: State,
     heartbeat_interval: Duration,
+    flush_interval: Duration,
     #[cfg(feature = "redis-tls")]
     tls: Option<RedisTls>,
     cluster: bool,
@@ -776,6 +790,7 @@ impl fmt::Debug for RedisStorageBuilder {
             .field("fallback_state", &self.fallback_state)
             .field("initial_state", &self.initial_state)
             .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("flush_interval", &self.flush_interval)
             .field("tls", &self.tls_debug())
             .field("cluster_mode", &self.cluster)
             .field("key_ttl", &self.key_ttl)
@@ -796,6 +811,7 @@ impl RedisStorageBuilder {
             fallback_state: State::Closed,
             initial_state: State::Closed,
             heartbeat_interval: Duration::from_secs(10),
+            flush_interval: Duration::from_millis(100),
             #[cfg(feature = "redis-tls")]
             tls: None,
             cluster: false,
@@ -922,6 +938,28 @@ impl RedisStorageBuilder {
     /// ```
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.heartbeat_interval = interval;
+        self
+    }
+
+    /// How often, at most, this process sends Redis the closed-state
+    /// successes it counted for breakers with a rate policy (default
+    /// 100 ms; only when there are some). Successes cost no round trip:
+    /// they are counted in the process and sent in one script call per
+    /// breaker and interval, and a failure sends those counted before it.
+    /// So the fleet's window, which the server decides on, lacks at most
+    /// the successes of the last interval of the *other* processes. Must be
+    /// greater than zero.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = breaker::RedisStorage::builder("redis://127.0.0.1:6379/")
+    ///     .flush_interval(Duration::from_millis(50));
+    /// assert!(format!("{builder:?}").contains("flush_interval: 50ms"));
+    /// ```
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
         self
     }
 
@@ -1108,6 +1146,7 @@ impl RedisStorageBuilder {
             ("command_timeout", self.command_timeout),
             ("resync_interval", self.resync_interval),
             ("heartbeat_interval", self.heartbeat_interval),
+            ("flush_interval", self.flush_interval),
         ] {
             if d.is_zero() {
                 return Err(RedisStorageError::ZeroDuration { setting: what });
@@ -1140,6 +1179,7 @@ impl RedisStorageBuilder {
             command_timeout: self.command_timeout,
             resync_interval: self.resync_interval,
             heartbeat_interval: self.heartbeat_interval,
+            flush_interval: self.flush_interval,
             subscribe: self.subscribe,
             shape: Shape {
                 trial_lease: self.trial_lease,

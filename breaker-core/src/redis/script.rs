@@ -8,7 +8,7 @@ use ::redis::{Cmd, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 
 use super::codec::{decode_stored, Stored};
 use super::hub::Conn;
-use crate::state::{Limits, Op, Outcome, Policy, Reason, State};
+use crate::state::{Limits, Op, Outcome, Policy, Reason, State, Totals, WindowShape};
 
 /// The script's source: a port of [`step`](crate::state::step).
 pub(crate) const SOURCE: &str = include_str!("state.lua");
@@ -29,8 +29,9 @@ impl Script {
         }
     }
 
-    /// Runs the script on `key`: one round trip with EVALSHA, a second with
-    /// EVAL only when the server answers NOSCRIPT (after a restart or a
+    /// Runs the script on the breaker whose state is at `key` (and its
+    /// window beside it): one round trip with EVALSHA, a second with EVAL
+    /// only when the server answers NOSCRIPT (after a restart or a
     /// `SCRIPT FLUSH`), which also caches it again.
     pub(crate) async fn run(
         &self,
@@ -38,22 +39,36 @@ impl Script {
         key: &str,
         argv: &[Vec<u8>],
     ) -> RedisResult<Value> {
+        let window = window_key(key);
         let mut evalsha = Cmd::new();
         evalsha
             .arg("EVALSHA")
             .arg(&self.sha)
-            .arg(1)
+            .arg(2)
             .arg(key)
+            .arg(&window)
             .arg(argv);
         match conn.query(&evalsha).await {
             Err(e) if is_noscript(&e) => {
                 let mut eval = Cmd::new();
-                eval.arg("EVAL").arg(SOURCE).arg(1).arg(key).arg(argv);
+                eval.arg("EVAL")
+                    .arg(SOURCE)
+                    .arg(2)
+                    .arg(key)
+                    .arg(&window)
+                    .arg(argv);
                 conn.query(&eval).await
             }
             other => other,
         }
     }
+}
+
+/// The key of the rate policies' window beside the state at `state_key`
+/// (`{namespace:name}:window`: the same hash tag, so the same cluster slot).
+pub(crate) fn window_key(state_key: &str) -> String {
+    let base = state_key.strip_suffix(":state").unwrap_or(state_key);
+    format!("{base}:window")
 }
 
 fn is_noscript(e: &RedisError) -> bool {
@@ -70,6 +85,12 @@ pub(crate) enum Request {
     Read,
     /// Read the state, first creating a missing key in this state.
     Init(State),
+    /// Add successes a process counted under a closed generation to the
+    /// window.
+    Flush {
+        /// The closed generation they were counted under.
+        generation: u64,
+    },
 }
 
 /// [`Limits`] owned, policy included: what a request carries to the task
@@ -115,6 +136,11 @@ pub(crate) struct Shape {
 }
 
 /// The script's arguments (`ARGV`) for `request`.
+///
+/// `successes`: those the process counted under the op's generation since
+/// its last report (the rate policies' window), sent before the op is
+/// applied.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn argv(
     request: Request,
     limits: &Limits,
@@ -122,21 +148,21 @@ pub(crate) fn argv(
     channel: &str,
     origin: &str,
     name: &str,
+    successes: u64,
 ) -> Vec<Vec<u8>> {
+    let closed = State::Closed.as_str();
     let (op, generation, trial, target) = match request {
-        Request::Read => ("read", 0, false, State::Closed),
-        Request::Init(state) => ("init", 0, false, state),
+        Request::Read => ("read", 0, false, closed),
+        Request::Init(state) => ("init", 0, false, state.as_str()),
+        Request::Flush { generation } => ("flush", generation, false, closed),
         Request::Apply(op) => match op {
-            Op::Admit => ("admit", 0, false, State::Closed),
-            Op::Success { generation, trial } => ("success", generation, trial, State::Closed),
-            Op::Failure { generation, trial } => ("failure", generation, trial, State::Closed),
-            Op::Cancel { generation } => ("cancel", generation, false, State::Closed),
-            // Never sent: `check_policy` refuses the rate policies on Redis
-            // (the script's port of them is issue 15's); a read changes
-            // nothing.
-            Op::Trip { .. } => ("read", 0, false, State::Closed),
-            Op::Force(state) => ("force", 0, false, state),
-            Op::Reset => ("reset", 0, false, State::Closed),
+            Op::Admit => ("admit", 0, false, closed),
+            Op::Success { generation, trial } => ("success", generation, trial, closed),
+            Op::Failure { generation, trial } => ("failure", generation, trial, closed),
+            Op::Trip { generation, reason } => ("trip", generation, false, reason_code(reason)),
+            Op::Cancel { generation } => ("cancel", generation, false, closed),
+            Op::Force(state) => ("force", 0, false, state.as_str()),
+            Op::Reset => ("reset", 0, false, closed),
         },
     };
     let reset = ceil_ms(limits.reset_timeout);
@@ -165,7 +191,7 @@ pub(crate) fn argv(
     ];
     let mut out: Vec<Vec<u8>> = numbers.iter().map(|n| n.to_string().into_bytes()).collect();
     out.insert(0, op.as_bytes().to_vec());
-    out[3] = target.as_str().as_bytes().to_vec();
+    out[3] = target.as_bytes().to_vec();
     out.push(channel.as_bytes().to_vec());
     out.push(origin.as_bytes().to_vec());
     out.push(name.as_bytes().to_vec());
@@ -183,7 +209,36 @@ pub(crate) fn argv(
     out.push(format!("{}", backoff.factor()).into_bytes());
     out.push(max_ms.to_string().into_bytes());
     out.push(format!("{}", backoff.jitter_fraction()).into_bytes());
+    // The rate policies: a time window on the server (`check_policy`
+    // refuses a count window).
+    let rate = &limits.policy.rate;
+    let rate_on = rate.is_on() && matches!(rate.window, WindowShape::Time(_));
+    let span = match rate.window {
+        WindowShape::Time(span) => ceil_ms(span),
+        WindowShape::Calls(_) => 0,
+    };
+    let threshold = |t: Option<f64>| t.map_or_else(String::new, |t| format!("{t}"));
+    out.push(u8::from(rate_on).to_string().into_bytes());
+    out.push(threshold(rate.failure_rate).into_bytes());
+    out.push(threshold(rate.slow_call_rate).into_bytes());
+    out.push(span.to_string().into_bytes());
+    out.push(rate.deciding_calls().to_string().into_bytes());
+    out.push(u8::from(rate.consecutive_on()).to_string().into_bytes());
+    out.push(successes.to_string().into_bytes());
+    out.push(b"0".to_vec());
     out
+}
+
+/// A trip reason as the script numbers it.
+fn reason_code(reason: Reason) -> &'static str {
+    match reason {
+        Reason::TimeoutNotElapsed => "1",
+        Reason::TrialInProgress => "2",
+        Reason::FailureThreshold => "3",
+        Reason::TrialFailed => "4",
+        Reason::FailureRate => "5",
+        Reason::SlowCallRate => "6",
+    }
 }
 
 /// Milliseconds, rounded up (never early), at most [`MAX_MS`].
@@ -207,6 +262,9 @@ pub(crate) enum Reply {
         /// The key did not exist: `before` is a closed state the script
         /// made up, numbered with the server's time.
         missing: bool,
+        /// The fleet's window after the op, when a rate condition is on
+        /// and the op read or changed it.
+        window: Option<Totals>,
     },
     /// The stored value is not a valid state (or not a string).
     Corrupt,
@@ -221,8 +279,22 @@ fn parse(value: &Value) -> Option<Reply> {
     let Value::Array(items) = value else {
         return None;
     };
-    let [status, before, after, code, a, b, now, missing] = items.as_slice() else {
+    let (head, tail) = items.split_at(items.len().min(8));
+    let [status, before, after, code, a, b, now, missing] = head else {
         return None;
+    };
+    let window = match tail {
+        [] => None,
+        [calls, failures, slow] => {
+            let count = |v: &Value| u64::try_from(int(v)?).ok();
+            let totals = Totals {
+                calls: count(calls)?,
+                failures: count(failures)?,
+                slow: count(slow)?,
+            };
+            (totals.calls > 0).then_some(totals)
+        }
+        _ => return None,
     };
     if bytes(status)? != b"ok" {
         return None;
@@ -255,6 +327,7 @@ fn parse(value: &Value) -> Option<Reply> {
         outcome,
         now_us,
         missing,
+        window,
     })
 }
 
@@ -279,6 +352,8 @@ fn reason(code: i64) -> Option<Reason> {
         2 => Reason::TrialInProgress,
         3 => Reason::FailureThreshold,
         4 => Reason::TrialFailed,
+        5 => Reason::FailureRate,
+        6 => Reason::SlowCallRate,
         _ => return None,
     })
 }

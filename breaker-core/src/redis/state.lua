@@ -2,8 +2,11 @@
 -- breaker_core::state::step (state.rs), on the server's clock.
 --
 -- KEYS[1]  the breaker's state key
+-- KEYS[2]  the breaker's window key (a hash: the rate policies' buckets)
 -- ARGV[1]  op: admit | success | failure | cancel | force | reset | read | init
---          (init: a read that first creates a missing key in the state ARGV[4])
+--          | flush | trip
+--          (init: a read that first creates a missing key in the state ARGV[4];
+--          flush: successes counted by a process, added to the window)
 -- ARGV[2]  the generation the op reports under (success, failure, cancel)
 -- ARGV[3]  1 if the op reports a half-open trial, else 0
 -- ARGV[4]  the state to force: closed | open | half-open
@@ -12,8 +15,15 @@
 -- ARGV[10] pub/sub channel     ARGV[11] origin of the op   ARGV[12] breaker name
 -- ARGV[13] half_open_calls     ARGV[14] 1 if the backoff grows (has a cap)
 -- ARGV[15] backoff factor      ARGV[16] backoff cap (ms)   ARGV[17] jitter
+-- ARGV[18] 1 if a rate condition is on (a time window on the server)
+-- ARGV[19] failure rate ('' off) ARGV[20] slow-call rate ('' off)
+-- ARGV[21] window (ms)         ARGV[22] min_calls          ARGV[23] 1 if fail_max is on
+-- ARGV[24] successes the process counted under ARGV[2] since its last report
+-- ARGV[25] 1 if the call reported was slow
 --
 -- Returns {status, before, after, outcome, a, b, now_us, missing}:
+-- (then, at the end: the window's calls, failures and slow calls after the
+-- op, 0 when no rate condition is on)
 --   status  'ok', or 'corrupt' when the stored value is not a valid state
 --           (it is then left alone, except by force and reset, which repair it)
 --   before  the state the op was applied to, after the state it left (stored form)
@@ -56,6 +66,14 @@ local factor = tonumber(ARGV[15]) or 1
 local cap_ms = tonumber(ARGV[16]) or 0
 local jitter = tonumber(ARGV[17]) or 0
 local constant = (not growing) and jitter == 0
+local rates = ARGV[18] == '1'
+local failure_rate = tonumber(ARGV[19] or '')
+local slow_rate = tonumber(ARGV[20] or '')
+local span_ms = tonumber(ARGV[21]) or 0
+local min_calls = tonumber(ARGV[22]) or 1
+local consecutive = ARGV[23] ~= '0'
+local pending = tonumber(ARGV[24]) or 0
+local op_slow = ARGV[25] == '1'
 
 -- Redis 3.2 to 4.x refuse a write after TIME in a script unless the script
 -- replicates its effects; 5.0 and later do so by default (7.0 ignores it).
@@ -189,6 +207,73 @@ local function release(v)
   if v.trials == 0 then v.trial = 0 else v.trial = now_ms + lease_ms end
 end
 
+-- The rate policies' time window, for the whole fleet: 10 buckets of a
+-- tenth of the window on the server's clock, kept in a hash as fields
+-- b0..b9 ("<bucket number> <calls> <failures> <slow>"; a field of an older
+-- bucket number counts nothing) and `gen`, the closed generation they
+-- count: calls of another generation are not added, and a new one starts
+-- every bucket afresh (entering closed empties the window).
+local bucket_ms = math.max(math.floor(span_ms / 10), 1)
+local bucket = math.floor(now_ms / bucket_ms)
+
+local function window_read()
+  local raw = redis.call('HMGET', KEYS[2], 'gen', 'b0', 'b1', 'b2', 'b3', 'b4', 'b5',
+    'b6', 'b7', 'b8', 'b9')
+  return raw
+end
+
+-- The totals of the window of generation `gen` at the current bucket.
+local function window_totals(raw, gen)
+  local c, f, sl = 0, 0, 0
+  if tonumber(raw[1]) ~= gen then return 0, 0, 0 end
+  for i = 2, 11 do
+    if raw[i] then
+      local b, bc, bf, bs = string.match(raw[i], '^(%d+) (%d+) (%d+) (%d+)$')
+      b = tonumber(b)
+      if b and b <= bucket and b > bucket - 10 then
+        c, f, sl = c + tonumber(bc), f + tonumber(bf), sl + tonumber(bs)
+      end
+    end
+  end
+  return c, f, sl
+end
+
+-- Adds calls, failures and slow calls of generation `gen` to the current
+-- bucket; returns the window's totals after.
+local function window_add(gen, calls, fails, slow)
+  local raw = window_read()
+  local fresh = tonumber(raw[1]) ~= gen
+  local field = 'b' .. (bucket % 10)
+  local c, f, sl = 0, 0, 0
+  local cur_raw = raw[2 + bucket % 10]
+  if not fresh and cur_raw then
+    local b, bc, bf, bs = string.match(cur_raw, '^(%d+) (%d+) (%d+) (%d+)$')
+    if tonumber(b) == bucket then c, f, sl = tonumber(bc), tonumber(bf), tonumber(bs) end
+  end
+  local line = string.format('%d %d %d %d', bucket, c + calls, f + fails, sl + slow)
+  if fresh then
+    redis.call('HSET', KEYS[2], 'gen', gen, 'b0', '', 'b1', '', 'b2', '', 'b3', '', 'b4', '',
+      'b5', '', 'b6', '', 'b7', '', 'b8', '', 'b9', '')
+  end
+  redis.call('HSET', KEYS[2], field, line)
+  redis.call('PEXPIRE', KEYS[2], math.max(span_ms * 2, 1000))
+  raw[1] = tostring(gen)
+  if fresh then for i = 2, 11 do raw[i] = false end end
+  raw[2 + bucket % 10] = line
+  return window_totals(raw, gen)
+end
+
+-- state.rs `trips`: the rate condition the totals make hold, as a reason
+-- code (5 failure rate, 6 slow-call rate), or 0.
+local function rate_trips(c, f, sl)
+  if c == 0 or c < min_calls then return 0 end
+  if failure_rate and f / c >= failure_rate then return 5 end
+  if slow_rate and sl / c >= slow_rate then return 6 end
+  return 0
+end
+
+local wc, wf, ws = 0, 0, 0
+
 local got = redis.pcall('GET', KEYS[1])
 local missing = 0
 if got == false then missing = 1 end
@@ -198,7 +283,8 @@ if got == false then
   -- breaker with zero counters. It takes the generation of a result it is
   -- given, so a call admitted before the key expired still counts.
   local gen = 0
-  if (op == 'success' or op == 'failure' or op == 'cancel') and op_gen < GEN_MOD then
+  if (op == 'success' or op == 'failure' or op == 'cancel' or op == 'flush' or op == 'trip')
+      and op_gen < GEN_MOD then
     gen = op_gen
   end
   stored = {state = 'closed', gen = gen, fails = 0, succ = 0, trial = 0, opened = 0,
@@ -268,12 +354,38 @@ elseif op == 'admit' then
     nxt.trials = cur.trials + 1
     oc, oa, ob = 1, cur.gen, 1
   end
-elseif (op == 'success' or op == 'failure') and op_gen ~= cur.gen then
+elseif (op == 'success' or op == 'failure' or op == 'flush' or op == 'trip')
+    and op_gen ~= cur.gen then
   oc = 4
+elseif op == 'flush' then
+  if cur.state == 'closed' and rates and pending > 0 then
+    wc, wf, ws = window_add(cur.gen, pending, 0, 0)
+  end
+  oc = 5
+elseif op == 'trip' then
+  if cur.state == 'closed' then
+    nxt = enter(cur, 'open')
+    oc, oa = 3, tonumber(ARGV[4]) or 5
+  else
+    oc = 4
+  end
 elseif op == 'success' then
   if cur.state == 'closed' then
     nxt.fails = 0
     oc = 3
+    if rates then
+      local slow = 0
+      if op_slow then slow = 1 end
+      -- The success itself is among the process's counted successes; a
+      -- fast one never opens the circuit, a slow one may.
+      wc, wf, ws = window_add(cur.gen, pending, 0, slow)
+      local why = 0
+      if op_slow then why = rate_trips(wc, wf, ws) end
+      if why ~= 0 then
+        nxt = enter(cur, 'open')
+        oa = why
+      end
+    end
   elseif cur.state == 'half-open' and op_trial then
     release(nxt)
     nxt.succ = math.min(cur.succ + 1, MAX_SUCC)
@@ -286,13 +398,28 @@ elseif op == 'success' then
   end
 elseif op == 'failure' then
   if cur.state == 'closed' then
-    nxt.fails = math.min(cur.fails + 1, MAX_FAIL)
     oc = 3
-    if nxt.fails >= fail_max then
-      local fails = nxt.fails
-      nxt = enter(cur, 'open')
-      nxt.fails = fails
-      oa = 3
+    if rates then
+      local slow = 0
+      if op_slow then slow = 1 end
+      -- Successes first, so the decision sees every one reported. A rate
+      -- that holds opens the circuit as state.rs `Op::Trip` does (the
+      -- failure is not added to the consecutive count).
+      wc, wf, ws = window_add(cur.gen, pending + 1, 1, slow)
+      local why = rate_trips(wc, wf, ws)
+      if why ~= 0 then
+        nxt = enter(cur, 'open')
+        oa = why
+      end
+    end
+    if oa == 0 and consecutive then
+      nxt.fails = math.min(cur.fails + 1, MAX_FAIL)
+      if nxt.fails >= fail_max then
+        local fails = nxt.fails
+        nxt = enter(cur, 'open')
+        nxt.fails = fails
+        oa = 3
+      end
     end
   elseif cur.state == 'half-open' and op_trial then
     nxt = enter(cur, 'open')
@@ -332,4 +459,7 @@ if (op ~= 'read' or repaired) and not same(stored, nxt) then
   redis.call('SET', KEYS[1], after, 'PX', ttl_ms)
   redis.call('PUBLISH', ARGV[10], ARGV[11] .. '\n' .. cur.state .. '\n' .. after .. '\n' .. ARGV[12])
 end
-return {'ok', before, after, oc, oa, ob, now_us, missing}
+if rates and op == 'read' and cur.state == 'closed' then
+  wc, wf, ws = window_totals(window_read(), cur.gen)
+end
+return {'ok', before, after, oc, oa, ob, now_us, missing, wc, wf, ws}

@@ -41,7 +41,7 @@ use super::hub::Core;
 use super::report_queue::ReportQueue;
 use super::script::OwnedLimits;
 use crate::memory::MemoryStorage;
-use crate::state::{Limits, Op, Outcome, Snapshot, State};
+use crate::state::{Limits, Op, Outcome, Snapshot, State, Totals};
 use crate::storage::{Applied, Binding, ClosedHint, Storage};
 
 /// Set on every generation handed out by the fallback state machine, so a
@@ -86,6 +86,11 @@ pub(crate) struct Slot {
     fallback: MemoryStorage,
     inner: Mutex<Inner>,
     ready: Condvar,
+    /// The rate policies' window: the closed generation whose counted
+    /// successes have been reported up to the count held here.
+    reported: Mutex<(u64, u64)>,
+    /// The fleet's window as the last reply showed it, with its generation.
+    window: Mutex<Option<(u64, Totals)>>,
 }
 
 struct Inner {
@@ -176,6 +181,8 @@ impl Slot {
                 offset_at: None,
             }),
             ready: Condvar::new(),
+            reported: Mutex::new((0, 0)),
+            window: Mutex::new(None),
             core,
         });
         slot.seed_fallback();
@@ -206,6 +213,52 @@ impl Slot {
         let cb = crate::CircuitBreaker { shared };
         let policy = cb.policy();
         Some(OwnedLimits::of(&cb.limits_at(self.now(), &policy)))
+    }
+
+    // ---- the rate policies' window ----
+
+    /// Takes the successes the breaker counted under the closed
+    /// `generation` since the last report, to send with an operation (or
+    /// a flush): each is taken once.
+    pub(crate) fn take_successes(&self, generation: u64) -> u64 {
+        let counted = self.binding.counted_successes(generation);
+        let mut reported = self.reported.lock();
+        if reported.0 != generation {
+            *reported = (generation, 0);
+        }
+        let new = counted.saturating_sub(reported.1);
+        reported.1 = reported.1.max(counted);
+        new
+    }
+
+    /// Gives back `n` successes taken under `generation` whose report did
+    /// not reach Redis, so the next report carries them.
+    pub(crate) fn give_back(&self, generation: u64, n: u64) {
+        let mut reported = self.reported.lock();
+        if reported.0 == generation {
+            reported.1 = reported.1.saturating_sub(n);
+        }
+    }
+
+    /// Keeps the fleet's window a reply showed for `generation`.
+    pub(crate) fn note_window(&self, generation: u64, totals: Option<Totals>) {
+        *self.window.lock() = Some((generation, totals.unwrap_or_default()));
+    }
+
+    /// The fleet's window as last seen: in closed, if it is the current
+    /// generation's (entering closed empties it); while open or half-open,
+    /// the last one seen (the one that opened it, if this process saw it).
+    pub(crate) fn window(&self) -> Option<Totals> {
+        let view = self.view.load();
+        let seen = *self.window.lock();
+        match seen {
+            Some((generation, totals))
+                if view.state != State::Closed || view.generation == generation =>
+            {
+                Some(totals)
+            }
+            _ => None,
+        }
     }
 
     /// Whether Redis is reachable but the stored value is corrupt: a manual

@@ -176,7 +176,7 @@ impl Count {
 
     /// The fold: every call of `generation` recorded so far (the lanes'
     /// counts and the shared one).
-    fn fold(&self, generation: u64) -> u64 {
+    pub(super) fn fold(&self, generation: u64) -> u64 {
         let mut calls = self.shared_calls(generation);
         self.stripes.each(|stripe: Stripe<'_, LINES>| {
             if let Some(n) = stripe.read(generation, |s| s.word(CALLS).load(Ordering::Acquire)) {

@@ -260,6 +260,17 @@ impl Window {
         }
     }
 
+    /// Every call a count window has recorded under `generation` so far,
+    /// not capped by its size: a counter that only grows within a
+    /// generation (read without a write, exact at quiescence). `None` for a
+    /// time window, which keeps no such total.
+    pub fn recorded(&self, generation: u64) -> Option<u64> {
+        match &self.shape {
+            Shape::Count(count) => Some(count.fold(generation)),
+            Shape::Time(_) => None,
+        }
+    }
+
     /// Empties the window for `generation` (the breaker entered closed
     /// under it): O(1); records of older generations are not counted from
     /// now on. A generation older than the window's is ignored.

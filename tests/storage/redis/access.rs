@@ -29,6 +29,7 @@ fn minimal_acl(ns: &str) -> Vec<String> {
         "+zadd".to_owned(),
         "+zremrangebyscore".to_owned(),
         "+hset".to_owned(),
+        "+hmget".to_owned(),
         "+pexpire".to_owned(),
     ]
     .into()
@@ -59,6 +60,23 @@ fn trip_and_share(url: &str, ns: &str) {
     assert_eq!(ca.current_state(), State::Open);
     // Only Redis could have told the other storage (pub/sub or a read).
     assert!(eventually(Duration::from_secs(3), || cb.current_state() == State::Open));
+    assert!(sa.is_shared() && sb.is_shared());
+    // A failure rate over the fleet's window (a hash beside the state).
+    let rated = || {
+        CircuitBreaker::builder("rated")
+            .failure_rate(0.5)
+            .window_time(Duration::from_secs(10))
+            .min_calls(2)
+    };
+    let (ra, _) = bound(rated(), &a);
+    let (rb, _) = bound(rated(), &b);
+    assert!(rb.call(|| Ok::<_, &str>(())).is_ok());
+    let _ = ra.call(|| Err::<(), _>("boom"));
+    assert!(eventually(Duration::from_secs(3), || {
+        let _ = ra.call(|| Err::<(), _>("boom"));
+        ra.current_state() == State::Open
+    }));
+    assert!(eventually(Duration::from_secs(3), || rb.current_state() == State::Open));
     assert!(sa.is_shared() && sb.is_shared());
 }
 

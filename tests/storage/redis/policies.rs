@@ -232,3 +232,147 @@ fn a_growing_backoff_lengthens_each_reopening_for_the_whole_fleet() {
     let retry = a.retry_after().unwrap();
     assert!(retry <= reset, "{retry:?}");
 }
+
+/// A breaker on a failure rate over a time window, on `storage`.
+fn rated(
+    storage: &breaker::RedisStorage,
+) -> (CircuitBreaker, std::sync::Arc<breaker::RedisStorage>) {
+    bound(
+        CircuitBreaker::builder("api")
+            .failure_rate(0.5)
+            .window_time(Duration::from_secs(60))
+            .min_calls(10)
+            .reset_timeout(Duration::from_secs(60)),
+        storage,
+    )
+}
+
+/// The call of `failures` (after `successes` successes) that opens a
+/// breaker: its number, from 1.
+fn trip_point(
+    succeed_on: &[&CircuitBreaker],
+    fail_on: &CircuitBreaker,
+    successes: usize,
+    mut before_failures: impl FnMut(),
+) -> Option<(usize, Reason)> {
+    for i in 0..successes {
+        let cb = succeed_on[i % succeed_on.len()];
+        assert!(cb.call(|| Ok::<_, &str>(())).is_ok());
+    }
+    before_failures();
+    for n in 1..=50 {
+        match fail_on.call(|| Err::<(), _>("boom")) {
+            Err(Error::Tripped(e, _)) => return Some((n, e.reason())),
+            Err(Error::Inner(_)) => {}
+            other => panic!("failure {n}: {other:?}"),
+        }
+    }
+    None
+}
+
+#[test]
+fn a_failure_rate_over_a_time_window_opens_the_circuit_for_the_whole_fleet() {
+    let Some(server) = support::shared() else {
+        return;
+    };
+    let (url, ns) = (server.url(), support::namespace("policies-rate"));
+    let make = || {
+        let s = storage(&url, "")
+            .namespace(ns.clone())
+            .flush_interval(Duration::from_millis(20))
+            .build()
+            .unwrap();
+        rated(&s)
+    };
+    let ((a, _), (b, _)) = (make(), make());
+    // Nine successes, six in one process and three in the other, then
+    // failures in the second: 9 of 18 calls failed is the first rate at 0.5.
+    let redis = trip_point(&[&a, &a, &b], &b, 9, || {
+        // The first process's successes reach Redis within a flush
+        // interval; the second's go with its first failure.
+        assert!(eventually(Duration::from_secs(2), || a.window().calls == 6));
+    });
+    // The same sequence in one process on the memory storage.
+    let memory = CircuitBreaker::builder("api")
+        .failure_rate(0.5)
+        .window_time(Duration::from_secs(60))
+        .min_calls(10)
+        .build();
+    let alone = trip_point(&[&memory], &memory, 9, || {});
+    assert_eq!(redis, Some((9, Reason::FailureRate)));
+    assert_eq!(redis, alone);
+    let stats = b.window();
+    assert_eq!((stats.calls, stats.failures), (18, 9), "{stats:?}");
+    assert_eq!(stats.failure_rate, Some(0.5));
+    // The other process follows, and closing empties the fleet's window.
+    assert!(eventually(Duration::from_secs(2), || a.current_state() == State::Open));
+    a.close();
+    assert!(eventually(Duration::from_secs(2), || b.current_state()
+        == State::Closed));
+    let _ = b.call(|| Err::<(), _>("boom"));
+    let stats = b.window();
+    assert_eq!((stats.calls, stats.failures), (1, 1), "{stats:?}");
+    assert_eq!(stats.failure_rate, None); // below min_calls
+}
+
+#[test]
+fn closed_successes_cost_one_round_trip_per_flush_interval_at_most() {
+    let Some(server) = support::Server::dedicated() else {
+        return;
+    };
+    let interval = Duration::from_millis(50);
+    let s = storage(&server.url(), "policies-flush")
+        .flush_interval(interval)
+        .heartbeat_interval(Duration::from_secs(3600))
+        .resync_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let (cb, _) = rated(&s);
+    assert!(eventually(Duration::from_secs(2), || cb
+        .call(|| Ok::<_, &str>(()))
+        .is_ok()
+        && cb.window().calls > 0));
+    let before = server.calls("evalsha");
+    let start = std::time::Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < Duration::from_millis(300) {
+        for _ in 0..1_000 {
+            assert!(cb.call(|| Ok::<_, &str>(())).is_ok());
+        }
+        calls += 1_000;
+    }
+    let elapsed = start.elapsed();
+    // The last interval's successes are sent too.
+    assert!(eventually(Duration::from_secs(2), || cb.window().calls > calls));
+    let sent = server.calls("evalsha") - before;
+    let bound = (elapsed.as_millis() / interval.as_millis()) as u64 + 2;
+    eprintln!("{sent} round trips for {calls} closed successes in {elapsed:?}");
+    assert!(
+        sent <= bound,
+        "{sent} round trips for {calls} successes in {elapsed:?} (at most {bound})"
+    );
+    assert!(sent >= 1);
+}
+
+#[test]
+fn a_count_window_is_refused_on_redis_and_a_time_window_taken() {
+    use breaker::{ConfigError, RedisStorage};
+    let redis = RedisStorage::builder("redis://127.0.0.1:1/")
+        .build()
+        .unwrap();
+    let err = CircuitBreaker::builder("policies-count")
+        .failure_rate(0.5)
+        .storage(redis.clone())
+        .try_build()
+        .unwrap_err();
+    assert!(
+        matches!(err, ConfigError::Unsupported { setting, .. } if setting.contains("window_time")),
+        "{err}"
+    );
+    assert!(CircuitBreaker::builder("policies-count")
+        .failure_rate(0.5)
+        .window_time(Duration::from_secs(10))
+        .storage(redis)
+        .try_build()
+        .is_ok());
+}
