@@ -135,6 +135,27 @@ fn redis_storage(c: &mut Criterion) {
     });
     g.finish();
 
+    // A failure rate over a 60 s window: on Redis the window is the
+    // fleet's, kept on the server; successes are counted in the process and
+    // sent once per flush interval.
+    let rated = |name: &'static str| {
+        CircuitBreaker::builder(name)
+            .failure_rate(0.5)
+            .window_time(Duration::from_secs(60))
+    };
+    let memory_rate = rated("bench-redis-memory-rate").build();
+    let shared_rate = rated("bench-redis-shared-rate")
+        .storage(storage.clone())
+        .build();
+    let mut g = c.benchmark_group("redis_success_time_window");
+    g.bench_function("memory", |b| {
+        b.iter(|| memory_rate.call(|| work(black_box(1))))
+    });
+    g.bench_function("redis_storage", |b| {
+        b.iter(|| shared_rate.call(|| work(black_box(1))))
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("redis_failure");
     let memory = CircuitBreaker::builder("bench-redis-memory-fail")
         .fail_max(65_535)

@@ -34,9 +34,9 @@
 //! # Trip policies
 //!
 //! The script applies several half-open trials
-//! ([`half_open_calls`](crate::CircuitBreakerBuilder::half_open_calls)) and
-//! a growing [`Backoff`](crate::Backoff) for the whole fleet, as the memory
-//! storage does for one process:
+//! ([`half_open_calls`](crate::CircuitBreakerBuilder::half_open_calls)), a
+//! growing [`Backoff`](crate::Backoff) and the failure rate over a time
+//! window for the whole fleet, as the memory storage does for one process:
 //!
 //! - at most `half_open_calls` trials run at once across every process; the
 //!   trials share one lease, renewed whenever a trial is admitted or
@@ -54,6 +54,33 @@
 //!   one trial or a counted re-opening is written as `v2` (see
 //!   [`decode`]), which storages of earlier versions of this crate take for
 //!   corrupt: upgrade every process before turning these policies on.
+//!
+//! - the **failure rate** over a **time window**
+//!   ([`window_time`](crate::CircuitBreakerBuilder::window_time)) is the
+//!   fleet's: the script keeps the window in a hash beside the state
+//!   (`{namespace:name}:window`, ten buckets of a tenth of the window on
+//!   the server's clock, emptied when the circuit enters closed) and
+//!   decides the rate when it applies a failure, for every process at
+//!   once. A closed-state success makes no round trip: each process counts
+//!   its successes (in its own stripes, as the memory storage's window
+//!   does) and sends them at most once per
+//!   [`flush_interval`](RedisStorageBuilder::flush_interval) (100 ms by
+//!   default), and with each failure it sends, before the failure is
+//!   applied. So a decision sees every success of the deciding process and
+//!   lacks at most the last flush interval's successes of the others: the
+//!   rate the server sees is at most that much *higher* than the fleet's,
+//!   never lower. `tests/storage/redis/policies.rs` checks that two
+//!   processes trip at the failure the memory storage trips at on the same
+//!   sequence, and that 230,000 successes in 300 ms cost 6 round trips;
+//! - a **count window** (`window_calls`, the default window) is refused
+//!   with [`ConfigError::Unsupported`]: the last N calls of a fleet are not
+//!   defined without a round trip per call. The **slow-call rate** is
+//!   refused too, for now;
+//! - [`CircuitBreaker::window`](crate::CircuitBreaker::window) shows the
+//!   fleet's window as the last reply to this process showed it (after its
+//!   last failure or flush). Successes counted while Redis is unreachable
+//!   are sent once it answers again if their generation is still the
+//!   current one.
 //!
 //! Every process of a fleet should give a breaker the same policy: the
 //! settings of the process that sends an operation decide it. The fleet
