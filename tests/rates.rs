@@ -526,3 +526,25 @@ fn a_redis_breaker_refuses_the_failure_rate() {
     cb.set_window_calls(10).unwrap();
     cb.set_min_calls(3).unwrap();
 }
+
+/// A keyed group evicts only idle breakers: under the rate alone the word
+/// counts no failure, so "idle" asks the window too.
+#[test]
+fn a_keyed_breaker_with_a_failure_in_its_window_is_never_evicted() {
+    let clock = ManualClock::new();
+    let group_clock = clock.clone();
+    let hosts = breaker::keyed::KeyedBreakers::<String>::builder("rates-hosts", move |b| {
+        b.failure_rate(0.5).min_calls(20).clock(group_clock.clone())
+    })
+    .max_keys(2)
+    .build();
+    let _ = hosts.get("failing").call(|| Err::<(), _>("refused"));
+    assert_eq!(hosts.get("failing").fail_counter(), 0);
+    clock.advance(Duration::from_millis(5));
+    for i in 0..50 {
+        let _ = hosts.get(&format!("fresh-{i}")).call(|| Ok::<_, &str>(()));
+        clock.advance(Duration::from_millis(1));
+    }
+    assert!(hosts.keys().contains(&"failing".to_owned()));
+    assert_eq!(hosts.get("failing").window().failures, 1);
+}

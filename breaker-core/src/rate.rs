@@ -216,6 +216,15 @@ impl CircuitBreaker {
         WindowStats::of(window.stats(self.now()), &rate)
     }
 
+    /// Whether the window (if any) holds no failure and no slow call: a
+    /// breaker whose eviction from a keyed group would lose nothing.
+    pub(crate) fn window_is_quiet(&self) -> bool {
+        self.shared.windows.get().is_none_or(|window| {
+            let totals = window.stats(self.now());
+            totals.failures == 0 && totals.slow == 0
+        })
+    }
+
     /// Records a success (or excluded error) of a closed-state call in the
     /// window, if there is one: one load when there is not, a store on the
     /// thread's own stripe when there is.
