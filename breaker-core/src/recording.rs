@@ -138,7 +138,8 @@ impl CircuitBreaker {
         }
     }
 
-    /// Records a success: on the hot path, one atomic load and nothing else.
+    /// Records a success: on the hot path, one atomic load of the state and
+    /// one of the window pointer (null without a rate policy), nothing else.
     #[inline(always)]
     pub(crate) fn finish_ok(&self, ticket: Ticket) {
         self.record_success_in_window(ticket);
