@@ -525,6 +525,13 @@ impl<K: Key> KeyedBreakers<K> {
         self.group.reset_all();
     }
 
+    /// Evicts every idle key now: for an isolated scope that ends.
+    pub(crate) fn evict_idle(&self) {
+        let group = &*self.group;
+        let _changes = group.changes.lock();
+        group.evict(usize::MAX);
+    }
+
     pub(crate) fn view(&self) -> Arc<dyn crate::registry::GroupView> {
         self.group.clone()
     }

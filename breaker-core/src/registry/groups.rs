@@ -128,8 +128,19 @@ pub fn groups() -> Vec<String> {
 /// assert_eq!(registry::keys("no-such-group"), None);
 /// ```
 pub fn keys(name: &str) -> Option<Vec<String>> {
+    if let Some(group) = isolated(name) {
+        return Some(group.keys());
+    }
     let group = groups_map().read().get(name).cloned()?;
     Some(group.keys())
+}
+
+/// The current isolated scope's instance of the declared group `name`.
+fn isolated(name: &str) -> Option<&'static KeyedBreakers<String>> {
+    if !super::isolate::active() {
+        return None;
+    }
+    super::isolate::declared_group(name)
 }
 
 /// The breaker of `key` (as [`CircuitBreaker::key`] spells it) in the group
@@ -148,6 +159,9 @@ pub fn keys(name: &str) -> Option<Vec<String>> {
 /// assert!(registry::get_key("get-key-doc", "host-b").is_none());
 /// ```
 pub fn get_key(name: &str, key: &str) -> Option<Arc<CircuitBreaker>> {
+    if let Some(group) = isolated(name) {
+        return group.view().find(key);
+    }
     let group = groups_map().read().get(name).cloned()?;
     group.find(key)
 }
