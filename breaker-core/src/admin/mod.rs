@@ -13,7 +13,7 @@
 //! | `GET /metrics` | Prometheus text: `breaker_calls_total`, `breaker_transitions_total`, `breaker_state` |
 //!
 //! **Keyed groups** ([`KeyedBreakers`](crate::keyed::KeyedBreakers)
-//! registered with [`registry::register_keyed`](crate::registry::register_keyed),
+//! registered with [`registry::register_keyed`],
 //! or declared with `key = ..`) are listed too: each live key is a row named
 //! `group[key]` (`http[host-a]`, the name its storage keeps it under), with
 //! `"group"` and `"key"` fields, addressed percent-encoded
