@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use breaker::keyed::KeyedBreakers;
 use breaker::{admin, registry, CircuitBreaker, State};
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
@@ -457,6 +458,49 @@ fn the_dashboard_shows_breakers_live_in_a_real_browser() {
     );
     browser.eval("(() => { const f = document.getElementById('filter'); f.value = 'open'; document.getElementById('search').value = ''; f.dispatchEvent(new Event('change')); })()");
     assert_eq!(browser.eval("document.querySelectorAll('.card').length"), 3);
+
+    // A keyed group: one section, a card per key (the overflow breaker
+    // too), the key as the card's title, open keys first.
+    let hosts = KeyedBreakers::<String>::builder("http-hosts", |b| {
+        b.fail_max(2).reset_timeout(Duration::from_secs(60))
+    })
+    .build();
+    registry::register_keyed(&hosts).unwrap();
+    for _ in 0..2 {
+        let _ = hosts.get("host-a").call(|| Err::<(), _>("refused"));
+    }
+    let _ = hosts.get("host-b").call(|| Err::<(), _>("refused"));
+    hosts.get("host-c").call(|| Ok::<_, &str>(())).unwrap();
+    browser.eval("(() => { const f = document.getElementById('filter'); f.value = ''; const s = document.getElementById('search'); s.value = 'http-hosts'; f.dispatchEvent(new Event('change')); })()");
+    browser.wait_for(
+        "the group's section with its four cards",
+        "document.querySelectorAll('.group').length === 1 && document.querySelectorAll('.group .card').length === 4",
+    );
+    assert_eq!(
+        browser.eval("document.querySelector('.group .group-name').textContent"),
+        "http-hosts"
+    );
+    let keys = browser.eval(
+        "[...document.querySelectorAll('.group .card')].map(c => c.dataset.name + '=' + c.querySelector('.name').textContent)",
+    );
+    assert_eq!(
+        keys,
+        json!([
+            "http-hosts[host-a]=host-a",
+            "http-hosts=overflow",
+            "http-hosts[host-b]=host-b",
+            "http-hosts[host-c]=host-c"
+        ])
+    );
+    // A key's trip reaches its card through the event stream.
+    let _ = hosts.get("host-b").call(|| Err::<(), _>("refused"));
+    browser.wait_for(
+        "host-b turns open",
+        &format!("{}.className === 'card open'", card("http-hosts[host-b]")),
+    );
+    let shot = tmp.join("dashboard-keyed.png");
+    browser.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
     drop(browser);
     drop(server);
     let _ = std::fs::remove_dir_all(&profile);

@@ -126,3 +126,85 @@ async fn an_isolated_future_keeps_its_scope_across_threads() {
     });
     tokio::spawn(task).await.unwrap();
 }
+
+// ---- keyed groups ----
+
+#[circuit_breaker(name = "iso-http", fail_max = 1, reset_timeout = "30s", key = host)]
+fn fetch(host: &str, ok: bool) -> Result<u32, DbError> {
+    query_inner(ok)
+}
+
+/// Trips `iso-http[down]` and checks the group starts fresh: run by two
+/// threads at once, each in its own scope.
+fn trip_a_key_in_isolation(opened: &Barrier) {
+    let clock = ManualClock::new();
+    Isolation::new().clock(clock.clone()).run(|| {
+        assert_eq!(registry::keys("iso-http"), Some(vec![]));
+        assert_eq!(fetch("down", false), Err(DbError::Rejected)); // trips it
+        assert_eq!(
+            registry::get_key("iso-http", "down")
+                .unwrap()
+                .current_state(),
+            State::Open
+        );
+        assert_eq!(fetch("down", true), Err(DbError::Rejected));
+        assert_eq!(fetch("up", true), Ok(1));
+        opened.wait(); // both scopes have tripped "down"
+        assert_eq!(registry::keys("iso-http").unwrap(), ["down", "up"]);
+        let down = registry::get_key("iso-http", "down").unwrap();
+        assert_eq!(down.current_state(), State::Open);
+        clock.advance(Duration::from_secs(30)); // only this scope's clock
+        assert_eq!(fetch("down", true), Ok(1)); // the trial closes it
+    });
+}
+
+#[test]
+fn two_scopes_trip_the_same_keyed_name_apart() {
+    let opened = Barrier::new(2);
+    std::thread::scope(|s| {
+        s.spawn(|| trip_a_key_in_isolation(&opened));
+        s.spawn(|| trip_a_key_in_isolation(&opened));
+    });
+    // The process-wide group never saw these calls.
+    assert!(registry::get_key("iso-http", "down").is_none());
+}
+
+#[test]
+fn a_spawned_thread_enters_the_scope_it_is_given() {
+    registry::isolate(|| {
+        let scope = Isolation::current().expect("inside a scope");
+        std::thread::spawn(move || {
+            scope.run(|| {
+                let _ = query(false);
+                let _ = fetch("from-a-thread", false);
+            })
+        })
+        .join()
+        .unwrap();
+        // The thread's calls went to this scope's breakers.
+        assert_eq!(registry::get("iso-db").fail_counter(), 1);
+        let key = registry::get_key("iso-http", "from-a-thread").unwrap();
+        assert_eq!(key.current_state(), State::Open);
+        // A thread that is not given the scope sees the process-wide ones.
+        std::thread::spawn(|| assert!(Isolation::current().is_none()))
+            .join()
+            .unwrap();
+    });
+    assert!(Isolation::current().is_none());
+    assert!(registry::get_key("iso-http", "from-a-thread").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawned_task_runs_in_the_scope_it_is_given() {
+    Isolation::new()
+        .run_async(async {
+            let scope = Isolation::current().expect("polled inside a scope");
+            tokio::spawn(scope.run_async(async {
+                let _ = query_async(false).await;
+            }))
+            .await
+            .unwrap();
+            assert_eq!(registry::get("iso-db").fail_counter(), 1);
+        })
+        .await;
+}

@@ -163,3 +163,59 @@ fn a_breaker_without_the_listener_records_nothing() {
     });
     assert!(read(&snapshotter).is_empty());
 }
+
+#[test]
+fn a_keyed_groups_breakers_carry_their_key() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let hosts = breaker::keyed::KeyedBreakers::<String>::builder("metered-hosts", |b| {
+            b.fail_max(1).listener(MetricsListener::new())
+        })
+        .build();
+        let _ = hosts.get("host-a").call(|| Err::<(), _>("down")); // opens host-a
+        let _ = hosts.get("host-b").call(|| Ok::<_, &str>(()));
+        let _ = hosts.get("host-b").call(|| Ok::<_, &str>(()));
+    });
+    let m = read(&snapshotter);
+    let key = |name: &str, key: &str, rest: &str| {
+        value(
+            &m,
+            &format!("{name}{{breaker=metered-hosts,key={key},{rest}}}"),
+        )
+    };
+    assert_eq!(
+        key("breaker_calls_total", "host-a", "outcome=failure"),
+        Some("1"),
+        "{m:#?}"
+    );
+    assert_eq!(
+        key("breaker_calls_total", "host-b", "outcome=success"),
+        Some("2"),
+        "{m:#?}"
+    );
+    assert_eq!(
+        key("breaker_calls_total", "host-a", "outcome=success"),
+        Some("0"),
+        "{m:#?}"
+    );
+    // (labels sorted by name)
+    assert_eq!(
+        value(
+            &m,
+            "breaker_transitions_total{breaker=metered-hosts,from=closed,key=host-a,to=open}"
+        ),
+        Some("1"),
+        "{m:#?}"
+    );
+    assert_eq!(
+        key("breaker_state", "host-a", "state=open"),
+        Some("1"),
+        "{m:#?}"
+    );
+    assert_eq!(
+        key("breaker_state", "host-b", "state=closed"),
+        Some("1"),
+        "{m:#?}"
+    );
+}

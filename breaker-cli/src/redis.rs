@@ -41,9 +41,7 @@ fn ms(d: Duration) -> u64 {
 
 fn row(b: FleetBreaker) -> Row {
     Row {
-        state: b
-            .state
-            .map_or_else(|| "corrupt".to_owned(), |s| s.to_string()),
+        state: b.state_text(),
         fail_counter: b.fail_counter,
         fail_max: b.settings.map(|s| s.fail_max),
         success_counter: b.success_counter,

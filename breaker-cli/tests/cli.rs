@@ -253,6 +253,32 @@ fn a_fleet_on_redis_listed_changed_and_watched() {
     );
     let o = breaker(&["--redis", &url, "--namespace", "shop", "get", "nobody"]);
     assert_fails(&o, "no breaker named 'nobody' in namespace 'shop'");
+
+    // A stored value that is not a state reads "unknown", as the admin
+    // router's rows spell it (no process uses `ghost`, so none repairs it).
+    let mut conn = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    let key = "{shop:ghost}:state";
+    write!(
+        conn,
+        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$7\r\ngarbage\r\n",
+        key.len()
+    )
+    .unwrap();
+    let mut ok = [0; 5];
+    conn.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"+OK\r\n");
+    let o = breaker(&[
+        "--redis",
+        &url,
+        "--namespace",
+        "shop",
+        "get",
+        "ghost",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let row: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(row["state"], "unknown");
 }
 
 // ---- against an admin endpoint ----
@@ -489,4 +515,49 @@ fn the_cli_drives_the_real_admin_router() {
     ]);
     assert_fails(&o, "not found");
     assert_eq!(cb.current_state(), State::Closed);
+}
+
+#[test]
+fn the_cli_names_a_keyed_breaker_group_and_key() {
+    let hosts =
+        breaker::keyed::KeyedBreakers::<String>::builder("cli-hosts", |b| b.fail_max(1)).build();
+    breaker::registry::register_keyed(&hosts).unwrap();
+    let _ = hosts.get("host-a").call(|| Err::<(), _>("refused"));
+    hosts.get("host-b").call(|| Ok::<_, &str>(())).unwrap();
+    let url = real_admin("keyed-t0ken");
+
+    let o = breaker(&["--admin", &url, "list"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let table = stdout(&o);
+    // Open first; a key's breaker is `group[key]`.
+    let ours: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("cli-hosts"))
+        .collect();
+    assert!(ours[0].starts_with("cli-hosts[host-a]  open"), "{table}");
+    assert!(
+        ours.iter()
+            .any(|l| l.starts_with("cli-hosts[host-b]  closed")),
+        "{table}"
+    );
+
+    let o = breaker(&["--admin", &url, "get", "cli-hosts[host-a]"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        stdout(&o).contains("state:             open"),
+        "{}",
+        stdout(&o)
+    );
+    let o = breaker(&[
+        "--admin",
+        &url,
+        "--token",
+        "keyed-t0ken",
+        "close",
+        "cli-hosts[host-a]",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(hosts.get("host-a").current_state(), State::Closed);
+    let o = breaker(&["--admin", &url, "get", "cli-hosts[host-z]"]);
+    assert_fails(&o, "no circuit breaker named 'cli-hosts[host-z]'");
 }

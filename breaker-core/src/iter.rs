@@ -2,12 +2,49 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::ops::Deref;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
 use crate::recording::CancelOnDrop;
+
+/// The breaker a guarded iterator or stream calls through: borrowed (a
+/// declared breaker, `&'static`), or owned (a keyed breaker's handle, which
+/// keeps its key from eviction while the iteration runs).
+#[derive(Debug)]
+pub enum Held<'cb> {
+    /// Borrowed for the iteration.
+    Lent(&'cb CircuitBreaker),
+    /// Owned by the iteration.
+    Owned(Arc<CircuitBreaker>),
+}
+
+impl Deref for Held<'_> {
+    type Target = CircuitBreaker;
+
+    #[inline(always)]
+    fn deref(&self) -> &CircuitBreaker {
+        match self {
+            Held::Lent(cb) => cb,
+            Held::Owned(cb) => cb,
+        }
+    }
+}
+
+impl<'cb> From<&'cb CircuitBreaker> for Held<'cb> {
+    fn from(cb: &'cb CircuitBreaker) -> Self {
+        Held::Lent(cb)
+    }
+}
+
+impl From<Arc<CircuitBreaker>> for Held<'_> {
+    fn from(cb: Arc<CircuitBreaker>) -> Self {
+        Held::Owned(cb)
+    }
+}
 
 /// An iterator of `Result`s run as one call through a breaker: admitted when
 /// it was made, failed by its first `Err` item that is not excluded (or by a
@@ -19,7 +56,7 @@ use crate::recording::CancelOnDrop;
 /// `Err(E::from(CircuitBreakerError))` while `throw_new_error_on_trip` is on,
 /// as a tripping call's error is.
 pub struct GuardedIter<'cb, I, V, X> {
-    cb: &'cb CircuitBreaker,
+    cb: Held<'cb>,
     state: IterState<I>,
     view: V,
     excluded: X,
@@ -33,13 +70,13 @@ enum IterState<I> {
 
 impl<'cb, I, V, X> GuardedIter<'cb, I, V, X> {
     pub(crate) fn rejected(
-        cb: &'cb CircuitBreaker,
+        cb: impl Into<Held<'cb>>,
         error: CircuitBreakerError,
         view: V,
         excluded: X,
     ) -> Self {
         GuardedIter {
-            cb,
+            cb: cb.into(),
             state: IterState::Rejected(Some(error)),
             view,
             excluded,
@@ -47,14 +84,14 @@ impl<'cb, I, V, X> GuardedIter<'cb, I, V, X> {
     }
 
     pub(crate) fn running(
-        cb: &'cb CircuitBreaker,
+        cb: impl Into<Held<'cb>>,
         inner: I,
         ticket: Ticket,
         view: V,
         excluded: X,
     ) -> Self {
         GuardedIter {
-            cb,
+            cb: cb.into(),
             state: IterState::Running(inner, ticket),
             view,
             excluded,
@@ -133,7 +170,7 @@ impl<I, V, X> Drop for GuardedIter<'_, I, V, X> {
         // can be admitted.
         let state = std::mem::replace(&mut self.state, IterState::Rejected(None));
         if let IterState::Running(inner, ticket) = state {
-            let _cancel = CancelOnDrop(self.cb, ticket);
+            let _cancel = CancelOnDrop(&self.cb, ticket);
             drop(inner);
         }
     }

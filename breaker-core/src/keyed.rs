@@ -140,6 +140,10 @@ pub(crate) struct Group<K: Key> {
     /// A hit stamps its key with it, so hits do not read the clock (a
     /// coarse reading alone costs about as much as a whole call).
     now_ms: AtomicU64,
+    /// Set once the group is in the registry: from then on each new key's
+    /// breaker is handed to the registry's watchers (the admin router).
+    #[cfg(feature = "admin")]
+    watched: std::sync::atomic::AtomicBool,
     this: Weak<Group<K>>,
 }
 
@@ -307,6 +311,8 @@ impl<K: Key> KeyedBuilder<K> {
             changes: Mutex::new(()),
             next_sweep_ms: AtomicU64::new(0),
             now_ms: AtomicU64::new(0),
+            #[cfg(feature = "admin")]
+            watched: std::sync::atomic::AtomicBool::new(false),
             this: this.clone(),
         });
         Ok(KeyedBreakers { group })
@@ -519,6 +525,13 @@ impl<K: Key> KeyedBreakers<K> {
         self.group.reset_all();
     }
 
+    /// Evicts every idle key now: for an isolated scope that ends.
+    pub(crate) fn evict_idle(&self) {
+        let group = &*self.group;
+        let _changes = group.changes.lock();
+        group.evict(usize::MAX);
+    }
+
     pub(crate) fn view(&self) -> Arc<dyn crate::registry::GroupView> {
         self.group.clone()
     }
@@ -649,8 +662,19 @@ impl<K: Key> Group<K> {
             breaker,
             last_used_ms: AtomicU64::new(now),
         };
-        let breaker = NonNull::from(&self.map.get_or_insert(key, slot, &guard).breaker);
-        Keyed::lent(breaker, guard)
+        // Read before the insert, so a watcher added meanwhile either sees
+        // this key in the group or is called here: never both, never neither.
+        #[cfg(feature = "admin")]
+        let watchers = crate::registry::watchers_of_new_keys();
+        // `changes` is held: no other insert races this one.
+        let breaker = &self.map.get_or_insert(key, slot, &guard).breaker;
+        #[cfg(feature = "admin")]
+        if self.watched.load(Ordering::Relaxed) {
+            for watcher in watchers.iter() {
+                watcher(breaker);
+            }
+        }
+        Keyed::lent(NonNull::from(breaker), guard)
     }
 
     /// Evicts up to `n` idle breakers, least recently used first. The
@@ -744,6 +768,27 @@ impl<K: Key> crate::registry::GroupView for Group<K> {
 
     fn reset_all(&self) {
         Group::reset_all(self);
+    }
+
+    #[cfg(feature = "admin")]
+    fn visit(&self, f: &mut dyn FnMut(&CircuitBreaker)) {
+        f(&self.overflow);
+        let guard = self.map.guard();
+        for slot in self.map.values(&guard) {
+            f(&slot.breaker);
+        }
+    }
+
+    #[cfg(feature = "admin")]
+    fn overflow(&self) -> Arc<CircuitBreaker> {
+        Arc::new(CircuitBreaker::from_shared(Arc::clone(
+            &self.overflow.shared,
+        )))
+    }
+
+    #[cfg(feature = "admin")]
+    fn watched(&self) {
+        self.watched.store(true, Ordering::Relaxed);
     }
 }
 

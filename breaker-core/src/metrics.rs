@@ -8,6 +8,23 @@
 //! | `breaker_transitions_total` | counter | `breaker`, `from`, `to` |
 //! | `breaker_state` | gauge | `breaker`, `state` (1 for the current state, 0 for the other two) |
 //!
+//! A breaker of a keyed group ([`KeyedBreakers`](crate::keyed::KeyedBreakers))
+//! adds a `key` label: `breaker` is the group's name and `key` the key's text
+//! ([`CircuitBreaker::key`]), `breaker="http",key="host-a"`, as the admin
+//! router's `/metrics` labels it (its JSON and URLs spell the same breaker
+//! `http[host-a]`). The group's overflow breaker has no `key`.
+//!
+//! **Cardinality.** Every key is a set of series (nine counters and three
+//! gauges): a group whose keys come from input you do not control (any
+//! URL's host, a tenant id from a header) can create as many series as it
+//! has keys. A group holds at most `max_keys` keys at once, but a recorder
+//! keeps a series after its key is evicted, so over time the series are the
+//! keys ever seen: give such a group a `max_keys` your metrics backend can
+//! afford, keep keys to a known set (hosts you configured, not hosts you
+//! were sent), or leave `MetricsListener` out of its configuration and
+//! watch the group's keys through the admin router (whose `/metrics` shows
+//! only live keys, so at most `max_keys` per group).
+//!
 //! A breaker opts in by adding a [`MetricsListener`] ([`observe`] does it
 //! for a running breaker, `listeners = [breaker::metrics::listener]` in the
 //! attribute); a breaker without one pays nothing. With one, a call costs a
@@ -33,7 +50,7 @@
 
 use std::sync::OnceLock;
 
-use ::metrics::{Counter, Gauge};
+use ::metrics::{Counter, Gauge, Label};
 
 use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
@@ -81,6 +98,8 @@ pub struct MetricsListener {
 #[derive(Debug)]
 struct Handles {
     breaker: &'static str,
+    /// The key of a keyed group's breaker.
+    key: Option<String>,
     success: Counter,
     failure: Counter,
     excluded: Counter,
@@ -94,26 +113,35 @@ struct Handles {
 impl Handles {
     fn new(cb: &CircuitBreaker) -> Self {
         let breaker = cb.shared.name.as_str();
-        let calls = |outcome: &'static str| ::metrics::counter!(CALLS, "breaker" => breaker, "outcome" => outcome);
+        let key = cb.key().map(str::to_owned);
+        // `breaker`, then `key` for a keyed group's breaker, then `more`.
+        let labels = |more: &[(&'static str, &'static str)]| {
+            let mut labels = vec![Label::new("breaker", breaker)];
+            if let Some(key) = &key {
+                labels.push(Label::new("key", key.clone()));
+            }
+            labels.extend(more.iter().map(|&(k, v)| Label::new(k, v)));
+            labels
+        };
+        let calls =
+            |outcome: &'static str| ::metrics::counter!(CALLS, labels(&[("outcome", outcome)]));
         let transition = |from: State, to: State| {
             ::metrics::counter!(
                 TRANSITIONS,
-                "breaker" => breaker,
-                "from" => state_label(from),
-                "to" => state_label(to)
+                labels(&[("from", state_label(from)), ("to", state_label(to))])
             )
         };
         let handles = Handles {
             breaker,
+            key: key.clone(),
             success: calls("success"),
             failure: calls("failure"),
             excluded: calls("excluded"),
             rejected: calls("rejected"),
             cancelled: calls("cancelled"),
             transitions: STATES.map(|from| STATES.map(|to| transition(from, to))),
-            states: STATES.map(|state| {
-                ::metrics::gauge!(STATE, "breaker" => breaker, "state" => state_label(state))
-            }),
+            states: STATES
+                .map(|state| ::metrics::gauge!(STATE, labels(&[("state", state_label(state))]))),
         };
         handles.show_state(cb.current_state());
         handles
@@ -142,7 +170,7 @@ impl MetricsListener {
     /// (looked up in the recorder) for any other.
     fn with<R>(&self, cb: &CircuitBreaker, f: impl FnOnce(&Handles) -> R) -> R {
         let cached = self.handles.get_or_init(|| Handles::new(cb));
-        if cached.breaker == cb.shared.name.as_str() {
+        if cached.breaker == cb.shared.name.as_str() && cached.key.as_deref() == cb.key() {
             f(cached)
         } else {
             f(&Handles::new(cb))

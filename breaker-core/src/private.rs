@@ -22,7 +22,7 @@ pub use crate::autoref::{
     ProbeError, ViewAny, ViewAsRef, ViewError, Wrap,
 };
 pub use crate::builder::CircuitBreakerBuilder as Builder;
-pub use crate::iter::GuardedIter;
+pub use crate::iter::{GuardedIter, Held};
 pub use crate::registry::declared::{Configure, Declaration, KeyedSite, Registration, Site};
 pub use crate::state::Backoff;
 pub use crate::stream::GuardedStream;
@@ -156,15 +156,17 @@ where
     }
 }
 
-/// Runs `body` (which makes an iterator) as one guarded call.
-pub fn iter<I, T, E, F, V, X>(
-    cb: &'static CircuitBreaker,
+/// Runs `body` (which makes an iterator) as one guarded call, through a
+/// declared breaker (`&'static`) or a key's (an owned handle).
+pub fn iter<B, I, T, E, F, V, X>(
+    cb: B,
     item: PhantomData<Result<T, E>>,
     body: F,
     view: V,
     excluded: X,
 ) -> GuardedIter<'static, I::IntoIter, V, X>
 where
+    B: Into<Held<'static>>,
     F: FnOnce() -> I,
     I: IntoIterator<Item = Result<T, E>>,
     E: FromBreakerError,
@@ -172,6 +174,7 @@ where
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
 {
     let _ = item;
+    let cb: Held<'static> = cb.into();
     match cb.admit() {
         Err(rejected) => GuardedIter::rejected(cb, rejected, view, excluded),
         Ok(ticket) => {
@@ -212,15 +215,17 @@ where
     }
 }
 
-/// Runs `body` (which makes a stream) as one guarded call, admitted now.
-pub fn stream<S, T, E, F, V, X>(
-    cb: &'static CircuitBreaker,
+/// Runs `body` (which makes a stream) as one guarded call, admitted now,
+/// through a declared breaker (`&'static`) or a key's (an owned handle).
+pub fn stream<B, S, T, E, F, V, X>(
+    cb: B,
     item: PhantomData<Result<T, E>>,
     body: F,
     view: V,
     excluded: X,
 ) -> UserStream<GuardedStream<'static, S, V, X>>
 where
+    B: Into<Held<'static>>,
     F: FnOnce() -> S,
     S: futures_core::Stream<Item = Result<T, E>>,
     E: FromBreakerError,
@@ -228,6 +233,7 @@ where
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
 {
     let _ = item;
+    let cb: Held<'static> = cb.into();
     let inner = match cb.admit() {
         Err(rejected) => GuardedStream::rejected(cb, rejected, view, excluded),
         Ok(ticket) => {
@@ -244,8 +250,8 @@ where
 /// Runs `body` (which makes `Result<iterator, E2>`) as one guarded call: an
 /// outer `Err` is the call's result; an `Ok` iterator carries the call on.
 #[allow(clippy::too_many_arguments)]
-pub fn iter_in_result<I, T, E, E2, F, V, X, V2, X2>(
-    cb: &'static CircuitBreaker,
+pub fn iter_in_result<B, I, T, E, E2, F, V, X, V2, X2>(
+    cb: B,
     item: PhantomData<Result<T, E>>,
     body: F,
     view: V,
@@ -254,6 +260,7 @@ pub fn iter_in_result<I, T, E, E2, F, V, X, V2, X2>(
     outer_excluded: X2,
 ) -> Result<GuardedIter<'static, I::IntoIter, V, X>, E2>
 where
+    B: Into<Held<'static>>,
     F: FnOnce() -> Result<I, E2>,
     I: IntoIterator<Item = Result<T, E>>,
     E: FromBreakerError,
@@ -264,6 +271,7 @@ where
     X2: Fn(&E2, Option<&(dyn StdError + 'static)>) -> bool,
 {
     let _ = item;
+    let cb: Held<'static> = cb.into();
     let ticket = cb.admit().map_err(E2::from)?;
     cb.before_call(ticket);
     // A body that panics before it returns the iterator fails the call.

@@ -13,6 +13,7 @@ use pin_project_lite::pin_project;
 use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::error::{CircuitBreakerError, Error};
+use crate::iter::Held;
 use crate::recording::CancelOnDrop;
 
 /// Where a guarded stream is in its one call.
@@ -36,7 +37,7 @@ pin_project! {
     /// ends; the failing item is `Error::Tripped` when it opened the circuit
     /// (with `throw_new_error_on_trip` on), else `Error::Inner`.
     pub struct GuardedStream<'cb, S, V, X> {
-        cb: &'cb CircuitBreaker,
+        cb: Held<'cb>,
         phase: Phase,
         #[pin]
         inner: Option<Inner<S>>,
@@ -67,9 +68,9 @@ pin_project! {
 
 impl<'cb, S, V, X> GuardedStream<'cb, S, V, X> {
     /// Admitted on its first poll.
-    pub(crate) fn lazy(cb: &'cb CircuitBreaker, stream: S, view: V, excluded: X) -> Self {
+    pub(crate) fn lazy(cb: impl Into<Held<'cb>>, stream: S, view: V, excluded: X) -> Self {
         GuardedStream {
-            cb,
+            cb: cb.into(),
             phase: Phase::Waiting,
             inner: Some(Inner { stream }),
             view,
@@ -79,14 +80,14 @@ impl<'cb, S, V, X> GuardedStream<'cb, S, V, X> {
 
     /// Admitted already, under `ticket`.
     pub(crate) fn running(
-        cb: &'cb CircuitBreaker,
+        cb: impl Into<Held<'cb>>,
         stream: S,
         ticket: Ticket,
         view: V,
         excluded: X,
     ) -> Self {
         GuardedStream {
-            cb,
+            cb: cb.into(),
             phase: Phase::Running(ticket),
             inner: Some(Inner { stream }),
             view,
@@ -96,13 +97,13 @@ impl<'cb, S, V, X> GuardedStream<'cb, S, V, X> {
 
     /// Rejected before the stream was made.
     pub(crate) fn rejected(
-        cb: &'cb CircuitBreaker,
+        cb: impl Into<Held<'cb>>,
         error: CircuitBreakerError,
         view: V,
         excluded: X,
     ) -> Self {
         GuardedStream {
-            cb,
+            cb: cb.into(),
             phase: Phase::Rejected(Some(error)),
             inner: None,
             view,

@@ -66,19 +66,25 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
     let excluded_all = excluded(&krate, &args.exclude, true);
     // Breakers per key: the key is evaluated here, before the body (which
     // may move the arguments it reads); a sync call borrows the key's
-    // breaker, an `async fn` (whose future must stay `Send`) owns a handle.
+    // breaker; an `async fn` (whose future must stay `Send`) and an
+    // iterator or stream (which outlives the call) own a handle.
     let (site, key_prelude) = match &args.key {
         None => (quote!(__BREAKER_SITE.get()), TokenStream::new()),
         Some(key) => {
+            let owned = !matches!(kind, Kind::Sync);
             // Spanned at the key: a key of the wrong type is reported there.
-            let lookup = match kind {
-                Kind::Async => quote_spanned!(key.span()=> handle),
-                _ => quote_spanned!(key.span()=> get),
+            let lookup = match owned {
+                true => quote_spanned!(key.span()=> handle),
+                false => quote_spanned!(key.span()=> get),
             };
             let prelude = quote_spanned! {key.span()=>
                 let __breaker_keyed = __BREAKER_KEYED_SITE.#lookup(&(#key));
             };
-            (quote!(&*__breaker_keyed), prelude)
+            let site = match kind {
+                Kind::Iter(_) | Kind::IterInResult(..) | Kind::Stream(_) => quote!(__breaker_keyed),
+                _ => quote!(&*__breaker_keyed),
+            };
+            (site, prelude)
         }
     };
     let ret = match &sig.output {
@@ -411,14 +417,16 @@ fn keyed_declaration(args: &Args, krate: &Path) -> (TokenStream, TokenStream) {
     (fields, site)
 }
 
-/// `key` works on a call that ends when the function returns (`fn`,
-/// `async fn`); `max_keys` and `idle_timeout` need `key`.
+/// `key` works on `fn` and `async fn` and on functions returning iterators
+/// or streams (which own the key's breaker), not on functions returning a
+/// future by hand (whose future would borrow it); `max_keys` and
+/// `idle_timeout` need `key`.
 fn check_key(args: &Args, kind: &Kind) -> syn::Result<()> {
     if let Some(key) = &args.key {
-        if !matches!(kind, Kind::Sync | Kind::Async) {
+        if matches!(kind, Kind::FutureImpl(_) | Kind::FutureBoxed(_)) {
             return Err(syn::Error::new(
                 key.span(),
-                "`key` works on `fn` and `async fn` returning `Result<T, E>`, not on functions returning iterators or futures",
+                "`key` works on `fn` and `async fn`, and on functions returning iterators or streams, not on functions returning futures: write it as an `async fn`",
             ));
         }
         return Ok(());

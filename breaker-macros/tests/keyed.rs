@@ -143,3 +143,103 @@ fn a_name_declared_with_and_without_key_fails_its_group_alone() {
         "{message}"
     );
 }
+
+// ---- iterators and streams ----
+
+#[circuit_breaker(name = "keyed-iter", fail_max = 1, key = host)]
+fn lines(host: &str, up: bool) -> impl Iterator<Item = Result<u32, HttpError>> {
+    let failing = !up;
+    (0..3).map(move |i| {
+        if failing && i == 1 {
+            Err(HttpError::Down)
+        } else {
+            Ok(i)
+        }
+    })
+}
+
+#[circuit_breaker(name = "keyed-iter-owned", fail_max = 1, key = tenant.as_str(), max_keys = 1)]
+fn tenant_lines(
+    tenant: String,
+) -> Result<impl Iterator<Item = Result<String, HttpError>>, HttpError> {
+    // The body moves the argument the key borrowed: the key was read first.
+    Ok(std::iter::once(Ok(tenant)))
+}
+
+#[test]
+fn an_iterator_is_one_call_on_its_keys_breaker() {
+    let failed: Vec<_> = lines("down.example", false).collect();
+    // The failing item trips the key's breaker (`throw_new_error_on_trip`).
+    assert_eq!(failed[0], Ok(0));
+    assert!(matches!(failed[1], Err(HttpError::Breaker(ref e)) if e.state() == State::Open));
+    // The failing item opened the key's breaker: the next iteration is refused.
+    let refused: Vec<_> = lines("down.example", true).collect();
+    assert!(matches!(refused[..], [Err(HttpError::Breaker(ref e))] if e.state() == State::Open));
+    // Another key has its own breaker.
+    let up: Vec<_> = lines("up.example", true).collect();
+    assert_eq!(up, [Ok(0), Ok(1), Ok(2)]);
+    assert_eq!(
+        registry::keys("keyed-iter").unwrap(),
+        ["down.example", "up.example"]
+    );
+}
+
+#[test]
+fn a_running_iterator_keeps_its_key_from_eviction() {
+    let held = tenant_lines("acme".to_owned()).unwrap();
+    // max_keys = 1 and "acme" is held by the running iterator: a new key
+    // is served by the overflow breaker instead of evicting it.
+    let other: Vec<_> = tenant_lines("globex".to_owned()).unwrap().collect();
+    assert!(matches!(other[..], [Ok(ref t)] if t == "globex"));
+    assert_eq!(registry::keys("keyed-iter-owned").unwrap(), ["acme"]);
+    assert_eq!(held.collect::<Vec<_>>().len(), 1);
+    // Finished and dropped: "acme" is idle again, so a new key evicts it.
+    let _ = tenant_lines("initech".to_owned()).unwrap().count();
+    assert_eq!(registry::keys("keyed-iter-owned").unwrap(), ["initech"]);
+}
+
+struct Items(Vec<Result<u32, HttpError>>);
+
+impl futures_core::Stream for Items {
+    type Item = Result<u32, HttpError>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let next = (!self.0.is_empty()).then(|| self.0.remove(0));
+        std::task::Poll::Ready(next)
+    }
+}
+
+#[circuit_breaker(name = "keyed-stream", fail_max = 1, key = (region, shard))]
+fn shard_items(
+    region: &str,
+    shard: u16,
+    up: bool,
+) -> impl futures_core::Stream<Item = Result<u32, HttpError>> + Unpin {
+    let _ = region;
+    Items(if up {
+        vec![Ok(u32::from(shard))]
+    } else {
+        vec![Err(HttpError::Down)]
+    })
+}
+
+fn drain<S: futures_core::Stream + Unpin>(mut s: S) -> Vec<S::Item> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut out = Vec::new();
+    while let std::task::Poll::Ready(Some(item)) = std::pin::Pin::new(&mut s).poll_next(&mut cx) {
+        out.push(item);
+    }
+    out
+}
+
+#[test]
+fn a_stream_is_one_call_on_its_keys_breaker() {
+    let tripped = drain(shard_items("eu", 1, false));
+    assert!(matches!(tripped[..], [Err(HttpError::Breaker(ref e))] if e.state() == State::Open));
+    let refused = drain(shard_items("eu", 1, true));
+    assert!(matches!(refused[..], [Err(HttpError::Breaker(ref e))] if e.state() == State::Open));
+    assert_eq!(drain(shard_items("eu", 2, true)), [Ok(2)]);
+    assert_eq!(registry::keys("keyed-stream").unwrap(), ["eu,1", "eu,2"]);
+}

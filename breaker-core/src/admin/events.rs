@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
@@ -82,7 +82,17 @@ pub(crate) struct Hub {
     since_ms: u64,
     sender: broadcast::Sender<Transition>,
     history: Mutex<VecDeque<Transition>>,
-    counters: RwLock<HashMap<String, Arc<Counters>>>,
+    /// By name (`http[host-a]` for a key's breaker); the breaker's
+    /// listener owns its counters, so a key's entry dies with its breaker
+    /// and is swept when the map has doubled since the last sweep.
+    counters: RwLock<Tally>,
+}
+
+#[derive(Default)]
+struct Tally {
+    by_name: HashMap<String, Weak<Counters>>,
+    /// Entries after the last sweep: the next is due at twice as many.
+    swept_at: usize,
 }
 
 /// The hub, listening to every breaker of the registry from its first use.
@@ -93,13 +103,10 @@ pub(crate) fn hub() -> &'static Hub {
         since_ms: now_ms(),
         sender: broadcast::channel(BACKLOG).0,
         history: Mutex::new(VecDeque::new()),
-        counters: RwLock::new(HashMap::new()),
+        counters: RwLock::new(Tally::default()),
     });
     WATCHING.get_or_init(|| {
-        let existing = registry::watch(Arc::new(|cb: &Arc<CircuitBreaker>| shared.attach(cb)));
-        for cb in existing {
-            shared.attach(&cb);
-        }
+        registry::watch(Arc::new(|cb: &CircuitBreaker| shared.attach(cb)));
     });
     shared
 }
@@ -107,9 +114,16 @@ pub(crate) fn hub() -> &'static Hub {
 impl Hub {
     fn attach(&'static self, cb: &CircuitBreaker) {
         let counters = Arc::new(Counters::default());
-        self.counters
-            .write()
-            .insert(cb.name().to_owned(), Arc::clone(&counters));
+        {
+            let mut tally = self.counters.write();
+            tally
+                .by_name
+                .insert(super::rows::name_of(cb), Arc::downgrade(&counters));
+            if tally.by_name.len() >= 2 * tally.swept_at.max(64) {
+                tally.by_name.retain(|_, c| c.strong_count() > 0);
+                tally.swept_at = tally.by_name.len();
+            }
+        }
         cb.add_listener(Arc::new(Watch {
             hub: self,
             counters,
@@ -118,7 +132,7 @@ impl Hub {
 
     /// The counters of the breaker named `name`, if the admin listens to it.
     pub(crate) fn counters(&self, name: &str) -> Option<Arc<Counters>> {
-        self.counters.read().get(name).cloned()
+        self.counters.read().by_name.get(name)?.upgrade()
     }
 
     /// A receiver of every transition from now on.
@@ -169,7 +183,7 @@ impl Listener for Watch {
     fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
         self.counters.transitions[index(old)][index(new)].fetch_add(1, Ordering::Relaxed);
         self.hub.publish(Transition {
-            name: cb.name().to_owned(),
+            name: super::rows::name_of(cb),
             from: old.to_string(),
             to: new.to_string(),
             at_ms: now_ms(),

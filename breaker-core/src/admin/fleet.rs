@@ -11,13 +11,11 @@ use super::events::{hub, Transition};
 use super::rows::{error, unknown_breaker, Row};
 use super::Action;
 use crate::redis::{FleetBreaker, RedisStorageError};
-use crate::{registry, RedisStorage};
+use crate::RedisStorage;
 
 fn row(b: FleetBreaker) -> Row {
     Row {
-        state: b
-            .state
-            .map_or_else(|| "unknown".to_owned(), |s| s.to_string()),
+        state: b.state_text(),
         fail_counter: b.fail_counter,
         fail_max: b.settings.map(|s| s.fail_max),
         success_counter: b.success_counter,
@@ -31,6 +29,8 @@ fn row(b: FleetBreaker) -> Row {
         window: None,
         processes: Some(b.processes),
         name: b.name,
+        group: None,
+        key: None,
     }
 }
 
@@ -51,6 +51,20 @@ pub(super) async fn rows(storage: RedisStorage, local: Vec<Row>) -> Result<Vec<R
     let mut rows: Vec<Row> = listed.into_iter().map(row).collect();
     let fleet_names: std::collections::HashSet<String> =
         rows.iter().map(|r| r.name.clone()).collect();
+    // The fleet knows names only: a keyed breaker this process has keeps
+    // its group and key.
+    let keyed: std::collections::HashMap<&str, (&Option<String>, &Option<String>)> = local
+        .iter()
+        .filter(|r| r.group.is_some())
+        .map(|r| (r.name.as_str(), (&r.group, &r.key)))
+        .collect();
+    for r in &mut rows {
+        if let Some((group, key)) = keyed.get(r.name.as_str()) {
+            r.group = (*group).clone();
+            r.key = (*key).clone();
+        }
+    }
+    drop(keyed);
     rows.extend(local.into_iter().filter(|r| !fleet_names.contains(&r.name)));
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(rows)
@@ -95,7 +109,7 @@ pub(super) fn listen(storage: &RedisStorage) {
         .spawn(move || loop {
             if let Ok(events) = storage.fleet().watch() {
                 for t in events {
-                    if registry::try_get(&t.name).is_some() {
+                    if super::local(&t.name).is_some() {
                         continue;
                     }
                     hub().publish(Transition {

@@ -12,6 +12,18 @@
 //! | `GET /history` | `{"since_ms", "transitions": [..]}`: the last hour's transitions (at most 10,000), oldest first, and since when the router has listened |
 //! | `GET /metrics` | Prometheus text: `breaker_calls_total`, `breaker_transitions_total`, `breaker_state` |
 //!
+//! **Keyed groups** ([`KeyedBreakers`](crate::keyed::KeyedBreakers)
+//! registered with [`registry::register_keyed`],
+//! or declared with `key = ..`) are listed too: each live key is a row named
+//! `group[key]` (`http[host-a]`, the name its storage keeps it under), with
+//! `"group"` and `"key"` fields, addressed percent-encoded
+//! (`/breakers/http%5Bhost-a%5D/open`); the group's overflow breaker is the
+//! row named by the group (`"group"` and no `"key"`). Their events carry
+//! the same name, and `/metrics` labels them `breaker="http",key="host-a"`.
+//! An evicted key leaves the list and `/metrics` with its breaker, so a
+//! group adds at most `max_keys` rows and series. A key containing `/`
+//! cannot be addressed (see below).
+//!
 //! Reads are open; changes need `Authorization: Bearer <token>` when a
 //! token is configured ([`Admin::token`], compared in constant time), and
 //! are refused (403) when none is. This endpoint can take a dependency
@@ -200,12 +212,29 @@ async fn plain_paths(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// Every breaker of this process: the registry's, then each registered
+/// keyed group's (its overflow breaker under the group's name, then a row
+/// per live key, `group[key]`), sorted by name.
 fn local_rows() -> Vec<Row> {
-    registry::names()
+    let mut rows: Vec<Row> = registry::names()
         .into_iter()
         .filter_map(|name| registry::try_get(&name))
         .map(|cb| Row::of(&cb))
-        .collect()
+        .collect();
+    registry::visit_groups(&mut |group, cb| {
+        let mut row = Row::of(cb);
+        row.group = Some(group.to_owned());
+        rows.push(row);
+    });
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
+
+/// The breaker of this process named `name`: a registered one, a keyed
+/// group's overflow breaker by the group's name, or a live key's breaker
+/// as `group[key]`.
+pub(crate) fn local(name: &str) -> Option<Arc<crate::CircuitBreaker>> {
+    registry::try_get(name).or_else(|| registry::find_keyed(name))
 }
 
 async fn rows(admin: &Admin) -> Result<Vec<Row>, Response> {
@@ -226,8 +255,12 @@ async fn list(Shared(admin): Shared<State>) -> Response {
 }
 
 async fn detail(Shared(admin): Shared<State>, Path(name): Path<String>) -> Response {
-    if let Some(cb) = registry::try_get(&name) {
-        return json(StatusCode::OK, &Row::of(&cb));
+    if let Some(cb) = local(&name) {
+        let mut row = Row::of(&cb);
+        if cb.key().is_none() && registry::keys(&name).is_some() {
+            row.group = Some(name); // a group's overflow breaker
+        }
+        return json(StatusCode::OK, &row);
     }
     match rows(&admin).await {
         Ok(rows) => match rows.into_iter().find(|r| r.name == name) {
@@ -273,7 +306,7 @@ async fn apply(
     if let Err(refusal) = auth::check(admin.token.as_deref(), &headers) {
         return error(refusal.status(), refusal.message());
     }
-    if let Some(cb) = registry::try_get(&name) {
+    if let Some(cb) = local(&name) {
         match action {
             Action::Open => cb.open(),
             Action::Close => cb.close(),

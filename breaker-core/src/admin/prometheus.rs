@@ -1,12 +1,19 @@
 //! `GET /metrics`: the metrics of the `metrics` feature in Prometheus text
 //! format, rendered from what the admin's own listener counted and what
-//! each breaker reports, so no global recorder is needed.
+//! each breaker reports, so no global recorder is needed. A keyed group's
+//! breakers are series of their own, labelled `breaker="http",key="host-a"`:
+//! one series per live key, so `max_keys` bounds what a group adds (see the
+//! cardinality note of `breaker::metrics`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use super::events::{hub, index, STATES};
+use super::events::{hub, index, Counters, STATES};
+use super::rows::name_of;
+use crate::breaker::CircuitBreaker;
 use crate::registry;
+use crate::state::State;
 
 /// A label value, escaped as the text format wants (`\`, `"`, newline).
 fn label(value: &str) -> String {
@@ -22,23 +29,48 @@ fn label(value: &str) -> String {
     out
 }
 
-/// The exposition of every registered breaker.
+/// One breaker's series: its labels and what is known of it.
+struct Series {
+    /// `breaker="http",key="host-a"` (escaped), or `breaker="db"`.
+    labels: String,
+    counters: Option<Arc<Counters>>,
+    state: State,
+}
+
+impl Series {
+    fn of(cb: &CircuitBreaker) -> Series {
+        let mut labels = format!("breaker=\"{}\"", label(cb.name()));
+        if let Some(key) = cb.key() {
+            let _ = write!(labels, ",key=\"{}\"", label(key));
+        }
+        Series {
+            labels,
+            counters: hub().counters(&name_of(cb)),
+            state: cb.current_state(),
+        }
+    }
+}
+
+/// The exposition of every registered breaker, and of every breaker of the
+/// registered keyed groups: a key's series carry `key` beside `breaker`
+/// (the group's name); a group's overflow breaker has the group's name and
+/// no `key`.
 pub(crate) fn render() -> String {
-    let hub = hub();
-    let breakers: Vec<_> = registry::names()
+    let mut breakers: Vec<Series> = registry::names()
         .into_iter()
         .filter_map(|name| registry::try_get(&name))
+        .map(|cb| Series::of(&cb))
         .collect();
+    registry::visit_groups(&mut |_, cb| breakers.push(Series::of(cb)));
     let mut out = String::new();
     out.push_str(
         "# HELP breaker_calls_total Calls through the breaker by outcome, counted since the admin router started listening to it.\n\
          # TYPE breaker_calls_total counter\n",
     );
-    for cb in &breakers {
-        let Some(c) = hub.counters(cb.name()) else {
+    for b in &breakers {
+        let Some(c) = &b.counters else {
             continue;
         };
-        let name = label(cb.name());
         for (outcome, n) in [
             ("success", &c.success),
             ("failure", &c.failure),
@@ -48,7 +80,8 @@ pub(crate) fn render() -> String {
         ] {
             let _ = writeln!(
                 out,
-                "breaker_calls_total{{breaker=\"{name}\",outcome=\"{outcome}\"}} {}",
+                "breaker_calls_total{{{},outcome=\"{outcome}\"}} {}",
+                b.labels,
                 n.load(Ordering::Relaxed)
             );
         }
@@ -57,16 +90,16 @@ pub(crate) fn render() -> String {
         "# HELP breaker_transitions_total State transitions, counted since the admin router started listening to the breaker.\n\
          # TYPE breaker_transitions_total counter\n",
     );
-    for cb in &breakers {
-        let Some(c) = hub.counters(cb.name()) else {
+    for b in &breakers {
+        let Some(c) = &b.counters else {
             continue;
         };
-        let name = label(cb.name());
         for from in STATES {
             for to in STATES.into_iter().filter(|&to| to != from) {
                 let _ = writeln!(
                     out,
-                    "breaker_transitions_total{{breaker=\"{name}\",from=\"{from}\",to=\"{to}\"}} {}",
+                    "breaker_transitions_total{{{},from=\"{from}\",to=\"{to}\"}} {}",
+                    b.labels,
                     c.transitions[index(from)][index(to)].load(Ordering::Relaxed)
                 );
             }
@@ -76,14 +109,13 @@ pub(crate) fn render() -> String {
         "# HELP breaker_state 1 for the breaker's current state, 0 for the other two.\n\
          # TYPE breaker_state gauge\n",
     );
-    for cb in &breakers {
-        let name = label(cb.name());
-        let now = cb.current_state();
+    for b in &breakers {
         for state in STATES {
             let _ = writeln!(
                 out,
-                "breaker_state{{breaker=\"{name}\",state=\"{state}\"}} {}",
-                u8::from(state == now)
+                "breaker_state{{{},state=\"{state}\"}} {}",
+                b.labels,
+                u8::from(state == b.state)
             );
         }
     }

@@ -8,10 +8,27 @@ use serde::Serialize;
 use crate::breaker::CircuitBreaker;
 use crate::state::{State, WindowShape};
 
-/// One breaker, in the shape API.md fixes, plus `processes` on a fleet.
+/// A breaker's name in the admin API, the one spelling of a keyed
+/// breaker's: the group's name with the key in brackets (`http[host-a]`),
+/// as its storage keeps it; a plain breaker's (and a group's overflow
+/// breaker's) own name.
+pub(crate) fn name_of(cb: &CircuitBreaker) -> String {
+    cb.shared.storage_name().to_string()
+}
+
+/// One breaker, in the shape API.md fixes, plus `processes` on a fleet and
+/// `group` and `key` for a keyed group's breakers.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub(crate) struct Row {
+    /// `http[host-a]` for a key's breaker ([`name_of`]).
     pub(crate) name: String,
+    /// The keyed group the breaker belongs to (its overflow breaker too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) group: Option<String>,
+    /// The key, as [`CircuitBreaker::key`] gives it; absent for a group's
+    /// overflow breaker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key: Option<String>,
     pub(crate) state: String,
     pub(crate) fail_counter: u32,
     pub(crate) fail_max: Option<u32>,
@@ -32,7 +49,9 @@ impl Row {
         let snap = cb.snapshot();
         let open_or_trial = snap.state != State::Closed;
         Row {
-            name: cb.name().to_owned(),
+            name: name_of(cb),
+            group: cb.key().map(|_| cb.name().to_owned()),
+            key: cb.key().map(str::to_owned),
             state: snap.state.to_string(),
             fail_counter: snap.fail_counter,
             fail_max: Some(cb.fail_max()),

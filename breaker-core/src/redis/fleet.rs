@@ -176,6 +176,27 @@ pub struct FleetBreaker {
     pub settings: Option<FleetSettings>,
 }
 
+impl FleetBreaker {
+    /// The shared state as text, spelled as the admin API's rows and the
+    /// CLI show it: `closed`, `open`, `half-open`, or `unknown` when the
+    /// stored value is not a valid state (written by something else, or
+    /// damaged).
+    ///
+    /// ```no_run
+    /// use breaker::RedisStorage;
+    ///
+    /// let redis = RedisStorage::builder("redis://127.0.0.1:6379/").build()?;
+    /// for b in redis.fleet().list()? {
+    ///     println!("{} {}", b.name, b.state_text());
+    /// }
+    /// # Ok::<(), breaker::redis::RedisStorageError>(())
+    /// ```
+    pub fn state_text(&self) -> String {
+        self.state
+            .map_or_else(|| "unknown".to_owned(), |s| s.to_string())
+    }
+}
+
 /// A breaker's settings as a process registered them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -338,6 +338,11 @@ impl KeyedSite {
 
     #[inline(always)]
     fn group(&'static self) -> &'static KeyedBreakers<String> {
+        if super::isolate::active() {
+            if let Some(group) = super::isolate::declared_group(self.declaration.name) {
+                return group;
+            }
+        }
         match self.group.get() {
             Some(group) => group,
             None => self.resolve(),
@@ -389,7 +394,30 @@ pub(super) fn keyed_all() -> BTreeMap<&'static str, Result<KeyedBreakers<String>
         .collect()
 }
 
+/// A fresh group from the declarations of `name` with `key` (`None` if
+/// nothing declares it so), its breakers on `clock` if one is given: for an
+/// isolated test.
+pub(super) fn build_fresh_group(
+    name: &str,
+    clock: Option<&ManualClock>,
+) -> Option<Result<KeyedBreakers<String>, String>> {
+    let mut declarations: Vec<&'static Declaration> = inventory::iter::<Registration>
+        .into_iter()
+        .map(|r| r.0)
+        .filter(|d| d.name == name && d.keyed)
+        .collect();
+    declarations.sort_by_key(|d| d.function);
+    (!declarations.is_empty()).then(|| build_group_on(declarations, clock.cloned()))
+}
+
 fn build_group(declarations: Vec<&'static Declaration>) -> Result<KeyedBreakers<String>, String> {
+    build_group_on(declarations, None)
+}
+
+fn build_group_on(
+    declarations: Vec<&'static Declaration>,
+    clock: Option<ManualClock>,
+) -> Result<KeyedBreakers<String>, String> {
     let first = declarations[0];
     let fail = |e: &dyn std::fmt::Display| {
         format!(
@@ -402,11 +430,16 @@ fn build_group(declarations: Vec<&'static Declaration>) -> Result<KeyedBreakers<
     // Conflicts and invalid settings are found here, once: the same merge
     // then runs for every new key.
     catch_unwind(AssertUnwindSafe(|| {
-        configure(CircuitBreaker::builder(first.name), &declarations, None).map(drop)
+        configure(
+            CircuitBreaker::builder(first.name),
+            &declarations,
+            clock.as_ref(),
+        )
+        .map(drop)
     }))
     .map_err(|_| fail(&"building it panicked"))??;
     let mut builder = KeyedBreakers::<String>::builder(first.name, move |b| {
-        configure(b, &declarations, None).expect("checked when the group was declared")
+        configure(b, &declarations, clock.as_ref()).expect("checked when the group was declared")
     });
     if let Some(n) = max_keys {
         builder = builder.max_keys(n);

@@ -14,6 +14,7 @@ use pin_project_lite::pin_project;
 
 use crate::breaker::CircuitBreaker;
 use crate::clock::ManualClock;
+use crate::keyed::KeyedBreakers;
 
 /// How many threads are inside an isolated scope right now: while none is,
 /// a declared breaker's call site pays one relaxed load for isolation.
@@ -24,16 +25,45 @@ thread_local! {
     static SCOPES: RefCell<Vec<Arc<Scope>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// One isolated scope: its clock and the fresh breakers made in it.
+/// One isolated scope: its clock and the fresh breakers and keyed groups
+/// made in it.
 #[derive(Debug, Default)]
 struct Scope {
     clock: Option<ManualClock>,
-    /// Leaked so call sites get `&'static` breakers as they do outside: a
-    /// test's worth of memory, for the life of the process.
+    /// Leaked so call sites get `&'static` breakers as they do outside (an
+    /// iterator or a spawned thread may keep using one after the scope):
+    /// one breaker per declared name the scope uses, for the life of the
+    /// process.
     breakers: Mutex<HashMap<String, &'static CircuitBreaker>>,
+    /// Leaked for the same reason, one group per keyed name the scope uses;
+    /// when the scope ends its idle keys are evicted, so a leaked group
+    /// keeps only keys with state (open, failing, or still held).
+    groups: Mutex<HashMap<String, &'static KeyedBreakers<String>>>,
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let groups = self.groups.get_mut().unwrap_or_else(|p| p.into_inner());
+        for group in groups.values() {
+            group.evict_idle();
+        }
+    }
 }
 
 impl Scope {
+    fn group(&self, name: &str) -> Option<&'static KeyedBreakers<String>> {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(group) = groups.get(name) {
+            return Some(group);
+        }
+        let built = super::declared::build_fresh_group(name, self.clock.as_ref())?;
+        let group: &'static KeyedBreakers<String> = Box::leak(Box::new(
+            built.unwrap_or_else(|message| panic!("{message}")),
+        ));
+        groups.insert(name.to_owned(), group);
+        Some(group)
+    }
+
     fn breaker(&self, name: &str) -> Option<&'static CircuitBreaker> {
         let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(cb) = breakers.get(name) {
@@ -57,8 +87,19 @@ pub(super) fn active() -> bool {
 /// if the thread is in a scope and something declares `name`.
 #[cold]
 pub(super) fn declared(name: &str) -> Option<&'static CircuitBreaker> {
-    let scope = SCOPES.with(|scopes| scopes.borrow().last().cloned())?;
-    scope.breaker(name)
+    current()?.breaker(name)
+}
+
+/// The current thread's isolated instance of the keyed group `name`
+/// declared with `key = ..`, if the thread is in a scope and something
+/// declares `name` so.
+#[cold]
+pub(super) fn declared_group(name: &str) -> Option<&'static KeyedBreakers<String>> {
+    current()?.group(name)
+}
+
+fn current() -> Option<Arc<Scope>> {
+    SCOPES.with(|scopes| scopes.borrow().last().cloned())
 }
 
 /// A scope in which declared breakers (`#[circuit_breaker]`) are fresh
@@ -68,8 +109,23 @@ pub(super) fn declared(name: &str) -> Option<&'static CircuitBreaker> {
 /// tests that trip the same name can run in parallel. Optionally they run on
 /// a [`ManualClock`].
 ///
-/// Threads and tasks spawned inside the scope do not inherit it; breakers
-/// made with [`register`](super::register) are not isolated.
+/// Keyed groups declared with `#[circuit_breaker(key = ..)]` are isolated
+/// the same way: the scope has a fresh group per name, which the functions,
+/// [`keys`](super::keys) and [`get_key`](super::get_key) see. Breakers and
+/// groups made with [`register`](super::register) and
+/// [`register_keyed`](super::register_keyed) are not isolated.
+///
+/// Threads and tasks spawned inside the scope do not inherit it by
+/// themselves (a thread-local and a future's wrapper are all a scope is):
+/// take [`Isolation::current`] before spawning and enter it in the thread
+/// (`.run(..)`) or wrap the task's future (`.run_async(..)`), as below.
+///
+/// Memory: a scope's breakers and groups are leaked (call sites hold them
+/// as `&'static`, and an iterator or a thread may use one after the scope
+/// ends): one breaker per declared name a scope uses, a few hundred bytes
+/// each, and one group per keyed name, whose idle keys are evicted when the
+/// scope ends. A test suite leaks at most tests × names of them, for the
+/// life of the test process.
 ///
 /// ```
 /// use breaker::clock::ManualClock;
@@ -105,6 +161,8 @@ pub(super) fn declared(name: &str) -> Option<&'static CircuitBreaker> {
 #[must_use = "an isolation does nothing until it runs"]
 pub struct Isolation {
     clock: Option<ManualClock>,
+    /// The scope to enter again (from [`Isolation::current`]), else a new one.
+    join: Option<Arc<Scope>>,
 }
 
 impl Isolation {
@@ -128,11 +186,46 @@ impl Isolation {
         self
     }
 
-    fn scope(self) -> Arc<Scope> {
-        Arc::new(Scope {
-            clock: self.clock,
-            breakers: Mutex::default(),
+    /// The scope the current thread (or future) is in, to enter again on
+    /// another thread or task: `run`, `enter` and `run_async` on it see the
+    /// same isolated breakers (its clock is the scope's: `clock` is
+    /// ignored). `None` outside a scope.
+    ///
+    /// ```
+    /// use breaker::registry::{self, Isolation};
+    /// use breaker::{circuit_breaker, CircuitBreakerError, State};
+    ///
+    /// # #[derive(Debug)] struct DbError;
+    /// # impl From<CircuitBreakerError> for DbError { fn from(_: CircuitBreakerError) -> Self { DbError } }
+    /// #[circuit_breaker(name = "isolation-current-doc", fail_max = 1)]
+    /// fn query() -> Result<(), DbError> {
+    ///     Err(DbError)
+    /// }
+    ///
+    /// registry::isolate(|| {
+    ///     let scope = Isolation::current().unwrap();
+    ///     std::thread::spawn(move || scope.run(|| query())).join().unwrap().unwrap_err();
+    ///     // The thread tripped this scope's breaker.
+    ///     assert_eq!(registry::get("isolation-current-doc").current_state(), State::Open);
+    /// });
+    /// assert_eq!(registry::get("isolation-current-doc").current_state(), State::Closed);
+    /// ```
+    pub fn current() -> Option<Isolation> {
+        Some(Isolation {
+            clock: None,
+            join: Some(current()?),
         })
+    }
+
+    fn scope(self) -> Arc<Scope> {
+        match self.join {
+            Some(scope) => scope,
+            None => Arc::new(Scope {
+                clock: self.clock,
+                breakers: Mutex::default(),
+                groups: Mutex::default(),
+            }),
+        }
     }
 
     /// Runs `f` in the scope, on the current thread.
@@ -236,5 +329,29 @@ impl<F: Future> Future for Isolated<F> {
         let this = self.project();
         let _entered = Entered::new(Arc::clone(this.scope));
         this.inner.poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scope_that_ends_evicts_its_groups_idle_keys() {
+        let group: &'static KeyedBreakers<String> = Box::leak(Box::new(
+            KeyedBreakers::builder("iso-unit", |b| b.fail_max(3)).build(),
+        ));
+        group.get("idle").call(|| Ok::<_, &str>(())).unwrap();
+        let _ = group.get("failing").call(|| Err::<(), _>("down"));
+        let scope = Scope::default();
+        scope
+            .groups
+            .lock()
+            .unwrap()
+            .insert("iso-unit".to_owned(), group);
+        assert_eq!(group.keys(), ["failing", "idle"]);
+        drop(scope);
+        // Only the key with state is kept by the leaked group.
+        assert_eq!(group.keys(), ["failing"]);
     }
 }

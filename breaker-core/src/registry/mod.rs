@@ -36,6 +36,8 @@ mod isolate;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub use configure::configure;
+#[cfg(feature = "admin")]
+pub(crate) use groups::{find_keyed, visit_groups};
 pub use groups::{get_key, groups, keys, register_keyed};
 pub(crate) use groups::{group_errors, reset_groups, GroupView};
 
@@ -204,9 +206,11 @@ pub fn register(breaker: CircuitBreaker) -> Result<Arc<CircuitBreaker>, Registry
     }
 }
 
-/// What [`watch`] calls with each breaker registered after it.
+/// What [`watch`] calls with each breaker of the registry: registered
+/// breakers, and every breaker of a registered keyed group (each group's
+/// overflow breaker, and each key's as the key is made).
 #[cfg(feature = "admin")]
-pub(crate) type Watcher = Arc<dyn Fn(&Arc<CircuitBreaker>) + Send + Sync>;
+pub(crate) type Watcher = Arc<dyn Fn(&CircuitBreaker) + Send + Sync>;
 
 #[cfg(feature = "admin")]
 fn watchers() -> &'static RwLock<Vec<Watcher>> {
@@ -214,17 +218,29 @@ fn watchers() -> &'static RwLock<Vec<Watcher>> {
     WATCHERS.get_or_init(Default::default)
 }
 
-/// Calls `watcher` with every breaker registered from now on (on the
-/// registering thread, outside the registry's lock) and returns the
-/// breakers registered before: together, every breaker once, none missed
-/// (both happen under the registry's write lock). For the admin router.
+/// The watchers, read-locked: a keyed group holds this while it adds a
+/// key, so a watcher being added either finds the key in the group or is
+/// called with it by the group.
 #[cfg(feature = "admin")]
-pub(crate) fn watch(watcher: Watcher) -> Vec<Arc<CircuitBreaker>> {
+pub(crate) fn watchers_of_new_keys() -> parking_lot::RwLockReadGuard<'static, Vec<Watcher>> {
+    watchers().read()
+}
+
+/// Calls `watcher` now with every breaker of the registry (registered
+/// breakers, and every breaker of the registered keyed groups), and from
+/// then on with each breaker registered and each key a registered group
+/// makes: every breaker once, none missed (the listing happens under the
+/// registry's and the watchers' write locks, which registering and adding
+/// a key take). For the admin router.
+#[cfg(feature = "admin")]
+pub(crate) fn watch(watcher: Watcher) {
     let map = map().write();
-    watchers().write().push(watcher);
-    map.values()
-        .filter_map(|entry| entry.breaker().ok())
-        .collect()
+    let mut watchers = watchers().write();
+    for cb in map.values().filter_map(|entry| entry.breaker().ok()) {
+        watcher(&cb);
+    }
+    groups::visit_groups_locked(&mut |cb| watcher(cb));
+    watchers.push(watcher);
 }
 
 /// The names of all registered breakers, sorted: every name [`get`]

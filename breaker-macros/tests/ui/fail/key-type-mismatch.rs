@@ -25,10 +25,10 @@ fn get2(url: &Url) -> Result<(), HttpError> {
     Ok(())
 }
 
-// `key` on an iterator: reported on the key.
+// `key` on a function returning a future by hand: reported on the key.
 #[circuit_breaker(name = "http3", key = n)]
-fn many(n: u32) -> impl Iterator<Item = Result<u32, HttpError>> {
-    (0..n).map(Ok)
+fn later(n: u32) -> impl std::future::Future<Output = Result<u32, HttpError>> {
+    async move { Ok(n) }
 }
 
 // `max_keys` without `key`.
