@@ -53,6 +53,9 @@ pub(crate) struct Shared {
     /// its own edit left: two racing edits setting flags from their own
     /// views could leave `listening` false over a non-empty list.
     pub(crate) edits: Mutex<()>,
+    /// `fail_if` and slow calls (`inspect.rs`): settings and the flags the
+    /// call paths read.
+    pub(crate) inspection: crate::inspect::Inspection,
     /// The key of a breaker in a keyed group (`keyed.rs`), `None` otherwise.
     pub(crate) key: Option<Box<dyn crate::keyed::KeyLink>>,
 }
@@ -610,6 +613,7 @@ impl CircuitBreaker {
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
         let _edit = self.edit();
         push(&self.shared.listeners, &self.shared.listening, listener);
+        self.update_durations_wanted();
     }
 
     /// Removes `listener` (compared by identity); returns whether it was there.
@@ -632,9 +636,11 @@ impl CircuitBreaker {
     pub fn remove_listener(&self, listener: &Arc<dyn Listener>) -> bool {
         let target = Arc::as_ptr(listener) as *const ();
         let _edit = self.edit();
-        remove(&self.shared.listeners, &self.shared.listening, |l| {
+        let removed = remove(&self.shared.listeners, &self.shared.listening, |l| {
             Arc::as_ptr(l) as *const () == target
-        })
+        });
+        self.update_durations_wanted();
+        removed
     }
 
     /// Held while editing the listeners or the exclusions.
