@@ -11,6 +11,7 @@ pub use breaker_core::{
     clock, hint, keyed, listener, parse_duration, registry, storage, Backoff, CircuitBreaker,
     CircuitBreakerBuilder, CircuitBreakerError, ConfigError, DurationError, Error, ErrorView,
     FailedValue, Failure, Listener, MemoryStorage, Number, ParseStateError, Reason, State,
+    WindowStats,
 };
 
 #[cfg(feature = "redis")]

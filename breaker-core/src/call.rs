@@ -10,8 +10,7 @@ use crate::breaker::CircuitBreaker;
 use crate::error::{CircuitBreakerError, Error};
 use crate::exclude::{container_view, is_container};
 use crate::future::GuardedFuture;
-use crate::inspect::{ByBreaker, FailedValue, Judge, Timed};
-use crate::recording::Panic;
+use crate::inspect::{is_slow, ByBreaker, FailedValue, Judge, Timed};
 
 /// How the breaker sees an error of type `E` as `dyn Error`, to match
 /// exclusions along its `source()` chain.
@@ -396,30 +395,24 @@ impl CircuitBreaker {
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
         J: Judge<T>,
     {
+        let slow = is_slow(timed);
         let output = match result {
             Ok(Ok(value)) => match catch_unwind(AssertUnwindSafe(|| judge.fails(self, &value))) {
                 Ok(false) => {
-                    self.finish_ok(ticket);
+                    self.finish_ok_as(ticket, slow);
                     Ok(value)
                 }
                 Ok(true) => {
-                    let _ = self.finish_failure(ticket, FailedValue, &default_view::<FailedValue>);
+                    let view = &default_view::<FailedValue>;
+                    let _ = self.finish_failure_as(ticket, FailedValue, view, slow);
                     Ok(value)
                 }
-                Err(panic) => self.fail_timed_with_panic(ticket, panic, timed),
+                Err(panic) => self.fail_inspected_with_panic(ticket, panic, timed),
             },
-            Ok(Err(error)) => Err(self.finish_err(ticket, error, view, site_excluded)),
-            Err(panic) => self.fail_timed_with_panic(ticket, panic, timed),
+            Ok(Err(error)) => Err(self.finish_err_as(ticket, error, view, site_excluded, slow)),
+            Err(panic) => self.fail_inspected_with_panic(ticket, panic, timed),
         };
         self.tell_duration(timed);
         output
-    }
-
-    /// Records a panic as the failure of a timed call: its duration is
-    /// told first (a listener's panic there is dropped: the call's panic
-    /// continues).
-    fn fail_timed_with_panic(&self, ticket: Ticket, panic: Panic, timed: Option<Timed>) -> ! {
-        let _dropped = self.told_duration(timed);
-        self.fail_with_panic(ticket, panic)
     }
 }

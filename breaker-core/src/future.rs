@@ -24,8 +24,8 @@ use crate::breaker::CircuitBreaker;
 use crate::call::default_view;
 use crate::detach;
 use crate::error::Error;
-use crate::inspect::{FailedValue, Judge, Started, Timed};
-use crate::recording::{failure_op, success_op, Applying, CancelOnDrop, Panic, Recorded};
+use crate::inspect::{is_slow, FailedValue, Judge, Started, Timed};
+use crate::recording::{success_op, Applying, CancelOnDrop, Panic, Recorded};
 use crate::state::Op;
 use crate::storage::ApplyFuture;
 
@@ -198,6 +198,7 @@ where
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(Ok(value))) => {
+                cb.record_success_in_window(ticket);
                 if cb.success_to_record(ticket) || cb.listening() {
                     return self.end(Ending::Success(value), ticket, None, cx);
                 }
@@ -231,7 +232,11 @@ where
         let ending = match result {
             Ok(Ok(value)) => {
                 match catch_unwind(AssertUnwindSafe(|| self.judge.fails(cb, &value))) {
-                    Ok(false) => Ending::Success(value),
+                    Ok(false) => {
+                        // Counted in the window here, slow or not.
+                        let op = cb.success_op_as(ticket, is_slow(timed));
+                        return self.end_with(Ending::Success(value), op, timed, cx);
+                    }
                     Ok(true) => Ending::Judged(value),
                     Err(panic) => Ending::Panic(panic),
                 }
@@ -305,12 +310,15 @@ where
         if !excluded {
             return self.end(Ending::Failure(error), ticket, timed, cx);
         }
-        if !cb.success_to_record(ticket) {
-            cb.report_excluded(&error, &self.view, None);
-            cb.tell_duration(timed);
-            return Poll::Ready(Err(Error::Inner(error)));
+        // A success, counted in the window here.
+        match cb.success_op_as(ticket, is_slow(timed)) {
+            None => {
+                cb.report_excluded(&error, &self.view, None);
+                cb.tell_duration(timed);
+                Poll::Ready(Err(Error::Inner(error)))
+            }
+            op => self.end_with(Ending::Excluded(error), op, timed, cx),
         }
-        self.end(Ending::Excluded(error), ticket, timed, cx)
     }
 
     /// Records how the call ended, then reports it.
@@ -323,17 +331,32 @@ where
         timed: Option<Timed>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<T, Error<E>>> {
+        let cb = self.cb;
+        let op = match ending {
+            // Counted in the window by the caller.
+            Ending::Success(_) => cb.success_to_record(ticket).then(|| success_op(ticket)),
+            Ending::Excluded(_) => Some(success_op(ticket)),
+            Ending::Judged(_) | Ending::Failure(_) | Ending::Panic(_) => {
+                Some(cb.failure_op_as(ticket, is_slow(timed)))
+            }
+        };
+        self.end_with(ending, op, timed, cx)
+    }
+
+    /// Applies `op` (`None`: a success with nothing to record), then
+    /// reports how the call ended.
+    fn end_with(
+        self: Pin<&mut Self>,
+        ending: Ending<T, E>,
+        op: Option<Op>,
+        timed: Option<Timed>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, Error<E>>> {
         let this = self.project();
         let cb = *this.cb;
-        if let Ending::Success(_) = ending {
-            if !cb.success_to_record(ticket) {
-                // Only listeners to tell.
-                return Poll::Ready(report(cb, ending, None, this.view, timed));
-            }
-        }
-        let op = match ending {
-            Ending::Success(_) | Ending::Excluded(_) => success_op(ticket),
-            Ending::Judged(_) | Ending::Failure(_) | Ending::Panic(_) => failure_op(ticket),
+        let Some(op) = op else {
+            // Only listeners to tell.
+            return Poll::Ready(report(cb, ending, None, this.view, timed));
         };
         match cb.applying(op) {
             Applying::Now(recorded) => {

@@ -20,13 +20,18 @@
 //!   result is recorded and reported.
 
 use std::any::{Any, TypeId};
+use std::error::Error as StdError;
+use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
+use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
-use crate::error::{ConfigError, Number};
-use crate::recording::Panic;
+use crate::error::{ConfigError, Error, Number};
+use crate::recording::{failure_op, success_op, Panic};
+use crate::state::Op;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use crate::window::Outcome;
 
 /// What [`failure`](crate::Listener::failure) listeners are told for an
 /// `Ok` value that `fail_if` accepted: the call failed to the breaker, and
@@ -111,8 +116,6 @@ pub(crate) struct Inspection {
     durations_wanted: AtomicBool,
     /// The slow-call duration in nanoseconds; 0: none.
     slow_nanos: AtomicU64,
-    /// The slow-call rate's bits (`f64`); 0: none.
-    slow_rate_bits: AtomicU64,
     fail_if: Option<FailIf>,
 }
 
@@ -120,7 +123,6 @@ impl Inspection {
     pub(crate) fn new(
         fail_if: Option<FailIf>,
         slow_call_duration: Option<Duration>,
-        slow_call_rate: Option<f64>,
         durations_wanted: bool,
     ) -> Self {
         let inspection = Inspection {
@@ -128,7 +130,6 @@ impl Inspection {
             timing: AtomicBool::new(false),
             durations_wanted: AtomicBool::new(durations_wanted),
             slow_nanos: AtomicU64::new(slow_call_duration.map_or(0, crate::clock::as_nanos)),
-            slow_rate_bits: AtomicU64::new(slow_call_rate.map_or(0, f64::to_bits)),
             fail_if,
         };
         inspection.update_flags();
@@ -157,14 +158,6 @@ impl Inspection {
             nanos => Some(Duration::from_nanos(nanos)),
         }
     }
-
-    /// The slow-call rate, if set.
-    pub(crate) fn slow_call_rate(&self) -> Option<f64> {
-        match self.slow_rate_bits.load(Ordering::Relaxed) {
-            0 => None,
-            bits => Some(f64::from_bits(bits)),
-        }
-    }
 }
 
 /// A slow-call duration, if it is not zero.
@@ -175,14 +168,27 @@ pub(crate) fn check_slow_call_duration(d: Duration) -> Result<Duration, ConfigEr
     }
 }
 
-/// A slow-call rate, if it is in `(0, 1]` (a NaN is not).
-pub(crate) fn check_slow_call_rate(rate: f64) -> Result<f64, ConfigError> {
-    match rate > 0.0 && rate <= 1.0 {
-        true => Ok(rate),
-        false => Err(ConfigError::SlowCallRate {
+/// A slow-call rate, if it is in `(0, 1]` (a NaN is not) and a slow-call
+/// duration says what is slow.
+pub(crate) fn check_slow_call_rate(
+    rate: f64,
+    duration: Option<Duration>,
+) -> Result<f64, ConfigError> {
+    if !(rate > 0.0 && rate <= 1.0) {
+        return Err(ConfigError::SlowCallRate {
             value: Number::from(rate),
-        }),
+        });
     }
+    match duration {
+        Some(_) => Ok(rate),
+        None => Err(ConfigError::SlowCallRateWithoutDuration),
+    }
+}
+
+/// Whether a timed call was slow.
+#[inline]
+pub(crate) fn is_slow(timed: Option<Timed>) -> bool {
+    timed.is_some_and(|t| t.slow)
 }
 
 /// What decides whether an `Ok` value is a failure: the breaker's
@@ -373,20 +379,25 @@ impl CircuitBreaker {
     /// assert_eq!(cb.slow_call_rate(), Some(0.8));
     /// ```
     pub fn slow_call_rate(&self) -> Option<f64> {
-        self.shared.inspection.slow_call_rate()
+        self.policy().rate.slow_call_rate
     }
 
     /// Changes the slow-call rate; it applies from the next slow call on.
+    /// Turning it on starts the window (and turns the consecutive
+    /// condition off unless `fail_max` was set), as
+    /// [`set_failure_rate`](Self::set_failure_rate) does.
     ///
     /// # Errors
     /// [`ConfigError::SlowCallRate`] for a rate outside `(0, 1]` or not a
-    /// number; nothing changes.
+    /// number, [`ConfigError::SlowCallRateWithoutDuration`] on a breaker
+    /// with no slow-call duration; nothing changes.
     ///
     /// # Example
     /// ```
     /// use breaker::{CircuitBreaker, ConfigError, Number};
+    /// use std::time::Duration;
     ///
-    /// let cb = CircuitBreaker::new("api");
+    /// let cb = CircuitBreaker::builder("api").slow_call_duration(Duration::from_secs(1)).build();
     /// cb.set_slow_call_rate(0.5)?;
     /// assert_eq!(cb.slow_call_rate(), Some(0.5));
     /// assert_eq!(
@@ -396,11 +407,114 @@ impl CircuitBreaker {
     /// # Ok::<(), ConfigError>(())
     /// ```
     pub fn set_slow_call_rate(&self, rate: f64) -> Result<(), ConfigError> {
-        let rate = check_slow_call_rate(rate)?;
-        self.shared
-            .inspection
-            .slow_rate_bits
-            .store(rate.to_bits(), Ordering::Relaxed);
-        Ok(())
+        let rate = check_slow_call_rate(rate, self.slow_call_duration())?;
+        self.update_policy(|p| p.rate.slow_call_rate = Some(rate))
+    }
+
+    /// The operation a success of the call admitted with `ticket` applies,
+    /// if it has one, once it is counted in the window (if any): a slow
+    /// closed-state success is `Op::Trip` when it makes the slow-call rate
+    /// hold.
+    pub(crate) fn success_op_as(&self, ticket: Ticket, slow: bool) -> Option<Op> {
+        match self.shared.windows.get() {
+            Some(window) if slow && !ticket.trial => {
+                let slow_success = Outcome {
+                    failed: false,
+                    slow: true,
+                };
+                if let Some(reason) = self.record_in_window(window, ticket, slow_success) {
+                    return Some(Op::Trip {
+                        generation: ticket.generation,
+                        reason,
+                    });
+                }
+            }
+            _ => self.record_success_in_window(ticket),
+        }
+        self.success_to_record(ticket).then(|| success_op(ticket))
+    }
+
+    /// The operation a failure of the call admitted with `ticket` applies,
+    /// counted in the window (if any) as slow or not.
+    pub(crate) fn failure_op_as(&self, ticket: Ticket, slow: bool) -> Op {
+        match self.shared.windows.get() {
+            Some(window) if slow && !ticket.trial => {
+                let slow_failure = Outcome {
+                    failed: true,
+                    slow: true,
+                };
+                match self.record_in_window(window, ticket, slow_failure) {
+                    Some(reason) => Op::Trip {
+                        generation: ticket.generation,
+                        reason,
+                    },
+                    None => failure_op(ticket),
+                }
+            }
+            _ => self.failure_op(ticket),
+        }
+    }
+
+    /// Records a success of an inspected call, slow or not.
+    pub(crate) fn finish_ok_as(&self, ticket: Ticket, slow: bool) {
+        if !slow {
+            return self.finish_ok(ticket);
+        }
+        let recorded = self.success_op_as(ticket, slow).map(|op| self.apply(op));
+        self.report_success(recorded);
+    }
+
+    /// Records an error result of an inspected call, slow or not: a
+    /// success if excluded, else a failure.
+    pub(crate) fn finish_err_as<E, V, X>(
+        &self,
+        ticket: Ticket,
+        error: E,
+        view: &V,
+        site_excluded: &X,
+        slow: bool,
+    ) -> Error<E>
+    where
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    {
+        if self.excluded_or_fail(ticket, &error, view, site_excluded) {
+            let recorded = self.success_op_as(ticket, slow).map(|op| self.apply(op));
+            self.report_excluded(&error, view, recorded);
+            return Error::Inner(error);
+        }
+        self.finish_failure_as(ticket, error, view, slow)
+    }
+
+    /// Records a failure of an inspected call, slow or not.
+    pub(crate) fn finish_failure_as<E, V>(
+        &self,
+        ticket: Ticket,
+        error: E,
+        view: &V,
+        slow: bool,
+    ) -> Error<E>
+    where
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    {
+        let recorded = self.apply(self.failure_op_as(ticket, slow));
+        self.report_failure(error, view, recorded)
+    }
+
+    /// Records a panic as the failure of an inspected call: its duration
+    /// is told first (a listener's panic there is dropped: the call's
+    /// panic continues).
+    pub(crate) fn fail_inspected_with_panic(
+        &self,
+        ticket: Ticket,
+        panic: Panic,
+        timed: Option<Timed>,
+    ) -> ! {
+        let _dropped = self.told_duration(timed);
+        let recorded = self.apply(self.failure_op_as(ticket, is_slow(timed)));
+        self.report_panic(&*panic, recorded);
+        resume_unwind(panic)
     }
 }

@@ -64,6 +64,7 @@ mod memory;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod name;
+mod rate;
 mod recording;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -97,6 +98,7 @@ pub use error::{CircuitBreakerError, ConfigError, Error, Number};
 pub use inspect::FailedValue;
 pub use listener::{Failure, Listener};
 pub use memory::MemoryStorage;
+pub use rate::WindowStats;
 pub use state::{Backoff, ParseStateError, Reason, State};
 
 #[cfg(feature = "serde")]
