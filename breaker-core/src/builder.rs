@@ -596,8 +596,10 @@ impl CircuitBreakerBuilder {
     /// `half_open_calls` is out of range, when the backoff's factor is
     /// below 1, its `max` below the reset timeout or its jitter outside
     /// `[0, 1)`, when the failure rate is outside `(0, 1]`, the window
-    /// holds no call (or spans less than 10 ms) or `min_calls` is 0, and
-    /// when the storage cannot apply the policy.
+    /// holds no call (or spans less than 10 ms) or `min_calls` is 0, when
+    /// the slow-call duration is zero or the slow-call rate is outside
+    /// `(0, 1]` or set without a duration, and when the storage cannot
+    /// apply the policy.
     ///
     /// # Example
     /// ```

@@ -319,7 +319,9 @@ impl CircuitBreaker {
 
     /// The engine of `call`: `view` sees `E` as `dyn Error`, `site_excluded`
     /// adds exclusions of the call site (the attribute's) to the breaker's,
-    /// `judge` says which `Ok` values are failures (`inspect.rs`).
+    /// `judge` says which `Ok` values are failures (`inspect.rs`). A breaker
+    /// that inspects its calls (or a call site that judges) is told apart
+    /// before admission, so the plain path is the one it always was.
     #[inline]
     pub(crate) fn run<T, E, F, V, X, J>(
         &self,
@@ -335,19 +337,18 @@ impl CircuitBreaker {
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
         J: Judge<T>,
     {
+        if J::AT_SITE || self.inspecting() {
+            return self.run_inspected(f, view, site_excluded, judge);
+        }
         let ticket = self.admit().map_err(Error::Open)?;
         self.before_call(ticket);
-        if self.inspecting() {
-            return self.run_inspected(ticket, f, view, site_excluded, judge);
-        }
         match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(Ok(value)) if !J::AT_SITE => {
+            Ok(Ok(value)) => {
                 self.finish_ok(ticket);
                 Ok(value)
             }
             Ok(Err(error)) => Err(self.finish_err(ticket, error, view, site_excluded)),
             Err(panic) => self.fail_with_panic(ticket, panic),
-            judged => self.complete(ticket, judged, None, view, site_excluded, judge),
         }
     }
 
@@ -356,7 +357,6 @@ impl CircuitBreaker {
     #[inline(never)]
     fn run_inspected<T, E, F, V, X, J>(
         &self,
-        ticket: Ticket,
         f: F,
         view: &V,
         site_excluded: &X,
@@ -369,6 +369,8 @@ impl CircuitBreaker {
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
         J: Judge<T>,
     {
+        let ticket = self.admit().map_err(Error::Open)?;
+        self.before_call(ticket);
         let started = self.start();
         let result = catch_unwind(AssertUnwindSafe(f));
         let timed = self.stop(started);

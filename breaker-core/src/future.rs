@@ -164,14 +164,13 @@ where
         let cb = self.cb;
         let ticket = match self.stage {
             Stage::Running(ticket) => ticket,
+            // An inspected call is admitted off the hot path, which
+            // notes its start.
+            Stage::Start if J::AT_SITE || cb.inspecting() => ready!(self.as_mut().admit(cx))?,
             Stage::Start => match cb.closed_ticket() {
                 Some(ticket) => {
                     cb.before_call(ticket);
-                    let this = self.as_mut().project();
-                    *this.stage = Stage::Running(ticket);
-                    if cb.inspecting() {
-                        *this.watch = Some(cb.start());
-                    }
+                    *self.as_mut().project().stage = Stage::Running(ticket);
                     ticket
                 }
                 None => ready!(self.as_mut().admit(cx))?,

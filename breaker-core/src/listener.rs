@@ -18,7 +18,8 @@ crate::forward::trait_with_forwarding! {
     /// breaker's state is committed and outside any lock, in the order they were
     /// added. For one call the order is `before_call`, then `success` or
     /// `failure` (or `excluded`), then `state_change` if that call changed
-    /// the state; a rejected call gets `rejected` alone (after the
+    /// the state, then, if the breaker timed it, `slow_call` (when slow) and
+    /// `call_duration`; a rejected call gets `rejected` alone (after the
     /// `state_change` of the transition its admission made, if any); a call
     /// dropped before it finished gets `cancelled`.
     ///
