@@ -444,3 +444,64 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+// ---- which reading of the clock times a call ----
+
+/// A clock whose coarse reading moves on its own, lagging by up to 10 ms.
+#[derive(Clone)]
+struct TwoReadings {
+    precise: ManualClock,
+    coarse: ManualClock,
+}
+
+impl breaker::clock::Clock for TwoReadings {
+    fn now(&self) -> Duration {
+        self.precise.now()
+    }
+    fn now_coarse(&self) -> Duration {
+        self.coarse.now()
+    }
+    fn coarse_lag(&self) -> Duration {
+        Duration::from_millis(10)
+    }
+}
+
+/// A call that takes 3 s on the precise reading and 1 s on the coarse one.
+fn call_on_two_readings(cb: &CircuitBreaker, clock: &TwoReadings) {
+    let _ = cb.call(|| {
+        clock.precise.advance(Duration::from_secs(3));
+        clock.coarse.advance(Duration::from_secs(1));
+        Ok::<_, ()>(())
+    });
+}
+
+#[test]
+fn a_long_slow_call_duration_is_timed_on_the_coarse_reading_unless_durations_are_wanted() {
+    let clock = TwoReadings {
+        precise: ManualClock::new(),
+        coarse: ManualClock::new(),
+    };
+    let (quiet, log) = durations(false);
+    // 2 s is at least 100 times the 10 ms lag: the coarse reading (1 s).
+    let cb = CircuitBreaker::builder("slow-coarse")
+        .slow_call_duration(LIMIT)
+        .clock(clock.clone())
+        .listener(quiet)
+        .build();
+    call_on_two_readings(&cb, &clock);
+    assert_eq!(take(&log), ["success", "took 1s"]);
+    // A listener that wants durations: the precise reading (3 s, slow).
+    let (wanting, _) = durations(true);
+    cb.add_listener(Arc::new(wanting));
+    call_on_two_readings(&cb, &clock);
+    assert_eq!(take(&log), ["success", "slow 3s", "took 3s"]);
+    // 500 ms is below 100 times the lag: the precise reading.
+    let (quiet, log) = durations(false);
+    let short = CircuitBreaker::builder("slow-precise")
+        .slow_call_duration(Duration::from_millis(500))
+        .clock(clock.clone())
+        .listener(quiet)
+        .build();
+    call_on_two_readings(&short, &clock);
+    assert_eq!(take(&log), ["success", "slow 3s", "took 3s"]);
+}

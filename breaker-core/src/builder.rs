@@ -359,6 +359,17 @@ impl CircuitBreakerBuilder {
     /// and [`slow_call_rate`](Self::slow_call_rate) can open the circuit on
     /// it. The breaker then reads its clock when each call is admitted and
     /// when it completes (without a slow-call duration it never does).
+    /// Calls through `call`, `call_with_view`, `call_async` and their
+    /// forms, and the attribute's functions, are timed; guarded iterators
+    /// and streams and the tower layer are not (yet).
+    ///
+    /// While no listener [wants durations](crate::Listener::wants_durations)
+    /// and `d` is at least 100 times the clock's
+    /// [coarse lag](crate::clock::Clock::coarse_lag) (one or two scheduler
+    /// ticks on Linux), calls are timed on the clock's coarse reading,
+    /// several times cheaper than the precise one: a call is then told
+    /// slow to within that lag (1 % of `d`). Otherwise on the precise
+    /// reading.
     ///
     /// # Example
     /// ```
@@ -635,10 +646,14 @@ impl CircuitBreakerBuilder {
                 consecutive: self.fail_max_set,
             },
         };
+        let clock = self
+            .clock
+            .unwrap_or_else(|| ClockImpl::System(SystemClock::new()));
         let inspection = Inspection::new(
             self.fail_if,
             slow_call_duration,
             self.listeners.iter().any(|l| l.wants_durations()),
+            clock.coarse_nanos().1,
         );
         let listening = !self.listeners.is_empty();
         let excluding = !self.exclusions.is_empty();
@@ -649,9 +664,7 @@ impl CircuitBreakerBuilder {
         let shared = Arc::new(Shared {
             backend,
             name: self.name,
-            clock: self
-                .clock
-                .unwrap_or_else(|| ClockImpl::System(SystemClock::new())),
+            clock,
             fail_max: AtomicU32::new(fail_max),
             success_threshold: AtomicU32::new(success_threshold),
             reset_timeout_ns: AtomicU64::new(saturating_nanos(self.reset_timeout)),
