@@ -548,3 +548,90 @@ fn a_keyed_breaker_with_a_failure_in_its_window_is_never_evicted() {
     assert!(hosts.keys().contains(&"failing".to_owned()));
     assert_eq!(hosts.get("failing").window().failures, 1);
 }
+
+/// The README's "Choosing a policy": a dependency failing 30 % of calls
+/// (at random, a fixed seed per run), called 10 and 1,000 times a second.
+/// The median time each policy takes to open over 101 runs, printed (with
+/// `--nocapture`) and checked against what the README says.
+#[test]
+fn choosing_a_policy_on_a_dependency_failing_30_percent_of_calls() {
+    type Make = fn(ManualClock) -> CircuitBreaker;
+    let policies: [(&str, Make); 4] = [
+        ("fail_max(5)", |clock| {
+            CircuitBreaker::builder("choose").clock(clock).build()
+        }),
+        ("failure_rate(0.25), window_calls(100)", |clock| {
+            CircuitBreaker::builder("choose")
+                .failure_rate(0.25)
+                .clock(clock)
+                .build()
+        }),
+        (
+            "failure_rate(0.25), window_time(60 s), min_calls(20)",
+            |clock| {
+                CircuitBreaker::builder("choose")
+                    .failure_rate(0.25)
+                    .window_time(MINUTE)
+                    .min_calls(20)
+                    .clock(clock)
+                    .build()
+            },
+        ),
+        ("failure_rate(0.5), window_calls(100)", |clock| {
+            CircuitBreaker::builder("choose")
+                .failure_rate(0.5)
+                .clock(clock)
+                .build()
+        }),
+    ];
+    /// Seconds until the circuit opened, if it did within 5,000 calls.
+    fn time_to_open(
+        cb: &CircuitBreaker,
+        clock: &ManualClock,
+        per_second: u64,
+        seed: u64,
+    ) -> Option<f64> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let gap = Duration::from_nanos(1_000_000_000 / per_second);
+        for call in 1..=5_000u64 {
+            // xorshift64: a failure with probability 0.3.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let failed = x % 1_000 < 300;
+            let _ = cb.call(|| if failed { Err("down") } else { Ok(()) });
+            if cb.current_state() == State::Open {
+                return Some(call as f64 / per_second as f64);
+            }
+            clock.advance(gap);
+        }
+        None
+    }
+    let mut medians = Vec::new();
+    for (name, make) in policies {
+        for per_second in [10, 1_000] {
+            let mut times: Vec<f64> = (0..101)
+                .map(|seed| {
+                    let clock = ManualClock::new();
+                    let cb = make(clock.clone());
+                    time_to_open(&cb, &clock, per_second, seed).unwrap_or(f64::INFINITY)
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            let median = times[50];
+            println!("{name} at {per_second}/s: median {median:.3} s to open");
+            medians.push(median);
+        }
+    }
+    // fail_max(5): a run of 5 failures comes about every 590 calls.
+    assert!((20.0..=120.0).contains(&medians[0]), "{medians:?}");
+    assert!((0.2..=1.2).contains(&medians[1]), "{medians:?}");
+    // A failure rate of 0.25 opens within the first tens of calls.
+    assert!(medians[2] <= 5.0 && medians[3] <= 0.05, "{medians:?}");
+    assert!(medians[4] <= 5.0 && medians[5] <= 0.05, "{medians:?}");
+    // A failure rate of 0.5 stays closed.
+    assert!(
+        medians[6].is_infinite() && medians[7].is_infinite(),
+        "{medians:?}"
+    );
+}

@@ -628,7 +628,7 @@ impl CircuitBreaker {
         let mut policy = self.policy();
         change(&mut policy);
         self.shared.backend.check_policy(&policy)?;
-        self.start_window_if_needed(&policy.rate)?;
+        self.apply_rate_policy(&policy.rate)?;
         self.shared.policy.store(Arc::new(policy));
         self.shared
             .default_policy

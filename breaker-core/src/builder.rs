@@ -686,7 +686,7 @@ impl CircuitBreakerBuilder {
             clock: shared.clock.clone(),
         });
         let cb = CircuitBreaker::from_shared(shared);
-        cb.start_window_if_needed(&policy.rate)?;
+        cb.apply_rate_policy(&policy.rate)?;
         Ok(cb)
     }
 

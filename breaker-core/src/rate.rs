@@ -15,9 +15,10 @@ use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::error::ConfigError;
 use crate::recording::failure_op;
+use crate::recording::Recorded;
 use crate::state::{trips, Op, RatePolicy, Reason, Snapshot, State, Totals, WindowShape};
 use crate::storage::Applied;
-use crate::sync::{AtomicPtr, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Mutex, Ordering};
 use crate::window::{Kind, Outcome, Window};
 
 /// What a breaker's window holds now: [`CircuitBreaker::window`].
@@ -67,11 +68,31 @@ impl WindowStats {
 
 /// A breaker's windows: the current one (none while no rate condition is
 /// on), and every one it was given, kept until the breaker is dropped so
-/// that a call holding a replaced window can still record into it.
+/// that a call holding a replaced window can still record into it. Beside
+/// them, the rate policy's numbers a failure decides with, copied from the
+/// breaker's policy as atomics (a failure reads them, not the policy).
 pub(crate) struct Windows {
     /// Null, or the window of `made`'s last entry.
     current: AtomicPtr<Window>,
     made: Mutex<Vec<Arc<Window>>>,
+    /// `RatePolicy::failure_rate`'s bits, or [`NO_RATE`].
+    failure_rate: AtomicU64,
+    /// `RatePolicy::slow_call_rate`'s bits, or [`NO_RATE`].
+    slow_call_rate: AtomicU64,
+    min_calls: AtomicU32,
+    /// `RatePolicy::consecutive_on`.
+    consecutive: AtomicBool,
+}
+
+/// The bits of a rate condition that is off (a NaN no rate can be).
+const NO_RATE: u64 = u64::MAX;
+
+fn rate_bits(rate: Option<f64>) -> u64 {
+    rate.map_or(NO_RATE, f64::to_bits)
+}
+
+fn rate_of(bits: u64) -> Option<f64> {
+    (bits != NO_RATE).then(|| f64::from_bits(bits))
 }
 
 impl Windows {
@@ -79,7 +100,40 @@ impl Windows {
         Windows {
             current: AtomicPtr::new(std::ptr::null_mut()),
             made: Mutex::new(Vec::new()),
+            failure_rate: AtomicU64::new(NO_RATE),
+            slow_call_rate: AtomicU64::new(NO_RATE),
+            min_calls: AtomicU32::new(RatePolicy::DEFAULT.min_calls),
+            consecutive: AtomicBool::new(true),
         }
+    }
+
+    /// Copies `rate`'s numbers. The caller holds the breaker's edit lock.
+    fn store(&self, rate: &RatePolicy) {
+        self.failure_rate
+            .store(rate_bits(rate.failure_rate), Ordering::Relaxed);
+        self.slow_call_rate
+            .store(rate_bits(rate.slow_call_rate), Ordering::Relaxed);
+        self.min_calls.store(rate.min_calls, Ordering::Relaxed);
+        self.consecutive
+            .store(rate.consecutive_on(), Ordering::Relaxed);
+    }
+
+    /// The rate policy `window` is decided with, from the copied numbers.
+    fn policy_for(&self, window: &Window) -> RatePolicy {
+        let consecutive = self.consecutive.load(Ordering::Relaxed);
+        RatePolicy {
+            failure_rate: rate_of(self.failure_rate.load(Ordering::Relaxed)),
+            slow_call_rate: rate_of(self.slow_call_rate.load(Ordering::Relaxed)),
+            window: shape(window.kind()),
+            min_calls: self.min_calls.load(Ordering::Relaxed),
+            consecutive,
+        }
+    }
+
+    /// Whether the consecutive condition is on beside the rates.
+    #[inline]
+    fn consecutive(&self) -> bool {
+        self.consecutive.load(Ordering::Relaxed)
     }
 
     /// The current window: one load.
@@ -123,6 +177,13 @@ impl Windows {
     }
 }
 
+fn shape(kind: Kind) -> WindowShape {
+    match kind {
+        Kind::Calls(n) => WindowShape::Calls(n),
+        Kind::Time(span) => WindowShape::Time(span),
+    }
+}
+
 fn kind(shape: WindowShape) -> Kind {
     match shape {
         WindowShape::Calls(n) => Kind::Calls(n),
@@ -162,6 +223,19 @@ pub(crate) fn check_min_calls(value: u32) -> Result<u32, ConfigError> {
         Ok(value)
     } else {
         Err(ConfigError::MinCalls { value })
+    }
+}
+
+/// What a failure that changes nothing in the memory storage's word
+/// records: no change of generation, so announcing it reports nothing.
+fn unchanged() -> Recorded {
+    Recorded {
+        applied: Applied {
+            before: Snapshot::INITIAL,
+            after: Snapshot::INITIAL,
+            outcome: crate::state::Outcome::Counted { tripped: None },
+        },
+        clock_panic: None,
     }
 }
 
@@ -226,14 +300,43 @@ impl CircuitBreaker {
     }
 
     /// Records a success (or excluded error) of a closed-state call in the
-    /// window, if there is one: one load when there is not, a store on the
-    /// thread's own stripe when there is.
+    /// window, if there is one: one load and branch when there is not, a
+    /// store on the thread's own stripe when there is.
     #[inline(always)]
     pub(crate) fn record_success_in_window(&self, ticket: Ticket) {
         if let Some(window) = self.shared.windows.get() {
-            if !ticket.trial {
-                window.record_success(widen(window, ticket.generation), || self.coarse_now());
+            self.record_success_in(window, ticket);
+        }
+    }
+
+    #[inline(never)]
+    fn record_success_in(&self, window: &Window, ticket: Ticket) {
+        if !ticket.trial {
+            window.record_success(widen(window, ticket.generation), || self.coarse_now());
+        }
+    }
+
+    /// Records and applies a failure of the call admitted with `ticket`
+    /// ([`failure_op`](Self::failure_op)). Under the rate alone, a failure
+    /// that does not trip changes nothing in the memory storage's word
+    /// (`step` counts nothing there without `fail_max`): it is not applied.
+    #[inline(always)]
+    pub(crate) fn apply_failure(&self, ticket: Ticket) -> Recorded {
+        match self.shared.windows.get() {
+            Some(window) if !ticket.trial => self.apply_rate_failure(window, ticket),
+            _ => self.apply(failure_op(ticket)),
+        }
+    }
+
+    #[inline(never)]
+    fn apply_rate_failure(&self, window: &Window, ticket: Ticket) -> Recorded {
+        match self.rate_failure_op(window, ticket) {
+            Op::Failure { .. }
+                if !self.shared.windows.consecutive() && self.shared.backend.is_memory() =>
+            {
+                unchanged()
             }
+            op => self.apply(op),
         }
     }
 
@@ -278,8 +381,7 @@ impl CircuitBreaker {
             Kind::Calls(_) => Duration::ZERO,
         };
         let totals = window.record(outcome, widen(window, ticket.generation), now)?;
-        let mut guard = None;
-        trips(&totals, &self.policy_in(&mut guard).rate)
+        trips(&totals, &self.shared.windows.policy_for(window))
     }
 
     /// Empties the window when `applied` entered closed (a trial success
@@ -296,20 +398,19 @@ impl CircuitBreaker {
         }
     }
 
-    /// Starts a new, empty window of the policy's shape if a rate
-    /// condition is on and the current window (if any) has another shape.
-    /// The caller holds the edit lock.
-    pub(crate) fn start_window_if_needed(&self, rate: &RatePolicy) -> Result<(), ConfigError> {
-        if !rate.is_on() {
-            return Ok(());
+    /// Takes `rate` in: starts a new, empty window of its shape if a rate
+    /// condition is on and the current window (if any) has another shape,
+    /// and copies its numbers for the failures to decide with. The caller
+    /// holds the edit lock.
+    pub(crate) fn apply_rate_policy(&self, rate: &RatePolicy) -> Result<(), ConfigError> {
+        let windows = &self.shared.windows;
+        let same_shape = windows.get().is_some_and(|w| w.kind() == kind(rate.window));
+        if rate.is_on() && !same_shape {
+            let snap: Snapshot = self.snapshot();
+            windows.start(rate.window, snap.generation)?;
         }
-        if let Some(window) = self.shared.windows.get() {
-            if window.kind() == kind(rate.window) {
-                return Ok(());
-            }
-        }
-        let snap: Snapshot = self.snapshot();
-        self.shared.windows.start(rate.window, snap.generation)
+        windows.store(rate);
+        Ok(())
     }
 
     /// The coarse clock's reading: enough to place a call in a time

@@ -169,7 +169,7 @@ impl CircuitBreaker {
     #[cold]
     #[inline(never)]
     pub(crate) fn fail_with_panic(&self, ticket: Ticket, panic: Panic) -> ! {
-        let recorded = self.apply(self.failure_op(ticket));
+        let recorded = self.apply_failure(ticket);
         self.report_panic(&*panic, recorded);
         resume_unwind(panic)
     }
@@ -226,7 +226,7 @@ impl CircuitBreaker {
         E: fmt::Debug + 'static,
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     {
-        let recorded = self.apply(self.failure_op(ticket));
+        let recorded = self.apply_failure(ticket);
         self.report_failure(error, view, recorded)
     }
 

@@ -2,11 +2,10 @@
 //! success beside a whole consecutive-policy call, on 1 and 2 threads, and
 //! the peers that offer a rate policy, driven the same way.
 //!
-//! Until the builder takes `failure_rate(..).window_calls(..)` /
-//! `window_time(..)`, "ours with the window" is a consecutive-policy `call`
-//! followed by the window's `record_success`: the work the wired breaker
-//! adds to today's call. `ours_rate` is the one place to swap in the
-//! builder.
+//! "Ours with the window" is a breaker built with
+//! `failure_rate(0.5).window_calls(100)` or `.window_time(60 s)`
+//! (`ours_rate`); "window alone" rows time the window's `record_success`
+//! by itself.
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
@@ -25,28 +24,25 @@ use tower::Service;
 
 use super::value;
 
-/// Our breaker as the rate-policy rows measure it: today's consecutive
-/// policy, plus a window of `kind` recorded into on every success.
+/// Our breaker with the failure-rate policy over a window of `kind`.
 struct OursRate {
     breaker: CircuitBreaker,
-    window: Window,
-    clock: SystemClock,
 }
 
 fn ours_rate(name: &'static str, kind: Kind) -> OursRate {
-    OursRate {
-        breaker: CircuitBreaker::new(name),
-        window: Window::new(kind).expect("a valid window"),
-        clock: SystemClock::new(),
+    let builder = CircuitBreaker::builder(name).failure_rate(0.5);
+    let breaker = match kind {
+        Kind::Calls(n) => builder.window_calls(n),
+        Kind::Time(span) => builder.window_time(span),
     }
+    .build();
+    OursRate { breaker }
 }
 
 impl OursRate {
     #[inline(always)]
     fn call(&self, x: u64) -> u64 {
-        let out = value(self.breaker.call(|| work(x)));
-        self.window.record_success(0, || self.clock.now_coarse());
-        out
+        value(self.breaker.call(|| work(x)))
     }
 }
 
@@ -58,6 +54,8 @@ pub(crate) fn closed_success(c: &mut Criterion) {
     let plain = CircuitBreaker::new("bench-rate-plain");
     let count = ours_rate("bench-rate-count", COUNT_100);
     let time = ours_rate("bench-rate-time", TIME_60S);
+    let count_alone = Window::new(COUNT_100).expect("a valid window");
+    let time_alone = Window::new(TIME_60S).expect("a valid window");
     let fs = failsafe_rate_breaker();
     let mut tr = tower_resilience_service();
     let waker = thread_waker();
@@ -67,17 +65,10 @@ pub(crate) fn closed_success(c: &mut Criterion) {
         b.iter(|| value(plain.call(|| work(black_box(1)))))
     });
     g.bench_function("window_count_success", |b| {
-        b.iter(|| {
-            count
-                .window
-                .record_success(black_box(0), || clock.now_coarse())
-        })
+        b.iter(|| count_alone.record_success(black_box(0), || clock.now_coarse()))
     });
     g.bench_function("window_time_success", |b| {
-        b.iter(|| {
-            time.window
-                .record_success(black_box(0), || clock.now_coarse())
-        })
+        b.iter(|| time_alone.record_success(black_box(0), || clock.now_coarse()))
     });
     g.bench_function("breaker_call_window_count", |b| {
         b.iter(|| count.call(black_box(1)))

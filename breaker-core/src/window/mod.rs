@@ -199,6 +199,7 @@ impl Window {
     }
 
     /// The generation the window counts.
+    #[inline]
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
