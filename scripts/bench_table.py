@@ -150,6 +150,22 @@ if os.path.exists(path):
             out.append(f"| worst single `open()` during the storm | {int(worst) / 1000:.2f} ms |\n")
             out.append(f"| last call returned after the storm stopped | {after} |\n")
 
+# Slow calls and fail_if (issue 13): a closed-state success on a breaker
+# that times its calls or judges its values (bench/benches/hot_path/inspection.rs).
+if median("inspection", "breaker_call") is not None:
+    g = "inspection"
+    call = median(g, "breaker_call")
+    out.append("\n**Slow calls and `fail_if`** (closed-state success)\n\n")
+    out.append("| | ns/call | vs `call` | this / `call` |\n|---|---:|---:|---:|\n")
+    for label, key in (("bare call", "bare"), ("`call` (consecutive policy)", "breaker_call"),
+                       ("`slow_call_duration(2s)`: the call timed", "slow_call_duration"),
+                       ("`slow_call_rate(0.5)` over a count window of 100", "slow_call_rate"),
+                       ("`fail_if` (a predicate on the value, false)", "fail_if")):
+        ns = median(g, key)
+        extra = "" if ns is None or key in ("bare", "breaker_call") else f"{ns - call:+.2f} ns"
+        rel = "" if ns is None or key in ("bare", "breaker_call") else f"{ns / call:.2f}×"
+        out.append(f"| {label} | {fmt(ns)} | {extra} | {rel} |\n")
+
 # The rate policies (issue 13): the window's cost beside today's call, and
 # the peers with a rate policy (bench/benches/hot_path/policies.rs).
 if median("rate_policy", "breaker_call") is not None:
@@ -214,7 +230,9 @@ labels = {"bare": "bare call", "call": "`CircuitBreaker::call`", "attribute": "`
           "window_success": "window alone: a success, count window of 100",
           "window_time_success": "window alone: a success, time window of 60 s (with its coarse clock read)",
           "window_failure": "window alone: a failure that does not open (count window of 100, 10 failures in it)",
-          "window_time_failure": "window alone: a failure that does not open (time window of 60 s)"}
+          "window_time_failure": "window alone: a failure that does not open (time window of 60 s)",
+          "slow_call": "`call` on a breaker with `slow_call_duration` (two clock readings; the vDSO's not counted)",
+          "fail_if": "`call` on a breaker with `fail_if` (the value judged)"}
 path = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "instructions.txt")
 if os.path.exists(path):
     out.append("\n**Instructions per call** (callgrind, `bench/src/bin/instructions.rs`; each scenario's "

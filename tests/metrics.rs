@@ -219,3 +219,74 @@ fn a_keyed_groups_breakers_carry_their_key() {
         "{m:#?}"
     );
 }
+
+/// Every breaker's histogram samples, in seconds (a snapshot takes them:
+/// take one).
+fn durations(snapshotter: &Snapshotter) -> BTreeMap<String, Vec<f64>> {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| {
+            let key = key.key();
+            let breaker = key
+                .labels()
+                .find(|l| l.key() == "breaker")?
+                .value()
+                .to_owned();
+            match value {
+                DebugValue::Histogram(samples) if key.name() == "breaker_call_duration_seconds" => {
+                    Some((
+                        breaker,
+                        samples.into_iter().map(|s| s.into_inner()).collect(),
+                    ))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn call_durations_go_to_the_histogram_when_the_breaker_times_calls() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let clock = ManualClock::new();
+    let took = |cb: &CircuitBreaker, ms: u64| {
+        let _ = cb.call(|| {
+            clock.advance(Duration::from_millis(ms));
+            Ok::<_, &str>(())
+        });
+    };
+    metrics::with_local_recorder(&recorder, || {
+        // Asked for: every completed call, failures too; not a rejection.
+        let timed = CircuitBreaker::builder("timed")
+            .fail_max(1)
+            .clock(clock.clone())
+            .listener(MetricsListener::with_durations())
+            .build();
+        took(&timed, 250);
+        let _ = timed.call(|| {
+            clock.advance(Duration::from_millis(1500));
+            Err::<(), _>("down")
+        });
+        took(&timed, 10); // rejected: the circuit is open
+                          // A slow-call duration times calls anyway: a plain listener records.
+        let slow = CircuitBreaker::builder("timed-slow")
+            .clock(clock.clone())
+            .slow_call_duration(Duration::from_secs(1))
+            .listener(MetricsListener::new())
+            .build();
+        took(&slow, 2000);
+        // Neither: nothing is timed.
+        let plain = CircuitBreaker::builder("untimed")
+            .clock(clock.clone())
+            .listener(MetricsListener::new())
+            .build();
+        took(&plain, 100);
+    });
+    let seen = durations(&snapshotter);
+    assert_eq!(seen.get("timed"), Some(&vec![0.25, 1.5]));
+    assert_eq!(seen.get("timed-slow"), Some(&vec![2.0]));
+    assert_eq!(seen.get("untimed").map(Vec::len).unwrap_or(0), 0);
+}

@@ -319,3 +319,28 @@ fn async_functions_compose_in_either_order() {
         ]
     );
 }
+
+#[test]
+fn a_slow_call_is_told_at_debug_with_how_long_it_took() {
+    let clock = ManualClock::new();
+    let cb = CircuitBreaker::builder("traced-slow")
+        .slow_call_duration(Duration::from_secs(1))
+        .clock(clock.clone())
+        .listener(TracingListener)
+        .build();
+    let ((), events) = captured(|| {
+        let _ = cb.call(|| {
+            clock.advance(Duration::from_millis(200));
+            Ok::<_, &str>(())
+        });
+        let _ = cb.call(|| {
+            clock.advance(Duration::from_millis(1500));
+            Ok::<_, &str>(())
+        });
+    });
+    let events = of_breaker(&events, "traced-slow");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].level, Level::DEBUG);
+    assert_eq!(events[0].field("message"), Some("slow call"));
+    assert_eq!(events[0].field("elapsed_ms"), Some("1500"));
+}

@@ -19,6 +19,9 @@ use recloser::Recloser;
 #[path = "hot_path/policies.rs"]
 mod policies;
 
+#[path = "hot_path/inspection.rs"]
+mod inspection;
+
 #[circuit_breaker(name = "bench-attribute", fail_max = 5)]
 fn attributed(x: u64) -> Result<u64, Failure> {
     work(x)
@@ -303,6 +306,6 @@ criterion_group! {
         .measurement_time(Duration::from_secs(2))
         .sample_size(50);
     targets = closed_success, threads, open_rejection, failure_every, listeners, registry_get, keyed,
-        policies::closed_success, policies::threads
+        policies::closed_success, policies::threads, inspection::closed_success
 }
 criterion_main!(benches);

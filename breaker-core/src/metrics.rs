@@ -7,6 +7,7 @@
 //! | `breaker_calls_total` | counter | `breaker`, `outcome` = `success` \| `failure` \| `excluded` \| `rejected` \| `cancelled` |
 //! | `breaker_transitions_total` | counter | `breaker`, `from`, `to` |
 //! | `breaker_state` | gauge | `breaker`, `state` (1 for the current state, 0 for the other two) |
+//! | `breaker_call_duration_seconds` | histogram | `breaker` |
 //!
 //! A breaker of a keyed group ([`KeyedBreakers`](crate::keyed::KeyedBreakers))
 //! adds a `key` label: `breaker` is the group's name and `key` the key's text
@@ -35,9 +36,14 @@
 //! The outcomes are disjoint: a call is counted once, so their sum is
 //! every call made or turned away (`excluded`: it failed with an error the
 //! breaker excludes, a success to the breaker; `cancelled`: dropped before
-//! it finished). The histogram `breaker_call_duration_seconds` of the
-//! design needs the engine to time calls, which it does not yet do; it is
-//! left for the call timing of the trip policies (slow calls).
+//! it finished).
+//!
+//! `breaker_call_duration_seconds` records how long each completed call
+//! took (success, failure or panic; not a rejected or cancelled call)
+//! whenever the breaker times its calls: while a slow-call duration is
+//! set, or, with [`MetricsListener::with_durations`], always. Timing costs
+//! two readings of the breaker's clock per call, so a plain
+//! [`MetricsListener`] does not ask for it.
 //!
 //! ```
 //! use breaker::CircuitBreaker;
@@ -50,7 +56,9 @@
 
 use std::sync::OnceLock;
 
-use ::metrics::{Counter, Gauge, Label};
+use std::time::Duration;
+
+use ::metrics::{Counter, Gauge, Histogram, Label};
 
 use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
@@ -60,6 +68,7 @@ use crate::state::State;
 const CALLS: &str = "breaker_calls_total";
 const TRANSITIONS: &str = "breaker_transitions_total";
 const STATE: &str = "breaker_state";
+const DURATION: &str = "breaker_call_duration_seconds";
 
 const STATES: [State; 3] = [State::Closed, State::Open, State::HalfOpen];
 
@@ -92,6 +101,8 @@ fn index(state: State) -> usize {
 #[derive(Debug, Default)]
 pub struct MetricsListener {
     handles: OnceLock<Handles>,
+    /// Whether the breaker times every call for the histogram.
+    durations: bool,
 }
 
 /// One breaker's metrics, registered once.
@@ -108,6 +119,7 @@ struct Handles {
     /// `[from][to]`.
     transitions: [[Counter; 3]; 3],
     states: [Gauge; 3],
+    duration: Histogram,
 }
 
 impl Handles {
@@ -142,6 +154,7 @@ impl Handles {
             transitions: STATES.map(|from| STATES.map(|to| transition(from, to))),
             states: STATES
                 .map(|state| ::metrics::gauge!(STATE, labels(&[("state", state_label(state))]))),
+            duration: ::metrics::histogram!(DURATION, labels(&[])),
         };
         handles.show_state(cb.current_state());
         handles
@@ -164,6 +177,23 @@ impl MetricsListener {
     /// ```
     pub fn new() -> Self {
         MetricsListener::default()
+    }
+
+    /// A listener for one breaker that has it time every call, for
+    /// `breaker_call_duration_seconds` (two readings of its clock per
+    /// call).
+    ///
+    /// ```
+    /// use breaker::{metrics::MetricsListener, CircuitBreaker};
+    ///
+    /// let cb = CircuitBreaker::builder("db").listener(MetricsListener::with_durations()).build();
+    /// let _ = cb.call(|| Ok::<_, ()>(())); // breaker_call_duration_seconds{breaker="db"}
+    /// ```
+    pub fn with_durations() -> Self {
+        MetricsListener {
+            durations: true,
+            ..MetricsListener::default()
+        }
     }
 
     /// `cb`'s handles: cached for the first breaker heard, made afresh
@@ -193,6 +223,24 @@ impl MetricsListener {
 /// ```
 pub fn listener() -> MetricsListener {
     MetricsListener::new()
+}
+
+/// A [`MetricsListener::with_durations`], for the attribute's
+/// `listeners = [..]`.
+///
+/// ```
+/// use breaker::{circuit_breaker, CircuitBreakerError};
+///
+/// # #[derive(Debug)] struct E;
+/// # impl From<CircuitBreakerError> for E { fn from(_: CircuitBreakerError) -> Self { E } }
+/// #[circuit_breaker(name = "timed", listeners = [breaker::metrics::listener_with_durations])]
+/// fn fetch() -> Result<u32, E> {
+///     Ok(1)
+/// }
+/// # assert_eq!(fetch().unwrap(), 1);
+/// ```
+pub fn listener_with_durations() -> MetricsListener {
+    MetricsListener::with_durations()
 }
 
 /// Adds a [`MetricsListener`] to a running breaker and shows its state in
@@ -238,5 +286,13 @@ impl Listener for MetricsListener {
             h.transitions[index(old)][index(new)].increment(1);
             h.show_state(new);
         });
+    }
+
+    fn call_duration(&self, cb: &CircuitBreaker, elapsed: Duration) {
+        self.with(cb, |h| h.duration.record(elapsed.as_secs_f64()));
+    }
+
+    fn wants_durations(&self) -> bool {
+        self.durations
     }
 }

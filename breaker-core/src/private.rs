@@ -6,6 +6,15 @@
 //! [`Site`] static that resolves the declared breaker once (all owned by the
 //! registry); every call then goes through [`call`], [`call_async`] or
 //! [`iter`].
+//!
+//! A function with a `fail_if = |r: &T| ..` key goes through the `_judged`
+//! forms ([`call_judged`], [`call_async_judged`], [`run_judged`],
+//! [`run_async_judged`], [`stream_judged`]), which take the predicate typed
+//! against the function's `Ok` type, so borrowed returns (`Result<&u64, E>`)
+//! are judged too. The forms without it pass a zero-sized judge that
+//! accepts nothing and compiles away. (The breaker's own `fail_if`, from
+//! its builder, is applied by the public call family only: it needs a
+//! `'static` value type.)
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -22,6 +31,7 @@ pub use crate::autoref::{
     ProbeError, ViewAny, ViewAsRef, ViewError, Wrap,
 };
 pub use crate::builder::CircuitBreakerBuilder as Builder;
+pub use crate::inspect::{AtSite, Judge, Unjudged};
 pub use crate::iter::{GuardedIter, Held};
 pub use crate::registry::declared::{Configure, Declaration, KeyedSite, Registration, Site};
 pub use crate::state::Backoff;
@@ -42,7 +52,29 @@ where
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
 {
-    cb.run(body, &view, &excluded).map_err(into_user_error)
+    cb.run(body, &view, &excluded, &Unjudged)
+        .map_err(into_user_error)
+}
+
+/// [`call`] with the function's `fail_if`: an `Ok` value `judge` accepts is
+/// recorded as a failure and still returned.
+#[inline(always)]
+pub fn call_judged<T, E, F, V, X, J>(
+    cb: &CircuitBreaker,
+    body: F,
+    view: V,
+    excluded: X,
+    judge: J,
+) -> Result<T, E>
+where
+    F: FnOnce() -> Result<T, E>,
+    E: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    J: Fn(&T) -> bool,
+{
+    cb.run(body, &view, &excluded, &AtSite(judge))
+        .map_err(into_user_error)
 }
 
 /// Awaits `body` through `cb`, converting the breaker's errors into `E`.
@@ -60,7 +92,28 @@ where
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
 {
     IntoUserError {
-        inner: GuardedFuture::new(cb, body, view, excluded),
+        inner: GuardedFuture::new(cb, body, view, excluded, Unjudged),
+    }
+}
+
+/// [`call_async`] with the function's `fail_if`, as [`call_judged`].
+#[inline]
+pub fn call_async_judged<'cb, T, E, Fut, V, X, J>(
+    cb: &'cb CircuitBreaker,
+    body: Fut,
+    view: V,
+    excluded: X,
+    judge: J,
+) -> impl Future<Output = Result<T, E>> + use<'cb, T, E, Fut, V, X, J>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    J: Fn(&T) -> bool,
+{
+    IntoUserError {
+        inner: GuardedFuture::new(cb, body, view, excluded, AtSite(judge)),
     }
 }
 
@@ -79,7 +132,29 @@ where
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
 {
-    match cb.run(body, &view, &excluded) {
+    match cb.run(body, &view, &excluded, &Unjudged) {
+        Err(Error::Open(rejected)) => Err(rejected),
+        other => Ok(other.map_err(into_user_error)),
+    }
+}
+
+/// [`run`] with the function's `fail_if`, as [`call_judged`].
+#[inline(always)]
+pub fn run_judged<T, E, F, V, X, J>(
+    cb: &CircuitBreaker,
+    body: F,
+    view: V,
+    excluded: X,
+    judge: J,
+) -> Result<Result<T, E>, CircuitBreakerError>
+where
+    F: FnOnce() -> Result<T, E>,
+    E: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    J: Fn(&T) -> bool,
+{
+    match cb.run(body, &view, &excluded, &AtSite(judge)) {
         Err(Error::Open(rejected)) => Err(rejected),
         other => Ok(other.map_err(into_user_error)),
     }
@@ -99,7 +174,32 @@ where
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
 {
-    let guarded = GuardedFuture::new(cb, body, view, excluded);
+    let guarded = GuardedFuture::new(cb, body, view, excluded, Unjudged);
+    async move {
+        match guarded.await {
+            Err(Error::Open(rejected)) => Err(rejected),
+            other => Ok(other.map_err(into_user_error)),
+        }
+    }
+}
+
+/// [`run_async`] with the function's `fail_if`, as [`call_judged`].
+#[inline]
+pub fn run_async_judged<'cb, T, E, Fut, V, X, J>(
+    cb: &'cb CircuitBreaker,
+    body: Fut,
+    view: V,
+    excluded: X,
+    judge: J,
+) -> impl Future<Output = Result<Result<T, E>, CircuitBreakerError>> + use<'cb, T, E, Fut, V, X, J>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    J: Fn(&T) -> bool,
+{
+    let guarded = GuardedFuture::new(cb, body, view, excluded, AtSite(judge));
     async move {
         match guarded.await {
             Err(Error::Open(rejected)) => Err(rejected),
@@ -233,18 +333,57 @@ where
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
 {
     let _ = item;
-    let cb: Held<'static> = cb.into();
-    let inner = match cb.admit() {
-        Err(rejected) => GuardedStream::rejected(cb, rejected, view, excluded),
+    UserStream {
+        inner: guarded_stream(cb.into(), body, view, excluded, Unjudged),
+    }
+}
+
+/// [`stream`] with the function's `fail_if`: the first `Ok` item `judge`
+/// accepts fails the call (and is still yielded).
+pub fn stream_judged<B, S, T, E, F, V, X, J>(
+    cb: B,
+    item: PhantomData<Result<T, E>>,
+    body: F,
+    view: V,
+    excluded: X,
+    judge: J,
+) -> UserStream<GuardedStream<'static, S, V, X, AtSite<J>>>
+where
+    B: Into<Held<'static>>,
+    F: FnOnce() -> S,
+    S: futures_core::Stream<Item = Result<T, E>>,
+    E: FromBreakerError,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    J: Fn(&T) -> bool,
+{
+    let _ = item;
+    UserStream {
+        inner: guarded_stream(cb.into(), body, view, excluded, AtSite(judge)),
+    }
+}
+
+/// `body`'s stream, admitted now.
+fn guarded_stream<S, F, V, X, J>(
+    cb: Held<'static>,
+    body: F,
+    view: V,
+    excluded: X,
+    judge: J,
+) -> GuardedStream<'static, S, V, X, J>
+where
+    F: FnOnce() -> S,
+{
+    match cb.admit() {
+        Err(rejected) => GuardedStream::rejected(cb, rejected, view, excluded, judge),
         Ok(ticket) => {
             cb.before_call(ticket);
             // A body that panics before it returns the stream fails the call.
             let stream = catch_unwind(AssertUnwindSafe(body))
                 .unwrap_or_else(|panic| cb.fail_with_panic(ticket, panic));
-            GuardedStream::running(cb, stream, ticket, view, excluded)
+            GuardedStream::running(cb, stream, ticket, view, excluded, judge)
         }
-    };
-    UserStream { inner }
+    }
 }
 
 /// Runs `body` (which makes `Result<iterator, E2>`) as one guarded call: an

@@ -8,6 +8,7 @@
 //! | a transition | WARN | `breaker`, `from`, `to`, `retry_after_ms` (when open) |
 //! | a rejected call | DEBUG | `breaker`, `state`, `reason`, `retry_after_ms` (when known) |
 //! | a failure | DEBUG | `breaker`, `error` (the error's `Debug`, or the panic) |
+//! | a slow call | DEBUG | `breaker`, `elapsed_ms` (a breaker with a slow-call duration) |
 //!
 //! A breaker without the listener pays nothing; one with it pays a
 //! listener's cost (successes emit nothing). Spans are the caller's: the
@@ -102,6 +103,15 @@ impl Listener for TracingListener {
             breaker = cb.name(),
             error = ?error,
             "call failed"
+        );
+    }
+
+    fn slow_call(&self, cb: &CircuitBreaker, elapsed: std::time::Duration) {
+        ::tracing::debug!(
+            target: "breaker",
+            breaker = cb.name(),
+            elapsed_ms = millis(Some(elapsed)),
+            "slow call"
         );
     }
 }

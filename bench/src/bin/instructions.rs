@@ -276,6 +276,25 @@ fn main() {
         "window_time_failure" => {
             window_scenario(Kind::Time(Duration::from_secs(60)), n * 10, 10)
         }
-        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_inner, keyed, rate_call, rate_time_call, rate_failure, window_success, window_time_success, window_failure, window_time_failure"),
+        // Slow calls and fail_if (issue 13): a closed-state success on a
+        // breaker that times its calls (two clock readings), or judges its
+        // value.
+        "slow_call" => {
+            let cb = CircuitBreaker::builder("instructions-slow")
+                .slow_call_duration(Duration::from_secs(2))
+                .build();
+            for i in 0..n {
+                let _ = black_box(one_call(&cb, i));
+            }
+        }
+        "fail_if" => {
+            let cb = CircuitBreaker::builder("instructions-fail-if")
+                .fail_if(|x: &u64| *x == u64::MAX)
+                .build();
+            for i in 0..n {
+                let _ = black_box(one_call(&cb, i));
+            }
+        }
+        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_inner, keyed, rate_call, rate_time_call, rate_failure, window_success, window_time_success, window_failure, window_time_failure, slow_call, fail_if"),
     }
 }
