@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
-use crate::error::CircuitBreakerError;
+use crate::error::{CircuitBreakerError, Error};
 use crate::recording::CancelOnDrop;
 
 /// An iterator of `Result`s run as one call through a breaker: admitted when
@@ -14,10 +14,10 @@ use crate::recording::CancelOnDrop;
 /// panic in its `next`), succeeded by reaching its end, and neither if
 /// dropped before either.
 ///
-/// A rejected call yields one `Err(E::from(CircuitBreakerError))` and ends.
-/// The item whose failure opens the circuit is replaced by
-/// `Err(E::from(CircuitBreakerError))` while `throw_new_error_on_trip` is on,
-/// as a tripping call's error is.
+/// Items are `Result<T, Error<E>>`: a rejected call yields one
+/// `Error::Open` and ends; the failing item is `Error::Tripped` when it
+/// opened the circuit (with `throw_new_error_on_trip` on), else
+/// `Error::Inner`.
 pub struct GuardedIter<'cb, I, V, X> {
     cb: &'cb CircuitBreaker,
     state: IterState<I>,
@@ -65,16 +65,18 @@ impl<'cb, I, V, X> GuardedIter<'cb, I, V, X> {
 impl<I, T, E, V, X> Iterator for GuardedIter<'_, I, V, X>
 where
     I: Iterator<Item = Result<T, E>>,
-    E: From<CircuitBreakerError> + fmt::Debug + 'static,
+    E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
 {
-    type Item = Result<T, E>;
+    type Item = Result<T, Error<E>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let (inner, ticket) = match &mut self.state {
-            IterState::Rejected(error) => return error.take().map(|e| Err(E::from(e))),
-            IterState::Reported(inner) => return inner.next(),
+            IterState::Rejected(error) => return error.take().map(|e| Err(Error::Open(e))),
+            IterState::Reported(inner) => {
+                return inner.next().map(|item| item.map_err(Error::Inner))
+            }
             IterState::Running(inner, ticket) => (inner, *ticket),
         };
         // A panic in the guarded iterator, or in deciding whether its error
@@ -103,7 +105,7 @@ where
             }
         };
         let Some(report) = report else {
-            return item;
+            return item.map(|item| item.map_err(Error::Inner));
         };
         let IterState::Running(inner, _) =
             std::mem::replace(&mut self.state, IterState::Rejected(None))
@@ -114,13 +116,9 @@ where
         match (report, item) {
             (Ok(()), item) => {
                 self.cb.finish_ok(ticket);
-                item
+                item.map(|item| item.map_err(Error::Inner))
             }
-            (Err(()), Some(Err(e))) => match self.cb.finish_failure(ticket, e, &self.view) {
-                crate::Error::Tripped(cbe, _) => Some(Err(E::from(cbe))),
-                crate::Error::Inner(e) => Some(Err(e)),
-                crate::Error::Open(cbe) => Some(Err(E::from(cbe))),
-            },
+            (Err(()), Some(Err(e))) => Some(Err(self.cb.finish_failure(ticket, e, &self.view))),
             (Err(()), _) => unreachable!("a failure report comes from an Err item"),
         }
     }

@@ -68,6 +68,7 @@ mod recording;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod registry;
+mod returns;
 #[cfg(feature = "serde")]
 mod settings;
 mod state;
@@ -95,6 +96,7 @@ pub use duration::{parse_duration, DurationError};
 pub use error::{CircuitBreakerError, ConfigError, Error, Number};
 pub use listener::{Failure, Listener};
 pub use memory::MemoryStorage;
+pub use returns::{FromBreakerError, GuardedResult};
 pub use state::{Backoff, ParseStateError, Reason, State};
 
 #[cfg(feature = "serde")]

@@ -96,6 +96,12 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         | Kind::FutureBoxed(item) => error_type_span(item),
     };
     let private = respan(quote!(#krate::__private), error_span);
+    // The breaker's error as the function's: spanned at the error type, so
+    // an error type without `From<CircuitBreakerError>` is reported there,
+    // once, naming the public `FromBreakerError`.
+    let convert = conversion(&krate, error_span);
+    // `<R as GuardedResult>`, at the return type.
+    let (first, guarded) = guarded_at(&krate, &ret);
     if let (Some(path), Some((names, pats))) = (&args.fallback, &fallback_args) {
         let receiver = sig.receiver().map(|_| quote!(self,));
         let asyncness = sig.asyncness.map(|_| quote!(.await));
@@ -110,26 +116,31 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
             __breaker_fallback
         };
         let body = match &kind {
-            Kind::Async => quote_spanned! {ret.span()=>
+            Kind::Async => quote_spanned! {first=>
                 #private::run_async(
                     #site,
-                    (async move || -> #ret {
-                        let (#(#pats,)*) = #take(__breaker_slot);
-                        #block
-                    })(),
+                    #private::map_output(
+                        (async move || -> #ret {
+                            let (#(#pats,)*) = #take(__breaker_slot);
+                            #block
+                        })(),
+                        |__breaker_result| #guarded::into_result(__breaker_result),
+                    ),
                     #view,
                     #excluded_all,
+                    #convert,
                 ).await
             },
-            _ => quote_spanned! {ret.span()=>
+            _ => quote_spanned! {first=>
                 #private::run(
                     #site,
-                    move || -> #ret {
+                    move || #guarded::into_result((move || -> #ret {
                         let (#(#pats,)*) = #take(__breaker_slot);
                         #block
-                    },
+                    })()),
                     #view,
                     #excluded_all,
+                    #convert,
                 )
             },
         };
@@ -140,9 +151,9 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
                 #key_prelude
                 let mut __breaker_args = ::core::option::Option::Some((#(#names,)*));
                 let __breaker_slot = &mut __breaker_args;
-                #[allow(clippy::needless_return, clippy::redundant_closure_call, clippy::unit_arg)]
+                #[allow(clippy::needless_return, clippy::redundant_closure, clippy::redundant_closure_call, clippy::unit_arg)]
                 match #body {
-                    ::core::result::Result::Ok(__breaker_result) => __breaker_result,
+                    ::core::result::Result::Ok(__breaker_result) => #guarded::from_result(__breaker_result),
                     ::core::result::Result::Err(_) => {
                         let (#(#names,)*) = #take(&mut __breaker_args);
                         #fallback
@@ -152,53 +163,120 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         };
     }
     let call = match kind {
-        Kind::Sync => quote_spanned! {ret.span()=>
-            #private::call(#site, move || -> #ret #block, #view, #excluded_all)
-        },
-        Kind::Async => quote_spanned! {ret.span()=>
-            #private::call_async(#site, (async move || -> #ret #block)(), #view, #excluded_all).await
-        },
-        // The output type is named first, so the view and the exclusions
-        // see the error type (the body's future alone may not fix it).
-        Kind::FutureImpl(output) => quote_spanned! {ret.span()=>
-            #private::call_async(
-                #site,
-                #private::future_of::<#output, _>((move || #block)()),
-                #view,
-                #excluded_all,
-            )
-        },
-        Kind::FutureBoxed(output) => quote_spanned! {ret.span()=>
+        // The body is typed by the declared return type alone, and passes
+        // through `GuardedResult`: a return type that only looks like a
+        // `Result` (`NotResult<T, E>`) is one error, on the return type.
+        Kind::Sync => quote_spanned! {first=>
             {
-                let __breaker_boxed: #ret = #private::pin_box(#private::call_async(
+                let __breaker_result = #private::call(
                     #site,
-                    #private::future_of::<#output, _>((move || #block)()),
+                    move || #guarded::into_result((move || -> #ret #block)()),
                     #view,
                     #excluded_all,
-                ));
-                __breaker_boxed
+                    #convert,
+                );
+                #guarded::from_result(__breaker_result)
             }
         },
-        Kind::Iter(item) => quote_spanned! {ret.span()=>
-            #private::iter(
-                #site,
-                ::core::marker::PhantomData::<#item>,
-                move || #block,
-                #view,
-                #excluded_all,
-            )
+        Kind::Async => quote_spanned! {first=>
+            {
+                let __breaker_result = #private::call_async(
+                    #site,
+                    #private::map_output(
+                        (async move || -> #ret #block)(),
+                        |__breaker_result| #guarded::into_result(__breaker_result),
+                    ),
+                    #view,
+                    #excluded_all,
+                    #convert,
+                ).await;
+                #guarded::from_result(__breaker_result)
+            }
         },
-        Kind::Stream(item) => quote_spanned! {ret.span()=>
-            #private::stream(
-                #site,
-                ::core::marker::PhantomData::<#item>,
-                move || #block,
-                #view,
-                #excluded_all,
-            )
-        },
+        // The output type is named first, so the view and the exclusions
+        // see the error type (the body's future alone may not fix it); the
+        // output passes through `GuardedResult` both ways, as above.
+        Kind::FutureImpl(output) => {
+            let (at, guarded) = guarded_at(&krate, &output);
+            quote_spanned! {at=>
+                {
+                    let __breaker_result = #private::call_async(
+                        #site,
+                        #private::map_output(
+                            #private::future_of::<#output, _>((move || #block)()),
+                            |__breaker_result| #guarded::into_result(__breaker_result),
+                        ),
+                        #view,
+                        #excluded_all,
+                        #convert,
+                    );
+                    #private::map_output(__breaker_result, |__breaker_result| #guarded::from_result(__breaker_result))
+                }
+            }
+        }
+        Kind::FutureBoxed(output) => {
+            let (at, guarded) = guarded_at(&krate, &output);
+            quote_spanned! {at=>
+                {
+                    let __breaker_result = #private::call_async(
+                        #site,
+                        #private::map_output(
+                            #private::future_of::<#output, _>((move || #block)()),
+                            |__breaker_result| #guarded::into_result(__breaker_result),
+                        ),
+                        #view,
+                        #excluded_all,
+                        #convert,
+                    );
+                    let __breaker_boxed: #ret = #private::pin_box(
+                        #private::map_output(__breaker_result, |__breaker_result| #guarded::from_result(__breaker_result)),
+                    );
+                    __breaker_boxed
+                }
+            }
+        }
+        // Items pass through `GuardedResult` both ways, as above.
+        Kind::Iter(item) => {
+            let (at, guarded) = guarded_at(&krate, &item);
+            quote_spanned! {at=>
+                {
+                    let __breaker_items = #private::iter(
+                        #site,
+                        ::core::marker::PhantomData::<::core::result::Result<#guarded::Ok, #guarded::Err>>,
+                        move || ::core::iter::Iterator::map(
+                            ::core::iter::IntoIterator::into_iter((move || #block)()),
+                            |__breaker_item| #guarded::into_result(__breaker_item),
+                        ),
+                        #view,
+                        #excluded_all,
+                        #convert,
+                    );
+                    ::core::iter::Iterator::map(__breaker_items, |__breaker_item| #guarded::from_result(__breaker_item))
+                }
+            }
+        }
+        Kind::Stream(item) => {
+            let (at, guarded) = guarded_at(&krate, &item);
+            quote_spanned! {at=>
+                {
+                    let __breaker_items = #private::stream(
+                        #site,
+                        ::core::marker::PhantomData::<::core::result::Result<#guarded::Ok, #guarded::Err>>,
+                        move || #private::map_items(
+                            (move || #block)(),
+                            |__breaker_item| #guarded::into_result(__breaker_item),
+                        ),
+                        #view,
+                        #excluded_all,
+                        #convert,
+                    );
+                    #private::map_items(__breaker_items, |__breaker_item| #guarded::from_result(__breaker_item))
+                }
+            }
+        }
         Kind::IterInResult(item, outer) => {
             let outer_excluded = excluded(&krate, &args.exclude, false);
+            let outer_convert = conversion(&krate, outer.span());
             quote_spanned! {ret.span()=>
                 #private::iter_in_result(
                     #site,
@@ -206,8 +284,10 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
                     move || -> ::core::result::Result<_, #outer> #block,
                     #view,
                     #excluded_all,
+                    #convert,
                     #view,
                     #outer_excluded,
+                    #outer_convert,
                 )
             }
         }
@@ -217,7 +297,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         #vis #sig {
             #declaration
             #key_prelude
-            #[allow(clippy::needless_return, clippy::redundant_closure_call, clippy::unit_arg)]
+            #[allow(clippy::needless_return, clippy::redundant_closure, clippy::redundant_closure_call, clippy::unit_arg)]
             #call
         }
     }
@@ -441,6 +521,29 @@ fn error_type_span(ty: &Type) -> proc_macro2::Span {
     result_args(ty)
         .and_then(|args| args.get(1).map(Spanned::span))
         .unwrap_or_else(|| ty.span())
+}
+
+/// `<ty as GuardedResult>`, every token at the span of `ty`'s first token
+/// (returned too): its uses all fail as one error there when `ty` is not a
+/// `Result`.
+fn guarded_at(krate: &Path, ty: &Type) -> (proc_macro2::Span, TokenStream) {
+    let first = ty
+        .to_token_stream()
+        .into_iter()
+        .next()
+        .map_or_else(|| ty.span(), |t| t.span());
+    (first, respan(quote!(<#ty as #krate::GuardedResult>), first))
+}
+
+/// A closure turning the breaker's error into the function's, through the
+/// public `FromBreakerError`, every token at `span`.
+fn conversion(krate: &Path, span: proc_macro2::Span) -> TokenStream {
+    respan(
+        quote! {
+            |__breaker_rejected| <_ as #krate::FromBreakerError>::from_breaker_error(__breaker_rejected)
+        },
+        span,
+    )
 }
 
 /// `tokens` with every span set to `span`.

@@ -191,7 +191,11 @@ use proc_macro::TokenStream;
 /// Misuse (an unknown or repeated key, a value of the wrong type, a bad
 /// duration, `fail_max = 0`, a return type it cannot guard, a `const fn`, a
 /// method without `name`) is a compile error pointing at the offending
-/// token.
+/// token. Two are checks on types, each one error on the return type: an
+/// error type that cannot carry the breaker's error (see
+/// [`FromBreakerError`](https://docs.rs/breaker/latest/breaker/trait.FromBreakerError.html)),
+/// and a return type whose name ends in `Result` but that is not a `Result`
+/// (see [`GuardedResult`](https://docs.rs/breaker/latest/breaker/trait.GuardedResult.html)).
 #[proc_macro_attribute]
 pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::attribute(args.into(), item.into()).into()
