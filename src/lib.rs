@@ -11,7 +11,7 @@ pub use breaker_core::{
     clock, hint, keyed, listener, parse_duration, registry, storage, Backoff, CircuitBreaker,
     CircuitBreakerBuilder, CircuitBreakerError, ConfigError, DurationError, Error, ErrorView,
     Failure, FromBreakerError, GuardedResult, Listener, MemoryStorage, Number, ParseStateError,
-    Reason, State,
+    Reason, State, WindowStats,
 };
 
 #[cfg(feature = "redis")]

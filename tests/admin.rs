@@ -89,6 +89,31 @@ fn breakers_are_listed_and_detailed_as_json() {
 }
 
 #[test]
+fn a_rate_policy_shows_its_window() {
+    let addr = serve(admin::router().into());
+    let cb = breaker::registry::register(
+        CircuitBreaker::builder("adm-window")
+            .failure_rate(0.5)
+            .window_calls(50)
+            .min_calls(2)
+            .build(),
+    )
+    .unwrap();
+    let _ = cb.call(|| Ok::<_, &str>(()));
+    let _ = cb.call(|| Ok::<_, &str>(()));
+    let _ = cb.call(|| Err::<(), _>("refused"));
+    let window = json(&get(&addr, "/breakers/adm-window"))["window"].clone();
+    assert_eq!(window["calls"], 3);
+    assert_eq!(window["failures"], 1);
+    assert_eq!(window["slow_calls"], 0);
+    assert!((window["failure_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-12);
+    assert_eq!(window["failure_rate_threshold"], 0.5);
+    assert!(window["slow_call_rate_threshold"].is_null());
+    assert_eq!(window["min_calls"], 2);
+    assert_eq!(window["window_calls"], 50);
+}
+
+#[test]
 fn a_breaker_registered_after_the_router_is_listed() {
     let addr = serve(admin::router().into());
     let before = json(&get(&addr, "/breakers"));

@@ -122,6 +122,18 @@ struct Config {
     half_open_calls: u32,
     /// An exponential backoff's factor and cap; `None`: constant.
     backoff: Option<(f64, Duration)>,
+    /// A failure-rate policy over a count window; `None`: none.
+    rate: Option<RateCfg>,
+}
+
+/// The failure-rate policy: `failure_rate(rate).window_calls(window)
+/// .min_calls(min_calls)`, and `fail_max` set too when `consecutive`.
+#[derive(Clone, Copy, Debug)]
+struct RateCfg {
+    rate: f64,
+    window: u32,
+    min_calls: u32,
+    consecutive: bool,
 }
 
 impl Config {
@@ -135,6 +147,7 @@ impl Config {
             start: Duration::from_secs(1_000_000_000),
             half_open_calls: 1,
             backoff: None,
+            rate: None,
         }
     }
 }
@@ -157,7 +170,14 @@ impl Config {
 // - results of calls admitted before a transition do not count after it
 //   (every manual open/close/half_open/reset is a transition too);
 // - entering closed resets both counters, entering open or half-open resets
-//   success_counter.
+//   success_counter;
+// - with a failure rate: a closed-state call's result (not a trial's) is
+//   recorded in a window of the last `window` calls of its epoch (one of an
+//   older epoch than the window's is not); entering closed empties it; a
+//   failure that brings failures / calls to the rate, with at least
+//   min(min_calls, window) calls, opens the circuit (if its epoch is still
+//   the current one), before the consecutive count; without `fail_max`
+//   set, the consecutive count is off (fail_counter stays 0 in closed).
 // `opened_at` is kept with millisecond precision, rounded up (so a trial
 // never starts early), as the storage documents.
 
@@ -216,6 +236,11 @@ struct Model {
     throw_on_trip: bool,
     now: Duration,
     events: Vec<Ev>,
+    rate: Option<RateCfg>,
+    /// The window: whether each call failed, oldest first.
+    window: std::collections::VecDeque<bool>,
+    /// The epoch the window counts.
+    window_epoch: u64,
 }
 
 fn round_up_to_ms(d: Duration) -> Duration {
@@ -245,7 +270,43 @@ impl Model {
             throw_on_trip: cfg.throw_on_trip,
             now: cfg.start,
             events: Vec::new(),
+            rate: cfg.rate,
+            window: Default::default(),
+            window_epoch: 0,
         }
+    }
+
+    /// Whether the consecutive condition is on.
+    fn consecutive(&self) -> bool {
+        self.rate.is_none_or(|r| r.consecutive)
+    }
+
+    /// Records a closed-state call of `epoch` in the window; whether it is
+    /// a failure that makes the rate hold.
+    fn record(&mut self, epoch: u64, failed: bool) -> bool {
+        let Some(rate) = self.rate else {
+            return false;
+        };
+        if epoch < self.window_epoch {
+            return false;
+        }
+        if epoch > self.window_epoch {
+            self.window.clear();
+            self.window_epoch = epoch;
+        }
+        self.window.push_back(failed);
+        if self.window.len() > rate.window as usize {
+            self.window.pop_front();
+        }
+        let (calls, failures) = self.window_counts();
+        failed
+            && calls >= u64::from(rate.min_calls.min(rate.window))
+            && failures as f64 / calls as f64 >= rate.rate
+    }
+
+    fn window_counts(&self) -> (u64, u64) {
+        let failures = self.window.iter().filter(|f| **f).count();
+        (self.window.len() as u64, failures as u64)
     }
 
     fn enter(&mut self, to: State) {
@@ -265,6 +326,8 @@ impl Model {
             State::Closed => {
                 self.fail_counter = 0;
                 self.opened_at = None;
+                self.window.clear();
+                self.window_epoch = self.epoch;
             }
             State::Open => self.opened_at = Some(round_up_to_ms(self.now)),
             State::HalfOpen => {}
@@ -360,6 +423,9 @@ impl Model {
     fn finish(&mut self, ticket: Ticket, res: Res) -> Expect {
         let counts = ticket.epoch == self.epoch;
         if res.counts_as_success() {
+            if !ticket.trial {
+                self.record(ticket.epoch, false);
+            }
             self.events.push(Ev::Success);
             if counts {
                 match self.state {
@@ -382,9 +448,15 @@ impl Model {
             };
         }
         self.events.push(Ev::Failure);
+        let rate_holds = !ticket.trial && self.record(ticket.epoch, true);
         let mut tripped = None;
         if counts {
             match self.state {
+                State::Closed if rate_holds => {
+                    self.enter(State::Open);
+                    tripped = Some(Reason::FailureRate);
+                }
+                State::Closed if !self.consecutive() => {}
                 State::Closed => {
                     self.fail_counter += 1;
                     if self.fail_counter >= self.fail_max {
@@ -460,7 +532,6 @@ impl Harness {
         let clock = ManualClock::starting_at(cfg.start);
         let seen = Arc::new(Recorder::default());
         let builder = CircuitBreaker::builder("model")
-            .fail_max(cfg.fail_max)
             .success_threshold(cfg.success_threshold)
             .reset_timeout(cfg.reset_timeout)
             .throw_new_error_on_trip(cfg.throw_on_trip)
@@ -472,10 +543,27 @@ impl Harness {
             .exclude::<Ignored>()
             .clock(clock.clone())
             .listener_arc(seen.clone() as Arc<dyn Listener>);
+        let mut model = Model::new(cfg);
+        let builder = match cfg.rate {
+            None => builder.fail_max(cfg.fail_max),
+            Some(rate) => {
+                let builder = builder
+                    .failure_rate(rate.rate)
+                    .window_calls(rate.window)
+                    .min_calls(rate.min_calls);
+                if rate.consecutive {
+                    builder.fail_max(cfg.fail_max)
+                } else {
+                    // The rate alone; `fail_max` keeps its default.
+                    model.fail_max = 5;
+                    builder
+                }
+            }
+        };
         Harness {
             cb: Arc::new(backend.storage(builder).build()),
             clock,
-            model: Model::new(cfg),
+            model,
             seen,
             steps: 0,
         }
@@ -517,6 +605,10 @@ impl Harness {
             Action::SetFailMax(n) => {
                 self.cb.set_fail_max(*n).unwrap();
                 self.model.fail_max = *n;
+                // Beside a rate, it turns the consecutive condition on.
+                if let Some(rate) = &mut self.model.rate {
+                    rate.consecutive = true;
+                }
             }
             Action::SetSuccessThreshold(n) => {
                 self.cb.set_success_threshold(*n).unwrap();
@@ -694,6 +786,13 @@ impl Harness {
         assert_eq!(cb.fail_max(), m.fail_max, "{ctx}");
         assert_eq!(cb.success_threshold(), m.success_threshold, "{ctx}");
         assert_eq!(cb.reset_timeout(), m.reset_timeout, "{ctx}");
+        let window = cb.window();
+        let expected = if m.rate.is_some() {
+            m.window_counts()
+        } else {
+            (0, 0)
+        };
+        assert_eq!((window.calls, window.failures), expected, "{ctx}: window");
         assert_eq!(
             *self.seen.0.lock().unwrap(),
             m.events,
@@ -782,6 +881,21 @@ fn config() -> impl Strategy<Value = Config> {
             1 => (prop_oneof![Just(1.0), Just(2.0), Just(1.5)], 0u64..200)
                 .prop_map(|(factor, extra)| Some((factor, extra))),
         ],
+        prop_oneof![
+            1 => Just(None),
+            1 => (
+                prop_oneof![Just(0.25), Just(0.3), Just(0.5), Just(2.0 / 3.0), Just(1.0)],
+                1u32..=6,
+                1u32..=5,
+                any::<bool>(),
+            )
+                .prop_map(|(rate, window, min_calls, consecutive)| Some(RateCfg {
+                    rate,
+                    window,
+                    min_calls,
+                    consecutive,
+                })),
+        ],
     )
         .prop_map(
             |(
@@ -792,6 +906,7 @@ fn config() -> impl Strategy<Value = Config> {
                 micros,
                 half_open_calls,
                 backoff,
+                rate,
             )| Config {
                 fail_max,
                 success_threshold,
@@ -804,6 +919,7 @@ fn config() -> impl Strategy<Value = Config> {
                 // The cap: the reset timeout and up to 200 s more.
                 backoff: backoff
                     .map(|(factor, extra)| (factor, reset_timeout + Duration::from_secs(extra))),
+                rate,
             },
         )
 }

@@ -23,7 +23,8 @@ use crate::error::ConfigError;
 use crate::exclude::Exclusion;
 use crate::listener::Listener;
 use crate::name::Name;
-use crate::state::{Backoff, Limits, Op, Policy, Snapshot, State};
+use crate::rate::{check_failure_rate, check_min_calls, check_window, Windows};
+use crate::state::{Backoff, Limits, Op, Policy, Snapshot, State, WindowShape};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// A read of a breaker's policy.
@@ -38,10 +39,13 @@ pub(crate) struct Shared {
     pub(crate) success_threshold: AtomicU32,
     pub(crate) reset_timeout_ns: AtomicU64,
     pub(crate) throw_on_trip: AtomicBool,
-    /// Whether `policy` is [`Policy::DEFAULT`]: the consecutive policy's
-    /// paths read this flag, not the policy.
+    /// Whether `policy` acts as [`Policy::DEFAULT`]
+    /// ([`Policy::acts_as_default`]): the consecutive policy's paths read
+    /// this flag, not the policy.
     pub(crate) default_policy: AtomicBool,
     pub(crate) policy: ArcSwap<Policy>,
+    /// The rate policies' window (`rate.rs`); none without a rate condition.
+    pub(crate) windows: Windows,
     /// Whether `listeners` is not empty: the hot path reads this flag, not
     /// the list.
     pub(crate) listening: AtomicBool,
@@ -299,10 +303,16 @@ impl CircuitBreaker {
     /// assert_eq!(cb.fail_max(), 1); // unchanged
     /// # Ok::<(), ConfigError>(())
     /// ```
+    ///
+    /// Under a rate policy built without `fail_max`, this turns the
+    /// consecutive condition on beside the rates, as `fail_max` in the
+    /// builder does.
     pub fn set_fail_max(&self, n: u32) -> Result<(), ConfigError> {
-        self.shared
-            .fail_max
-            .store(check_fail_max(n)?, Ordering::Relaxed);
+        let n = check_fail_max(n)?;
+        if !self.policy().rate.consecutive {
+            self.update_policy(|p| p.rate.consecutive = true)?;
+        }
+        self.shared.fail_max.store(n, Ordering::Relaxed);
         Ok(())
     }
 
@@ -458,21 +468,165 @@ impl CircuitBreaker {
         self.update_policy(|p| p.backoff = backoff)
     }
 
+    /// The failure rate that opens the circuit, if that condition is on.
+    ///
+    /// # Example
+    /// ```
+    /// let cb = breaker::CircuitBreaker::builder("api").failure_rate(0.5).build();
+    /// assert_eq!(cb.failure_rate(), Some(0.5));
+    /// assert_eq!(breaker::CircuitBreaker::new("db").failure_rate(), None);
+    /// ```
+    pub fn failure_rate(&self) -> Option<f64> {
+        self.policy().rate.failure_rate
+    }
+
+    /// Turns the failure-rate condition on, or changes its threshold; it
+    /// applies from the next failure on. Turning it on starts an empty
+    /// window, and, unless `fail_max` was set, turns the consecutive
+    /// condition off (as in the builder).
+    ///
+    /// # Errors
+    /// [`ConfigError::FailureRate`] for a rate outside `(0, 1]` or NaN,
+    /// [`ConfigError::Unsupported`] on a storage that cannot apply it;
+    /// nothing changes.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, ConfigError, Number};
+    ///
+    /// let cb = CircuitBreaker::new("api");
+    /// cb.set_failure_rate(0.25)?;
+    /// assert_eq!(cb.failure_rate(), Some(0.25));
+    /// assert_eq!(
+    ///     cb.set_failure_rate(1.5),
+    ///     Err(ConfigError::FailureRate { value: Number::from(1.5) })
+    /// );
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn set_failure_rate(&self, rate: f64) -> Result<(), ConfigError> {
+        let rate = check_failure_rate(rate)?;
+        self.update_policy(|p| p.rate.failure_rate = Some(rate))
+    }
+
+    /// The window the rates are taken over: [`WindowShape::Calls`] or
+    /// [`WindowShape::Time`] (the default, `Calls(100)`, with no rate
+    /// condition on).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{storage::WindowShape, CircuitBreaker};
+    /// use std::time::Duration;
+    ///
+    /// let cb = CircuitBreaker::builder("api").window_time(Duration::from_secs(60)).build();
+    /// assert_eq!(cb.window_shape(), WindowShape::Time(Duration::from_secs(60)));
+    /// ```
+    pub fn window_shape(&self) -> WindowShape {
+        self.policy().rate.window
+    }
+
+    /// Takes the rates over the last `n` calls from now on. A new shape
+    /// starts a new, empty window: the calls the old one held are no
+    /// longer counted. (Each window a breaker had keeps its memory, a few
+    /// hundred bytes to a few KB, until the breaker is dropped.)
+    ///
+    /// # Errors
+    /// [`ConfigError::WindowCalls`] for 0 or more than 32,768,
+    /// [`ConfigError::Unsupported`] on a storage that cannot apply it;
+    /// nothing changes.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{storage::WindowShape, CircuitBreaker, ConfigError};
+    ///
+    /// let cb = CircuitBreaker::builder("api").failure_rate(0.5).build();
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// cb.set_window_calls(20)?;
+    /// assert_eq!(cb.window_shape(), WindowShape::Calls(20));
+    /// assert_eq!(cb.window().calls, 0); // a new, empty window
+    /// assert_eq!(cb.set_window_calls(0), Err(ConfigError::WindowCalls { value: 0 }));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn set_window_calls(&self, n: u32) -> Result<(), ConfigError> {
+        let shape = check_window(WindowShape::Calls(n))?;
+        self.update_policy(|p| p.rate.window = shape)
+    }
+
+    /// Takes the rates over the calls of the last `span` from now on, in
+    /// 10 buckets of `span / 10`. A new shape starts a new, empty window,
+    /// as [`set_window_calls`](Self::set_window_calls) says.
+    ///
+    /// # Errors
+    /// [`ConfigError::WindowTime`] for a span under 10 ms,
+    /// [`ConfigError::Unsupported`] on a storage that cannot apply it;
+    /// nothing changes.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, ConfigError};
+    /// use std::time::Duration;
+    ///
+    /// let cb = CircuitBreaker::builder("api").failure_rate(0.5).build();
+    /// cb.set_window_time(Duration::from_secs(30))?;
+    /// assert_eq!(
+    ///     cb.set_window_time(Duration::ZERO),
+    ///     Err(ConfigError::WindowTime { value: Duration::ZERO })
+    /// );
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn set_window_time(&self, span: Duration) -> Result<(), ConfigError> {
+        let shape = check_window(WindowShape::Time(span))?;
+        self.update_policy(|p| p.rate.window = shape)
+    }
+
+    /// Calls the window must hold before a rate is decided on.
+    ///
+    /// # Example
+    /// ```
+    /// let cb = breaker::CircuitBreaker::builder("api").failure_rate(0.5).min_calls(20).build();
+    /// assert_eq!(cb.min_calls(), 20);
+    /// ```
+    pub fn min_calls(&self) -> u32 {
+        self.policy().rate.min_calls
+    }
+
+    /// Changes `min_calls`; the window is kept.
+    ///
+    /// # Errors
+    /// [`ConfigError::MinCalls`] for 0, [`ConfigError::Unsupported`] on a
+    /// storage that cannot apply it; nothing changes.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, ConfigError};
+    ///
+    /// let cb = CircuitBreaker::builder("api").failure_rate(0.5).build();
+    /// cb.set_min_calls(3)?;
+    /// assert_eq!(cb.min_calls(), 3);
+    /// assert_eq!(cb.set_min_calls(0), Err(ConfigError::MinCalls { value: 0 }));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    pub fn set_min_calls(&self, n: u32) -> Result<(), ConfigError> {
+        let n = check_min_calls(n)?;
+        self.update_policy(|p| p.rate.min_calls = n)
+    }
+
     /// The policy in force.
     pub(crate) fn policy(&self) -> Policy {
         **self.shared.policy.load()
     }
 
-    /// Changes the policy, if the storage can apply the result.
+    /// Changes the policy, if the storage can apply the result; starts a
+    /// new window if a rate condition is on and the window's shape changed.
     fn update_policy(&self, change: impl FnOnce(&mut Policy)) -> Result<(), ConfigError> {
         let _edit = self.edit();
         let mut policy = self.policy();
         change(&mut policy);
         self.shared.backend.check_policy(&policy)?;
+        self.start_window_if_needed(&policy.rate)?;
         self.shared.policy.store(Arc::new(policy));
         self.shared
             .default_policy
-            .store(policy.is_default(), Ordering::Relaxed);
+            .store(policy.acts_as_default(), Ordering::Relaxed);
         Ok(())
     }
 

@@ -17,7 +17,11 @@ use crate::exclude::Exclusion;
 use crate::listener::Listener;
 use crate::memory::MemoryStorage;
 use crate::name::Name;
-use crate::state::{Backoff, Policy, MAX_FAIL_MAX, MAX_HALF_OPEN_CALLS, MAX_SUCCESS_THRESHOLD};
+use crate::rate::{check_failure_rate, check_min_calls, check_window, Windows};
+use crate::state::{
+    Backoff, Policy, RatePolicy, WindowShape, MAX_FAIL_MAX, MAX_HALF_OPEN_CALLS,
+    MAX_SUCCESS_THRESHOLD,
+};
 use crate::storage::{Binding, Storage};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex};
 
@@ -41,6 +45,12 @@ use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex};
 pub struct CircuitBreakerBuilder {
     name: Name,
     fail_max: u32,
+    /// Whether `fail_max` was set: beside a rate condition, it keeps the
+    /// consecutive condition on.
+    fail_max_set: bool,
+    failure_rate: Option<f64>,
+    window: WindowShape,
+    min_calls: u32,
     reset_timeout: Duration,
     success_threshold: u32,
     half_open_calls: u32,
@@ -59,6 +69,10 @@ impl CircuitBreakerBuilder {
         CircuitBreakerBuilder {
             name: name.into(),
             fail_max: 5,
+            fail_max_set: false,
+            failure_rate: None,
+            window: WindowShape::DEFAULT,
+            min_calls: RatePolicy::DEFAULT.min_calls,
             reset_timeout: Duration::from_secs(60),
             success_threshold: 1,
             half_open_calls: 1,
@@ -84,8 +98,103 @@ impl CircuitBreakerBuilder {
     /// let _ = cb.call(|| Err::<(), _>("refused"));
     /// assert_eq!(cb.current_state(), State::Open);
     /// ```
+    ///
+    /// With a rate condition ([`failure_rate`](Self::failure_rate)), setting
+    /// `fail_max` keeps the consecutive condition on beside it: the circuit
+    /// opens when either holds.
     pub fn fail_max(mut self, n: u32) -> Self {
         self.fail_max = n;
+        self.fail_max_set = true;
+        self
+    }
+
+    /// Opens the circuit when failures / calls in the window reach `rate`
+    /// (in `(0, 1]`), once the window holds [`min_calls`](Self::min_calls)
+    /// calls. Decided when a failure completes: the failure that makes the
+    /// rate hold opens the circuit (and gets
+    /// [`Error::Tripped`](crate::Error::Tripped)). Without
+    /// [`fail_max`](Self::fail_max), the consecutive condition is off; with
+    /// it, the circuit opens when either holds. Excluded errors count as
+    /// successes; rejected and cancelled calls are not recorded.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, Error, State};
+    ///
+    /// let cb = CircuitBreaker::builder("api").failure_rate(0.5).min_calls(4).build();
+    /// for _ in 0..2 {
+    ///     let _ = cb.call(|| Ok::<_, &str>(()));
+    ///     let _ = cb.call(|| Err::<(), _>("refused")); // never 5 in a row
+    /// }
+    /// assert_eq!(cb.current_state(), State::Open); // 2 of 4 calls failed
+    /// ```
+    pub fn failure_rate(mut self, rate: f64) -> Self {
+        self.failure_rate = Some(rate);
+        self
+    }
+
+    /// Takes the rates over the last `n` completed calls, the oldest
+    /// dropped first (the default: 100).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    ///
+    /// let cb = CircuitBreaker::builder("api").failure_rate(0.5).window_calls(4).min_calls(4).build();
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// for _ in 0..4 {
+    ///     let _ = cb.call(|| Ok::<_, &str>(())); // the failure leaves the window
+    /// }
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// assert_eq!((cb.window().failures, cb.current_state()), (1, State::Closed));
+    /// ```
+    pub fn window_calls(mut self, n: u32) -> Self {
+        self.window = WindowShape::Calls(n);
+        self
+    }
+
+    /// Takes the rates over the calls completed in the last `span`, in 10
+    /// buckets of `span / 10`: a call leaves the window between 9/10 of
+    /// `span` and `span` after it completed. Calls are placed on the
+    /// clock's coarse reading; no thread runs in the background.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{clock::ManualClock, CircuitBreaker};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cb = CircuitBreaker::builder("api")
+    ///     .failure_rate(0.5)
+    ///     .window_time(Duration::from_secs(10))
+    ///     .clock(clock.clone())
+    ///     .build();
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// assert_eq!(cb.window().failures, 1);
+    /// clock.advance(Duration::from_secs(10));
+    /// assert_eq!(cb.window().failures, 0); // expired
+    /// ```
+    pub fn window_time(mut self, span: Duration) -> Self {
+        self.window = WindowShape::Time(span);
+        self
+    }
+
+    /// Calls the window must hold before a rate is decided on (default
+    /// 10; a count window smaller than this decides once it is full).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    ///
+    /// let cb = CircuitBreaker::builder("api").failure_rate(0.5).min_calls(3).build();
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// assert_eq!(cb.current_state(), State::Closed); // 2 calls: not decided yet
+    /// let _ = cb.call(|| Err::<(), _>("refused"));
+    /// assert_eq!(cb.current_state(), State::Open);
+    /// ```
+    pub fn min_calls(mut self, n: u32) -> Self {
+        self.min_calls = n;
         self
     }
 
@@ -383,7 +492,9 @@ impl CircuitBreakerBuilder {
     /// [`ConfigError`] when `fail_max`, `success_threshold` or
     /// `half_open_calls` is out of range, when the backoff's factor is
     /// below 1, its `max` below the reset timeout or its jitter outside
-    /// `[0, 1)`, and when the storage cannot apply the policy.
+    /// `[0, 1)`, when the failure rate is outside `(0, 1]`, the window
+    /// holds no call (or spans less than 10 ms) or `min_calls` is 0, and
+    /// when the storage cannot apply the policy.
     ///
     /// # Example
     /// ```
@@ -403,6 +514,13 @@ impl CircuitBreakerBuilder {
         let policy = Policy {
             half_open_calls: check_half_open_calls(self.half_open_calls)?,
             backoff: check_backoff(self.backoff, self.reset_timeout)?,
+            rate: RatePolicy {
+                failure_rate: self.failure_rate.map(check_failure_rate).transpose()?,
+                slow_call_rate: None,
+                window: check_window(self.window)?,
+                min_calls: check_min_calls(self.min_calls)?,
+                consecutive: self.fail_max_set,
+            },
         };
         let listening = !self.listeners.is_empty();
         let excluding = !self.exclusions.is_empty();
@@ -420,8 +538,9 @@ impl CircuitBreakerBuilder {
             success_threshold: AtomicU32::new(success_threshold),
             reset_timeout_ns: AtomicU64::new(saturating_nanos(self.reset_timeout)),
             throw_on_trip: AtomicBool::new(self.throw_on_trip),
-            default_policy: AtomicBool::new(policy.is_default()),
+            default_policy: AtomicBool::new(policy.acts_as_default()),
             policy: ArcSwap::from_pointee(policy),
+            windows: Windows::new(),
             listening: AtomicBool::new(listening),
             listeners: ArcSwap::from_pointee(self.listeners),
             excluding: AtomicBool::new(excluding),
@@ -434,7 +553,9 @@ impl CircuitBreakerBuilder {
             breaker: Arc::downgrade(&shared),
             clock: shared.clock.clone(),
         });
-        Ok(CircuitBreaker::from_shared(shared))
+        let cb = CircuitBreaker::from_shared(shared);
+        cb.start_window_if_needed(&policy.rate)?;
+        Ok(cb)
     }
 
     /// The breaker.
@@ -471,6 +592,9 @@ impl fmt::Debug for CircuitBreakerBuilder {
             .field("reset_timeout", &self.reset_timeout)
             .field("success_threshold", &self.success_threshold)
             .field("half_open_calls", &self.half_open_calls)
+            .field("failure_rate", &self.failure_rate)
+            .field("window", &self.window)
+            .field("min_calls", &self.min_calls)
             .field("backoff", &self.backoff)
             .field("throw_new_error_on_trip", &self.throw_on_trip)
             .finish_non_exhaustive()

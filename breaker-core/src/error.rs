@@ -400,6 +400,30 @@ pub enum ConfigError {
         /// The value given.
         value: Number,
     },
+    /// A failure rate outside `(0, 1]`, or not a number.
+    #[error("failure_rate must be above 0 and at most 1, got {value}")]
+    FailureRate {
+        /// The value given.
+        value: Number,
+    },
+    /// A count window of 0 calls, or of more than the largest (32,768).
+    #[error("window_calls must be between 1 and {max}, got {value}", max = crate::window::Window::MAX_CALLS)]
+    WindowCalls {
+        /// The value given.
+        value: u32,
+    },
+    /// A time window shorter than 10 ms (10 buckets of at least 1 ms).
+    #[error("window_time must be at least 10ms, got {value:?}")]
+    WindowTime {
+        /// The value given.
+        value: Duration,
+    },
+    /// `min_calls` of 0.
+    #[error("min_calls must be at least 1, got {value}")]
+    MinCalls {
+        /// The value given.
+        value: u32,
+    },
     /// The storage cannot apply this setting (yet); the breaker would
     /// otherwise silently ignore it.
     #[error("{storage} cannot apply {setting}: only the default trip policy")]

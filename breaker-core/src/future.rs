@@ -23,7 +23,7 @@ use crate::admission::{Decision, Ticket};
 use crate::breaker::CircuitBreaker;
 use crate::detach;
 use crate::error::Error;
-use crate::recording::{failure_op, success_op, Applying, CancelOnDrop, Panic, Recorded};
+use crate::recording::{success_op, Applying, CancelOnDrop, Panic, Recorded};
 use crate::state::Op;
 use crate::storage::ApplyFuture;
 
@@ -169,6 +169,7 @@ where
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(Ok(value))) => {
+                cb.record_success_in_window(ticket);
                 if cb.success_to_record(ticket) || cb.listening() {
                     return self.end(Ending::Success(value), ticket, cx);
                 }
@@ -246,6 +247,7 @@ where
         if !excluded {
             return self.end(Ending::Failure(error), ticket, cx);
         }
+        cb.record_success_in_window(ticket);
         if !cb.success_to_record(ticket) {
             cb.report_excluded(&error, &self.view, None);
             return Poll::Ready(Err(Error::Inner(error)));
@@ -272,7 +274,7 @@ where
         }
         let op = match ending {
             Ending::Success(_) | Ending::Excluded(_) => success_op(ticket),
-            Ending::Failure(_) | Ending::Panic(_) => failure_op(ticket),
+            Ending::Failure(_) | Ending::Panic(_) => cb.failure_op(ticket),
         };
         match cb.applying(op) {
             Applying::Now(recorded) => Poll::Ready(report(cb, ending, Some(recorded), this.view)),

@@ -32,8 +32,8 @@
 //!
 //! At most `max_keys` keys are live. A new key at the cap evicts the least
 //! recently used **idle** breakers first: idle means closed, no failure
-//! counted (when trip policies with windows land: no failure in the window
-//! either; `is_idle` is the one place that says it), and not held by an
+//! counted, no failure or slow call in a rate policy's window (`is_idle`
+//! is the one place that says it), and not held by an
 //! owned handle ([`KeyedBreakers::handle`], [`registry::get_key`](crate::registry::get_key)).
 //! Open and half-open breakers and breakers with failures are never
 //! evicted, so flooding a group with fresh keys cannot reset a failing
@@ -549,13 +549,13 @@ fn pin(cb: &CircuitBreaker) -> Option<Arc<CircuitBreaker>> {
 
 /// Whether evicting `cb` loses nothing: closed, no failure counted, and
 /// nobody else holds its state (no owned handle, no storage operation in
-/// flight). Trip policies' windows add "no failure in the window" here.
+/// flight), and no failure or slow call in its rate policy's window.
 pub(crate) fn is_idle(cb: &CircuitBreaker) -> bool {
     if Arc::strong_count(&cb.shared) != 1 {
         return false;
     }
     let snap = cb.snapshot();
-    snap.state == State::Closed && snap.fail_counter == 0 && !snap.trial
+    snap.state == State::Closed && snap.fail_counter == 0 && !snap.trial && cb.window_is_quiet()
 }
 
 impl Slot {

@@ -63,6 +63,7 @@ mod memory;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod name;
+mod rate;
 mod recording;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -96,6 +97,7 @@ pub use duration::{parse_duration, DurationError};
 pub use error::{CircuitBreakerError, ConfigError, Error, Number};
 pub use listener::{Failure, Listener};
 pub use memory::MemoryStorage;
+pub use rate::WindowStats;
 pub use returns::{FromBreakerError, GuardedResult};
 pub use state::{Backoff, ParseStateError, Reason, State};
 

@@ -70,6 +70,7 @@ impl CircuitBreaker {
             .shared
             .backend
             .apply(op, limits, || self.read_clock(&mut clock_panic));
+        self.clear_if_closed(&applied);
         Recorded {
             applied,
             clock_panic,
@@ -107,10 +108,12 @@ impl CircuitBreaker {
                     .apply_async(op, limits)
                     .ok_or_else(|| cb.shared.backend.apply(op, limits, || now))
             };
-            match applying {
+            let applied = match applying {
                 Ok(applying) => applying.await,
                 Err(applied) => applied,
-            }
+            };
+            cb.clear_if_closed(&applied);
+            applied
         });
         Applying::Later(future, clock_panic)
     }
@@ -138,6 +141,7 @@ impl CircuitBreaker {
     /// Records a success: on the hot path, one atomic load and nothing else.
     #[inline(always)]
     pub(crate) fn finish_ok(&self, ticket: Ticket) {
+        self.record_success_in_window(ticket);
         if self.success_to_record(ticket) || self.listening() {
             self.finish_ok_slow(ticket);
         }
@@ -165,7 +169,7 @@ impl CircuitBreaker {
     #[cold]
     #[inline(never)]
     pub(crate) fn fail_with_panic(&self, ticket: Ticket, panic: Panic) -> ! {
-        let recorded = self.apply(failure_op(ticket));
+        let recorded = self.apply(self.failure_op(ticket));
         self.report_panic(&*panic, recorded);
         resume_unwind(panic)
     }
@@ -222,7 +226,7 @@ impl CircuitBreaker {
         E: fmt::Debug + 'static,
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     {
-        let recorded = self.apply(failure_op(ticket));
+        let recorded = self.apply(self.failure_op(ticket));
         self.report_failure(error, view, recorded)
     }
 
@@ -293,6 +297,7 @@ impl CircuitBreaker {
         E: fmt::Debug + 'static,
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     {
+        self.record_success_in_window(ticket);
         let recorded = self
             .success_to_record(ticket)
             .then(|| self.apply(success_op(ticket)));

@@ -10,6 +10,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use crate::window::Totals;
+
 /// The state of a circuit breaker.
 ///
 /// ```
@@ -256,18 +258,200 @@ pub struct Policy {
     pub half_open_calls: u32,
     /// How the open period grows with consecutive re-openings.
     pub backoff: Backoff,
+    /// The rate conditions over a sliding window ([`RatePolicy::DEFAULT`]:
+    /// none, the consecutive condition alone).
+    pub rate: RatePolicy,
 }
 
 impl Policy {
-    /// One trial at a time and a constant open period: pybreaker's.
+    /// One trial at a time, a constant open period and no rate condition:
+    /// pybreaker's.
     pub const DEFAULT: Policy = Policy {
         half_open_calls: 1,
         backoff: Backoff::constant(),
+        rate: RatePolicy::DEFAULT,
     };
 
     /// Whether this is [`Policy::DEFAULT`].
     pub fn is_default(&self) -> bool {
         *self == Policy::DEFAULT
+    }
+
+    /// Whether [`step`] applies this policy as it applies
+    /// [`Policy::DEFAULT`]: one trial, a constant open period, and no rate
+    /// condition on (a window shape or `min_calls` set with no rate to
+    /// apply them to changes nothing).
+    pub fn acts_as_default(&self) -> bool {
+        self.half_open_calls <= 1 && self.backoff.is_constant() && !self.rate.is_on()
+    }
+}
+
+/// Which calls a rate policy's sliding window holds.
+///
+/// ```
+/// use breaker::storage::WindowShape;
+/// use std::time::Duration;
+///
+/// assert_eq!(WindowShape::DEFAULT, WindowShape::Calls(100));
+/// let minute = WindowShape::Time(Duration::from_secs(60));
+/// assert_ne!(minute, WindowShape::DEFAULT);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WindowShape {
+    /// The last `n` completed calls, the oldest dropped first.
+    Calls(u32),
+    /// The calls completed in the last `span`, in 10 buckets of `span / 10`:
+    /// a call leaves the window between `9/10 * span` and `span` after it
+    /// completed.
+    Time(Duration),
+}
+
+impl WindowShape {
+    /// The last 100 calls: the default.
+    pub const DEFAULT: WindowShape = WindowShape::Calls(100);
+}
+
+impl Default for WindowShape {
+    fn default() -> Self {
+        WindowShape::DEFAULT
+    }
+}
+
+/// The rate conditions of a trip policy: the circuit opens when the share
+/// of failures (or of slow calls) among the calls in a sliding window
+/// reaches a threshold, once the window holds `min_calls` calls. Decided
+/// by [`trips`] on a window's [`Totals`] when a failure or a slow call
+/// completes.
+///
+/// ```
+/// use breaker::storage::{RatePolicy, WindowShape};
+///
+/// let rate = RatePolicy { failure_rate: Some(0.5), ..RatePolicy::DEFAULT };
+/// assert!(rate.is_on());
+/// assert!(!rate.consecutive_on()); // fail_max was not asked for
+/// assert_eq!((rate.window, rate.min_calls), (WindowShape::Calls(100), 10));
+/// assert!(!RatePolicy::DEFAULT.is_on());
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct RatePolicy {
+    /// Open when failures / calls in the window reach this (in `(0, 1]`);
+    /// `None`: no failure-rate condition.
+    pub failure_rate: Option<f64>,
+    /// Open when slow calls / calls in the window reach this (in
+    /// `(0, 1]`); `None`: no slow-call-rate condition.
+    pub slow_call_rate: Option<f64>,
+    /// The calls the rates are taken over.
+    pub window: WindowShape,
+    /// Calls the window must hold before a rate is decided on (at least 1;
+    /// a count window of fewer calls decides once it is full).
+    pub min_calls: u32,
+    /// Whether the consecutive condition (`fail_max`) stays on beside a
+    /// rate: true when `fail_max` was set. Without a rate condition it is
+    /// always on.
+    pub consecutive: bool,
+}
+
+impl RatePolicy {
+    /// No rate condition; a window of the last 100 calls and `min_calls` 10
+    /// for when one is turned on.
+    pub const DEFAULT: RatePolicy = RatePolicy {
+        failure_rate: None,
+        slow_call_rate: None,
+        window: WindowShape::DEFAULT,
+        min_calls: 10,
+        consecutive: false,
+    };
+
+    /// Whether any rate condition is on.
+    #[inline]
+    pub fn is_on(&self) -> bool {
+        self.failure_rate.is_some() || self.slow_call_rate.is_some()
+    }
+
+    /// Whether the consecutive condition (`fail_max`) is on: always
+    /// without a rate condition, and beside one when `fail_max` was set.
+    ///
+    /// ```
+    /// use breaker::storage::RatePolicy;
+    ///
+    /// assert!(RatePolicy::DEFAULT.consecutive_on());
+    /// let both = RatePolicy { failure_rate: Some(0.5), consecutive: true, ..RatePolicy::DEFAULT };
+    /// assert!(both.consecutive_on());
+    /// ```
+    #[inline]
+    pub fn consecutive_on(&self) -> bool {
+        self.consecutive || !self.is_on()
+    }
+
+    /// The calls a window must hold before a rate is decided on:
+    /// `min_calls`, or a count window's size if it is smaller (a window
+    /// that can never hold `min_calls` decides once it is full).
+    ///
+    /// ```
+    /// use breaker::storage::{RatePolicy, WindowShape};
+    ///
+    /// let small = RatePolicy { window: WindowShape::Calls(5), ..RatePolicy::DEFAULT };
+    /// assert_eq!(small.deciding_calls(), 5);
+    /// assert_eq!(RatePolicy::DEFAULT.deciding_calls(), 10);
+    /// ```
+    pub fn deciding_calls(&self) -> u64 {
+        let min = u64::from(self.min_calls.max(1));
+        match self.window {
+            WindowShape::Calls(n) => min.min(u64::from(n.max(1))),
+            WindowShape::Time(_) => min,
+        }
+    }
+}
+
+impl Default for RatePolicy {
+    fn default() -> Self {
+        RatePolicy::DEFAULT
+    }
+}
+
+// Compared bit for bit, so that `Policy` and `Limits` stay `Eq`.
+impl PartialEq for RatePolicy {
+    fn eq(&self, other: &Self) -> bool {
+        let bits = |r: Option<f64>| r.map(f64::to_bits);
+        bits(self.failure_rate) == bits(other.failure_rate)
+            && bits(self.slow_call_rate) == bits(other.slow_call_rate)
+            && self.window == other.window
+            && self.min_calls == other.min_calls
+            && self.consecutive == other.consecutive
+    }
+}
+
+impl Eq for RatePolicy {}
+
+/// Whether a window's `totals` make a rate condition of `rate` hold, and
+/// which: the failure rate first, then the slow-call rate. Nothing holds
+/// below [`RatePolicy::deciding_calls`]; a rate exactly at its threshold
+/// holds. Asked when a failure or a slow call completes (a fast success
+/// never opens the circuit); the storage then applies [`Op::Trip`].
+///
+/// ```
+/// use breaker::storage::{trips, RatePolicy, Totals};
+/// use breaker::Reason;
+///
+/// let rate = RatePolicy { failure_rate: Some(0.5), min_calls: 4, ..RatePolicy::DEFAULT };
+/// let window = |calls, failures| Totals { calls, failures, slow: 0 };
+/// assert_eq!(trips(&window(3, 3), &rate), None); // below min_calls
+/// assert_eq!(trips(&window(4, 1), &rate), None);
+/// assert_eq!(trips(&window(4, 2), &rate), Some(Reason::FailureRate)); // exactly at it
+/// ```
+pub fn trips(totals: &Totals, rate: &RatePolicy) -> Option<Reason> {
+    if totals.calls == 0 || totals.calls < rate.deciding_calls() {
+        return None;
+    }
+    let reached = |count: u64, threshold: Option<f64>| {
+        threshold.is_some_and(|t| count as f64 / totals.calls as f64 >= t)
+    };
+    if reached(totals.failures, rate.failure_rate) {
+        Some(Reason::FailureRate)
+    } else if reached(totals.slow, rate.slow_call_rate) {
+        Some(Reason::SlowCallRate)
+    } else {
+        None
     }
 }
 
@@ -494,6 +678,17 @@ pub enum Op {
         /// The generation the trial was admitted under.
         generation: u64,
     },
+    /// A rate condition held (see [`trips`]) on the result of a call
+    /// admitted under `generation`: opens the circuit if it is still
+    /// closed in that generation, else changes nothing (a second failure
+    /// deciding the same generation is counted in the window, not a second
+    /// trip).
+    Trip {
+        /// The generation the deciding call was admitted under.
+        generation: u64,
+        /// Which condition held.
+        reason: Reason,
+    },
     /// A manual transition into this state (entered anew even if already in it).
     Force(State),
     /// Closed with both counters zero.
@@ -513,6 +708,10 @@ pub enum Reason {
     FailureThreshold,
     /// The half-open trial call failed.
     TrialFailed,
+    /// The failures in the window reached the failure rate.
+    FailureRate,
+    /// The slow calls in the window reached the slow-call rate.
+    SlowCallRate,
 }
 
 impl Reason {
@@ -523,6 +722,8 @@ impl Reason {
             Reason::TrialInProgress => "half-open trial in progress",
             Reason::FailureThreshold => "failures threshold reached",
             Reason::TrialFailed => "trial call failed",
+            Reason::FailureRate => "failure rate threshold reached",
+            Reason::SlowCallRate => "slow call rate threshold reached",
         }
     }
 }
@@ -656,6 +857,12 @@ pub fn step(snap: &Snapshot, op: Op, limits: &Limits) -> (Snapshot, Outcome) {
             _ => Outcome::Stale,
         },
         Op::Failure { trial, .. } => match snap.state {
+            // A rate policy without `fail_max`: the window counts the
+            // failure, the word nothing (so that successes after it have
+            // nothing to reset).
+            State::Closed if !limits.policy.rate.consecutive_on() => {
+                Outcome::Counted { tripped: None }
+            }
             State::Closed => {
                 next.fail_counter = snap.fail_counter.saturating_add(1).min(MAX_FAIL_MAX);
                 if next.fail_counter >= limits.fail_max {
@@ -678,6 +885,16 @@ pub fn step(snap: &Snapshot, op: Op, limits: &Limits) -> (Snapshot, Outcome) {
             }
             _ => Outcome::Stale,
         },
+        Op::Trip { generation, reason } => {
+            if generation == snap.generation && snap.state == State::Closed {
+                next = enter(snap, State::Open, limits);
+                Outcome::Counted {
+                    tripped: Some(reason),
+                }
+            } else {
+                Outcome::Stale
+            }
+        }
         Op::Cancel { generation } => {
             if generation == snap.generation
                 && snap.state == State::HalfOpen
@@ -754,6 +971,7 @@ mod tests {
     const GROWING: Policy = Policy {
         half_open_calls: 3,
         backoff: Backoff::exponential(2.0, Duration::from_secs(600)),
+        rate: RatePolicy::DEFAULT,
     };
 
     fn limits(policy: &Policy) -> Limits<'_> {

@@ -14,8 +14,8 @@ use crate::breaker::Shared;
 use crate::clock::ClockImpl;
 use crate::state::State;
 pub use crate::state::{
-    step, Backoff, Limits, Op, Outcome, Policy, Snapshot, MAX_FAIL_MAX, MAX_HALF_OPEN_CALLS,
-    MAX_REOPENS, MAX_SUCCESS_THRESHOLD,
+    step, trips, Backoff, Limits, Op, Outcome, Policy, RatePolicy, Snapshot, Totals, WindowShape,
+    MAX_FAIL_MAX, MAX_HALF_OPEN_CALLS, MAX_REOPENS, MAX_SUCCESS_THRESHOLD,
 };
 
 /// The result of applying one [`Op`]: the snapshot it saw, the one it left,

@@ -301,6 +301,7 @@ fn two_trial_places_are_taken_once_each() {
     static TWO: Policy = Policy {
         half_open_calls: 2,
         backoff: Backoff::constant(),
+        rate: breaker_core::storage::RatePolicy::DEFAULT,
     };
     let two = |now_ms| Limits {
         policy: &TWO,

@@ -5,7 +5,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /` | the dashboard: one self-contained page (no external assets), live through `/events` |
-//! | `GET /breakers` | every breaker as JSON, `[{"name", "state", "fail_counter", "fail_max", "success_counter", "success_threshold", "reset_timeout_ms", "retry_after_ms", "opened_at_ms", "window"}]` (plus `"processes"` on a fleet) |
+//! | `GET /breakers` | every breaker as JSON, `[{"name", "state", "fail_counter", "fail_max", "success_counter", "success_threshold", "reset_timeout_ms", "retry_after_ms", "opened_at_ms", "window"}]` (`"window"`: a rate policy's figures, or `null`; plus `"processes"` on a fleet) |
 //! | `GET /breakers/{name}` | one of them; 404 `{"error": ..}` if unknown |
 //! | `POST /breakers/{name}/open` (`close`, `half-open`, `reset`) | 204; 401 without the token (or a wrong or malformed one), 403 when no token is configured |
 //! | `GET /events` | server-sent events, one per transition: `data: {"name","from","to","at_ms"}` |

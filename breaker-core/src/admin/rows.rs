@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::breaker::CircuitBreaker;
-use crate::state::State;
+use crate::state::{State, WindowShape};
 
 /// One breaker, in the shape API.md fixes, plus `processes` on a fleet.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -20,7 +20,7 @@ pub(crate) struct Row {
     pub(crate) reset_timeout_ms: Option<u64>,
     pub(crate) retry_after_ms: Option<u64>,
     pub(crate) opened_at_ms: Option<u64>,
-    /// The window of a rate policy; `null` until the trip policies land.
+    /// The window of a rate policy ([`window_json`]); `null` without one.
     pub(crate) window: Option<serde_json::Value>,
     /// Live processes of the fleet that use it (fleet mode only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,10 +48,39 @@ impl Row {
                 .opened_at
                 .filter(|_| open_or_trial)
                 .map(|d| d.as_millis() as u64),
-            window: None,
+            window: window_json(cb),
             processes: None,
         }
     }
+}
+
+/// A rate policy's window as `{"calls", "failures", "slow_calls",
+/// "failure_rate", "slow_call_rate", "failure_rate_threshold",
+/// "slow_call_rate_threshold", "min_calls"}` plus `"window_calls"` or
+/// `"window_time_ms"` (rates `null` below `min_calls`, thresholds `null`
+/// when that condition is off); `None` when no rate condition is on.
+fn window_json(cb: &CircuitBreaker) -> Option<serde_json::Value> {
+    let rate = cb.policy().rate;
+    if !rate.is_on() {
+        return None;
+    }
+    let stats = cb.window();
+    let mut json = serde_json::json!({
+        "calls": stats.calls,
+        "failures": stats.failures,
+        "slow_calls": stats.slow_calls,
+        "failure_rate": stats.failure_rate,
+        "slow_call_rate": stats.slow_call_rate,
+        "failure_rate_threshold": rate.failure_rate,
+        "slow_call_rate_threshold": rate.slow_call_rate,
+        "min_calls": rate.min_calls,
+    });
+    let (key, size) = match rate.window {
+        WindowShape::Calls(n) => ("window_calls", u64::from(n)),
+        WindowShape::Time(span) => ("window_time_ms", span.as_millis() as u64),
+    };
+    json[key] = size.into();
+    Some(json)
 }
 
 /// `value` as a JSON answer.

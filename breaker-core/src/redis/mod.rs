@@ -473,12 +473,17 @@ impl Storage for RedisStorage {
 
     /// From one word the slot keeps with its view: a closed circuit on
     /// The script ports `step` with the default policy only (several
-    /// half-open trials and a growing backoff on Redis are issue 15's).
+    /// half-open trials, a growing backoff and the rate policies on Redis
+    /// are issue 15's).
     fn check_policy(&self, policy: &Policy) -> Result<(), ConfigError> {
         let setting = if policy.half_open_calls > 1 {
             "half_open_calls"
         } else if !policy.backoff.is_constant() {
             "backoff"
+        } else if policy.rate.failure_rate.is_some() {
+            "failure_rate"
+        } else if policy.rate.slow_call_rate.is_some() {
+            "slow_call_rate"
         } else {
             return Ok(());
         };

@@ -98,6 +98,10 @@ pub(crate) fn argv(
             Op::Success { generation, trial } => ("success", generation, trial, State::Closed),
             Op::Failure { generation, trial } => ("failure", generation, trial, State::Closed),
             Op::Cancel { generation } => ("cancel", generation, false, State::Closed),
+            // Never sent: `check_policy` refuses the rate policies on Redis
+            // (the script's port of them is issue 15's); a read changes
+            // nothing.
+            Op::Trip { .. } => ("read", 0, false, State::Closed),
             Op::Force(state) => ("force", 0, false, state),
             Op::Reset => ("reset", 0, false, State::Closed),
         },
