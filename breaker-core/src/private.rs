@@ -24,7 +24,7 @@ pub use crate::autoref::{
 pub use crate::builder::CircuitBreakerBuilder as Builder;
 pub use crate::iter::GuardedIter;
 pub use crate::registry::declared::{Configure, Declaration, KeyedSite, Registration, Site};
-pub use crate::state::Backoff;
+pub use crate::state::{Backoff, WindowShape};
 pub use crate::stream::GuardedStream;
 
 use crate::breaker::CircuitBreaker;

@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{parse_quote, ItemFn, Path, Type};
 
-use crate::args::{Args, Errors, Exclude};
+use crate::args::{Args, Errors, Exclude, Window};
 use crate::kind::{check_default_name, classify, result_args, Kind};
 
 /// The whole attribute: parse, check, expand; on any error, the function
@@ -400,6 +400,16 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
             some(quote!(#base.jitter(#jitter)))
         }
     };
+    // Rate policies.
+    let failure_rate = args.failure_rate.map_or(none.clone(), |r| some(quote!(#r)));
+    let window = args.window.map_or(none.clone(), |w| match w {
+        Window::Calls(n) => some(quote!(#krate::__private::WindowShape::Calls(#n))),
+        Window::Time(d) => {
+            let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            some(quote!(#krate::__private::WindowShape::Time(::core::time::Duration::from_nanos(#nanos))))
+        }
+    });
+    let min_calls = args.min_calls.map_or(none.clone(), |n| some(quote!(#n)));
     let mut helpers = TokenStream::new();
     let storage = match &args.storage {
         Some(path) => {
@@ -459,6 +469,9 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
             clock: #clock,
             half_open_calls: #half_open_calls,
             backoff: #backoff,
+            failure_rate: #failure_rate,
+            window: #window,
+            min_calls: #min_calls,
             #keyed_fields
         };
         #krate::__private::inventory::submit! {
