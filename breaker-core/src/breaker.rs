@@ -57,6 +57,9 @@ pub(crate) struct Shared {
     /// its own edit left: two racing edits setting flags from their own
     /// views could leave `listening` false over a non-empty list.
     pub(crate) edits: Mutex<()>,
+    /// `fail_if` and slow calls (`inspect.rs`): settings and the flags the
+    /// call paths read.
+    pub(crate) inspection: crate::inspect::Inspection,
     /// The key of a breaker in a keyed group (`keyed.rs`), `None` otherwise.
     pub(crate) key: Option<Box<dyn crate::keyed::KeyLink>>,
 }
@@ -617,7 +620,10 @@ impl CircuitBreaker {
 
     /// Changes the policy, if the storage can apply the result; starts a
     /// new window if a rate condition is on and the window's shape changed.
-    fn update_policy(&self, change: impl FnOnce(&mut Policy)) -> Result<(), ConfigError> {
+    pub(crate) fn update_policy(
+        &self,
+        change: impl FnOnce(&mut Policy),
+    ) -> Result<(), ConfigError> {
         let _edit = self.edit();
         let mut policy = self.policy();
         change(&mut policy);
@@ -764,6 +770,7 @@ impl CircuitBreaker {
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
         let _edit = self.edit();
         push(&self.shared.listeners, &self.shared.listening, listener);
+        self.update_durations_wanted();
     }
 
     /// Removes `listener` (compared by identity); returns whether it was there.
@@ -786,9 +793,11 @@ impl CircuitBreaker {
     pub fn remove_listener(&self, listener: &Arc<dyn Listener>) -> bool {
         let target = Arc::as_ptr(listener) as *const ();
         let _edit = self.edit();
-        remove(&self.shared.listeners, &self.shared.listening, |l| {
+        let removed = remove(&self.shared.listeners, &self.shared.listening, |l| {
             Arc::as_ptr(l) as *const () == target
-        })
+        });
+        self.update_durations_wanted();
+        removed
     }
 
     /// Held while editing the listeners or the exclusions.

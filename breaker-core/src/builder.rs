@@ -14,6 +14,7 @@ use crate::breaker::{saturating_nanos, CircuitBreaker, Shared};
 use crate::clock::{Clock, ClockImpl, SystemClock};
 use crate::error::ConfigError;
 use crate::exclude::Exclusion;
+use crate::inspect::{check_slow_call_duration, check_slow_call_rate, FailIf, Inspection};
 use crate::listener::Listener;
 use crate::memory::MemoryStorage;
 use crate::name::Name;
@@ -60,6 +61,9 @@ pub struct CircuitBreakerBuilder {
     listeners: Vec<Arc<dyn Listener>>,
     storage: Option<Backend>,
     clock: Option<ClockImpl>,
+    fail_if: Option<FailIf>,
+    slow_call_duration: Option<Duration>,
+    slow_call_rate: Option<f64>,
     /// Set by a keyed group (`keyed.rs`) for the breaker of one key.
     pub(crate) key: Option<Box<dyn crate::keyed::KeyLink>>,
 }
@@ -82,6 +86,9 @@ impl CircuitBreakerBuilder {
             listeners: Vec::new(),
             storage: None,
             clock: None,
+            fail_if: None,
+            slow_call_duration: None,
+            slow_call_rate: None,
             key: None,
         }
     }
@@ -291,6 +298,102 @@ impl CircuitBreakerBuilder {
     /// ```
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// `Ok` values that `predicate` accepts are failures: recorded as a
+    /// failure (they count toward `fail_max` and the failure rate, and can
+    /// open the circuit), and still returned as `Ok`, even by the call
+    /// that opens the circuit. Listeners hear a
+    /// [`failure`](crate::Listener::failure) with a
+    /// [`FailedValue`](crate::FailedValue). A later `fail_if` replaces an
+    /// earlier one; a predicate that panics fails the call, and the panic
+    /// continues.
+    ///
+    /// The public call family applies it ([`call`](CircuitBreaker::call),
+    /// [`call_with_view`](CircuitBreaker::call_with_view),
+    /// [`call_or_else`](CircuitBreaker::call_or_else),
+    /// [`call_async`](CircuitBreaker::call_async) and its forms,
+    /// [`call_stream`](CircuitBreaker::call_stream), to each `Ok` item), to
+    /// values of type `T` only: a call returning another type is never
+    /// judged, and in debug builds a [`hint`](crate::hint) says so, once
+    /// per breaker and type. To judge it, the methods need the value's type
+    /// to be `'static`, so they take `T: 'static` (as they take
+    /// `E: 'static`). A closure that returns a borrow (`Ok(&self.cache)`)
+    /// does not compile through them; return an owned value or a copy
+    /// (`Ok(self.cache.clone())`, `Ok(*count)`), or call through
+    /// `#[circuit_breaker]`, which keeps borrowed returns and has a
+    /// `fail_if` key of its own, typed per function.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, State};
+    ///
+    /// struct Response {
+    ///     status: u16,
+    /// }
+    ///
+    /// let cb = CircuitBreaker::builder("api")
+    ///     .fail_max(2)
+    ///     .fail_if(|r: &Response| r.status >= 500)
+    ///     .build();
+    /// let first = cb.call(|| Ok::<_, ()>(Response { status: 503 }));
+    /// assert_eq!(first.unwrap().status, 503); // still returned
+    /// assert_eq!(cb.fail_counter(), 1);
+    /// let second = cb.call(|| Ok::<_, ()>(Response { status: 502 }));
+    /// assert!(second.is_ok()); // the call that opened the circuit
+    /// assert_eq!(cb.current_state(), State::Open);
+    /// ```
+    pub fn fail_if<T, F>(mut self, predicate: F) -> Self
+    where
+        T: 'static,
+        F: Fn(&T) -> bool + Send + Sync + 'static,
+    {
+        self.fail_if = Some(FailIf::new(predicate));
+        self
+    }
+
+    /// A call that takes longer than `d` (from admission to its result,
+    /// success or failure) is slow: it is counted in the window's
+    /// `slow_calls`, listeners hear [`slow_call`](crate::Listener::slow_call),
+    /// and [`slow_call_rate`](Self::slow_call_rate) can open the circuit on
+    /// it. The breaker then reads its clock when each call is admitted and
+    /// when it completes (without a slow-call duration it never does).
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::CircuitBreaker;
+    /// use std::time::Duration;
+    ///
+    /// let cb = CircuitBreaker::builder("api").slow_call_duration(Duration::from_secs(2)).build();
+    /// assert_eq!(cb.slow_call_duration(), Some(Duration::from_secs(2)));
+    /// ```
+    pub fn slow_call_duration(mut self, d: Duration) -> Self {
+        self.slow_call_duration = Some(d);
+        self
+    }
+
+    /// Open the circuit when slow calls make up at least `rate` of the
+    /// calls in the window (once it holds `min_calls`), checked when a slow
+    /// call completes; `rate` is in `(0, 1]`. It needs a
+    /// [`slow_call_duration`](Self::slow_call_duration) to say what is slow.
+    ///
+    /// # Example
+    /// ```
+    /// use breaker::{CircuitBreaker, ConfigError, Number};
+    /// use std::time::Duration;
+    ///
+    /// let cb = CircuitBreaker::builder("api")
+    ///     .slow_call_duration(Duration::from_secs(2))
+    ///     .slow_call_rate(0.8)
+    ///     .build();
+    /// assert_eq!(cb.slow_call_rate(), Some(0.8));
+    ///
+    /// let bad = CircuitBreaker::builder("api").slow_call_rate(f64::NAN).try_build();
+    /// assert_eq!(bad.unwrap_err(), ConfigError::SlowCallRate { value: Number::from(f64::NAN) });
+    /// ```
+    pub fn slow_call_rate(mut self, rate: f64) -> Self {
+        self.slow_call_rate = Some(rate);
         self
     }
 
@@ -511,17 +614,30 @@ impl CircuitBreakerBuilder {
     pub fn try_build(self) -> Result<CircuitBreaker, ConfigError> {
         let fail_max = check_fail_max(self.fail_max)?;
         let success_threshold = check_success_threshold(self.success_threshold)?;
+        let slow_call_duration = self
+            .slow_call_duration
+            .map(check_slow_call_duration)
+            .transpose()?;
+        let slow_call_rate = self
+            .slow_call_rate
+            .map(|rate| check_slow_call_rate(rate, slow_call_duration))
+            .transpose()?;
         let policy = Policy {
             half_open_calls: check_half_open_calls(self.half_open_calls)?,
             backoff: check_backoff(self.backoff, self.reset_timeout)?,
             rate: RatePolicy {
                 failure_rate: self.failure_rate.map(check_failure_rate).transpose()?,
-                slow_call_rate: None,
+                slow_call_rate,
                 window: check_window(self.window)?,
                 min_calls: check_min_calls(self.min_calls)?,
                 consecutive: self.fail_max_set,
             },
         };
+        let inspection = Inspection::new(
+            self.fail_if,
+            slow_call_duration,
+            self.listeners.iter().any(|l| l.wants_durations()),
+        );
         let listening = !self.listeners.is_empty();
         let excluding = !self.exclusions.is_empty();
         let backend = self
@@ -546,6 +662,7 @@ impl CircuitBreakerBuilder {
             excluding: AtomicBool::new(excluding),
             exclusions: ArcSwap::from_pointee(self.exclusions),
             edits: Mutex::new(()),
+            inspection,
             key: self.key,
         });
         shared.backend.bind(Binding {

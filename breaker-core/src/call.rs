@@ -5,10 +5,12 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::error::{CircuitBreakerError, Error};
 use crate::exclude::{container_view, is_container};
 use crate::future::GuardedFuture;
+use crate::inspect::{is_slow, ByBreaker, FailedValue, Judge, Timed};
 
 /// How the breaker sees an error of type `E` as `dyn Error`, to match
 /// exclusions along its `source()` chain.
@@ -60,9 +62,10 @@ impl CircuitBreaker {
     pub fn call<T, E, F>(&self, f: F) -> Result<T, Error<E>>
     where
         F: FnOnce() -> Result<T, E>,
+        T: 'static,
         E: fmt::Debug + 'static,
     {
-        self.run(f, &default_view::<E>, &no_site_exclusions::<E>)
+        self.run(f, &default_view::<E>, &no_site_exclusions::<E>, &ByBreaker)
     }
 
     /// [`call`](Self::call), with `view` telling how to see `E` as
@@ -94,9 +97,10 @@ impl CircuitBreaker {
     pub fn call_with_view<T, E, F>(&self, f: F, view: ErrorView<E>) -> Result<T, Error<E>>
     where
         F: FnOnce() -> Result<T, E>,
+        T: 'static,
         E: fmt::Debug + 'static,
     {
-        self.run(f, &view, &no_site_exclusions::<E>)
+        self.run(f, &view, &no_site_exclusions::<E>, &ByBreaker)
     }
 
     /// Awaits `fut` through the breaker, with the same outcomes as
@@ -126,9 +130,16 @@ impl CircuitBreaker {
     ) -> impl Future<Output = Result<T, Error<E>>> + use<'_, T, E, Fut>
     where
         Fut: Future<Output = Result<T, E>>,
+        T: 'static,
         E: fmt::Debug + 'static,
     {
-        GuardedFuture::new(self, fut, default_view::<E>, no_site_exclusions::<E>)
+        GuardedFuture::new(
+            self,
+            fut,
+            default_view::<E>,
+            no_site_exclusions::<E>,
+            ByBreaker,
+        )
     }
 
     /// Runs a whole stream of `Result`s through the breaker as one call, as
@@ -186,9 +197,16 @@ impl CircuitBreaker {
     ) -> impl futures_core::Stream<Item = Result<T, Error<E>>> + use<'_, T, E, S>
     where
         S: futures_core::Stream<Item = Result<T, E>>,
+        T: 'static,
         E: fmt::Debug + 'static,
     {
-        crate::stream::GuardedStream::lazy(self, stream, default_view::<E>, no_site_exclusions::<E>)
+        crate::stream::GuardedStream::lazy(
+            self,
+            stream,
+            default_view::<E>,
+            no_site_exclusions::<E>,
+            ByBreaker,
+        )
     }
 
     /// [`call_async`](Self::call_async) with an [`ErrorView`], as
@@ -228,9 +246,10 @@ impl CircuitBreaker {
     ) -> impl Future<Output = Result<T, Error<E>>> + use<'_, T, E, Fut>
     where
         Fut: Future<Output = Result<T, E>>,
+        T: 'static,
         E: fmt::Debug + 'static,
     {
-        GuardedFuture::new(self, fut, view, no_site_exclusions::<E>)
+        GuardedFuture::new(self, fut, view, no_site_exclusions::<E>, ByBreaker)
     }
 
     /// [`call`](Self::call), with `fallback` giving the value of a rejected
@@ -251,6 +270,7 @@ impl CircuitBreaker {
     where
         F: FnOnce() -> Result<T, E>,
         G: FnOnce(CircuitBreakerError) -> T,
+        T: 'static,
         E: fmt::Debug + 'static,
     {
         match self.call(f) {
@@ -285,6 +305,7 @@ impl CircuitBreaker {
         Fut: Future<Output = Result<T, E>>,
         G: FnOnce(CircuitBreakerError) -> FB,
         FB: Future<Output = T>,
+        T: 'static,
         E: fmt::Debug + 'static,
     {
         let guarded = self.call_async(fut);
@@ -297,29 +318,101 @@ impl CircuitBreaker {
     }
 
     /// The engine of `call`: `view` sees `E` as `dyn Error`, `site_excluded`
-    /// adds exclusions of the call site (the attribute's) to the breaker's.
+    /// adds exclusions of the call site (the attribute's) to the breaker's,
+    /// `judge` says which `Ok` values are failures (`inspect.rs`).
     #[inline]
-    pub(crate) fn run<T, E, F, V, X>(
+    pub(crate) fn run<T, E, F, V, X, J>(
         &self,
         f: F,
         view: &V,
         site_excluded: &X,
+        judge: &J,
     ) -> Result<T, Error<E>>
     where
         F: FnOnce() -> Result<T, E>,
         E: fmt::Debug + 'static,
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+        J: Judge<T>,
     {
         let ticket = self.admit().map_err(Error::Open)?;
         self.before_call(ticket);
+        if self.inspecting() {
+            return self.run_inspected(ticket, f, view, site_excluded, judge);
+        }
         match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(Ok(value)) => {
+            Ok(Ok(value)) if !J::AT_SITE => {
                 self.finish_ok(ticket);
                 Ok(value)
             }
             Ok(Err(error)) => Err(self.finish_err(ticket, error, view, site_excluded)),
             Err(panic) => self.fail_with_panic(ticket, panic),
+            judged => self.complete(ticket, judged, None, view, site_excluded, judge),
         }
+    }
+
+    /// `run` for a breaker that inspects its calls: timed, and judged.
+    #[cold]
+    #[inline(never)]
+    fn run_inspected<T, E, F, V, X, J>(
+        &self,
+        ticket: Ticket,
+        f: F,
+        view: &V,
+        site_excluded: &X,
+        judge: &J,
+    ) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Result<T, E>,
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+        J: Judge<T>,
+    {
+        let started = self.start();
+        let result = catch_unwind(AssertUnwindSafe(f));
+        let timed = self.stop(started);
+        self.complete(ticket, result, timed, view, site_excluded, judge)
+    }
+
+    /// Records and reports the result of an inspected call: an `Ok` that
+    /// `judge` accepts is a failure (and still returned), and the listeners
+    /// hear how long the call took once its result is reported.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn complete<T, E, V, X, J>(
+        &self,
+        ticket: Ticket,
+        result: std::thread::Result<Result<T, E>>,
+        timed: Option<Timed>,
+        view: &V,
+        site_excluded: &X,
+        judge: &J,
+    ) -> Result<T, Error<E>>
+    where
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+        J: Judge<T>,
+    {
+        let slow = is_slow(timed);
+        let output = match result {
+            Ok(Ok(value)) => match catch_unwind(AssertUnwindSafe(|| judge.fails(self, &value))) {
+                Ok(false) => {
+                    self.finish_ok_as(ticket, slow);
+                    Ok(value)
+                }
+                Ok(true) => {
+                    let view = &default_view::<FailedValue>;
+                    let _ = self.finish_failure_as(ticket, FailedValue, view, slow);
+                    Ok(value)
+                }
+                Err(panic) => self.fail_inspected_with_panic(ticket, panic, timed),
+            },
+            Ok(Err(error)) => Err(self.finish_err_as(ticket, error, view, site_excluded, slow)),
+            Err(panic) => self.fail_inspected_with_panic(ticket, panic, timed),
+        };
+        self.tell_duration(timed);
+        output
     }
 }

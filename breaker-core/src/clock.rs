@@ -142,6 +142,20 @@ impl ClockImpl {
         }
     }
 
+    /// A reading for timing a call, in nanoseconds: the system clock's
+    /// monotonic clock as it is (no epoch to add), any other clock's `now`.
+    /// Only differences of two readings mean anything.
+    #[inline]
+    pub(crate) fn monotonic_nanos(&self) -> u64 {
+        match self {
+            #[cfg(target_os = "linux")]
+            ClockImpl::System(_) => monotonic::read_nanos(monotonic::PRECISE),
+            #[cfg(not(target_os = "linux"))]
+            ClockImpl::System(c) => as_nanos(c.now()),
+            ClockImpl::Other(c) => as_nanos(c.now()),
+        }
+    }
+
     /// The coarse reading and its lag, in nanoseconds since the epoch.
     #[inline]
     pub(crate) fn coarse_nanos(&self) -> (u64, u64) {

@@ -424,6 +424,23 @@ pub enum ConfigError {
         /// The value given.
         value: u32,
     },
+    /// A zero slow-call duration (every call would be slow).
+    #[error("slow_call_duration must be above zero, got {value:?}")]
+    SlowCallDuration {
+        /// The duration given.
+        value: Duration,
+    },
+    /// A slow-call rate outside `(0, 1]`, or not a number.
+    #[error("slow_call_rate must be above 0 and at most 1, got {value}")]
+    SlowCallRate {
+        /// The value given.
+        value: Number,
+    },
+    /// A slow-call rate on a breaker without a slow-call duration: no call
+    /// would ever be slow (and the rate turns the consecutive condition
+    /// off).
+    #[error("slow_call_rate needs a slow_call_duration to say which calls are slow")]
+    SlowCallRateWithoutDuration,
     /// The storage cannot apply this setting (yet); the breaker would
     /// otherwise silently ignore it.
     #[error("{storage} cannot apply {setting}: only the default trip policy")]

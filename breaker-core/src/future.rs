@@ -21,8 +21,10 @@ use pin_project_lite::pin_project;
 
 use crate::admission::{Decision, Ticket};
 use crate::breaker::CircuitBreaker;
+use crate::call::default_view;
 use crate::detach;
 use crate::error::Error;
+use crate::inspect::{is_slow, FailedValue, Judge, Started, Timed};
 use crate::recording::{success_op, Applying, CancelOnDrop, Panic, Recorded};
 use crate::state::Op;
 use crate::storage::ApplyFuture;
@@ -32,7 +34,7 @@ pin_project! {
     /// output recorded as a success or failure, and neither if dropped while
     /// it runs (a half-open trial place is freed).
     #[project = Projected]
-    pub(crate) struct GuardedFuture<'cb, Fut, T, E, V, X> {
+    pub(crate) struct GuardedFuture<'cb, Fut, T, E, V, X, J> {
         cb: &'cb CircuitBreaker,
         // `None` once dropped early, in `drop` below.
         #[pin]
@@ -46,9 +48,13 @@ pin_project! {
         waiting: ManuallyDrop<Option<Box<Waiting<T, E>>>>,
         view: V,
         site_excluded: X,
+        judge: J,
+        // `Some` when the breaker inspects the call (`inspect.rs`): its
+        // start, if timed.
+        watch: Option<Started>,
     }
 
-    impl<'cb, Fut, T, E, V, X> PinnedDrop for GuardedFuture<'cb, Fut, T, E, V, X> {
+    impl<'cb, Fut, T, E, V, X, J> PinnedDrop for GuardedFuture<'cb, Fut, T, E, V, X, J> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             // Only while `fut` runs: once its output is handed to the storage
@@ -65,8 +71,6 @@ pin_project! {
                 let _cancel = CancelOnDrop(this.cb, ticket);
                 this.fut.set(None);
             }
-            // Only a custom storage's stages wait (never on the memory
-            // storage's path).
             // Only a custom storage's stages wait (never on the memory
             // storage's path).
             if this.waiting.is_some() {
@@ -97,6 +101,8 @@ struct Waiting<T, E> {
     clock_panic: Option<Panic>,
     /// How the guarded future ended (`None` while admitting).
     ending: Option<Ending<T, E>>,
+    /// How long it took, if timed.
+    timed: Option<Timed>,
 }
 
 impl<T, E> Waiting<T, E> {
@@ -112,13 +118,21 @@ impl<T, E> Waiting<T, E> {
 /// How the guarded future ended, to report once its result is recorded.
 enum Ending<T, E> {
     Success(T),
+    /// An `Ok` value the judge accepted: a failure, returned as `Ok`.
+    Judged(T),
     Excluded(E),
     Failure(E),
     Panic(Box<dyn Any + Send>),
 }
 
-impl<'cb, Fut, T, E, V, X> GuardedFuture<'cb, Fut, T, E, V, X> {
-    pub(crate) fn new(cb: &'cb CircuitBreaker, fut: Fut, view: V, site_excluded: X) -> Self {
+impl<'cb, Fut, T, E, V, X, J> GuardedFuture<'cb, Fut, T, E, V, X, J> {
+    pub(crate) fn new(
+        cb: &'cb CircuitBreaker,
+        fut: Fut,
+        view: V,
+        site_excluded: X,
+        judge: J,
+    ) -> Self {
         GuardedFuture {
             cb,
             fut: Some(fut),
@@ -126,16 +140,19 @@ impl<'cb, Fut, T, E, V, X> GuardedFuture<'cb, Fut, T, E, V, X> {
             waiting: ManuallyDrop::new(None),
             view,
             site_excluded,
+            judge,
+            watch: None,
         }
     }
 }
 
-impl<Fut, T, E, V, X> Future for GuardedFuture<'_, Fut, T, E, V, X>
+impl<Fut, T, E, V, X, J> Future for GuardedFuture<'_, Fut, T, E, V, X, J>
 where
     Fut: Future<Output = Result<T, E>>,
     E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    J: Judge<T>,
 {
     type Output = Result<T, Error<E>>;
 
@@ -150,7 +167,11 @@ where
             Stage::Start => match cb.closed_ticket() {
                 Some(ticket) => {
                     cb.before_call(ticket);
-                    *self.as_mut().project().stage = Stage::Running(ticket);
+                    let this = self.as_mut().project();
+                    *this.stage = Stage::Running(ticket);
+                    if cb.inspecting() {
+                        *this.watch = Some(cb.start());
+                    }
                     ticket
                 }
                 None => ready!(self.as_mut().admit(cx))?,
@@ -166,27 +187,66 @@ where
             return Poll::Pending;
         }
         *this.stage = Stage::Done;
+        if J::AT_SITE || this.watch.is_some() {
+            let polled = match polled {
+                Ok(Poll::Ready(result)) => Ok(result),
+                Ok(Poll::Pending) => return Poll::Pending,
+                Err(panic) => Err(panic),
+            };
+            return self.end_inspected(polled, ticket, cx);
+        }
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(Ok(value))) => {
                 cb.record_success_in_window(ticket);
                 if cb.success_to_record(ticket) || cb.listening() {
-                    return self.end(Ending::Success(value), ticket, cx);
+                    return self.end(Ending::Success(value), ticket, None, cx);
                 }
                 Poll::Ready(Ok(value))
             }
-            Ok(Poll::Ready(Err(error))) => self.end_err(error, ticket, cx),
-            Err(panic) => self.end(Ending::Panic(panic), ticket, cx),
+            Ok(Poll::Ready(Err(error))) => self.end_err(error, ticket, None, cx),
+            Err(panic) => self.end(Ending::Panic(panic), ticket, None, cx),
         }
     }
 }
 
-impl<Fut, T, E, V, X> GuardedFuture<'_, Fut, T, E, V, X>
+impl<Fut, T, E, V, X, J> GuardedFuture<'_, Fut, T, E, V, X, J>
 where
     E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    J: Judge<T>,
 {
+    /// The end of an inspected call: timed, and its `Ok` judged (a panic
+    /// in the judge is the call's failure).
+    #[cold]
+    #[inline(never)]
+    fn end_inspected(
+        self: Pin<&mut Self>,
+        result: std::thread::Result<Result<T, E>>,
+        ticket: Ticket,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, Error<E>>> {
+        let cb = self.cb;
+        let timed = self.watch.and_then(|started| cb.stop(started));
+        let ending = match result {
+            Ok(Ok(value)) => {
+                match catch_unwind(AssertUnwindSafe(|| self.judge.fails(cb, &value))) {
+                    Ok(false) => {
+                        // Counted in the window here, slow or not.
+                        let op = cb.success_op_as(ticket, is_slow(timed));
+                        return self.end_with(Ending::Success(value), op, timed, cx);
+                    }
+                    Ok(true) => Ending::Judged(value),
+                    Err(panic) => Ending::Panic(panic),
+                }
+            }
+            Ok(Err(error)) => return self.end_err(error, ticket, timed, cx),
+            Err(panic) => Ending::Panic(panic),
+        };
+        self.end(ending, ticket, timed, cx)
+    }
+
     /// Admission off the hot path: every state but closed-on-memory, and a
     /// custom storage's answer to `Op::Admit`. Ready with the ticket once
     /// `before_call` has run and the stage is `Running`.
@@ -201,6 +261,7 @@ where
                     // the trial place itself.
                     cb.before_call(ticket);
                     *this.stage = Stage::Running(ticket);
+                    *this.watch = cb.inspecting().then(|| cb.start());
                     return Poll::Ready(Ok(ticket));
                 }
                 Decision::Rejected(e) => {
@@ -214,6 +275,7 @@ where
                             applying,
                             clock_panic,
                             ending: None,
+                            timed: None,
                         }));
                         *this.stage = Stage::Admitting;
                     }
@@ -232,6 +294,7 @@ where
         self: Pin<&mut Self>,
         error: E,
         ticket: Ticket,
+        timed: Option<Timed>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<T, Error<E>>> {
         let cb = self.cb;
@@ -242,17 +305,20 @@ where
         }));
         let excluded = match excluded {
             Ok(excluded) => excluded,
-            Err(panic) => return self.end(Ending::Panic(panic), ticket, cx),
+            Err(panic) => return self.end(Ending::Panic(panic), ticket, timed, cx),
         };
         if !excluded {
-            return self.end(Ending::Failure(error), ticket, cx);
+            return self.end(Ending::Failure(error), ticket, timed, cx);
         }
-        cb.record_success_in_window(ticket);
-        if !cb.success_to_record(ticket) {
-            cb.report_excluded(&error, &self.view, None);
-            return Poll::Ready(Err(Error::Inner(error)));
+        // A success, counted in the window here.
+        match cb.success_op_as(ticket, is_slow(timed)) {
+            None => {
+                cb.report_excluded(&error, &self.view, None);
+                cb.tell_duration(timed);
+                Poll::Ready(Err(Error::Inner(error)))
+            }
+            op => self.end_with(Ending::Excluded(error), op, timed, cx),
         }
-        self.end(Ending::Excluded(error), ticket, cx)
     }
 
     /// Records how the call ended, then reports it.
@@ -262,27 +328,46 @@ where
         self: Pin<&mut Self>,
         ending: Ending<T, E>,
         ticket: Ticket,
+        timed: Option<Timed>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, Error<E>>> {
+        let cb = self.cb;
+        let op = match ending {
+            // Counted in the window by the caller.
+            Ending::Success(_) => cb.success_to_record(ticket).then(|| success_op(ticket)),
+            Ending::Excluded(_) => Some(success_op(ticket)),
+            Ending::Judged(_) | Ending::Failure(_) | Ending::Panic(_) => {
+                Some(cb.failure_op_as(ticket, is_slow(timed)))
+            }
+        };
+        self.end_with(ending, op, timed, cx)
+    }
+
+    /// Applies `op` (`None`: a success with nothing to record), then
+    /// reports how the call ended.
+    fn end_with(
+        self: Pin<&mut Self>,
+        ending: Ending<T, E>,
+        op: Option<Op>,
+        timed: Option<Timed>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<T, Error<E>>> {
         let this = self.project();
         let cb = *this.cb;
-        if let Ending::Success(_) = ending {
-            if !cb.success_to_record(ticket) {
-                // Only listeners to tell.
-                return Poll::Ready(report(cb, ending, None, this.view));
-            }
-        }
-        let op = match ending {
-            Ending::Success(_) | Ending::Excluded(_) => success_op(ticket),
-            Ending::Failure(_) | Ending::Panic(_) => cb.failure_op(ticket),
+        let Some(op) = op else {
+            // Only listeners to tell.
+            return Poll::Ready(report(cb, ending, None, this.view, timed));
         };
         match cb.applying(op) {
-            Applying::Now(recorded) => Poll::Ready(report(cb, ending, Some(recorded), this.view)),
+            Applying::Now(recorded) => {
+                Poll::Ready(report(cb, ending, Some(recorded), this.view, timed))
+            }
             Applying::Later(applying, clock_panic) => {
                 **this.waiting = Some(Box::new(Waiting {
                     applying,
                     clock_panic,
                     ending: Some(ending),
+                    timed,
                 }));
                 *this.stage = Stage::Recording;
                 this.poll_recording(cx)
@@ -296,7 +381,7 @@ where
     }
 }
 
-impl<Fut, T, E, V, X> Projected<'_, '_, Fut, T, E, V, X>
+impl<Fut, T, E, V, X, J> Projected<'_, '_, Fut, T, E, V, X, J>
 where
     E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
@@ -307,6 +392,7 @@ where
         let ticket = cb.admitted(recorded).map_err(Error::Open)?;
         cb.before_call(ticket);
         *self.stage = Stage::Running(ticket);
+        *self.watch = cb.inspecting().then(|| cb.start());
         Poll::Ready(Ok(ticket))
     }
 
@@ -316,7 +402,13 @@ where
         let mut waiting = self.waiting.take().expect("a recording stage has a future");
         let recorded = waiting.recorded(applied);
         let ending = waiting.ending.expect("a recording call keeps how it ended");
-        Poll::Ready(report(self.cb, ending, Some(recorded), self.view))
+        Poll::Ready(report(
+            self.cb,
+            ending,
+            Some(recorded),
+            self.view,
+            waiting.timed,
+        ))
     }
 }
 
@@ -340,18 +432,20 @@ fn applying<'a, T, E>(
 }
 
 /// Tells listeners how the call ended and what its result did (`None`: a
-/// success with nothing to record); the output.
+/// success with nothing to record), then how long it took if timed; the
+/// output.
 fn report<T, E, V>(
     cb: &CircuitBreaker,
     ending: Ending<T, E>,
     recorded: Option<Recorded>,
     view: &V,
+    timed: Option<Timed>,
 ) -> Result<T, Error<E>>
 where
     E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
 {
-    match (ending, recorded) {
+    let output = match (ending, recorded) {
         (Ending::Success(value), recorded) => {
             cb.report_success(recorded);
             Ok(value)
@@ -360,13 +454,20 @@ where
             cb.report_excluded(&error, view, recorded);
             Err(Error::Inner(error))
         }
+        (Ending::Judged(value), Some(recorded)) => {
+            let _ = cb.report_failure(FailedValue, &default_view::<FailedValue>, recorded);
+            Ok(value)
+        }
         (Ending::Failure(error), Some(recorded)) => Err(cb.report_failure(error, view, recorded)),
         (Ending::Panic(panic), Some(recorded)) => {
+            let _dropped = cb.told_duration(timed);
             cb.report_panic(&*panic, recorded);
             resume_unwind(panic)
         }
-        (Ending::Failure(_) | Ending::Panic(_), None) => {
+        (Ending::Judged(_) | Ending::Failure(_) | Ending::Panic(_), None) => {
             unreachable!("a failure is always recorded")
         }
-    }
+    };
+    cb.tell_duration(timed);
+    output
 }

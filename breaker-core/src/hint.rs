@@ -1,7 +1,8 @@
 //! Hints: run-time notices of a setup that compiles but cannot do what it
 //! says, such as an exclusion that can never match the errors a breaker
-//! sees. Given in debug builds only, once per breaker, error type and
-//! excluded type, to the hook set with [`set_hook`] (by default, printed to
+//! sees, or a `fail_if` on another type than a call's value. Given in
+//! debug builds only, once per breaker, error type and excluded type (or
+//! value type and judged type), to the hook set with [`set_hook`] (by default, printed to
 //! standard error; with the `tracing` feature, a WARN event of target
 //! `breaker` when a subscriber listens).
 //!
@@ -92,7 +93,8 @@ fn give(hint: Hint) {
     }
 }
 
-/// (breaker, error type, excluded type) already told.
+/// (breaker, error type, excluded type), or (breaker, value type, type
+/// `fail_if` judges), already told.
 static TOLD: Mutex<Vec<(&'static str, TypeId, TypeId)>> = Mutex::new(Vec::new());
 
 /// An exclusion of a type (by type or predicate) whose type was not found
@@ -142,6 +144,27 @@ pub(crate) fn missed<E: fmt::Debug + 'static>(
     if !remember(key) {
         return;
     }
+    give(Hint { breaker, message });
+}
+
+/// A value of a type `fail_if`'s predicate does not take: it is never
+/// judged, which a hint tells once per breaker and type.
+#[cold]
+pub(crate) fn not_judged(
+    breaker: &'static str,
+    (value_id, value_type): (TypeId, &'static str),
+    (judged_id, judged_type): (TypeId, &'static str),
+) {
+    if !cfg!(debug_assertions) || told((breaker, value_id, judged_id)) {
+        return;
+    }
+    if !remember((breaker, value_id, judged_id)) {
+        return;
+    }
+    let (value_type, judged_type) = (short(value_type), short(judged_type));
+    let message = format!(
+        "breaker '{breaker}' has `fail_if` for `{judged_type}` values but a call returned a `{value_type}`, which it never judges: give `fail_if` a predicate on `{value_type}`, or use a breaker per result type"
+    );
     give(Hint { breaker, message });
 }
 

@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt;
+use std::time::Duration;
 
 use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
@@ -96,6 +97,83 @@ crate::forward::trait_with_forwarding! {
         /// After a call succeeded (or failed with an excluded error).
         fn success(&self, cb: &CircuitBreaker) {
             let _ = cb;
+        }
+
+        /// After a call that took longer than the breaker's
+        /// [`slow_call_duration`](crate::CircuitBreakerBuilder::slow_call_duration)
+        /// completed (success or failure), with how long it took; told
+        /// after its `success` or `failure` and the `state_change` it
+        /// caused, before [`call_duration`](Listener::call_duration).
+        ///
+        /// ```
+        /// use breaker::{clock::ManualClock, listener, CircuitBreaker, Listener};
+        /// use std::time::Duration;
+        ///
+        /// struct Slow;
+        /// impl Listener for Slow {
+        ///     fn slow_call(&self, cb: &CircuitBreaker, elapsed: Duration) {
+        ///         println!("{}: a call took {elapsed:?}", cb.name());
+        ///     }
+        /// }
+        ///
+        /// let clock = ManualClock::new();
+        /// let cb = CircuitBreaker::builder("api")
+        ///     .slow_call_duration(Duration::from_secs(1))
+        ///     .clock(clock.clone())
+        ///     .listener(Slow)
+        ///     .build();
+        /// let _ = cb.call(|| {
+        ///     clock.advance(Duration::from_secs(3));
+        ///     Ok::<_, ()>(())
+        /// }); // prints "api: a call took 3s"
+        /// ```
+        fn slow_call(&self, cb: &CircuitBreaker, elapsed: Duration) {
+            let _ = (cb, elapsed);
+        }
+
+        /// After each completed call (success, failure or panic; not a
+        /// rejected or cancelled one) of a breaker that times its calls,
+        /// with how long it took. A breaker times calls while a slow-call
+        /// duration is set or a listener attached to it
+        /// [`wants_durations`](Listener::wants_durations); timing costs two
+        /// readings of its clock per call, which a breaker that does not
+        /// time never makes.
+        ///
+        /// ```
+        /// use breaker::{CircuitBreaker, Listener};
+        /// use std::time::Duration;
+        ///
+        /// struct Latency;
+        /// impl Listener for Latency {
+        ///     fn wants_durations(&self) -> bool {
+        ///         true
+        ///     }
+        ///     fn call_duration(&self, cb: &CircuitBreaker, elapsed: Duration) {
+        ///         println!("{}: {elapsed:?}", cb.name());
+        ///     }
+        /// }
+        ///
+        /// let cb = CircuitBreaker::builder("api").listener(Latency).build();
+        /// let _ = cb.call(|| Ok::<_, ()>(())); // prints "api: 1.2µs" or so
+        /// ```
+        fn call_duration(&self, cb: &CircuitBreaker, elapsed: Duration) {
+            let _ = (cb, elapsed);
+        }
+
+        /// Whether the breaker should time every call for this listener's
+        /// [`call_duration`](Listener::call_duration) (default `false`: it
+        /// hears durations only while a slow-call duration makes the
+        /// breaker time calls anyway). Asked when the listener is attached.
+        ///
+        /// ```
+        /// use breaker::Listener;
+        ///
+        /// struct Quiet;
+        /// impl Listener for Quiet {}
+        /// assert!(!Quiet.wants_durations());
+        /// ```
+        fn wants_durations(&self) -> bool {
+            false
         }
     }
 }

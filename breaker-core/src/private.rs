@@ -6,6 +6,15 @@
 //! [`Site`] static that resolves the declared breaker once (all owned by the
 //! registry); every call then goes through [`call`], [`call_async`] or
 //! [`iter`].
+//!
+//! A function with a `fail_if = |r: &T| ..` key goes through the `_judged`
+//! forms ([`call_judged`], [`call_async_judged`], [`run_judged`],
+//! [`run_async_judged`], [`stream_judged`]), which take the predicate typed
+//! against the function's `Ok` type, so borrowed returns (`Result<&u64, E>`)
+//! are judged too. The forms without it pass a zero-sized judge that
+//! accepts nothing and compiles away. (The breaker's own `fail_if`, from
+//! its builder, is applied by the public call family only: it needs a
+//! `'static` value type.)
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -22,6 +31,7 @@ pub use crate::autoref::{
     ProbeError, ViewAny, ViewAsRef, ViewError, Wrap,
 };
 pub use crate::builder::CircuitBreakerBuilder as Builder;
+pub use crate::inspect::{AtSite, Judge, Unjudged};
 pub use crate::iter::GuardedIter;
 pub use crate::registry::declared::{Configure, Declaration, KeyedSite, Registration, Site};
 pub use crate::state::{Backoff, WindowShape};
@@ -51,7 +61,30 @@ where
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     C: Fn(CircuitBreakerError) -> E,
 {
-    cb.run(body, &view, &excluded)
+    cb.run(body, &view, &excluded, &Unjudged)
+        .map_err(|e| into_user_error(e, &convert))
+}
+
+/// [`call`] with the function's `fail_if`: an `Ok` value `judge` accepts is
+/// recorded as a failure and still returned.
+#[inline(always)]
+pub fn call_judged<T, E, F, V, X, C, J>(
+    cb: &CircuitBreaker,
+    body: F,
+    view: V,
+    excluded: X,
+    convert: C,
+    judge: J,
+) -> Result<T, E>
+where
+    F: FnOnce() -> Result<T, E>,
+    E: fmt::Debug + 'static,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
+    J: Fn(&T) -> bool,
+{
+    cb.run(body, &view, &excluded, &AtSite(judge))
         .map_err(|e| into_user_error(e, &convert))
 }
 
@@ -72,7 +105,31 @@ where
     C: Fn(CircuitBreakerError) -> E,
 {
     IntoUserError {
-        inner: GuardedFuture::new(cb, body, view, excluded),
+        inner: GuardedFuture::new(cb, body, view, excluded, Unjudged),
+        convert,
+    }
+}
+
+/// [`call_async`] with the function's `fail_if`, as [`call_judged`].
+#[inline]
+pub fn call_async_judged<'cb, T, E, Fut, V, X, C, J>(
+    cb: &'cb CircuitBreaker,
+    body: Fut,
+    view: V,
+    excluded: X,
+    convert: C,
+    judge: J,
+) -> impl Future<Output = Result<T, E>> + use<'cb, T, E, Fut, V, X, C, J>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: fmt::Debug + 'static,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
+    J: Fn(&T) -> bool,
+{
+    IntoUserError {
+        inner: GuardedFuture::new(cb, body, view, excluded, AtSite(judge)),
         convert,
     }
 }
@@ -94,7 +151,31 @@ where
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     C: Fn(CircuitBreakerError) -> E,
 {
-    match cb.run(body, &view, &excluded) {
+    match cb.run(body, &view, &excluded, &Unjudged) {
+        Err(Error::Open(rejected)) => Err(rejected),
+        other => Ok(other.map_err(|e| into_user_error(e, &convert))),
+    }
+}
+
+/// [`run`] with the function's `fail_if`, as [`call_judged`].
+#[inline(always)]
+pub fn run_judged<T, E, F, V, X, C, J>(
+    cb: &CircuitBreaker,
+    body: F,
+    view: V,
+    excluded: X,
+    convert: C,
+    judge: J,
+) -> Result<Result<T, E>, CircuitBreakerError>
+where
+    F: FnOnce() -> Result<T, E>,
+    E: fmt::Debug + 'static,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
+    J: Fn(&T) -> bool,
+{
+    match cb.run(body, &view, &excluded, &AtSite(judge)) {
         Err(Error::Open(rejected)) => Err(rejected),
         other => Ok(other.map_err(|e| into_user_error(e, &convert))),
     }
@@ -116,7 +197,34 @@ where
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     C: Fn(CircuitBreakerError) -> E,
 {
-    let guarded = GuardedFuture::new(cb, body, view, excluded);
+    let guarded = GuardedFuture::new(cb, body, view, excluded, Unjudged);
+    async move {
+        match guarded.await {
+            Err(Error::Open(rejected)) => Err(rejected),
+            other => Ok(other.map_err(|e| into_user_error(e, &convert))),
+        }
+    }
+}
+
+/// [`run_async`] with the function's `fail_if`, as [`call_judged`].
+#[inline]
+pub fn run_async_judged<'cb, T, E, Fut, V, X, C, J>(
+    cb: &'cb CircuitBreaker,
+    body: Fut,
+    view: V,
+    excluded: X,
+    convert: C,
+    judge: J,
+) -> impl Future<Output = Result<Result<T, E>, CircuitBreakerError>> + use<'cb, T, E, Fut, V, X, C, J>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: fmt::Debug + 'static,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
+    J: Fn(&T) -> bool,
+{
+    let guarded = GuardedFuture::new(cb, body, view, excluded, AtSite(judge));
     async move {
         match guarded.await {
             Err(Error::Open(rejected)) => Err(rejected),
@@ -339,7 +447,7 @@ pub fn stream<S, T, E, F, V, X, C>(
     view: V,
     excluded: X,
     convert: C,
-) -> UserStream<GuardedStream<'static, S, V, X>, C>
+) -> UserStream<GuardedStream<'static, S, V, X, Unjudged>, C>
 where
     F: FnOnce() -> S,
     S: futures_core::Stream<Item = Result<T, E>>,
@@ -349,17 +457,61 @@ where
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
 {
     let _ = item;
-    let inner = match cb.admit() {
-        Err(rejected) => GuardedStream::rejected(cb, rejected, view, excluded),
+    UserStream {
+        inner: guarded_stream(cb, body, view, excluded, Unjudged),
+        convert,
+    }
+}
+
+/// [`stream`] with the function's `fail_if`: the first `Ok` item `judge`
+/// accepts fails the call (and is still yielded).
+#[allow(clippy::too_many_arguments)]
+pub fn stream_judged<S, T, E, F, V, X, C, J>(
+    cb: &'static CircuitBreaker,
+    item: PhantomData<Result<T, E>>,
+    body: F,
+    view: V,
+    excluded: X,
+    convert: C,
+    judge: J,
+) -> UserStream<GuardedStream<'static, S, V, X, AtSite<J>>, C>
+where
+    F: FnOnce() -> S,
+    S: futures_core::Stream<Item = Result<T, E>>,
+    E: fmt::Debug + 'static,
+    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
+    J: Fn(&T) -> bool,
+{
+    let _ = item;
+    UserStream {
+        inner: guarded_stream(cb, body, view, excluded, AtSite(judge)),
+        convert,
+    }
+}
+
+/// `body`'s stream, admitted now.
+fn guarded_stream<S, F, V, X, J>(
+    cb: &'static CircuitBreaker,
+    body: F,
+    view: V,
+    excluded: X,
+    judge: J,
+) -> GuardedStream<'static, S, V, X, J>
+where
+    F: FnOnce() -> S,
+{
+    match cb.admit() {
+        Err(rejected) => GuardedStream::rejected(cb, rejected, view, excluded, judge),
         Ok(ticket) => {
             cb.before_call(ticket);
             // A body that panics before it returns the stream fails the call.
             let stream = catch_unwind(AssertUnwindSafe(body))
                 .unwrap_or_else(|panic| cb.fail_with_panic(ticket, panic));
-            GuardedStream::running(cb, stream, ticket, view, excluded)
+            GuardedStream::running(cb, stream, ticket, view, excluded, judge)
         }
-    };
-    UserStream { inner, convert }
+    }
 }
 
 /// Runs `body` (which makes `Result<iterator, E2>`) as one guarded call: an

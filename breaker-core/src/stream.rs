@@ -12,7 +12,9 @@ use pin_project_lite::pin_project;
 
 use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
+use crate::call::default_view;
 use crate::error::{CircuitBreakerError, Error};
+use crate::inspect::{FailedValue, Judge, Unjudged};
 use crate::recording::CancelOnDrop;
 
 /// Where a guarded stream is in its one call.
@@ -34,17 +36,19 @@ pin_project! {
     /// either (a trial place it held is given back). Items are
     /// `Result<T, Error<E>>`: a rejected call yields one `Error::Open` and
     /// ends; the failing item is `Error::Tripped` when it opened the circuit
-    /// (with `throw_new_error_on_trip` on), else `Error::Inner`.
-    pub struct GuardedStream<'cb, S, V, X> {
+    /// (with `throw_new_error_on_trip` on), else `Error::Inner`. An `Ok`
+    /// item the judge accepts fails the call too, and is still yielded.
+    pub struct GuardedStream<'cb, S, V, X, J = Unjudged> {
         cb: &'cb CircuitBreaker,
         phase: Phase,
         #[pin]
         inner: Option<Inner<S>>,
         view: V,
         excluded: X,
+        judge: J,
     }
 
-    impl<S, V, X> PinnedDrop for GuardedStream<'_, S, V, X> {
+    impl<S, V, X, J> PinnedDrop for GuardedStream<'_, S, V, X, J> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             if let Phase::Running(ticket) = *this.phase {
@@ -65,15 +69,16 @@ pin_project! {
     }
 }
 
-impl<'cb, S, V, X> GuardedStream<'cb, S, V, X> {
+impl<'cb, S, V, X, J> GuardedStream<'cb, S, V, X, J> {
     /// Admitted on its first poll.
-    pub(crate) fn lazy(cb: &'cb CircuitBreaker, stream: S, view: V, excluded: X) -> Self {
+    pub(crate) fn lazy(cb: &'cb CircuitBreaker, stream: S, view: V, excluded: X, judge: J) -> Self {
         GuardedStream {
             cb,
             phase: Phase::Waiting,
             inner: Some(Inner { stream }),
             view,
             excluded,
+            judge,
         }
     }
 
@@ -84,6 +89,7 @@ impl<'cb, S, V, X> GuardedStream<'cb, S, V, X> {
         ticket: Ticket,
         view: V,
         excluded: X,
+        judge: J,
     ) -> Self {
         GuardedStream {
             cb,
@@ -91,6 +97,7 @@ impl<'cb, S, V, X> GuardedStream<'cb, S, V, X> {
             inner: Some(Inner { stream }),
             view,
             excluded,
+            judge,
         }
     }
 
@@ -100,6 +107,7 @@ impl<'cb, S, V, X> GuardedStream<'cb, S, V, X> {
         error: CircuitBreakerError,
         view: V,
         excluded: X,
+        judge: J,
     ) -> Self {
         GuardedStream {
             cb,
@@ -107,16 +115,18 @@ impl<'cb, S, V, X> GuardedStream<'cb, S, V, X> {
             inner: None,
             view,
             excluded,
+            judge,
         }
     }
 }
 
-impl<S, T, E, V, X> Stream for GuardedStream<'_, S, V, X>
+impl<S, T, E, V, X, J> Stream for GuardedStream<'_, S, V, X, J>
 where
     S: Stream<Item = Result<T, E>>,
     E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    J: Judge<T>,
 {
     type Item = Result<T, Error<E>>;
 
@@ -173,6 +183,22 @@ where
                 cb.finish_ok(ticket);
                 Poll::Ready(None)
             }
+            Some(Ok(value)) if J::AT_SITE || cb.inspecting() => {
+                // User code decides: a panic there is the call's failure.
+                match catch_unwind(AssertUnwindSafe(|| this.judge.fails(cb, &value))) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        *this.phase = Phase::Reported;
+                        let _ =
+                            cb.finish_failure(ticket, FailedValue, &default_view::<FailedValue>);
+                    }
+                    Err(panic) => {
+                        *this.phase = Phase::Reported;
+                        cb.fail_with_panic(ticket, panic)
+                    }
+                }
+                Poll::Ready(Some(Ok(value)))
+            }
             Some(Ok(value)) => Poll::Ready(Some(Ok(value))),
             Some(Err(e)) => {
                 let excluded = catch_unwind(AssertUnwindSafe(|| {
@@ -194,7 +220,7 @@ where
     }
 }
 
-impl<S, V, X> fmt::Debug for GuardedStream<'_, S, V, X> {
+impl<S, V, X, J> fmt::Debug for GuardedStream<'_, S, V, X, J> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let phase = match self.phase {
             Phase::Waiting => "waiting",
