@@ -37,6 +37,9 @@ pub(crate) const KEYS: &[&str] = &[
     "window_calls",
     "window_time",
     "min_calls",
+    // Slow calls: a call that took longer than a duration, and their rate.
+    "slow_call_duration",
+    "slow_call_rate",
 ];
 
 /// The parsed arguments; `None` where a key was not given.
@@ -80,6 +83,11 @@ pub(crate) struct Args {
     pub(crate) window: Option<Window>,
     /// `min_calls = 20`
     pub(crate) min_calls: Option<u32>,
+    // Slow calls.
+    /// `slow_call_duration = "2s"`
+    pub(crate) slow_call_duration: Option<Duration>,
+    /// `slow_call_rate = 0.8`
+    pub(crate) slow_call_rate: Option<f64>,
 }
 
 /// The window a rate is taken over.
@@ -333,6 +341,11 @@ impl Args {
                 self.window = Some(Window::Time(span));
             }
             "min_calls" => self.min_calls = Some(count(value, "min_calls", u32::MAX)?),
+            // Slow calls.
+            "slow_call_duration" => {
+                self.slow_call_duration = Some(duration(value, "slow_call_duration", "2s")?.0)
+            }
+            "slow_call_rate" => self.slow_call_rate = Some(rate(value, "slow_call_rate")?),
             _ => unreachable!("keys are checked against KEYS first"),
         }
         Ok(())

@@ -410,6 +410,13 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
         }
     });
     let min_calls = args.min_calls.map_or(none.clone(), |n| some(quote!(#n)));
+    let slow_call_duration = args.slow_call_duration.map_or(none.clone(), |d| {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        some(quote!(::core::time::Duration::from_nanos(#nanos)))
+    });
+    let slow_call_rate = args
+        .slow_call_rate
+        .map_or(none.clone(), |r| some(quote!(#r)));
     let mut helpers = TokenStream::new();
     let storage = match &args.storage {
         Some(path) => {
@@ -472,6 +479,8 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
             failure_rate: #failure_rate,
             window: #window,
             min_calls: #min_calls,
+            slow_call_duration: #slow_call_duration,
+            slow_call_rate: #slow_call_rate,
             #keyed_fields
         };
         #krate::__private::inventory::submit! {

@@ -82,6 +82,8 @@ use proc_macro::TokenStream;
 /// | `window_calls` | `100` (1 to 32,768): the rate over the last calls | `100` |
 /// | `window_time` | `"60s"` (at least `"10ms"`): the rate over the last span, instead of `window_calls` | none |
 /// | `min_calls` | `20` (at least 1): calls the window must hold before a rate is decided | `10` |
+/// | `slow_call_duration` | `"2s"` (above zero): a call that took longer is slow, success or failure | none |
+/// | `slow_call_rate` | `0.8` (above 0, at most 1): open when slow calls / calls in the window reach it (needs `slow_call_duration`) | none |
 ///
 /// The rate keys are the builder's
 /// ([`failure_rate`](https://docs.rs/breaker/latest/breaker/struct.CircuitBreakerBuilder.html#method.failure_rate)):

@@ -68,6 +68,8 @@ static INVALID: breaker::__private::Declaration = breaker::__private::Declaratio
     failure_rate: None,
     window: None,
     min_calls: None,
+    slow_call_duration: None,
+    slow_call_rate: None,
 };
 breaker::__private::inventory::submit! {
     breaker::__private::Registration(&INVALID)

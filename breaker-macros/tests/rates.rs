@@ -210,10 +210,78 @@ fn declarations_that_disagree_on_a_rate_key_fail_their_name_alone() {
         .collect();
     assert_eq!(
         names,
-        ["min-calls-conflict", "rate-conflict", "window-conflict"]
+        [
+            "min-calls-conflict",
+            "rate-conflict",
+            "slow-conflict",
+            "window-conflict"
+        ]
     );
     // The others of each pair fail the same way.
     for call in [rate_b as fn() -> Result<u32, Down>, window_a, min_calls_a] {
         assert!(catch_unwind(call).is_err());
     }
+}
+
+// Slow calls: a call that took longer than `slow_call_duration` is slow;
+// `slow_call_rate` opens the circuit on their share of the window.
+fn slow_clock() -> ManualClock {
+    static CLOCK: OnceLock<ManualClock> = OnceLock::new();
+    CLOCK.get_or_init(ManualClock::new).clone()
+}
+
+#[circuit_breaker(
+    name = "slow-calls",
+    slow_call_duration = "2s",
+    slow_call_rate = 0.5,
+    window_calls = 10,
+    min_calls = 4,
+    clock = slow_clock
+)]
+fn maybe_slow(slow: bool) -> Result<u32, Down> {
+    if slow {
+        slow_clock().advance(Duration::from_secs(3));
+    }
+    Ok(1)
+}
+
+#[circuit_breaker(name = "slow-conflict", slow_call_duration = "2s")]
+fn slow_a() -> Result<u32, Down> {
+    Ok(1)
+}
+
+#[circuit_breaker(name = "slow-conflict", slow_call_duration = "3s")]
+fn slow_b() -> Result<u32, Down> {
+    Ok(2)
+}
+
+#[test]
+fn the_slow_call_keys_configure_the_declared_breaker() {
+    let cb = registry::get("slow-calls");
+    assert_eq!(cb.slow_call_duration(), Some(Duration::from_secs(2)));
+    assert_eq!(cb.slow_call_rate(), Some(0.5));
+}
+
+#[test]
+fn a_declared_breaker_opens_on_the_slow_call_rate() {
+    let cb = registry::get("slow-calls");
+    assert_eq!(maybe_slow(false), Ok(1));
+    assert_eq!(maybe_slow(true), Ok(1));
+    assert_eq!(maybe_slow(false), Ok(1));
+    assert_eq!(cb.current_state(), State::Closed);
+    // 2 slow calls in 4: the slow call that makes the rate hold opens the
+    // circuit, and its value is still returned.
+    assert_eq!(maybe_slow(true), Ok(1));
+    assert_eq!(cb.current_state(), State::Open);
+    assert_eq!(maybe_slow(false), Err(Down::Rejected), "rejected");
+}
+
+#[test]
+fn declarations_that_disagree_on_a_slow_key_fail_their_name_alone() {
+    assert_eq!(
+        panic_text(&*catch_unwind(slow_a).unwrap_err()),
+        "conflicting settings for circuit breaker 'slow-conflict': slow_call_duration = 2s on \
+         rates::slow_a but slow_call_duration = 3s on rates::slow_b"
+    );
+    assert!(catch_unwind(slow_b).is_err());
 }

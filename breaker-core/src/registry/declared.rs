@@ -67,6 +67,11 @@ pub struct Declaration {
     pub window: Option<WindowShape>,
     /// `min_calls = ..`
     pub min_calls: Option<u32>,
+    // Slow calls.
+    /// `slow_call_duration = ".."`, parsed at compile time.
+    pub slow_call_duration: Option<Duration>,
+    /// `slow_call_rate = ..`
+    pub slow_call_rate: Option<f64>,
 }
 
 /// A declaration's entry in the link-time list.
@@ -304,6 +309,16 @@ fn configure(
     );
     merge!(min_calls, |v: &u32| v.to_string(), |b: Builder, v: &u32| b
         .min_calls(*v));
+    merge!(
+        slow_call_duration,
+        |v: &Duration| format!("{v:?}"),
+        |b: Builder, v: &Duration| b.slow_call_duration(*v)
+    );
+    merge!(
+        slow_call_rate,
+        |v: &f64| v.to_string(),
+        |b: Builder, v: &f64| b.slow_call_rate(*v)
+    );
     if let Some(clock) = clock {
         builder = builder.clock(clock.clone());
     }

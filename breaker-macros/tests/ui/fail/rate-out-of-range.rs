@@ -1,6 +1,7 @@
 // Rate-policy values out of range are errors on their tokens: a rate
 // outside (0, 1], a window of no call or of no time, `min_calls = 0`, and
-// both windows at once.
+// both windows at once, a zero slow-call duration, a slow-call rate outside
+// (0, 1].
 use breaker::{circuit_breaker, CircuitBreakerError};
 
 #[derive(Debug)]
@@ -59,6 +60,16 @@ fn two_windows() -> Result<(), DbError> {
 
 #[circuit_breaker(name = "j", failure_rate = "half")]
 fn not_a_number() -> Result<(), DbError> {
+    Ok(())
+}
+
+#[circuit_breaker(name = "k", slow_call_duration = "0ms", slow_call_rate = 0)]
+fn zero_slow() -> Result<(), DbError> {
+    Ok(())
+}
+
+#[circuit_breaker(name = "l", slow_call_duration = "2 s", slow_call_rate = 1.01)]
+fn bad_slow() -> Result<(), DbError> {
     Ok(())
 }
 
