@@ -40,6 +40,8 @@ pub(crate) const KEYS: &[&str] = &[
     // Slow calls: a call that took longer than a duration, and their rate.
     "slow_call_duration",
     "slow_call_rate",
+    // Results that are failures: an `Ok` value the predicate accepts.
+    "fail_if",
 ];
 
 /// The parsed arguments; `None` where a key was not given.
@@ -88,6 +90,9 @@ pub(crate) struct Args {
     pub(crate) slow_call_duration: Option<Duration>,
     /// `slow_call_rate = 0.8`
     pub(crate) slow_call_rate: Option<f64>,
+    /// `fail_if = |r: &T| predicate`: typed against the function's `Ok`
+    /// type, judged at this call site.
+    pub(crate) fail_if: Option<Expr>,
 }
 
 /// The window a rate is taken over.
@@ -346,6 +351,12 @@ impl Args {
                 self.slow_call_duration = Some(duration(value, "slow_call_duration", "2s")?.0)
             }
             "slow_call_rate" => self.slow_call_rate = Some(rate(value, "slow_call_rate")?),
+            "fail_if" => {
+                self.fail_if = Some(parse_value::<Expr>(
+                    value,
+                    "a closure over the `Ok` value, as in `fail_if = |r: &Response| r.status >= 500`",
+                )?)
+            }
             _ => unreachable!("keys are checked against KEYS first"),
         }
         Ok(())

@@ -33,6 +33,13 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
             let _ = check_fallback(path, &func.sig, kind).map_err(|e| errors.push(e));
         }
         let _ = check_key(args, kind).map_err(|e| errors.push(e));
+        if let (Some(predicate), false) = (&args.fail_if, matches!(kind, Kind::Sync | Kind::Async))
+        {
+            errors.push(syn::Error::new(
+                predicate.span(),
+                "`fail_if` works on `fn` and `async fn` returning `Result<T, E>`",
+            ));
+        }
     }
     match (args, kind, errors.finish()) {
         (Some(args), Some(kind), Ok(())) => expand(args, func, kind),
@@ -102,6 +109,31 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
     let convert = conversion(&krate, error_span);
     // `<R as GuardedResult>`, at the return type.
     let (first, guarded) = guarded_at(&krate, &ret);
+    // `fail_if`: the predicate typed against the `Ok` type here, so one on
+    // another type is an error on the closure; the shims' `_judged` forms.
+    let (judged, judge_prelude) = match &args.fail_if {
+        None => (TokenStream::new(), TokenStream::new()),
+        Some(predicate) => {
+            let prelude = quote_spanned! {predicate.span()=>
+                #[allow(clippy::type_complexity)]
+                let __breaker_judge: &(dyn ::core::ops::Fn(&#guarded::Ok) -> bool + ::core::marker::Sync) = &(#predicate);
+            };
+            (quote!(, __breaker_judge), prelude)
+        }
+    };
+    let suffix = |name: &str| {
+        let name = match args.fail_if {
+            Some(_) => format!("{name}_judged"),
+            None => name.to_owned(),
+        };
+        syn::Ident::new(&name, first)
+    };
+    let (run, run_async, call_sync, call_async) = (
+        suffix("run"),
+        suffix("run_async"),
+        suffix("call"),
+        suffix("call_async"),
+    );
     if let (Some(path), Some((names, pats))) = (&args.fallback, &fallback_args) {
         let receiver = sig.receiver().map(|_| quote!(self,));
         let asyncness = sig.asyncness.map(|_| quote!(.await));
@@ -117,7 +149,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         };
         let body = match &kind {
             Kind::Async => quote_spanned! {first=>
-                #private::run_async(
+                #private::#run_async(
                     #site,
                     #private::map_output(
                         (async move || -> #ret {
@@ -128,11 +160,11 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
                     ),
                     #view,
                     #excluded_all,
-                    #convert,
+                    #convert #judged,
                 ).await
             },
             _ => quote_spanned! {first=>
-                #private::run(
+                #private::#run(
                     #site,
                     move || #guarded::into_result((move || -> #ret {
                         let (#(#pats,)*) = #take(__breaker_slot);
@@ -140,7 +172,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
                     })()),
                     #view,
                     #excluded_all,
-                    #convert,
+                    #convert #judged,
                 )
             },
         };
@@ -149,6 +181,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
             #vis #sig {
                 #declaration
                 #key_prelude
+                #judge_prelude
                 let mut __breaker_args = ::core::option::Option::Some((#(#names,)*));
                 let __breaker_slot = &mut __breaker_args;
                 #[allow(clippy::needless_return, clippy::redundant_closure, clippy::redundant_closure_call, clippy::unit_arg)]
@@ -168,19 +201,19 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         // `Result` (`NotResult<T, E>`) is one error, on the return type.
         Kind::Sync => quote_spanned! {first=>
             {
-                let __breaker_result = #private::call(
+                let __breaker_result = #private::#call_sync(
                     #site,
                     move || #guarded::into_result((move || -> #ret #block)()),
                     #view,
                     #excluded_all,
-                    #convert,
+                    #convert #judged,
                 );
                 #guarded::from_result(__breaker_result)
             }
         },
         Kind::Async => quote_spanned! {first=>
             {
-                let __breaker_result = #private::call_async(
+                let __breaker_result = #private::#call_async(
                     #site,
                     #private::map_output(
                         (async move || -> #ret #block)(),
@@ -188,7 +221,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
                     ),
                     #view,
                     #excluded_all,
-                    #convert,
+                    #convert #judged,
                 ).await;
                 #guarded::from_result(__breaker_result)
             }
@@ -297,6 +330,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         #vis #sig {
             #declaration
             #key_prelude
+            #judge_prelude
             #[allow(clippy::needless_return, clippy::redundant_closure, clippy::redundant_closure_call, clippy::unit_arg)]
             #call
         }

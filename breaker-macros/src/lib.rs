@@ -84,6 +84,7 @@ use proc_macro::TokenStream;
 /// | `min_calls` | `20` (at least 1): calls the window must hold before a rate is decided | `10` |
 /// | `slow_call_duration` | `"2s"` (above zero): a call that took longer is slow, success or failure | none |
 /// | `slow_call_rate` | `0.8` (above 0, at most 1): open when slow calls / calls in the window reach it (needs `slow_call_duration`) | none |
+/// | `fail_if` | `\|r: &T\| predicate` on the `Ok` type (`fn` and `async fn`): an `Ok` value it accepts is recorded as a failure, and still returned | none |
 ///
 /// The rate keys are the builder's
 /// ([`failure_rate`](https://docs.rs/breaker/latest/breaker/struct.CircuitBreakerBuilder.html#method.failure_rate)):
