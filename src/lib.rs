@@ -10,8 +10,8 @@ pub use breaker_macros::circuit_breaker;
 pub use breaker_core::{
     clock, hint, keyed, listener, parse_duration, registry, storage, Backoff, CircuitBreaker,
     CircuitBreakerBuilder, CircuitBreakerError, ConfigError, DurationError, Error, ErrorView,
-    FailedValue, Failure, Listener, MemoryStorage, Number, ParseStateError, Reason, State,
-    WindowStats,
+    FailedValue, Failure, FromBreakerError, GuardedResult, Listener, MemoryStorage, Number,
+    ParseStateError, Reason, State, WindowStats,
 };
 
 #[cfg(feature = "redis")]

@@ -211,13 +211,20 @@ impl Cache {
             || Ok(&self.hits),
             no_view,
             not_excluded,
+            SiteError::from,
             |hits: &&u64| **hits == 0,
         )
     }
 
     /// A borrowed return without a judge.
     fn peek(&self, cb: &CircuitBreaker) -> Result<&u64, SiteError> {
-        breaker::__private::call(cb, || Ok(&self.hits), no_view, not_excluded)
+        breaker::__private::call(
+            cb,
+            || Ok(&self.hits),
+            no_view,
+            not_excluded,
+            SiteError::from,
+        )
     }
 }
 
@@ -251,6 +258,7 @@ fn a_site_judge_applies_to_async_calls_and_fallbacks() {
         async { Ok::<u16, SiteError>(503) },
         no_view,
         not_excluded,
+        SiteError::from,
         |s: &u16| *s >= 500,
     );
     assert_eq!(block_on(judged).unwrap(), 503);
@@ -259,6 +267,7 @@ fn a_site_judge_applies_to_async_calls_and_fallbacks() {
         || Ok::<u16, SiteError>(500),
         no_view,
         not_excluded,
+        SiteError::from,
         |s: &u16| *s >= 500,
     );
     assert_eq!(ran.unwrap().unwrap(), 500);
@@ -267,6 +276,7 @@ fn a_site_judge_applies_to_async_calls_and_fallbacks() {
         async { Ok::<u16, SiteError>(200) },
         no_view,
         not_excluded,
+        SiteError::from,
         |s: &u16| *s >= 500,
     );
     assert_eq!(block_on(ran_async).unwrap().unwrap(), 200);
@@ -276,6 +286,7 @@ fn a_site_judge_applies_to_async_calls_and_fallbacks() {
         || Ok::<u16, SiteError>(501),
         no_view,
         not_excluded,
+        SiteError::from,
         |s: &u16| *s >= 500,
     );
     assert_eq!(cb.fail_counter(), 1);
@@ -291,6 +302,7 @@ fn a_breaker_fail_if_on_a_builder_made_for_the_attribute_is_not_applied_by_the_s
         || Ok::<_, SiteError>(Response { status: 503 }),
         no_view,
         not_excluded,
+        SiteError::from,
     );
     assert_eq!(plain.unwrap().status, 503);
     assert_eq!(cb.fail_counter(), 0);

@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use breaker::storage::WindowShape;
 use breaker::{
-    circuit_breaker, registry, CircuitBreaker, CircuitBreakerError, ConfigError, Settings, State,
+    circuit_breaker, registry, Backoff, CircuitBreaker, CircuitBreakerError, ConfigError, Number,
+    Settings, State,
 };
 
 fn parse(text: &str) -> Result<Settings, String> {
@@ -155,5 +157,163 @@ fn states_read_and_write_as_their_names() {
     assert!(
         err.contains("unknown state 'ajar', valid states: closed, open, half-open"),
         "{err}"
+    );
+}
+
+const POLICY: &str = r#"
+    half_open_calls = 3
+    backoff = { factor = 2.0, max = "10m" }
+    jitter = 0.2
+    failure_rate = 0.5
+    window_time = "1m"
+    min_calls = 20
+    slow_call_duration = "2s"
+    slow_call_rate = 0.8
+"#;
+
+#[test]
+fn every_policy_setting_reads_from_toml() {
+    let s = parse(POLICY).unwrap();
+    assert_eq!(s.half_open_calls, Some(3));
+    assert_eq!(
+        s.backoff,
+        Some(Backoff::exponential(2.0, Duration::from_secs(600)))
+    );
+    assert_eq!(s.jitter, Some(0.2));
+    assert_eq!(s.failure_rate, Some(0.5));
+    assert_eq!(s.window, Some(WindowShape::Time(Duration::from_secs(60))));
+    assert_eq!(s.min_calls, Some(20));
+    assert_eq!(s.slow_call_duration, Some(Duration::from_secs(2)));
+    assert_eq!(s.slow_call_rate, Some(0.8));
+    assert_eq!(
+        parse("window_calls = 50").unwrap().window,
+        Some(WindowShape::Calls(50))
+    );
+    assert_eq!(
+        parse("backoff = \"constant\"").unwrap().backoff,
+        Some(Backoff::constant())
+    );
+    for (text, says) in [
+        (
+            "window_calls = 10\nwindow_time = \"1m\"",
+            "cannot both be given",
+        ),
+        ("backoff = \"linear\"", "unknown backoff `linear`"),
+        (
+            "backoff = { factor = 2.0 }",
+            "needs both `factor` and `max`",
+        ),
+        (
+            "backoff = { factor = 2.0, max = \"10\" }",
+            "`max`: `10` has no unit",
+        ),
+        ("failure_rate = \"half\"", "`failure_rate`"),
+        ("slow_call_duration = 2", "`slow_call_duration`"),
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(err.contains(says), "{text}: {err}");
+    }
+}
+
+#[test]
+fn policy_settings_apply_to_a_breaker_and_read_back_the_same() {
+    let cb = CircuitBreaker::new("settings-policy");
+    parse(POLICY).unwrap().apply(&cb).unwrap();
+    assert_eq!(cb.half_open_calls(), 3);
+    assert_eq!(
+        cb.backoff(),
+        Backoff::exponential(2.0, Duration::from_secs(600)).jitter(0.2)
+    );
+    assert_eq!(cb.failure_rate(), Some(0.5));
+    assert_eq!(
+        cb.window_shape(),
+        WindowShape::Time(Duration::from_secs(60))
+    );
+    assert_eq!(cb.min_calls(), 20);
+    assert_eq!(cb.slow_call_duration(), Some(Duration::from_secs(2)));
+    assert_eq!(cb.slow_call_rate(), Some(0.8));
+    // Written out and read back, the same; applied to a fresh breaker, the
+    // same breaker settings.
+    let s = Settings::of(&cb);
+    let text = toml::to_string(&s).unwrap();
+    assert!(text.contains("window_time = \"1m\""), "{text}");
+    assert_eq!(parse(&text).unwrap(), s);
+    let other = s
+        .apply_to(CircuitBreaker::builder("settings-policy-2"))
+        .build();
+    assert_eq!(Settings::of(&other), s);
+    // A jitter alone changes the breaker's own backoff.
+    parse("jitter = 0.5").unwrap().apply(&cb).unwrap();
+    assert_eq!(
+        cb.backoff(),
+        Backoff::exponential(2.0, Duration::from_secs(600)).jitter(0.5)
+    );
+}
+
+#[test]
+fn policy_values_out_of_range_are_all_reported_naming_the_breaker() {
+    let cb = registry::register(CircuitBreaker::new("settings-policy-range")).unwrap();
+    let s = parse(
+        r#"
+        half_open_calls = 0
+        backoff = { factor = 0.5, max = "10m" }
+        failure_rate = 1.5
+        window_calls = 0
+        min_calls = 0
+        slow_call_duration = "0s"
+        slow_call_rate = 0.0
+        reset_timeout = "5s"
+        "#,
+    )
+    .unwrap();
+    let err = registry::configure("settings-policy-range", &s).unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::Settings {
+            breaker: "settings-policy-range".into(),
+            errors: vec![
+                ConfigError::HalfOpenCalls { value: 0 },
+                ConfigError::BackoffFactor {
+                    value: Number::from(0.5)
+                },
+                ConfigError::FailureRate {
+                    value: Number::from(1.5)
+                },
+                ConfigError::WindowCalls { value: 0 },
+                ConfigError::MinCalls { value: 0 },
+                ConfigError::SlowCallDuration {
+                    value: Duration::ZERO
+                },
+                ConfigError::SlowCallRate {
+                    value: Number::from(0.0)
+                },
+            ],
+        }
+    );
+    assert!(
+        err.to_string()
+            .starts_with("settings of breaker 'settings-policy-range': "),
+        "{err}"
+    );
+    assert_eq!(cb.reset_timeout(), Duration::from_secs(60), "all or none");
+    assert_eq!(cb.half_open_calls(), 1, "all or none");
+    // Checked against the breaker: a cap below its reset timeout, a slow
+    // rate without a slow duration.
+    let err = parse("backoff = { factor = 2.0, max = \"30s\" }\nslow_call_rate = 0.5")
+        .unwrap()
+        .apply(&cb)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::Settings {
+            breaker: "settings-policy-range".into(),
+            errors: vec![
+                ConfigError::BackoffMax {
+                    max: Duration::from_secs(30),
+                    reset_timeout: Duration::from_secs(60)
+                },
+                ConfigError::SlowCallRateWithoutDuration,
+            ],
+        }
     );
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
-use crate::error::CircuitBreakerError;
+use crate::error::{CircuitBreakerError, Error};
 use crate::recording::CancelOnDrop;
 
 /// The breaker a guarded iterator or stream calls through: borrowed (a
@@ -51,10 +51,10 @@ impl From<Arc<CircuitBreaker>> for Held<'_> {
 /// panic in its `next`), succeeded by reaching its end, and neither if
 /// dropped before either.
 ///
-/// A rejected call yields one `Err(E::from(CircuitBreakerError))` and ends.
-/// The item whose failure opens the circuit is replaced by
-/// `Err(E::from(CircuitBreakerError))` while `throw_new_error_on_trip` is on,
-/// as a tripping call's error is.
+/// Items are `Result<T, Error<E>>`: a rejected call yields one
+/// `Error::Open` and ends; the failing item is `Error::Tripped` when it
+/// opened the circuit (with `throw_new_error_on_trip` on), else
+/// `Error::Inner`.
 pub struct GuardedIter<'cb, I, V, X> {
     cb: Held<'cb>,
     state: IterState<I>,
@@ -102,16 +102,18 @@ impl<'cb, I, V, X> GuardedIter<'cb, I, V, X> {
 impl<I, T, E, V, X> Iterator for GuardedIter<'_, I, V, X>
 where
     I: Iterator<Item = Result<T, E>>,
-    E: From<CircuitBreakerError> + fmt::Debug + 'static,
+    E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
 {
-    type Item = Result<T, E>;
+    type Item = Result<T, Error<E>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let (inner, ticket) = match &mut self.state {
-            IterState::Rejected(error) => return error.take().map(|e| Err(E::from(e))),
-            IterState::Reported(inner) => return inner.next(),
+            IterState::Rejected(error) => return error.take().map(|e| Err(Error::Open(e))),
+            IterState::Reported(inner) => {
+                return inner.next().map(|item| item.map_err(Error::Inner))
+            }
             IterState::Running(inner, ticket) => (inner, *ticket),
         };
         // A panic in the guarded iterator, or in deciding whether its error
@@ -140,7 +142,7 @@ where
             }
         };
         let Some(report) = report else {
-            return item;
+            return item.map(|item| item.map_err(Error::Inner));
         };
         let IterState::Running(inner, _) =
             std::mem::replace(&mut self.state, IterState::Rejected(None))
@@ -151,13 +153,9 @@ where
         match (report, item) {
             (Ok(()), item) => {
                 self.cb.finish_ok(ticket);
-                item
+                item.map(|item| item.map_err(Error::Inner))
             }
-            (Err(()), Some(Err(e))) => match self.cb.finish_failure(ticket, e, &self.view) {
-                crate::Error::Tripped(cbe, _) => Some(Err(E::from(cbe))),
-                crate::Error::Inner(e) => Some(Err(e)),
-                crate::Error::Open(cbe) => Some(Err(E::from(cbe))),
-            },
+            (Err(()), Some(Err(e))) => Some(Err(self.cb.finish_failure(ticket, e, &self.view))),
             (Err(()), _) => unreachable!("a failure report comes from an Err item"),
         }
     }

@@ -70,6 +70,7 @@ mod recording;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod registry;
+mod returns;
 #[cfg(feature = "serde")]
 mod settings;
 mod state;
@@ -99,6 +100,7 @@ pub use inspect::FailedValue;
 pub use listener::{Failure, Listener};
 pub use memory::MemoryStorage;
 pub use rate::WindowStats;
+pub use returns::{FromBreakerError, GuardedResult};
 pub use state::{Backoff, ParseStateError, Reason, State};
 
 #[cfg(feature = "serde")]

@@ -34,7 +34,7 @@ pub use crate::builder::CircuitBreakerBuilder as Builder;
 pub use crate::inspect::{AtSite, Judge, Unjudged};
 pub use crate::iter::{GuardedIter, Held};
 pub use crate::registry::declared::{Configure, Declaration, KeyedSite, Registration, Site};
-pub use crate::state::Backoff;
+pub use crate::state::{Backoff, WindowShape};
 pub use crate::stream::GuardedStream;
 
 use crate::breaker::CircuitBreaker;
@@ -43,167 +43,192 @@ use crate::future::GuardedFuture;
 
 use pin_project_lite::pin_project;
 
-/// Calls `body` through `cb`, converting the breaker's errors into `E`.
+/// Calls `body` through `cb`, converting the breaker's errors into `E` with
+/// `convert` (the generated code's `FromBreakerError` conversion, spanned at
+/// the function's error type, so a missing `From` is reported there alone).
 #[inline(always)]
-pub fn call<T, E, F, V, X>(cb: &CircuitBreaker, body: F, view: V, excluded: X) -> Result<T, E>
+pub fn call<T, E, F, V, X, C>(
+    cb: &CircuitBreaker,
+    body: F,
+    view: V,
+    excluded: X,
+    convert: C,
+) -> Result<T, E>
 where
     F: FnOnce() -> Result<T, E>,
-    E: FromBreakerError,
+    E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
 {
     cb.run(body, &view, &excluded, &Unjudged)
-        .map_err(into_user_error)
+        .map_err(|e| into_user_error(e, &convert))
 }
 
 /// [`call`] with the function's `fail_if`: an `Ok` value `judge` accepts is
 /// recorded as a failure and still returned.
 #[inline(always)]
-pub fn call_judged<T, E, F, V, X, J>(
+pub fn call_judged<T, E, F, V, X, C, J>(
     cb: &CircuitBreaker,
     body: F,
     view: V,
     excluded: X,
+    convert: C,
     judge: J,
 ) -> Result<T, E>
 where
     F: FnOnce() -> Result<T, E>,
-    E: FromBreakerError,
+    E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
     J: Fn(&T) -> bool,
 {
     cb.run(body, &view, &excluded, &AtSite(judge))
-        .map_err(into_user_error)
+        .map_err(|e| into_user_error(e, &convert))
 }
 
 /// Awaits `body` through `cb`, converting the breaker's errors into `E`.
 #[inline]
-pub fn call_async<'cb, T, E, Fut, V, X>(
+pub fn call_async<'cb, T, E, Fut, V, X, C>(
     cb: &'cb CircuitBreaker,
     body: Fut,
     view: V,
     excluded: X,
-) -> impl Future<Output = Result<T, E>> + use<'cb, T, E, Fut, V, X>
+    convert: C,
+) -> impl Future<Output = Result<T, E>> + use<'cb, T, E, Fut, V, X, C>
 where
     Fut: Future<Output = Result<T, E>>,
-    E: FromBreakerError,
+    E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
 {
     IntoUserError {
         inner: GuardedFuture::new(cb, body, view, excluded, Unjudged),
+        convert,
     }
 }
 
 /// [`call_async`] with the function's `fail_if`, as [`call_judged`].
 #[inline]
-pub fn call_async_judged<'cb, T, E, Fut, V, X, J>(
+pub fn call_async_judged<'cb, T, E, Fut, V, X, C, J>(
     cb: &'cb CircuitBreaker,
     body: Fut,
     view: V,
     excluded: X,
+    convert: C,
     judge: J,
-) -> impl Future<Output = Result<T, E>> + use<'cb, T, E, Fut, V, X, J>
+) -> impl Future<Output = Result<T, E>> + use<'cb, T, E, Fut, V, X, C, J>
 where
     Fut: Future<Output = Result<T, E>>,
-    E: FromBreakerError,
+    E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
     J: Fn(&T) -> bool,
 {
     IntoUserError {
         inner: GuardedFuture::new(cb, body, view, excluded, AtSite(judge)),
+        convert,
     }
 }
 
 /// [`call`] for a function with a `fallback`: `Err` is the rejection, for
 /// the generated code to call the fallback with the function's arguments.
 #[inline(always)]
-pub fn run<T, E, F, V, X>(
+pub fn run<T, E, F, V, X, C>(
     cb: &CircuitBreaker,
     body: F,
     view: V,
     excluded: X,
+    convert: C,
 ) -> Result<Result<T, E>, CircuitBreakerError>
 where
     F: FnOnce() -> Result<T, E>,
-    E: FromBreakerError,
+    E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
 {
     match cb.run(body, &view, &excluded, &Unjudged) {
         Err(Error::Open(rejected)) => Err(rejected),
-        other => Ok(other.map_err(into_user_error)),
+        other => Ok(other.map_err(|e| into_user_error(e, &convert))),
     }
 }
 
 /// [`run`] with the function's `fail_if`, as [`call_judged`].
 #[inline(always)]
-pub fn run_judged<T, E, F, V, X, J>(
+pub fn run_judged<T, E, F, V, X, C, J>(
     cb: &CircuitBreaker,
     body: F,
     view: V,
     excluded: X,
+    convert: C,
     judge: J,
 ) -> Result<Result<T, E>, CircuitBreakerError>
 where
     F: FnOnce() -> Result<T, E>,
-    E: FromBreakerError,
+    E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
     J: Fn(&T) -> bool,
 {
     match cb.run(body, &view, &excluded, &AtSite(judge)) {
         Err(Error::Open(rejected)) => Err(rejected),
-        other => Ok(other.map_err(into_user_error)),
+        other => Ok(other.map_err(|e| into_user_error(e, &convert))),
     }
 }
 
 /// [`call_async`] for a function with a `fallback`, as [`run`].
 #[inline]
-pub fn run_async<'cb, T, E, Fut, V, X>(
+pub fn run_async<'cb, T, E, Fut, V, X, C>(
     cb: &'cb CircuitBreaker,
     body: Fut,
     view: V,
     excluded: X,
-) -> impl Future<Output = Result<Result<T, E>, CircuitBreakerError>> + use<'cb, T, E, Fut, V, X>
+    convert: C,
+) -> impl Future<Output = Result<Result<T, E>, CircuitBreakerError>> + use<'cb, T, E, Fut, V, X, C>
 where
     Fut: Future<Output = Result<T, E>>,
-    E: FromBreakerError,
+    E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
 {
     let guarded = GuardedFuture::new(cb, body, view, excluded, Unjudged);
     async move {
         match guarded.await {
             Err(Error::Open(rejected)) => Err(rejected),
-            other => Ok(other.map_err(into_user_error)),
+            other => Ok(other.map_err(|e| into_user_error(e, &convert))),
         }
     }
 }
 
 /// [`run_async`] with the function's `fail_if`, as [`call_judged`].
 #[inline]
-pub fn run_async_judged<'cb, T, E, Fut, V, X, J>(
+pub fn run_async_judged<'cb, T, E, Fut, V, X, C, J>(
     cb: &'cb CircuitBreaker,
     body: Fut,
     view: V,
     excluded: X,
+    convert: C,
     judge: J,
-) -> impl Future<Output = Result<Result<T, E>, CircuitBreakerError>> + use<'cb, T, E, Fut, V, X, J>
+) -> impl Future<Output = Result<Result<T, E>, CircuitBreakerError>> + use<'cb, T, E, Fut, V, X, C, J>
 where
     Fut: Future<Output = Result<T, E>>,
-    E: FromBreakerError,
+    E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
     J: Fn(&T) -> bool,
 {
     let guarded = GuardedFuture::new(cb, body, view, excluded, AtSite(judge));
     async move {
         match guarded.await {
             Err(Error::Open(rejected)) => Err(rejected),
-            other => Ok(other.map_err(into_user_error)),
+            other => Ok(other.map_err(|e| into_user_error(e, &convert))),
         }
     }
 }
@@ -213,6 +238,75 @@ where
 #[inline(always)]
 pub fn future_of<O, F: Future<Output = O>>(future: F) -> F {
     future
+}
+
+/// `future` with its output passed through `map`: the generated code's
+/// `GuardedResult` conversions around an `async fn`'s body.
+#[inline(always)]
+pub fn map_output<F, M, R>(future: F, map: M) -> MapOutput<F, M>
+where
+    F: Future,
+    M: Fn(F::Output) -> R,
+{
+    MapOutput { future, map }
+}
+
+pin_project! {
+    /// The future of [`map_output`].
+    pub struct MapOutput<F, M> {
+        #[pin]
+        future: F,
+        map: M,
+    }
+}
+
+impl<F, M, R> Future for MapOutput<F, M>
+where
+    F: Future,
+    M: Fn(F::Output) -> R,
+{
+    type Output = R;
+
+    #[inline(always)]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
+        let this = self.project();
+        this.future.poll(cx).map(&*this.map)
+    }
+}
+
+/// `stream` with each item passed through `map`: the generated code's
+/// `GuardedResult` conversions around a function returning a stream.
+#[inline(always)]
+pub fn map_items<S, M, R>(stream: S, map: M) -> MapItems<S, M>
+where
+    S: futures_core::Stream,
+    M: Fn(S::Item) -> R,
+{
+    MapItems { stream, map }
+}
+
+pin_project! {
+    /// The stream of [`map_items`].
+    pub struct MapItems<S, M> {
+        #[pin]
+        stream: S,
+        map: M,
+    }
+}
+
+impl<S, M, R> futures_core::Stream for MapItems<S, M>
+where
+    S: futures_core::Stream,
+    M: Fn(S::Item) -> R,
+{
+    type Item = R;
+
+    #[inline(always)]
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<R>> {
+        let this = self.project();
+        let map = &*this.map;
+        this.stream.poll_next(cx).map(|item| item.map(map))
+    }
 }
 
 /// `Box::pin`, for a function returning `Pin<Box<dyn Future<..>>>`.
@@ -234,48 +328,78 @@ pub fn take<A>(slot: &mut Option<A>) -> A {
 pin_project! {
     /// The future of [`call_async`]: the breaker's errors turned into the
     /// function's own error type.
-    struct IntoUserError<F> {
+    struct IntoUserError<F, C> {
         #[pin]
         inner: F,
+        convert: C,
     }
 }
 
-impl<F, T, E> Future for IntoUserError<F>
+impl<F, T, E, C> Future for IntoUserError<F, C>
 where
     F: Future<Output = Result<T, Error<E>>>,
-    E: FromBreakerError,
+    C: Fn(CircuitBreakerError) -> E,
 {
     type Output = Result<T, E>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project()
-            .inner
+        let this = self.project();
+        let convert = &*this.convert;
+        this.inner
             .poll(cx)
-            .map(|r| r.map_err(into_user_error))
+            .map(|r| r.map_err(|e| into_user_error(e, convert)))
     }
 }
 
+/// A guarded iterator of the attribute: its errors are the function's own
+/// type (`convert`ed from `CircuitBreakerError` for the breaker's).
+pub struct UserIter<I, C> {
+    inner: I,
+    convert: C,
+}
+
+impl<I, T, E, C> Iterator for UserIter<I, C>
+where
+    I: Iterator<Item = Result<T, Error<E>>>,
+    C: Fn(CircuitBreakerError) -> E,
+{
+    type Item = Result<T, E>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let convert = &self.convert;
+        self.inner
+            .next()
+            .map(|item| item.map_err(|e| into_user_error(e, convert)))
+    }
+}
+
+/// The iterator an attribute function returns.
+pub type AttributeIter<I, V, X, C> = UserIter<GuardedIter<'static, I, V, X>, C>;
+
 /// Runs `body` (which makes an iterator) as one guarded call, through a
 /// declared breaker (`&'static`) or a key's (an owned handle).
-pub fn iter<B, I, T, E, F, V, X>(
+pub fn iter<B, I, T, E, F, V, X, C>(
     cb: B,
     item: PhantomData<Result<T, E>>,
     body: F,
     view: V,
     excluded: X,
-) -> GuardedIter<'static, I::IntoIter, V, X>
+    convert: C,
+) -> AttributeIter<I::IntoIter, V, X, C>
 where
     B: Into<Held<'static>>,
     F: FnOnce() -> I,
     I: IntoIterator<Item = Result<T, E>>,
-    E: FromBreakerError,
+    E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
 {
     let _ = item;
     let cb: Held<'static> = cb.into();
-    match cb.admit() {
+    let inner = match cb.admit() {
         Err(rejected) => GuardedIter::rejected(cb, rejected, view, excluded),
         Ok(ticket) => {
             cb.before_call(ticket);
@@ -284,22 +408,24 @@ where
                 .unwrap_or_else(|panic| cb.fail_with_panic(ticket, panic));
             GuardedIter::running(cb, inner, ticket, view, excluded)
         }
-    }
+    };
+    UserIter { inner, convert }
 }
 
 pin_project! {
     /// A guarded stream of the attribute: its errors are the function's own
-    /// type (`E::from(CircuitBreakerError)` for the breaker's).
-    pub struct UserStream<S> {
+    /// type (`convert`ed from `CircuitBreakerError` for the breaker's).
+    pub struct UserStream<S, C> {
         #[pin]
         inner: S,
+        convert: C,
     }
 }
 
-impl<S, T, E> futures_core::Stream for UserStream<S>
+impl<S, T, E, C> futures_core::Stream for UserStream<S, C>
 where
     S: futures_core::Stream<Item = Result<T, Error<E>>>,
-    E: From<CircuitBreakerError>,
+    C: Fn(CircuitBreakerError) -> E,
 {
     type Item = Result<T, E>;
 
@@ -308,58 +434,66 @@ where
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.project()
-            .inner
+        let this = self.project();
+        let convert = &*this.convert;
+        this.inner
             .poll_next(cx)
-            .map(|item| item.map(|r| r.map_err(into_user_error)))
+            .map(|item| item.map(|r| r.map_err(|e| into_user_error(e, convert))))
     }
 }
 
 /// Runs `body` (which makes a stream) as one guarded call, admitted now,
 /// through a declared breaker (`&'static`) or a key's (an owned handle).
-pub fn stream<B, S, T, E, F, V, X>(
+pub fn stream<B, S, T, E, F, V, X, C>(
     cb: B,
     item: PhantomData<Result<T, E>>,
     body: F,
     view: V,
     excluded: X,
-) -> UserStream<GuardedStream<'static, S, V, X>>
+    convert: C,
+) -> UserStream<GuardedStream<'static, S, V, X, Unjudged>, C>
 where
     B: Into<Held<'static>>,
     F: FnOnce() -> S,
     S: futures_core::Stream<Item = Result<T, E>>,
-    E: FromBreakerError,
+    E: fmt::Debug + 'static,
+    C: Fn(CircuitBreakerError) -> E,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
 {
     let _ = item;
     UserStream {
         inner: guarded_stream(cb.into(), body, view, excluded, Unjudged),
+        convert,
     }
 }
 
 /// [`stream`] with the function's `fail_if`: the first `Ok` item `judge`
 /// accepts fails the call (and is still yielded).
-pub fn stream_judged<B, S, T, E, F, V, X, J>(
+#[allow(clippy::too_many_arguments)]
+pub fn stream_judged<B, S, T, E, F, V, X, C, J>(
     cb: B,
     item: PhantomData<Result<T, E>>,
     body: F,
     view: V,
     excluded: X,
+    convert: C,
     judge: J,
-) -> UserStream<GuardedStream<'static, S, V, X, AtSite<J>>>
+) -> UserStream<GuardedStream<'static, S, V, X, AtSite<J>>, C>
 where
     B: Into<Held<'static>>,
     F: FnOnce() -> S,
     S: futures_core::Stream<Item = Result<T, E>>,
-    E: FromBreakerError,
+    E: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
     J: Fn(&T) -> bool,
 {
     let _ = item;
     UserStream {
         inner: guarded_stream(cb.into(), body, view, excluded, AtSite(judge)),
+        convert,
     }
 }
 
@@ -389,41 +523,46 @@ where
 /// Runs `body` (which makes `Result<iterator, E2>`) as one guarded call: an
 /// outer `Err` is the call's result; an `Ok` iterator carries the call on.
 #[allow(clippy::too_many_arguments)]
-pub fn iter_in_result<B, I, T, E, E2, F, V, X, V2, X2>(
+pub fn iter_in_result<B, I, T, E, E2, F, V, X, C, V2, X2, C2>(
     cb: B,
     item: PhantomData<Result<T, E>>,
     body: F,
     view: V,
     excluded: X,
+    convert: C,
     outer_view: V2,
     outer_excluded: X2,
-) -> Result<GuardedIter<'static, I::IntoIter, V, X>, E2>
+    outer_convert: C2,
+) -> Result<AttributeIter<I::IntoIter, V, X, C>, E2>
 where
     B: Into<Held<'static>>,
     F: FnOnce() -> Result<I, E2>,
     I: IntoIterator<Item = Result<T, E>>,
-    E: FromBreakerError,
-    E2: FromBreakerError,
+    E: fmt::Debug + 'static,
+    E2: fmt::Debug + 'static,
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    C: Fn(CircuitBreakerError) -> E,
     V2: Fn(&E2) -> Option<&(dyn StdError + 'static)>,
     X2: Fn(&E2, Option<&(dyn StdError + 'static)>) -> bool,
+    C2: Fn(CircuitBreakerError) -> E2,
 {
     let _ = item;
     let cb: Held<'static> = cb.into();
-    let ticket = cb.admit().map_err(E2::from)?;
+    let ticket = cb.admit().map_err(&outer_convert)?;
     cb.before_call(ticket);
     // A body that panics before it returns the iterator fails the call.
     let made = catch_unwind(AssertUnwindSafe(|| body().map(IntoIterator::into_iter)))
         .unwrap_or_else(|panic| cb.fail_with_panic(ticket, panic));
     match made {
-        Ok(inner) => Ok(GuardedIter::running(cb, inner, ticket, view, excluded)),
-        Err(error) => Err(into_user_error(cb.finish_err(
-            ticket,
-            error,
-            &outer_view,
-            &outer_excluded,
-        ))),
+        Ok(inner) => Ok(UserIter {
+            inner: GuardedIter::running(cb, inner, ticket, view, excluded),
+            convert,
+        }),
+        Err(error) => Err(into_user_error(
+            cb.finish_err(ticket, error, &outer_view, &outer_excluded),
+            &outer_convert,
+        )),
     }
 }
 
@@ -449,21 +588,10 @@ pub fn exclusion_missed<E: fmt::Debug + 'static, T: 'static>(
     );
 }
 
-fn into_user_error<E: From<CircuitBreakerError>>(e: Error<E>) -> E {
+#[inline(always)]
+fn into_user_error<E, C: Fn(CircuitBreakerError) -> E>(e: Error<E>, convert: C) -> E {
     match e {
-        Error::Open(cbe) | Error::Tripped(cbe, _) => E::from(cbe),
+        Error::Open(cbe) | Error::Tripped(cbe, _) => convert(cbe),
         Error::Inner(e) => e,
     }
 }
-
-/// The error type of a guarded function: it must be able to carry the
-/// breaker's own error.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot carry the circuit breaker's error",
-    label = "the error type of a `#[circuit_breaker]` function",
-    note = "add `impl From<breaker::CircuitBreakerError> for {Self}` (or a `#[from] breaker::CircuitBreakerError` variant with thiserror) so rejected calls can return it",
-    note = "if `{Self}` is not a type of your crate (the orphan rule forbids that impl), return an error type of your own that wraps it and `breaker::CircuitBreakerError`, or `anyhow::Error`"
-)]
-pub trait FromBreakerError: From<CircuitBreakerError> + fmt::Debug + 'static {}
-
-impl<E: From<CircuitBreakerError> + fmt::Debug + 'static> FromBreakerError for E {}

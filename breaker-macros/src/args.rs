@@ -32,6 +32,16 @@ pub(crate) const KEYS: &[&str] = &[
     "half_open_calls",
     "backoff",
     "jitter",
+    // Rate policies: a failure rate over a window of calls or of time.
+    "failure_rate",
+    "window_calls",
+    "window_time",
+    "min_calls",
+    // Slow calls: a call that took longer than a duration, and their rate.
+    "slow_call_duration",
+    "slow_call_rate",
+    // Results that are failures: an `Ok` value the predicate accepts.
+    "fail_if",
 ];
 
 /// The parsed arguments; `None` where a key was not given.
@@ -68,6 +78,30 @@ pub(crate) struct Args {
     pub(crate) backoff: Option<(f64, Duration, LitStr)>,
     /// `jitter = 0.2`
     pub(crate) jitter: Option<f64>,
+    // Rate policies.
+    /// `failure_rate = 0.5`
+    pub(crate) failure_rate: Option<f64>,
+    /// `window_calls = 100` or `window_time = "60s"` (one of the two).
+    pub(crate) window: Option<Window>,
+    /// `min_calls = 20`
+    pub(crate) min_calls: Option<u32>,
+    // Slow calls.
+    /// `slow_call_duration = "2s"`
+    pub(crate) slow_call_duration: Option<Duration>,
+    /// `slow_call_rate = 0.8`
+    pub(crate) slow_call_rate: Option<f64>,
+    /// `fail_if = |r: &T| predicate`: typed against the function's `Ok`
+    /// type, judged at this call site.
+    pub(crate) fail_if: Option<Expr>,
+}
+
+/// The window a rate is taken over.
+#[derive(Clone, Copy)]
+pub(crate) enum Window {
+    /// `window_calls = 100`: the last 100 calls.
+    Calls(u32),
+    /// `window_time = "60s"`: the calls of the last 60 s.
+    Time(Duration),
 }
 
 /// One entry of `exclude = [..]`.
@@ -129,6 +163,18 @@ impl Args {
                 errors.push(syn::Error::new(
                     entry.key.span(),
                     format!("duplicate `{key}` argument"),
+                ));
+                continue;
+            }
+            let other_window = match key.as_str() {
+                "window_calls" => Some("window_time"),
+                "window_time" => Some("window_calls"),
+                _ => None,
+            };
+            if let Some(other) = other_window.filter(|o| seen.iter().any(|k| k == o)) {
+                errors.push(syn::Error::new(
+                    entry.key.span(),
+                    format!("`{key}` and `{other}` cannot both be given: a rate is taken over a window of calls or of time"),
                 ));
                 continue;
             }
@@ -279,6 +325,38 @@ impl Args {
                 }
                 self.jitter = Some(lit.value);
             }
+            // Rate policies.
+            "failure_rate" => self.failure_rate = Some(rate(value, "failure_rate")?),
+            "window_calls" => {
+                self.window = Some(Window::Calls(count(
+                    value,
+                    "window_calls",
+                    breaker_core::window::Window::MAX_CALLS,
+                )?))
+            }
+            "window_time" => {
+                let (span, lit) = duration(value, "window_time", "60s")?;
+                let min = breaker_core::window::Window::MIN_SPAN;
+                if span < min {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!("`window_time` must be at least {min:?}, got {span:?}"),
+                    ));
+                }
+                self.window = Some(Window::Time(span));
+            }
+            "min_calls" => self.min_calls = Some(count(value, "min_calls", u32::MAX)?),
+            // Slow calls.
+            "slow_call_duration" => {
+                self.slow_call_duration = Some(duration(value, "slow_call_duration", "2s")?.0)
+            }
+            "slow_call_rate" => self.slow_call_rate = Some(rate(value, "slow_call_rate")?),
+            "fail_if" => {
+                self.fail_if = Some(parse_value::<Expr>(
+                    value,
+                    "a closure over the `Ok` value, as in `fail_if = |r: &Response| r.status >= 500`",
+                )?)
+            }
             _ => unreachable!("keys are checked against KEYS first"),
         }
         Ok(())
@@ -355,12 +433,45 @@ fn count(value: TokenStream, key: &str, max: u32) -> syn::Result<u32> {
         )
     })?;
     if n == 0 || n > u64::from(max) {
+        let range = match max {
+            u32::MAX => "at least 1".to_owned(),
+            max => format!("between 1 and {max}"),
+        };
         return Err(syn::Error::new(
             lit.span(),
-            format!("`{key}` must be between 1 and {max}, got {n}"),
+            format!("`{key}` must be {range}, got {n}"),
         ));
     }
     Ok(n as u32)
+}
+
+/// A rate in `(0, 1]`, checked on its literal.
+fn rate(value: TokenStream, key: &str) -> syn::Result<f64> {
+    let lit = parse_value::<Number>(value, &format!("a number, as in `{key} = 0.5`"))?;
+    if !(lit.value > 0.0 && lit.value <= 1.0) {
+        return Err(syn::Error::new(
+            lit.span,
+            format!("`{key}` must be above 0 and at most 1, got {}", lit.value),
+        ));
+    }
+    Ok(lit.value)
+}
+
+/// A duration string, not zero, and its literal.
+fn duration(value: TokenStream, key: &str, example: &str) -> syn::Result<(Duration, LitStr)> {
+    let lit = parse_value::<LitStr>(
+        value,
+        &format!("a duration string, as in `{key} = \"{example}\"`"),
+    )?;
+    let parsed = breaker_core::parse_duration(&lit.value())
+        .map_err(|e| syn::Error::new(lit.span(), format!("invalid `{key}`: {e}")))?;
+    if parsed.is_zero() {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("`{key}` must not be zero"),
+        ));
+    }
+    Ok((parsed, lit))
 }
 
 /// What `backoff = ..` takes.

@@ -6,7 +6,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{parse_quote, ItemFn, Path, Type};
 
-use crate::args::{Args, Errors, Exclude};
+use crate::args::{Args, Errors, Exclude, Window};
 use crate::kind::{check_default_name, classify, result_args, Kind};
 
 /// The whole attribute: parse, check, expand; on any error, the function
@@ -33,6 +33,13 @@ pub(crate) fn attribute(args: TokenStream, item: TokenStream) -> TokenStream {
             let _ = check_fallback(path, &func.sig, kind).map_err(|e| errors.push(e));
         }
         let _ = check_key(args, kind).map_err(|e| errors.push(e));
+        if let (Some(predicate), false) = (&args.fail_if, matches!(kind, Kind::Sync | Kind::Async))
+        {
+            errors.push(syn::Error::new(
+                predicate.span(),
+                "`fail_if` works on `fn` and `async fn` returning `Result<T, E>`",
+            ));
+        }
     }
     match (args, kind, errors.finish()) {
         (Some(args), Some(kind), Ok(())) => expand(args, func, kind),
@@ -102,6 +109,37 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         | Kind::FutureBoxed(item) => error_type_span(item),
     };
     let private = respan(quote!(#krate::__private), error_span);
+    // The breaker's error as the function's: spanned at the error type, so
+    // an error type without `From<CircuitBreakerError>` is reported there,
+    // once, naming the public `FromBreakerError`.
+    let convert = conversion(&krate, error_span);
+    // `<R as GuardedResult>`, at the return type.
+    let (first, guarded) = guarded_at(&krate, &ret);
+    // `fail_if`: the predicate typed against the `Ok` type here, so one on
+    // another type is an error on the closure; the shims' `_judged` forms.
+    let (judged, judge_prelude) = match &args.fail_if {
+        None => (TokenStream::new(), TokenStream::new()),
+        Some(predicate) => {
+            let prelude = quote_spanned! {predicate.span()=>
+                #[allow(clippy::type_complexity)]
+                let __breaker_judge: &(dyn ::core::ops::Fn(&#guarded::Ok) -> bool + ::core::marker::Sync) = &(#predicate);
+            };
+            (quote!(, __breaker_judge), prelude)
+        }
+    };
+    let suffix = |name: &str| {
+        let name = match args.fail_if {
+            Some(_) => format!("{name}_judged"),
+            None => name.to_owned(),
+        };
+        syn::Ident::new(&name, first)
+    };
+    let (run, run_async, call_sync, call_async) = (
+        suffix("run"),
+        suffix("run_async"),
+        suffix("call"),
+        suffix("call_async"),
+    );
     if let (Some(path), Some((names, pats))) = (&args.fallback, &fallback_args) {
         let receiver = sig.receiver().map(|_| quote!(self,));
         let asyncness = sig.asyncness.map(|_| quote!(.await));
@@ -116,26 +154,31 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
             __breaker_fallback
         };
         let body = match &kind {
-            Kind::Async => quote_spanned! {ret.span()=>
-                #private::run_async(
+            Kind::Async => quote_spanned! {first=>
+                #private::#run_async(
                     #site,
-                    (async move || -> #ret {
-                        let (#(#pats,)*) = #take(__breaker_slot);
-                        #block
-                    })(),
+                    #private::map_output(
+                        (async move || -> #ret {
+                            let (#(#pats,)*) = #take(__breaker_slot);
+                            #block
+                        })(),
+                        |__breaker_result| #guarded::into_result(__breaker_result),
+                    ),
                     #view,
                     #excluded_all,
+                    #convert #judged,
                 ).await
             },
-            _ => quote_spanned! {ret.span()=>
-                #private::run(
+            _ => quote_spanned! {first=>
+                #private::#run(
                     #site,
-                    move || -> #ret {
+                    move || #guarded::into_result((move || -> #ret {
                         let (#(#pats,)*) = #take(__breaker_slot);
                         #block
-                    },
+                    })()),
                     #view,
                     #excluded_all,
+                    #convert #judged,
                 )
             },
         };
@@ -144,11 +187,12 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
             #vis #sig {
                 #declaration
                 #key_prelude
+                #judge_prelude
                 let mut __breaker_args = ::core::option::Option::Some((#(#names,)*));
                 let __breaker_slot = &mut __breaker_args;
-                #[allow(clippy::needless_return, clippy::redundant_closure_call, clippy::unit_arg)]
+                #[allow(clippy::needless_return, clippy::redundant_closure, clippy::redundant_closure_call, clippy::unit_arg)]
                 match #body {
-                    ::core::result::Result::Ok(__breaker_result) => __breaker_result,
+                    ::core::result::Result::Ok(__breaker_result) => #guarded::from_result(__breaker_result),
                     ::core::result::Result::Err(_) => {
                         let (#(#names,)*) = #take(&mut __breaker_args);
                         #fallback
@@ -158,53 +202,120 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         };
     }
     let call = match kind {
-        Kind::Sync => quote_spanned! {ret.span()=>
-            #private::call(#site, move || -> #ret #block, #view, #excluded_all)
-        },
-        Kind::Async => quote_spanned! {ret.span()=>
-            #private::call_async(#site, (async move || -> #ret #block)(), #view, #excluded_all).await
-        },
-        // The output type is named first, so the view and the exclusions
-        // see the error type (the body's future alone may not fix it).
-        Kind::FutureImpl(output) => quote_spanned! {ret.span()=>
-            #private::call_async(
-                #site,
-                #private::future_of::<#output, _>((move || #block)()),
-                #view,
-                #excluded_all,
-            )
-        },
-        Kind::FutureBoxed(output) => quote_spanned! {ret.span()=>
+        // The body is typed by the declared return type alone, and passes
+        // through `GuardedResult`: a return type that only looks like a
+        // `Result` (`NotResult<T, E>`) is one error, on the return type.
+        Kind::Sync => quote_spanned! {first=>
             {
-                let __breaker_boxed: #ret = #private::pin_box(#private::call_async(
+                let __breaker_result = #private::#call_sync(
                     #site,
-                    #private::future_of::<#output, _>((move || #block)()),
+                    move || #guarded::into_result((move || -> #ret #block)()),
                     #view,
                     #excluded_all,
-                ));
-                __breaker_boxed
+                    #convert #judged,
+                );
+                #guarded::from_result(__breaker_result)
             }
         },
-        Kind::Iter(item) => quote_spanned! {ret.span()=>
-            #private::iter(
-                #site,
-                ::core::marker::PhantomData::<#item>,
-                move || #block,
-                #view,
-                #excluded_all,
-            )
+        Kind::Async => quote_spanned! {first=>
+            {
+                let __breaker_result = #private::#call_async(
+                    #site,
+                    #private::map_output(
+                        (async move || -> #ret #block)(),
+                        |__breaker_result| #guarded::into_result(__breaker_result),
+                    ),
+                    #view,
+                    #excluded_all,
+                    #convert #judged,
+                ).await;
+                #guarded::from_result(__breaker_result)
+            }
         },
-        Kind::Stream(item) => quote_spanned! {ret.span()=>
-            #private::stream(
-                #site,
-                ::core::marker::PhantomData::<#item>,
-                move || #block,
-                #view,
-                #excluded_all,
-            )
-        },
+        // The output type is named first, so the view and the exclusions
+        // see the error type (the body's future alone may not fix it); the
+        // output passes through `GuardedResult` both ways, as above.
+        Kind::FutureImpl(output) => {
+            let (at, guarded) = guarded_at(&krate, &output);
+            quote_spanned! {at=>
+                {
+                    let __breaker_result = #private::call_async(
+                        #site,
+                        #private::map_output(
+                            #private::future_of::<#output, _>((move || #block)()),
+                            |__breaker_result| #guarded::into_result(__breaker_result),
+                        ),
+                        #view,
+                        #excluded_all,
+                        #convert,
+                    );
+                    #private::map_output(__breaker_result, |__breaker_result| #guarded::from_result(__breaker_result))
+                }
+            }
+        }
+        Kind::FutureBoxed(output) => {
+            let (at, guarded) = guarded_at(&krate, &output);
+            quote_spanned! {at=>
+                {
+                    let __breaker_result = #private::call_async(
+                        #site,
+                        #private::map_output(
+                            #private::future_of::<#output, _>((move || #block)()),
+                            |__breaker_result| #guarded::into_result(__breaker_result),
+                        ),
+                        #view,
+                        #excluded_all,
+                        #convert,
+                    );
+                    let __breaker_boxed: #ret = #private::pin_box(
+                        #private::map_output(__breaker_result, |__breaker_result| #guarded::from_result(__breaker_result)),
+                    );
+                    __breaker_boxed
+                }
+            }
+        }
+        // Items pass through `GuardedResult` both ways, as above.
+        Kind::Iter(item) => {
+            let (at, guarded) = guarded_at(&krate, &item);
+            quote_spanned! {at=>
+                {
+                    let __breaker_items = #private::iter(
+                        #site,
+                        ::core::marker::PhantomData::<::core::result::Result<#guarded::Ok, #guarded::Err>>,
+                        move || ::core::iter::Iterator::map(
+                            ::core::iter::IntoIterator::into_iter((move || #block)()),
+                            |__breaker_item| #guarded::into_result(__breaker_item),
+                        ),
+                        #view,
+                        #excluded_all,
+                        #convert,
+                    );
+                    ::core::iter::Iterator::map(__breaker_items, |__breaker_item| #guarded::from_result(__breaker_item))
+                }
+            }
+        }
+        Kind::Stream(item) => {
+            let (at, guarded) = guarded_at(&krate, &item);
+            quote_spanned! {at=>
+                {
+                    let __breaker_items = #private::stream(
+                        #site,
+                        ::core::marker::PhantomData::<::core::result::Result<#guarded::Ok, #guarded::Err>>,
+                        move || #private::map_items(
+                            (move || #block)(),
+                            |__breaker_item| #guarded::into_result(__breaker_item),
+                        ),
+                        #view,
+                        #excluded_all,
+                        #convert,
+                    );
+                    #private::map_items(__breaker_items, |__breaker_item| #guarded::from_result(__breaker_item))
+                }
+            }
+        }
         Kind::IterInResult(item, outer) => {
             let outer_excluded = excluded(&krate, &args.exclude, false);
+            let outer_convert = conversion(&krate, outer.span());
             quote_spanned! {ret.span()=>
                 #private::iter_in_result(
                     #site,
@@ -212,8 +323,10 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
                     move || -> ::core::result::Result<_, #outer> #block,
                     #view,
                     #excluded_all,
+                    #convert,
                     #view,
                     #outer_excluded,
+                    #outer_convert,
                 )
             }
         }
@@ -223,7 +336,8 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         #vis #sig {
             #declaration
             #key_prelude
-            #[allow(clippy::needless_return, clippy::redundant_closure_call, clippy::unit_arg)]
+            #judge_prelude
+            #[allow(clippy::needless_return, clippy::redundant_closure, clippy::redundant_closure_call, clippy::unit_arg)]
             #call
         }
     }
@@ -326,6 +440,23 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
             some(quote!(#base.jitter(#jitter)))
         }
     };
+    // Rate policies.
+    let failure_rate = args.failure_rate.map_or(none.clone(), |r| some(quote!(#r)));
+    let window = args.window.map_or(none.clone(), |w| match w {
+        Window::Calls(n) => some(quote!(#krate::__private::WindowShape::Calls(#n))),
+        Window::Time(d) => {
+            let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            some(quote!(#krate::__private::WindowShape::Time(::core::time::Duration::from_nanos(#nanos))))
+        }
+    });
+    let min_calls = args.min_calls.map_or(none.clone(), |n| some(quote!(#n)));
+    let slow_call_duration = args.slow_call_duration.map_or(none.clone(), |d| {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        some(quote!(::core::time::Duration::from_nanos(#nanos)))
+    });
+    let slow_call_rate = args
+        .slow_call_rate
+        .map_or(none.clone(), |r| some(quote!(#r)));
     let mut helpers = TokenStream::new();
     let storage = match &args.storage {
         Some(path) => {
@@ -385,6 +516,11 @@ fn declaration(args: &Args, krate: &Path, fn_name: &str) -> TokenStream {
             clock: #clock,
             half_open_calls: #half_open_calls,
             backoff: #backoff,
+            failure_rate: #failure_rate,
+            window: #window,
+            min_calls: #min_calls,
+            slow_call_duration: #slow_call_duration,
+            slow_call_rate: #slow_call_rate,
             #keyed_fields
         };
         #krate::__private::inventory::submit! {
@@ -449,6 +585,29 @@ fn error_type_span(ty: &Type) -> proc_macro2::Span {
     result_args(ty)
         .and_then(|args| args.get(1).map(Spanned::span))
         .unwrap_or_else(|| ty.span())
+}
+
+/// `<ty as GuardedResult>`, every token at the span of `ty`'s first token
+/// (returned too): its uses all fail as one error there when `ty` is not a
+/// `Result`.
+fn guarded_at(krate: &Path, ty: &Type) -> (proc_macro2::Span, TokenStream) {
+    let first = ty
+        .to_token_stream()
+        .into_iter()
+        .next()
+        .map_or_else(|| ty.span(), |t| t.span());
+    (first, respan(quote!(<#ty as #krate::GuardedResult>), first))
+}
+
+/// A closure turning the breaker's error into the function's, through the
+/// public `FromBreakerError`, every token at `span`.
+fn conversion(krate: &Path, span: proc_macro2::Span) -> TokenStream {
+    respan(
+        quote! {
+            |__breaker_rejected| <_ as #krate::FromBreakerError>::from_breaker_error(__breaker_rejected)
+        },
+        span,
+    )
 }
 
 /// `tokens` with every span set to `span`.

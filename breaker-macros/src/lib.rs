@@ -75,6 +75,45 @@ use proc_macro::TokenStream;
 /// | `crate` | `"path"` to the `breaker` crate if renamed | `"::breaker"` |
 /// | `fallback` | `path::to::fn` with the same parameters (and `&self`) and return type | none |
 /// | `clock` | `path::to::fn` returning a [`Clock`](https://docs.rs/breaker/latest/breaker/clock/trait.Clock.html), such as a `ManualClock` in tests | the system clock |
+/// | `half_open_calls` | `3` (1 to 255): trials admitted at once in half-open | `1` |
+/// | `backoff` | `exponential(2.0, "10m")`: each re-opening stays open `factor` times longer, up to the cap | constant |
+/// | `jitter` | `0.2` (0 up to 1): spreads each open period within ± that share | `0` |
+/// | `failure_rate` | `0.5` (above 0, at most 1): open when failures / calls in the window reach it | none (the consecutive `fail_max` alone) |
+/// | `window_calls` | `100` (1 to 32,768): the rate over the last calls | `100` |
+/// | `window_time` | `"60s"` (at least `"10ms"`): the rate over the last span, instead of `window_calls` | none |
+/// | `min_calls` | `20` (at least 1): calls the window must hold before a rate is decided | `10` |
+/// | `slow_call_duration` | `"2s"` (above zero): a call that took longer is slow, success or failure | none |
+/// | `slow_call_rate` | `0.8` (above 0, at most 1): open when slow calls / calls in the window reach it (needs `slow_call_duration`) | none |
+/// | `fail_if` | `\|r: &T\| predicate` on the `Ok` type (`fn` and `async fn`): an `Ok` value it accepts is recorded as a failure, and still returned | none |
+///
+/// The rate keys are the builder's
+/// ([`failure_rate`](https://docs.rs/breaker/latest/breaker/struct.CircuitBreakerBuilder.html#method.failure_rate)):
+/// with `failure_rate` and no `fail_max`, the consecutive condition is off;
+/// with both, the circuit opens when either holds. The call whose failure
+/// makes the rate hold opens the circuit.
+///
+/// ```
+/// use breaker::{circuit_breaker, registry, CircuitBreakerError, State};
+///
+/// #[derive(Debug)]
+/// struct ApiError;
+///
+/// impl From<CircuitBreakerError> for ApiError {
+///     fn from(_: CircuitBreakerError) -> Self {
+///         ApiError
+///     }
+/// }
+///
+/// #[circuit_breaker(name = "api", failure_rate = 0.5, window_calls = 10, min_calls = 4)]
+/// fn get(fail: bool) -> Result<u32, ApiError> {
+///     if fail { Err(ApiError) } else { Ok(1) }
+/// }
+///
+/// for fail in [false, true, false, true] {
+///     let _ = get(fail); // never two failures in a row
+/// }
+/// assert_eq!(registry::get("api").current_state(), State::Open); // 2 of 4
+/// ```
 ///
 /// `fallback`: when the breaker rejects a call, the fallback is called with
 /// the function's arguments instead of the body (awaited, for an `async
@@ -191,7 +230,11 @@ use proc_macro::TokenStream;
 /// Misuse (an unknown or repeated key, a value of the wrong type, a bad
 /// duration, `fail_max = 0`, a return type it cannot guard, a `const fn`, a
 /// method without `name`) is a compile error pointing at the offending
-/// token.
+/// token. Two are checks on types, each one error on the return type: an
+/// error type that cannot carry the breaker's error (see
+/// [`FromBreakerError`](https://docs.rs/breaker/latest/breaker/trait.FromBreakerError.html)),
+/// and a return type whose name ends in `Result` but that is not a `Result`
+/// (see [`GuardedResult`](https://docs.rs/breaker/latest/breaker/trait.GuardedResult.html)).
 #[proc_macro_attribute]
 pub fn circuit_breaker(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::attribute(args.into(), item.into()).into()

@@ -65,6 +65,11 @@ static INVALID: breaker::__private::Declaration = breaker::__private::Declaratio
     idle_timeout: None,
     half_open_calls: None,
     backoff: None,
+    failure_rate: None,
+    window: None,
+    min_calls: None,
+    slow_call_duration: None,
+    slow_call_rate: None,
 };
 breaker::__private::inventory::submit! {
     breaker::__private::Registration(&INVALID)

@@ -18,6 +18,7 @@ use crate::breaker::CircuitBreaker;
 use crate::builder::CircuitBreakerBuilder as Builder;
 use crate::clock::ManualClock;
 use crate::keyed::{Keyed, KeyedBreakers, ToKey};
+use crate::state::WindowShape;
 
 /// A setting given as code: the path as written (to compare declarations),
 /// and how it configures a builder.
@@ -59,6 +60,18 @@ pub struct Declaration {
     pub half_open_calls: Option<u32>,
     /// `backoff = exponential(..)` and `jitter = ..`, together.
     pub backoff: Option<crate::state::Backoff>,
+    // Rate policies.
+    /// `failure_rate = ..`
+    pub failure_rate: Option<f64>,
+    /// `window_calls = ..` or `window_time = ".."`.
+    pub window: Option<WindowShape>,
+    /// `min_calls = ..`
+    pub min_calls: Option<u32>,
+    // Slow calls.
+    /// `slow_call_duration = ".."`, parsed at compile time.
+    pub slow_call_duration: Option<Duration>,
+    /// `slow_call_rate = ..`
+    pub slow_call_rate: Option<f64>,
 }
 
 /// A declaration's entry in the link-time list.
@@ -277,6 +290,34 @@ fn configure(
         backoff,
         |v: &crate::state::Backoff| format!("{v:?}"),
         |b: Builder, v: &crate::state::Backoff| b.backoff(*v)
+    );
+    merge!(
+        failure_rate,
+        |v: &f64| v.to_string(),
+        |b: Builder, v: &f64| b.failure_rate(*v)
+    );
+    merge!(
+        window,
+        |v: &WindowShape| match v {
+            WindowShape::Calls(n) => format!("window_calls = {n}"),
+            WindowShape::Time(d) => format!("window_time = {d:?}"),
+        },
+        |b: Builder, v: &WindowShape| match *v {
+            WindowShape::Calls(n) => b.window_calls(n),
+            WindowShape::Time(d) => b.window_time(d),
+        }
+    );
+    merge!(min_calls, |v: &u32| v.to_string(), |b: Builder, v: &u32| b
+        .min_calls(*v));
+    merge!(
+        slow_call_duration,
+        |v: &Duration| format!("{v:?}"),
+        |b: Builder, v: &Duration| b.slow_call_duration(*v)
+    );
+    merge!(
+        slow_call_rate,
+        |v: &f64| v.to_string(),
+        |b: Builder, v: &f64| b.slow_call_rate(*v)
     );
     if let Some(clock) = clock {
         builder = builder.clock(clock.clone());
