@@ -19,6 +19,7 @@ use crate::builder::{
     CircuitBreakerBuilder,
 };
 use crate::clock::ClockImpl;
+use crate::dispatch::Listeners;
 use crate::error::ConfigError;
 use crate::exclude::Exclusion;
 use crate::listener::Listener;
@@ -42,16 +43,14 @@ pub(crate) struct Shared {
     /// paths read this flag, not the policy.
     pub(crate) default_policy: AtomicBool,
     pub(crate) policy: ArcSwap<Policy>,
-    /// Whether `listeners` is not empty: the hot path reads this flag, not
-    /// the list.
-    pub(crate) listening: AtomicBool,
-    pub(crate) listeners: ArcSwap<Vec<Arc<dyn Listener>>>,
+    /// The listeners, and which hooks they declared (`dispatch.rs`).
+    pub(crate) listeners: Listeners,
     /// Whether `exclusions` is not empty: a failure reads this flag first.
     pub(crate) excluding: AtomicBool,
     pub(crate) exclusions: ArcSwap<Vec<Exclusion>>,
     /// Serialises edits of the two lists, so each flag is set from the list
     /// its own edit left: two racing edits setting flags from their own
-    /// views could leave `listening` false over a non-empty list.
+    /// views could leave `excluding` false over a non-empty list.
     pub(crate) edits: Mutex<()>,
     /// The key of a breaker in a keyed group (`keyed.rs`), `None` otherwise.
     pub(crate) key: Option<Box<dyn crate::keyed::KeyLink>>,
@@ -609,10 +608,16 @@ impl CircuitBreaker {
     /// ```
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
         let _edit = self.edit();
-        push(&self.shared.listeners, &self.shared.listening, listener);
+        self.shared.listeners.edit(|list| list.push(listener));
     }
 
     /// Removes `listener` (compared by identity); returns whether it was there.
+    ///
+    /// Calls that start after it returns do not call it, on any thread. Each
+    /// thread keeps the listener lists it ran last (a few, so a call reads
+    /// its breaker's list without a shared write), so the removed listener
+    /// itself may be dropped only once every thread that ran it has run
+    /// another list in its place, or has exited.
     ///
     /// # Example
     /// ```
@@ -632,8 +637,10 @@ impl CircuitBreaker {
     pub fn remove_listener(&self, listener: &Arc<dyn Listener>) -> bool {
         let target = Arc::as_ptr(listener) as *const ();
         let _edit = self.edit();
-        remove(&self.shared.listeners, &self.shared.listening, |l| {
-            Arc::as_ptr(l) as *const () == target
+        self.shared.listeners.edit(|list| {
+            let before = list.len();
+            list.retain(|l| Arc::as_ptr(l) as *const () != target);
+            list.len() != before
         })
     }
 
@@ -664,7 +671,7 @@ impl CircuitBreaker {
     /// assert!(Arc::ptr_eq(&listeners[0], &first));
     /// ```
     pub fn listeners(&self) -> Vec<Arc<dyn Listener>> {
-        Vec::clone(&self.shared.listeners.load())
+        self.shared.listeners.to_vec()
     }
 
     /// From now on, errors of type `E` (itself, boxed, or in a `source()`

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use crate::backend::Backend;
 use crate::breaker::{saturating_nanos, CircuitBreaker, Shared};
 use crate::clock::{Clock, ClockImpl, SystemClock};
+use crate::dispatch::Listeners;
 use crate::error::ConfigError;
 use crate::exclude::Exclusion;
 use crate::listener::Listener;
@@ -404,7 +405,6 @@ impl CircuitBreakerBuilder {
             half_open_calls: check_half_open_calls(self.half_open_calls)?,
             backoff: check_backoff(self.backoff, self.reset_timeout)?,
         };
-        let listening = !self.listeners.is_empty();
         let excluding = !self.exclusions.is_empty();
         let backend = self
             .storage
@@ -422,8 +422,7 @@ impl CircuitBreakerBuilder {
             throw_on_trip: AtomicBool::new(self.throw_on_trip),
             default_policy: AtomicBool::new(policy.is_default()),
             policy: ArcSwap::from_pointee(policy),
-            listening: AtomicBool::new(listening),
-            listeners: ArcSwap::from_pointee(self.listeners),
+            listeners: Listeners::new(self.listeners),
             excluding: AtomicBool::new(excluding),
             exclusions: ArcSwap::from_pointee(self.exclusions),
             edits: Mutex::new(()),

@@ -23,6 +23,7 @@ use crate::admission::{Decision, Ticket};
 use crate::breaker::CircuitBreaker;
 use crate::detach;
 use crate::error::Error;
+use crate::listener::Hooks;
 use crate::recording::{failure_op, success_op, Applying, CancelOnDrop, Panic, Recorded};
 use crate::state::Op;
 use crate::storage::ApplyFuture;
@@ -169,7 +170,7 @@ where
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(Ok(value))) => {
-                if cb.success_to_record(ticket) || cb.listening() {
+                if cb.success_to_record(ticket) || cb.hears(Hooks::SUCCESS) {
                     return self.end(Ending::Success(value), ticket, cx);
                 }
                 Poll::Ready(Ok(value))

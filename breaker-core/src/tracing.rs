@@ -9,9 +9,11 @@
 //! | a rejected call | DEBUG | `breaker`, `state`, `reason`, `retry_after_ms` (when known) |
 //! | a failure | DEBUG | `breaker`, `error` (the error's `Debug`, or the panic) |
 //!
-//! A breaker without the listener pays nothing; one with it pays a
-//! listener's cost (successes emit nothing). Spans are the caller's: the
-//! attribute composes with `#[tracing::instrument]` in either order.
+//! The listener declares only transitions, rejections and failures in its
+//! [`hooks`](crate::Listener::hooks), so a closed-state success costs a
+//! breaker with it what it costs one without (`bench/benches/integrations.rs`).
+//! Spans are the caller's: the attribute composes with
+//! `#[tracing::instrument]` in either order.
 //!
 //! With this feature on, two more things go to `tracing` (target
 //! `breaker`) when a subscriber listens at WARN: [hints](crate::hint) (when
@@ -33,7 +35,7 @@
 
 use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
-use crate::listener::{Failure, Listener};
+use crate::listener::{Failure, Hooks, Listener};
 use crate::state::State;
 
 /// The listener that emits this module's events.
@@ -70,6 +72,10 @@ fn millis(d: Option<std::time::Duration>) -> Option<u64> {
 
 #[diagnostic::do_not_recommend]
 impl Listener for TracingListener {
+    fn hooks(&self) -> Hooks {
+        Hooks::STATE_CHANGE | Hooks::REJECTED | Hooks::FAILURE
+    }
+
     fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
         let retry_after = match new {
             State::Open => millis(cb.retry_after()),
