@@ -80,6 +80,32 @@ out.append(f"| reading the coarse / precise clock | {fmt(median('open_rejection'
 out.append(f"| one listener | {fmt(median('listeners', 'one'))} | | |\n")
 out.append(f"| three listeners | {fmt(median('listeners', 'three'))} | | |\n")
 out.append(f"| `registry::get` by name | {fmt(median('registry_get'))} | | |\n")
+
+# Integrations (issue 14): what observability and the tower layer add to a
+# closed-state success, same run.
+obs_none = median("observability", "no_listener")
+if obs_none is not None:
+    out.append("\n**Observability and the tower layer** (closed-state success, same run)\n\n")
+    out.append("| | ns/call | vs its base |\n|---|---:|---:|\n")
+    for label, key in (("`call`, no listener", "no_listener"),
+                       ("`call`, one no-op listener (`before_call` + `success`)", "noop_listener"),
+                       ("`call`, a `state_change`-only listener", "state_change_listener"),
+                       ("`call`, `TracingListener`, no subscriber", "tracing_listener_no_subscriber"),
+                       ("`call`, `MetricsListener`, a recorder installed", "metrics_listener_recorder")):
+        ns = median("observability", key)
+        extra = "" if ns is None or key == "no_listener" else f"{ns - obs_none:+.2f} ns"
+        out.append(f"| {label} | {fmt(ns)} | {extra} |\n")
+    inner = median("tower", "inner_service")
+    theirs = median("tower", "tower_resilience_layer")
+    for label, key in (("inner service called directly", "inner_service"),
+                       ("`CircuitBreakerLayer`, `&'static` breaker", "breaker_layer_static"),
+                       ("`CircuitBreakerLayer`, owned (`Arc`) breaker", "breaker_layer"),
+                       ("tower-resilience-circuitbreaker's layer", "tower_resilience_layer")):
+        ns = median("tower", key)
+        extra = "" if ns is None or inner is None or key == "inner_service" else f"{ns - inner:+.2f} ns"
+        if key.startswith("breaker") and ns and theirs:
+            extra += f" (tower-resilience / this: {theirs / ns:.1f}×)"
+        out.append(f"| {label} | {fmt(ns)} | {extra} |\n")
 out.append("\n**Shared state on Redis** (loopback, a redis-server of the bench's own)\n\n")
 out.append("| | memory | `RedisStorage` | naive: GET per read (pybreaker's pattern) |\n|---|---:|---:|---:|\n")
 out.append(f"| closed-state success (ns) | {fmt(median('redis_success', 'memory'))} | {fmt(median('redis_success', 'redis_storage'))} | "
@@ -223,6 +249,8 @@ labels = {"bare": "bare call", "call": "`CircuitBreaker::call`", "attribute": "`
           "async": "`call_async` (polled)", "listener": "`call` with one listener",
           "rejection": "open: rejected call (without the clock's own instructions, in the vDSO)",
           "failure": "a failure, counted",
+          "tower": "`CircuitBreakerLayer` (`&'static` breaker): one request",
+          "tower_inner": "its inner service alone: one request",
           "keyed": "`KeyedBreakers::get(&u64)` (a hit) then `call`",
           "rate_call": "`call`, `failure_rate(0.5).window_calls(100)`: a success",
           "rate_time_call": "`call`, `failure_rate(0.5).window_time(60 s)`: a success (with its coarse clock read)",

@@ -116,3 +116,48 @@ fn rejections_allocate_nothing() {
     });
     assert_eq!(n, 0, "allocations on the rejection path");
 }
+
+/// Hears `before_call`, `success` and `rejected`.
+struct Heard(std::sync::atomic::AtomicU64);
+
+impl breaker::Listener for Heard {
+    fn before_call(&self, _: &CircuitBreaker) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn success(&self, _: &CircuitBreaker) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn rejected(&self, _: &CircuitBreaker, _: &CircuitBreakerError) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn calls_told_to_listeners_allocate_nothing() {
+    let listener = std::sync::Arc::new(Heard(Default::default()));
+    let cb = CircuitBreaker::builder("zero-alloc-listened")
+        .listener_arc(listener.clone())
+        .listener(Heard(Default::default()))
+        .build();
+    let open = CircuitBreaker::builder("zero-alloc-listened-open")
+        .reset_timeout(Duration::from_secs(3600))
+        .listener_arc(listener.clone())
+        .build();
+    open.open();
+    // The first call of a thread caches the lists.
+    black_box(cb.call(|| Ok::<_, Failed>(0))).unwrap();
+    let _ = black_box(open.call(|| Ok::<_, Failed>(0)));
+    let n = allocations_in(|| {
+        for i in 0..10_000u64 {
+            black_box(cb.call(|| Ok::<_, Failed>(black_box(i)))).unwrap();
+            assert!(black_box(open.call(|| Ok::<_, Failed>(i)))
+                .unwrap_err()
+                .is_open());
+        }
+    });
+    assert_eq!(n, 0, "allocations on a listened path");
+    assert_eq!(
+        listener.0.load(std::sync::atomic::Ordering::Relaxed),
+        3 + 30_000
+    );
+}

@@ -4,9 +4,10 @@
 //!   polled the same way), and against tower-resilience-circuitbreaker's
 //!   layer (its count-based window set to trip on 5 failures in 5 calls,
 //!   the closest it has to consecutive failures);
-//! - a closed-state success with no listener, a no-op listener, the
-//!   `TracingListener` with no subscriber, and the `MetricsListener` with a
-//!   recorder installed.
+//! - a closed-state success with no listener, a no-op listener (hearing
+//!   `before_call` and `success`), a `state_change`-only closure listener,
+//!   the `TracingListener` with no subscriber, and the `MetricsListener`
+//!   with a recorder installed.
 //!
 //! `cargo bench -p breaker-bench --bench integrations`
 
@@ -100,6 +101,14 @@ fn observability(c: &mut Criterion) {
         .build();
     g.bench_function("noop_listener", |b| {
         b.iter(|| quiet.call(|| work(black_box(1))).ok())
+    });
+    let transitions = CircuitBreaker::builder("bench-obs-state-change")
+        .listener(breaker::listener::on_state_change(|cb, _, _| {
+            black_box(cb);
+        }))
+        .build();
+    g.bench_function("state_change_listener", |b| {
+        b.iter(|| transitions.call(|| work(black_box(1))).ok())
     });
     let traced = CircuitBreaker::builder("bench-obs-tracing")
         .listener(breaker::tracing::TracingListener)

@@ -27,6 +27,7 @@ use std::time::Duration;
 use crate::backend::Glance;
 use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
+use crate::listener::Hooks;
 use crate::recording::Recorded;
 use crate::state::{Op, Outcome, Reason, State};
 use crate::sync::Ordering;
@@ -207,7 +208,7 @@ impl CircuitBreaker {
     /// Built in the caller's return slot when nobody listens.
     #[inline(always)]
     fn reject<V: Verdict>(&self, error: impl FnOnce() -> CircuitBreakerError) -> V {
-        if self.listening() {
+        if self.hears(Hooks::REJECTED) {
             return V::rejected(self.told_rejected(error()));
         }
         V::rejected(error())
@@ -216,7 +217,7 @@ impl CircuitBreaker {
     #[cold]
     #[inline(never)]
     fn told_rejected(&self, error: CircuitBreakerError) -> CircuitBreakerError {
-        if let Err(panic) = self.each_listener(|l| l.rejected(self, &error)) {
+        if let Err(panic) = self.each_listener(Hooks::REJECTED, |l| l.rejected(self, &error)) {
             resume_unwind(panic);
         }
         error
@@ -226,7 +227,7 @@ impl CircuitBreaker {
     /// trial place back before it continues.
     #[inline(always)]
     pub(crate) fn before_call(&self, ticket: Ticket) {
-        if self.listening() {
+        if self.hears(Hooks::BEFORE_CALL) {
             self.before_call_slow(ticket);
         }
     }
@@ -234,7 +235,11 @@ impl CircuitBreaker {
     #[cold]
     #[inline(never)]
     fn before_call_slow(&self, ticket: Ticket) {
-        if let Err(panic) = self.each_listener(|l| l.before_call(self)) {
+        let told = self
+            .shared
+            .listeners
+            .each_here(Hooks::BEFORE_CALL, |l| l.before_call(self));
+        if let Err(panic) = told {
             self.cancel(ticket);
             resume_unwind(panic);
         }

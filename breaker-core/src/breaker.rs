@@ -19,6 +19,7 @@ use crate::builder::{
     CircuitBreakerBuilder,
 };
 use crate::clock::ClockImpl;
+use crate::dispatch::Listeners;
 use crate::error::ConfigError;
 use crate::exclude::Exclusion;
 use crate::listener::Listener;
@@ -46,16 +47,14 @@ pub(crate) struct Shared {
     pub(crate) policy: ArcSwap<Policy>,
     /// The rate policies' window (`rate.rs`); none without a rate condition.
     pub(crate) windows: Windows,
-    /// Whether `listeners` is not empty: the hot path reads this flag, not
-    /// the list.
-    pub(crate) listening: AtomicBool,
-    pub(crate) listeners: ArcSwap<Vec<Arc<dyn Listener>>>,
+    /// The listeners, and which hooks they declared (`dispatch.rs`).
+    pub(crate) listeners: Listeners,
     /// Whether `exclusions` is not empty: a failure reads this flag first.
     pub(crate) excluding: AtomicBool,
     pub(crate) exclusions: ArcSwap<Vec<Exclusion>>,
     /// Serialises edits of the two lists, so each flag is set from the list
     /// its own edit left: two racing edits setting flags from their own
-    /// views could leave `listening` false over a non-empty list.
+    /// views could leave `excluding` false over a non-empty list.
     pub(crate) edits: Mutex<()>,
     /// `fail_if` and slow calls (`inspect.rs`): settings and the flags the
     /// call paths read.
@@ -769,11 +768,17 @@ impl CircuitBreaker {
     /// ```
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
         let _edit = self.edit();
-        push(&self.shared.listeners, &self.shared.listening, listener);
+        self.shared.listeners.edit(|list| list.push(listener));
         self.update_durations_wanted();
     }
 
     /// Removes `listener` (compared by identity); returns whether it was there.
+    ///
+    /// Calls that start after it returns do not call it, on any thread. Each
+    /// thread keeps the listener lists it ran last (a few, so a call reads
+    /// its breaker's list without a shared write), so the removed listener
+    /// itself may be dropped only once every thread that ran it has run
+    /// another list in its place, or has exited.
     ///
     /// # Example
     /// ```
@@ -793,8 +798,10 @@ impl CircuitBreaker {
     pub fn remove_listener(&self, listener: &Arc<dyn Listener>) -> bool {
         let target = Arc::as_ptr(listener) as *const ();
         let _edit = self.edit();
-        let removed = remove(&self.shared.listeners, &self.shared.listening, |l| {
-            Arc::as_ptr(l) as *const () == target
+        let removed = self.shared.listeners.edit(|list| {
+            let before = list.len();
+            list.retain(|l| Arc::as_ptr(l) as *const () != target);
+            list.len() != before
         });
         self.update_durations_wanted();
         removed
@@ -827,7 +834,7 @@ impl CircuitBreaker {
     /// assert!(Arc::ptr_eq(&listeners[0], &first));
     /// ```
     pub fn listeners(&self) -> Vec<Arc<dyn Listener>> {
-        Vec::clone(&self.shared.listeners.load())
+        self.shared.listeners.to_vec()
     }
 
     /// From now on, errors of type `E` (itself, boxed, or in a `source()`

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use crate::backend::Backend;
 use crate::breaker::{saturating_nanos, CircuitBreaker, Shared};
 use crate::clock::{Clock, ClockImpl, SystemClock};
+use crate::dispatch::Listeners;
 use crate::error::ConfigError;
 use crate::exclude::Exclusion;
 use crate::inspect::{check_slow_call_duration, check_slow_call_rate, FailIf, Inspection};
@@ -655,7 +656,6 @@ impl CircuitBreakerBuilder {
             self.listeners.iter().any(|l| l.wants_durations()),
             clock.coarse_nanos().1,
         );
-        let listening = !self.listeners.is_empty();
         let excluding = !self.exclusions.is_empty();
         let backend = self
             .storage
@@ -672,8 +672,7 @@ impl CircuitBreakerBuilder {
             default_policy: AtomicBool::new(policy.acts_as_default()),
             policy: ArcSwap::from_pointee(policy),
             windows: Windows::new(),
-            listening: AtomicBool::new(listening),
-            listeners: ArcSwap::from_pointee(self.listeners),
+            listeners: Listeners::new(self.listeners),
             excluding: AtomicBool::new(excluding),
             exclusions: ArcSwap::from_pointee(self.exclusions),
             edits: Mutex::new(()),

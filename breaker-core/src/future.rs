@@ -25,6 +25,7 @@ use crate::call::default_view;
 use crate::detach;
 use crate::error::Error;
 use crate::inspect::{is_slow, FailedValue, Judge, Started, Timed};
+use crate::listener::Hooks;
 use crate::recording::{success_op, Applying, CancelOnDrop, Panic, Recorded};
 use crate::state::Op;
 use crate::storage::ApplyFuture;
@@ -198,7 +199,7 @@ where
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(Ok(value))) => {
                 cb.record_success_in_window(ticket);
-                if cb.success_to_record(ticket) || cb.listening() {
+                if cb.success_to_record(ticket) || cb.hears(Hooks::SUCCESS) {
                     return self.end(Ending::Success(value), ticket, None, cx);
                 }
                 Poll::Ready(Ok(value))

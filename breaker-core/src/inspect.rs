@@ -28,6 +28,7 @@ use std::time::Duration;
 use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::error::{ConfigError, Error, Number};
+use crate::listener::Hooks;
 use crate::recording::{failure_op, success_op, Panic};
 use crate::state::Op;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
@@ -329,11 +330,14 @@ impl CircuitBreaker {
         let Some(Timed { elapsed, slow }) = timed else {
             return Ok(());
         };
-        self.each_listener(|l| {
-            if slow {
+        self.each_listener(Hooks::SLOW_CALL | Hooks::CALL_DURATION, |l| {
+            let hooks = l.hooks();
+            if slow && hooks.contains(Hooks::SLOW_CALL) {
                 l.slow_call(self, elapsed);
             }
-            l.call_duration(self, elapsed);
+            if hooks.contains(Hooks::CALL_DURATION) {
+                l.call_duration(self, elapsed);
+            }
         })
     }
 
@@ -343,7 +347,7 @@ impl CircuitBreaker {
         let wanted = self
             .shared
             .listeners
-            .load()
+            .to_vec()
             .iter()
             .any(|l| l.wants_durations());
         self.shared.inspection.set_durations_wanted(wanted);

@@ -49,6 +49,7 @@ mod builder;
 mod call;
 pub mod clock;
 mod detach;
+mod dispatch;
 mod duration;
 mod error;
 mod exclude;

@@ -40,6 +40,12 @@ crate::forward::trait_with_forwarding! {
     /// A listener that panics leaves the breaker consistent: the other listeners
     /// still run, then the first panic continues in the caller.
     ///
+    /// A listener that overrides only some methods says which in
+    /// [`hooks`](Listener::hooks): the engine then calls nothing else, and
+    /// an event no listener of the breaker declared costs what it costs
+    /// with no listener at all (a `state_change`-only listener costs a
+    /// closed-state success nothing).
+    ///
     /// ```
     /// use breaker::{CircuitBreaker, Listener, State};
     ///
@@ -54,6 +60,34 @@ crate::forward::trait_with_forwarding! {
     /// cb.open(); // prints "db: closed -> open"
     /// ```
     pub trait Listener: Send + Sync {
+        /// The methods this listener overrides: the engine calls only
+        /// those. Read once, when the listener is added; by default
+        /// [`Hooks::ALL`], so a listener that leaves it alone hears
+        /// everything.
+        ///
+        /// `excluded` is called on a listener that declares
+        /// [`Hooks::EXCLUDED`] or [`Hooks::SUCCESS`] (its default calls
+        /// `success`). A method overridden but not declared is not called.
+        ///
+        /// ```
+        /// use breaker::listener::Hooks;
+        /// use breaker::{CircuitBreaker, Listener, State};
+        ///
+        /// struct Transitions;
+        /// impl Listener for Transitions {
+        ///     fn hooks(&self) -> Hooks {
+        ///         Hooks::STATE_CHANGE
+        ///     }
+        ///     fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
+        ///         println!("{}: {old} -> {new}", cb.name());
+        ///     }
+        /// }
+        /// assert_eq!(Transitions.hooks(), Hooks::STATE_CHANGE);
+        /// ```
+        fn hooks(&self) -> Hooks {
+            Hooks::ALL
+        }
+
         /// Before an admitted call runs (not for rejected calls).
         fn before_call(&self, cb: &CircuitBreaker) {
             let _ = cb;
@@ -179,6 +213,134 @@ crate::forward::trait_with_forwarding! {
     }
 }
 
+/// Which of a [`Listener`]'s methods it overrides, returned by
+/// [`Listener::hooks`]: the engine calls only those. Combine them with `|`.
+///
+/// ```
+/// use breaker::listener::Hooks;
+///
+/// let hooks = Hooks::STATE_CHANGE | Hooks::REJECTED;
+/// assert!(hooks.contains(Hooks::REJECTED));
+/// assert!(!hooks.contains(Hooks::SUCCESS));
+/// assert!(Hooks::ALL.contains(hooks));
+/// assert_eq!(format!("{hooks:?}"), "Hooks(rejected | state_change)");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Hooks(u32);
+
+impl Hooks {
+    /// None: the listener is never called.
+    pub const NONE: Hooks = Hooks(0);
+    /// [`Listener::before_call`].
+    pub const BEFORE_CALL: Hooks = Hooks(1);
+    /// [`Listener::success`].
+    pub const SUCCESS: Hooks = Hooks(1 << 1);
+    /// [`Listener::failure`].
+    pub const FAILURE: Hooks = Hooks(1 << 2);
+    /// [`Listener::excluded`].
+    pub const EXCLUDED: Hooks = Hooks(1 << 3);
+    /// [`Listener::rejected`].
+    pub const REJECTED: Hooks = Hooks(1 << 4);
+    /// [`Listener::cancelled`].
+    pub const CANCELLED: Hooks = Hooks(1 << 5);
+    /// [`Listener::state_change`].
+    pub const STATE_CHANGE: Hooks = Hooks(1 << 6);
+    /// [`Listener::slow_call`].
+    pub const SLOW_CALL: Hooks = Hooks(1 << 7);
+    /// [`Listener::call_duration`].
+    pub const CALL_DURATION: Hooks = Hooks(1 << 8);
+    /// Every method, those added to [`Listener`] later included.
+    pub const ALL: Hooks = Hooks(u32::MAX);
+
+    const NAMES: [(Hooks, &'static str); 9] = [
+        (Hooks::BEFORE_CALL, "before_call"),
+        (Hooks::SUCCESS, "success"),
+        (Hooks::FAILURE, "failure"),
+        (Hooks::EXCLUDED, "excluded"),
+        (Hooks::REJECTED, "rejected"),
+        (Hooks::CANCELLED, "cancelled"),
+        (Hooks::STATE_CHANGE, "state_change"),
+        (Hooks::SLOW_CALL, "slow_call"),
+        (Hooks::CALL_DURATION, "call_duration"),
+    ];
+
+    /// The methods of both.
+    ///
+    /// ```
+    /// use breaker::listener::Hooks;
+    ///
+    /// const HOOKS: Hooks = Hooks::FAILURE.union(Hooks::STATE_CHANGE);
+    /// assert_eq!(HOOKS, Hooks::FAILURE | Hooks::STATE_CHANGE);
+    /// ```
+    pub const fn union(self, other: Hooks) -> Hooks {
+        Hooks(self.0 | other.0)
+    }
+
+    /// Whether every method of `other` is among these.
+    ///
+    /// ```
+    /// use breaker::listener::Hooks;
+    ///
+    /// assert!(Hooks::ALL.contains(Hooks::SUCCESS));
+    /// assert!(!Hooks::SUCCESS.contains(Hooks::SUCCESS | Hooks::FAILURE));
+    /// ```
+    pub const fn contains(self, other: Hooks) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether any method of `other` is among these.
+    ///
+    /// ```
+    /// use breaker::listener::Hooks;
+    ///
+    /// assert!(Hooks::SUCCESS.intersects(Hooks::SUCCESS | Hooks::FAILURE));
+    /// assert!(!Hooks::NONE.intersects(Hooks::ALL));
+    /// ```
+    pub const fn intersects(self, other: Hooks) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub(crate) const fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl std::ops::BitOr for Hooks {
+    type Output = Hooks;
+    fn bitor(self, other: Hooks) -> Hooks {
+        self.union(other)
+    }
+}
+
+impl std::ops::BitOrAssign for Hooks {
+    fn bitor_assign(&mut self, other: Hooks) {
+        *self = self.union(other);
+    }
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Hooks::ALL {
+            return f.write_str("Hooks(ALL)");
+        }
+        f.write_str("Hooks(")?;
+        let mut names = Hooks::NAMES
+            .iter()
+            .filter(|(hook, _)| self.contains(*hook))
+            .map(|(_, name)| *name);
+        match names.next() {
+            None => f.write_str("none")?,
+            Some(first) => {
+                f.write_str(first)?;
+                for name in names {
+                    write!(f, " | {name}")?;
+                }
+            }
+        }
+        f.write_str(")")
+    }
+}
+
 /// The failure a [`Listener`] is told about: an error or a panic.
 ///
 /// ```
@@ -284,7 +446,7 @@ impl CircuitBreaker {
     /// dropped.
     #[inline(always)]
     pub(crate) fn tell_cancelled(&self) {
-        if self.listening() {
+        if self.hears(Hooks::CANCELLED) {
             self.tell_cancelled_slow();
         }
     }
@@ -292,14 +454,14 @@ impl CircuitBreaker {
     #[cold]
     #[inline(never)]
     fn tell_cancelled_slow(&self) {
-        let _dropped = self.each_listener(|l| l.cancelled(self));
+        let _dropped = self.each_listener(Hooks::CANCELLED, |l| l.cancelled(self));
     }
 }
 
 macro_rules! closure_listeners {
     ($(
         $(#[$doc:meta])*
-        $func:ident -> $name:ident, $method:ident ( $($arg:ident : $ty:ty),* );
+        $func:ident -> $name:ident, $method:ident ( $($arg:ident : $ty:ty),* ), $hook:ident;
     )*) => {$(
         $(#[$doc])*
         pub fn $func<F>(f: F) -> $name<F>
@@ -321,6 +483,10 @@ macro_rules! closure_listeners {
         where
             F: Fn(&CircuitBreaker $(, $ty)*) + Send + Sync + 'static,
         {
+            fn hooks(&self) -> Hooks {
+                Hooks::$hook
+            }
+
             fn $method(&self, cb: &CircuitBreaker $(, $arg: $ty)*) {
                 (self.0)(cb $(, $arg)*)
             }
@@ -347,7 +513,7 @@ closure_listeners! {
     ///     .build();
     /// cb.open(); // prints "db: closed -> open"
     /// ```
-    on_state_change -> OnStateChange, state_change(old: State, new: State);
+    on_state_change -> OnStateChange, state_change(old: State, new: State), STATE_CHANGE;
 
     /// A listener that runs `f` for each rejected call.
     ///
@@ -367,7 +533,7 @@ closure_listeners! {
     /// assert!(cb.call(|| Ok::<_, ()>(1)).unwrap_err().is_open());
     /// assert_eq!(rejected.load(Ordering::Relaxed), 1);
     /// ```
-    on_rejected -> OnRejected, rejected(error: &CircuitBreakerError);
+    on_rejected -> OnRejected, rejected(error: &CircuitBreakerError), REJECTED;
 
     /// A listener that runs `f` for each failure.
     ///
@@ -381,7 +547,7 @@ closure_listeners! {
     ///     .build();
     /// let _ = cb.call(|| Err::<(), _>("refused")); // prints "db failed: \"refused\""
     /// ```
-    on_failure -> OnFailure, failure(error: &Failure<'_>);
+    on_failure -> OnFailure, failure(error: &Failure<'_>), FAILURE;
 
     /// A listener that runs `f` after each success.
     ///
@@ -393,7 +559,7 @@ closure_listeners! {
     ///     .build();
     /// let _ = cb.call(|| Ok::<_, ()>(())); // prints "db ok"
     /// ```
-    on_success -> OnSuccess, success();
+    on_success -> OnSuccess, success(), SUCCESS;
 
     /// A listener that runs `f` before each admitted call.
     ///
@@ -405,5 +571,5 @@ closure_listeners! {
     ///     .build();
     /// let _ = cb.call(|| Ok::<_, ()>(())); // prints "calling db"
     /// ```
-    on_before_call -> OnBeforeCall, before_call();
+    on_before_call -> OnBeforeCall, before_call(), BEFORE_CALL;
 }

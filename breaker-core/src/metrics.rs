@@ -62,7 +62,7 @@ use ::metrics::{Counter, Gauge, Histogram, Label};
 
 use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
-use crate::listener::{Failure, Listener};
+use crate::listener::{Failure, Hooks, Listener};
 use crate::state::State;
 
 const CALLS: &str = "breaker_calls_total";
@@ -198,9 +198,13 @@ impl MetricsListener {
 
     /// `cb`'s handles: cached for the first breaker heard, made afresh
     /// (looked up in the recorder) for any other.
+    #[inline(always)]
     fn with<R>(&self, cb: &CircuitBreaker, f: impl FnOnce(&Handles) -> R) -> R {
         let cached = self.handles.get_or_init(|| Handles::new(cb));
-        if cached.breaker == cb.shared.name.as_str() && cached.key.as_deref() == cb.key() {
+        // Names are interned: the same breaker's is the same pointer.
+        let name = cb.shared.name.as_str();
+        let same = std::ptr::eq(cached.breaker, name) || cached.breaker == name;
+        if same && cached.key.as_deref() == cb.key() {
             f(cached)
         } else {
             f(&Handles::new(cb))
@@ -261,6 +265,16 @@ pub fn observe(cb: &CircuitBreaker) {
 
 #[diagnostic::do_not_recommend]
 impl Listener for MetricsListener {
+    fn hooks(&self) -> Hooks {
+        Hooks::SUCCESS
+            | Hooks::FAILURE
+            | Hooks::EXCLUDED
+            | Hooks::REJECTED
+            | Hooks::CANCELLED
+            | Hooks::STATE_CHANGE
+            | Hooks::CALL_DURATION
+    }
+
     fn success(&self, cb: &CircuitBreaker) {
         self.with(cb, |h| h.success.increment(1));
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::error::Error;
-use crate::listener::{Failure, Listener};
+use crate::listener::{Failure, Hooks, Listener};
 use crate::state::{Op, Outcome, State};
 use crate::storage::{Applied, ApplyFuture};
 use crate::sync::Ordering;
@@ -130,7 +130,7 @@ impl CircuitBreaker {
     #[inline(always)]
     pub(crate) fn announce(&self, recorded: Recorded) -> Result<(), Panic> {
         let told = self.shared.backend.announce(&recorded.applied, |old, new| {
-            self.each_listener(|l| l.state_change(self, old, new))
+            self.each_listener(Hooks::STATE_CHANGE, |l| l.state_change(self, old, new))
         });
         match recorded.clock_panic {
             Some(panic) => Err(panic),
@@ -138,13 +138,29 @@ impl CircuitBreaker {
         }
     }
 
-    /// Records a success: on the hot path, one atomic load of the state and
-    /// one of the window pointer (null without a rate policy), nothing else.
+    /// Records a success: on the hot path, one atomic load of the state,
+    /// one of the window pointer (null without a rate policy) and one of
+    /// the listeners' hooks word, nothing else.
     #[inline(always)]
     pub(crate) fn finish_ok(&self, ticket: Ticket) {
         self.record_success_in_window(ticket);
-        if self.success_to_record(ticket) || self.listening() {
+        if self.success_to_record(ticket) {
             self.finish_ok_slow(ticket);
+        } else if self.hears(Hooks::SUCCESS) {
+            self.tell_success();
+        }
+    }
+
+    /// Tells the `success` listeners of a success with nothing to record.
+    #[cold]
+    #[inline(never)]
+    fn tell_success(&self) {
+        if let Err(panic) = self
+            .shared
+            .listeners
+            .each_here(Hooks::SUCCESS, |l| l.success(self))
+        {
+            resume_unwind(panic);
         }
     }
 
@@ -280,7 +296,7 @@ impl CircuitBreaker {
     #[cold]
     #[inline(never)]
     pub(crate) fn report_success(&self, recorded: Option<Recorded>) {
-        let heard = self.each_listener(|l| l.success(self));
+        let heard = self.each_listener(Hooks::SUCCESS, |l| l.success(self));
         let changed = match recorded {
             Some(recorded) => self.announce(recorded),
             None => Ok(()),
@@ -314,7 +330,9 @@ impl CircuitBreaker {
         E: fmt::Debug + 'static,
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     {
-        let heard = self.each_listener(|l| l.excluded(self, &Failure::error(error, view(error))));
+        let heard = self.each_listener(Hooks::EXCLUDED | Hooks::SUCCESS, |l| {
+            l.excluded(self, &Failure::error(error, view(error)))
+        });
         let changed = match recorded {
             Some(recorded) => self.announce(recorded),
             None => Ok(()),
@@ -331,7 +349,9 @@ impl CircuitBreaker {
         V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     {
         self.carry_if_evicted();
-        let heard = self.each_listener(|l| l.failure(self, &Failure::error(&error, view(&error))));
+        let heard = self.each_listener(Hooks::FAILURE, |l| {
+            l.failure(self, &Failure::error(&error, view(&error)))
+        });
         let (outcome, after) = (recorded.applied.outcome, recorded.applied.after);
         let changed = self.announce(recorded);
         if let Err(panic) = heard.and(changed) {
@@ -355,38 +375,36 @@ impl CircuitBreaker {
     /// panic continues, so a listener's panic here is dropped.
     pub(crate) fn report_panic(&self, panic: &(dyn Any + Send), recorded: Recorded) {
         self.carry_if_evicted();
-        let _ = self.each_listener(|l| l.failure(self, &Failure::panic(panic)));
+        let _ = self.each_listener(Hooks::FAILURE, |l| l.failure(self, &Failure::panic(panic)));
         let _ = self.announce(recorded);
     }
 
-    /// Whether any listener is attached: the hot path reads this flag, not
-    /// the list.
+    /// Whether some listener declared one of `hook`: the hot path reads
+    /// this word, not the list.
     #[inline(always)]
-    pub(crate) fn listening(&self) -> bool {
-        self.shared.listening.load(Ordering::Acquire)
+    pub(crate) fn hears(&self, hook: Hooks) -> bool {
+        self.shared.listeners.hears(hook)
     }
 
-    /// Runs `event` on every listener; a panicking listener does not stop the
-    /// others, and the first panic is handed back to be resumed.
-    pub(crate) fn each_listener(&self, mut event: impl FnMut(&dyn Listener)) -> Result<(), Panic> {
-        if !self.listening() {
-            return Ok(());
-        }
-        let list = self.shared.listeners.load();
-        let mut first_panic = None;
-        for listener in list.iter() {
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| event(&**listener))) {
-                first_panic.get_or_insert(panic);
-            }
-        }
-        first_panic.map_or(Ok(()), Err)
+    /// Runs `event` on every listener that declared one of `hook`; a
+    /// panicking listener does not stop the others, and the first panic is
+    /// handed back to be resumed.
+    #[inline(always)]
+    pub(crate) fn each_listener(
+        &self,
+        hook: Hooks,
+        event: impl FnMut(&dyn Listener),
+    ) -> Result<(), Panic> {
+        self.shared.listeners.each(hook, event)
     }
 
     /// Tells listeners of a transition a storage reports itself
     /// ([`Binding::notify_transition`](crate::storage::Binding::notify_transition));
     /// the first listener panic is resumed once every listener has run.
     pub(crate) fn notify_state_change(&self, old: State, new: State) {
-        if let Err(panic) = self.each_listener(|l| l.state_change(self, old, new)) {
+        if let Err(panic) =
+            self.each_listener(Hooks::STATE_CHANGE, |l| l.state_change(self, old, new))
+        {
             resume_unwind(panic);
         }
     }

@@ -10,9 +10,11 @@
 //! | a failure | DEBUG | `breaker`, `error` (the error's `Debug`, or the panic) |
 //! | a slow call | DEBUG | `breaker`, `elapsed_ms` (a breaker with a slow-call duration) |
 //!
-//! A breaker without the listener pays nothing; one with it pays a
-//! listener's cost (successes emit nothing). Spans are the caller's: the
-//! attribute composes with `#[tracing::instrument]` in either order.
+//! The listener declares only transitions, rejections and failures in its
+//! [`hooks`](crate::Listener::hooks), so a closed-state success costs a
+//! breaker with it what it costs one without (`bench/benches/integrations.rs`).
+//! Spans are the caller's: the attribute composes with
+//! `#[tracing::instrument]` in either order.
 //!
 //! With this feature on, two more things go to `tracing` (target
 //! `breaker`) when a subscriber listens at WARN: [hints](crate::hint) (when
@@ -34,7 +36,7 @@
 
 use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
-use crate::listener::{Failure, Listener};
+use crate::listener::{Failure, Hooks, Listener};
 use crate::state::State;
 
 /// The listener that emits this module's events.
@@ -71,6 +73,10 @@ fn millis(d: Option<std::time::Duration>) -> Option<u64> {
 
 #[diagnostic::do_not_recommend]
 impl Listener for TracingListener {
+    fn hooks(&self) -> Hooks {
+        Hooks::STATE_CHANGE | Hooks::REJECTED | Hooks::FAILURE | Hooks::SLOW_CALL
+    }
+
     fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
         let retry_after = match new {
             State::Open => millis(cb.retry_after()),

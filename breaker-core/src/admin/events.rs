@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
-use crate::listener::{Failure, Listener};
+use crate::listener::{Failure, Hooks, Listener};
 use crate::registry;
 use crate::state::State;
 
@@ -46,11 +46,11 @@ pub(crate) struct History {
     pub(crate) transitions: Vec<Transition>,
 }
 
-/// Calls of one breaker by outcome, and its transitions, since the admin
-/// started listening to it.
+/// Calls of one breaker by outcome (all but successes, which would put
+/// every closed-state success on the listener path), and its transitions,
+/// since the admin started listening to it.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) success: AtomicU64,
     pub(crate) failure: AtomicU64,
     pub(crate) excluded: AtomicU64,
     pub(crate) rejected: AtomicU64,
@@ -180,6 +180,12 @@ struct Watch {
 }
 
 impl Listener for Watch {
+    /// Not `success` nor `before_call`: a router costs a closed-state
+    /// success nothing (successes are not counted; see `prometheus.rs`).
+    fn hooks(&self) -> Hooks {
+        Hooks::STATE_CHANGE | Hooks::FAILURE | Hooks::EXCLUDED | Hooks::REJECTED | Hooks::CANCELLED
+    }
+
     fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
         self.counters.transitions[index(old)][index(new)].fetch_add(1, Ordering::Relaxed);
         self.hub.publish(Transition {
@@ -188,10 +194,6 @@ impl Listener for Watch {
             to: new.to_string(),
             at_ms: now_ms(),
         });
-    }
-
-    fn success(&self, _: &CircuitBreaker) {
-        self.counters.success.fetch_add(1, Ordering::Relaxed);
     }
 
     fn failure(&self, _: &CircuitBreaker, _: &Failure<'_>) {

@@ -4,6 +4,11 @@
 //! breakers are series of their own, labelled `breaker="http",key="host-a"`:
 //! one series per live key, so `max_keys` bounds what a group adds (see the
 //! cardinality note of `breaker::metrics`).
+//!
+//! `breaker_calls_total` has every outcome but `success`: counting
+//! successes would put every registry breaker's closed-state success on
+//! the listener path once a router exists (the `metrics` feature's
+//! `MetricsListener` counts them, for the breakers that opt in).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -64,7 +69,7 @@ pub(crate) fn render() -> String {
     registry::visit_groups(&mut |_, cb| breakers.push(Series::of(cb)));
     let mut out = String::new();
     out.push_str(
-        "# HELP breaker_calls_total Calls through the breaker by outcome, counted since the admin router started listening to it.\n\
+        "# HELP breaker_calls_total Calls through the breaker by outcome (all but success, which the router does not count), since the admin router started listening to it.\n\
          # TYPE breaker_calls_total counter\n",
     );
     for b in &breakers {
@@ -72,7 +77,6 @@ pub(crate) fn render() -> String {
             continue;
         };
         for (outcome, n) in [
-            ("success", &c.success),
             ("failure", &c.failure),
             ("excluded", &c.excluded),
             ("rejected", &c.rejected),

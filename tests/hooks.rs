@@ -1,0 +1,314 @@
+//! `Listener::hooks`: a listener is called only for the methods it
+//! declares; the built-in listeners declare none of the success path's
+//! when they do not need it; and the per-thread cache of listener lists
+//! never runs a list that is not the breaker's current one, even when
+//! listeners call through other breakers or the list changes on another
+//! thread.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use breaker::listener::{self, Hooks};
+use breaker::{CircuitBreaker, Failure, Listener, State};
+
+mod common;
+use common::recorder::{new_log, take, Log, Recorder};
+
+/// A [`Recorder`] that declares only `hooks` (it overrides more).
+struct Declared(Recorder, Hooks);
+
+impl Listener for Declared {
+    fn hooks(&self) -> Hooks {
+        self.1
+    }
+    fn before_call(&self, cb: &CircuitBreaker) {
+        self.0.before_call(cb)
+    }
+    fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {
+        self.0.state_change(cb, old, new)
+    }
+    fn failure(&self, cb: &CircuitBreaker, error: &Failure<'_>) {
+        self.0.failure(cb, error)
+    }
+    fn success(&self, cb: &CircuitBreaker) {
+        self.0.success(cb)
+    }
+}
+
+fn declared(hooks: Hooks, log: &Log) -> Declared {
+    Declared(Recorder::new(log), hooks)
+}
+
+#[test]
+fn a_listener_is_called_only_for_the_hooks_it_declares() {
+    let log = new_log();
+    let cb = CircuitBreaker::builder("hooks-declared")
+        .fail_max(1)
+        .listener(declared(Hooks::STATE_CHANGE, &log))
+        .build();
+    cb.call(|| Ok::<_, &str>(())).unwrap();
+    assert_eq!(take(&log), Vec::<String>::new());
+    let _ = cb.call(|| Err::<(), _>("refused"));
+    assert_eq!(take(&log), ["state_change closed->open"]);
+
+    // Two listeners: each hears its own hooks, in order.
+    let cb = CircuitBreaker::builder("hooks-two")
+        .listener(declared(Hooks::SUCCESS, &log))
+        .listener(declared(Hooks::BEFORE_CALL | Hooks::FAILURE, &log))
+        .build();
+    cb.call(|| Ok::<_, &str>(())).unwrap();
+    let _ = cb.call(|| Err::<(), _>("refused"));
+    assert_eq!(
+        take(&log),
+        [
+            "before_call",
+            "success",
+            "before_call",
+            "failure \"refused\""
+        ]
+    );
+}
+
+#[test]
+fn a_listener_that_declares_nothing_is_never_called_and_default_hooks_hear_everything() {
+    let log = new_log();
+    let cb = CircuitBreaker::builder("hooks-none")
+        .listener(declared(Hooks::NONE, &log))
+        .listener(Recorder::tagged("all", &log))
+        .build();
+    assert_eq!(cb.listeners()[1].hooks(), Hooks::ALL);
+    cb.call(|| Ok::<_, &str>(())).unwrap();
+    cb.open();
+    assert_eq!(
+        take(&log),
+        [
+            "all:before_call",
+            "all:success",
+            "all:state_change closed->open"
+        ]
+    );
+}
+
+#[test]
+fn a_success_only_listener_hears_excluded_errors_through_its_success() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("invalid")]
+    struct Invalid;
+
+    let successes = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&successes);
+    let cb = CircuitBreaker::builder("hooks-excluded")
+        .exclude::<Invalid>()
+        .listener(listener::on_success(move |_| {
+            count.fetch_add(1, Ordering::Relaxed);
+        }))
+        .build();
+    assert_eq!(cb.listeners()[0].hooks(), Hooks::SUCCESS);
+    let _ = cb.call(|| Err::<(), _>(Invalid));
+    cb.call(|| Ok::<_, Invalid>(())).unwrap();
+    assert_eq!(successes.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn closure_listeners_declare_their_one_hook() {
+    let cases: [(Arc<dyn Listener>, Hooks); 5] = [
+        (
+            Arc::new(listener::on_state_change(|_, _, _| {})),
+            Hooks::STATE_CHANGE,
+        ),
+        (Arc::new(listener::on_rejected(|_, _| {})), Hooks::REJECTED),
+        (Arc::new(listener::on_failure(|_, _| {})), Hooks::FAILURE),
+        (Arc::new(listener::on_success(|_| {})), Hooks::SUCCESS),
+        (
+            Arc::new(listener::on_before_call(|_| {})),
+            Hooks::BEFORE_CALL,
+        ),
+    ];
+    for (listener, hooks) in cases {
+        assert_eq!(listener.hooks(), hooks);
+    }
+}
+
+#[cfg(feature = "tracing")]
+#[test]
+fn the_tracing_listener_stays_off_the_success_path() {
+    let hooks = breaker::tracing::TracingListener.hooks();
+    assert!(!hooks.intersects(Hooks::SUCCESS | Hooks::BEFORE_CALL | Hooks::EXCLUDED));
+    assert!(hooks.contains(Hooks::STATE_CHANGE | Hooks::REJECTED | Hooks::FAILURE));
+}
+
+#[cfg(feature = "admin")]
+#[test]
+fn the_admin_router_stays_off_the_success_path() {
+    let cb = breaker::registry::register(CircuitBreaker::new("hooks-admin")).unwrap();
+    let _router = breaker::admin::router().build();
+    let listeners = cb.listeners();
+    assert_eq!(listeners.len(), 1, "the router attached its listener");
+    let hooks = listeners[0].hooks();
+    assert!(!hooks.intersects(Hooks::SUCCESS | Hooks::BEFORE_CALL));
+    assert!(hooks.contains(Hooks::STATE_CHANGE | Hooks::FAILURE | Hooks::REJECTED));
+}
+
+/// Counts successes and failures.
+#[derive(Default)]
+struct Counts {
+    successes: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Listener for Counts {
+    fn success(&self, _: &CircuitBreaker) {
+        self.successes.fetch_add(1, Ordering::Relaxed);
+    }
+    fn failure(&self, _: &CircuitBreaker, _: &Failure<'_>) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Calls through every breaker of `fanout` from its `success`: each call
+/// of the outer breaker runs more listener lists than a thread caches,
+/// while the outer one's list is being walked.
+struct Fanout {
+    fanout: Arc<Vec<CircuitBreaker>>,
+}
+
+impl Listener for Fanout {
+    fn hooks(&self) -> Hooks {
+        Hooks::SUCCESS
+    }
+    fn success(&self, _: &CircuitBreaker) {
+        for cb in self.fanout.iter() {
+            cb.call(|| Ok::<_, ()>(())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn listeners_calling_through_other_breakers_hear_every_event_once() {
+    let counts: Vec<Arc<Counts>> = (0..40).map(|_| Arc::default()).collect();
+    let fanout: Arc<Vec<CircuitBreaker>> = Arc::new(
+        counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                CircuitBreaker::builder(format!("hooks-fanout-{i}"))
+                    .listener_arc(c.clone())
+                    .build()
+            })
+            .collect(),
+    );
+    let outer_counts = Arc::new(Counts::default());
+    let outer = CircuitBreaker::builder("hooks-fanout-outer")
+        .listener(Fanout {
+            fanout: Arc::clone(&fanout),
+        })
+        .listener_arc(outer_counts.clone())
+        .build();
+    for round in 1..=50u64 {
+        outer.call(|| Ok::<_, ()>(())).unwrap();
+        // And each inner breaker on its own, between the outer's calls.
+        for cb in fanout.iter().rev() {
+            let _ = cb.call(|| Err::<(), _>("refused"));
+            cb.call(|| Ok::<_, ()>(())).unwrap();
+        }
+        for c in &counts {
+            assert_eq!(c.successes.load(Ordering::Relaxed), 2 * round);
+            assert_eq!(c.failures.load(Ordering::Relaxed), round);
+        }
+        assert_eq!(outer_counts.successes.load(Ordering::Relaxed), round);
+    }
+}
+
+#[test]
+fn a_listener_removed_on_one_thread_is_not_called_on_another() {
+    let counts = Arc::new(Counts::default());
+    let as_listener: Arc<dyn Listener> = counts.clone();
+    let cb = Arc::new(
+        CircuitBreaker::builder("hooks-removed")
+            .listener_arc(as_listener.clone())
+            .build(),
+    );
+    let (go, wait) = mpsc::channel::<()>();
+    let called = Arc::new(Barrier::new(2));
+    let caller = {
+        let (cb, called) = (Arc::clone(&cb), Arc::clone(&called));
+        thread::spawn(move || {
+            // The list is now in this thread's cache.
+            cb.call(|| Ok::<_, ()>(())).unwrap();
+            called.wait();
+            wait.recv().unwrap();
+            cb.call(|| Ok::<_, ()>(())).unwrap();
+            // And added back: heard again.
+            wait.recv().unwrap();
+            cb.call(|| Ok::<_, ()>(())).unwrap();
+        })
+    };
+    called.wait();
+    assert_eq!(counts.successes.load(Ordering::Relaxed), 1);
+    assert!(cb.remove_listener(&as_listener));
+    go.send(()).unwrap();
+    cb.add_listener(as_listener.clone());
+    go.send(()).unwrap();
+    caller.join().unwrap();
+    // The second call ran after the removal: not heard. The third after
+    // the addition: heard. (Sent in order, so the second call may also
+    // run after the addition: then it is heard too.)
+    let heard = counts.successes.load(Ordering::Relaxed);
+    assert!((2..=3).contains(&heard), "heard {heard}");
+}
+
+#[test]
+fn a_listener_removed_is_never_called_again_by_its_thread() {
+    let counts = Arc::new(Counts::default());
+    let as_listener: Arc<dyn Listener> = counts.clone();
+    let cb = CircuitBreaker::builder("hooks-removed-here")
+        .listener_arc(as_listener.clone())
+        .build();
+    cb.call(|| Ok::<_, ()>(())).unwrap();
+    assert!(cb.remove_listener(&as_listener));
+    for _ in 0..10 {
+        cb.call(|| Ok::<_, ()>(())).unwrap();
+    }
+    assert_eq!(counts.successes.load(Ordering::Relaxed), 1);
+    // Replaced by another listener: only the new one hears.
+    let other = Arc::new(Counts::default());
+    cb.add_listener(other.clone());
+    cb.call(|| Ok::<_, ()>(())).unwrap();
+    assert_eq!(counts.successes.load(Ordering::Relaxed), 1);
+    assert_eq!(other.successes.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn many_threads_adding_and_removing_while_calling_lose_no_event_of_a_kept_listener() {
+    let kept = Arc::new(Counts::default());
+    let cb = Arc::new(
+        CircuitBreaker::builder("hooks-churn")
+            .listener_arc(kept.clone())
+            .build(),
+    );
+    let start = Arc::new(Barrier::new(4));
+    let callers: Vec<_> = (0..3)
+        .map(|_| {
+            let (cb, start) = (Arc::clone(&cb), Arc::clone(&start));
+            thread::spawn(move || {
+                start.wait();
+                for _ in 0..2_000 {
+                    cb.call(|| Ok::<_, ()>(())).unwrap();
+                }
+            })
+        })
+        .collect();
+    start.wait();
+    for _ in 0..500 {
+        let passing: Arc<dyn Listener> = Arc::new(Counts::default());
+        cb.add_listener(passing.clone());
+        assert!(cb.remove_listener(&passing));
+    }
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    assert_eq!(kept.successes.load(Ordering::Relaxed), 6_000);
+    assert_eq!(cb.listeners().len(), 1);
+}
