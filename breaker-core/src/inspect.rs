@@ -210,7 +210,7 @@ pub(crate) fn is_slow(timed: Option<Timed>) -> bool {
 }
 
 /// What decides whether an `Ok` value is a failure: the breaker's
-/// `fail_if` ([`ByBreaker`], for the public call family), a call site's
+/// `fail_if` (`ByBreaker`, for the public call family), a call site's
 /// predicate ([`AtSite`]), or nothing ([`Unjudged`]). Not public API
 /// (reached through `__private` by generated code's types).
 pub trait Judge<T> {
