@@ -6,7 +6,9 @@
 #![no_main]
 
 use breaker_core::redis::decode;
-use breaker_core::storage::{MAX_FAIL_MAX, MAX_HALF_OPEN_CALLS, MAX_REOPENS, MAX_SUCCESS_THRESHOLD};
+use breaker_core::storage::{
+    MAX_FAIL_MAX, MAX_HALF_OPEN_CALLS, MAX_REOPENS, MAX_SUCCESS_THRESHOLD,
+};
 use breaker_core::State;
 use libfuzzer_sys::fuzz_target;
 
