@@ -78,9 +78,9 @@
 //!   refused too, for now;
 //! - [`CircuitBreaker::window`](crate::CircuitBreaker::window) shows the
 //!   fleet's window as the last reply to this process showed it (after its
-//!   last failure or flush). Successes counted while Redis is unreachable
-//!   are sent once it answers again if their generation is still the
-//!   current one.
+//!   last failure or flush). Successes counted while the breaker runs on
+//!   its fallback state (Redis unreachable) are not sent; a flush that
+//!   does not reach Redis is retried with the next one.
 //!
 //! Every process of a fleet should give a breaker the same policy: the
 //! settings of the process that sends an operation decide it. The fleet
