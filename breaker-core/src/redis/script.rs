@@ -229,16 +229,21 @@ pub(crate) fn argv(
     out
 }
 
+/// Every reason, in the script's numbering (1 first): `reason_code` and
+/// `reason` both read it, so the two directions cannot disagree.
+const REASONS: [Reason; 6] = [
+    Reason::TimeoutNotElapsed,
+    Reason::TrialInProgress,
+    Reason::FailureThreshold,
+    Reason::TrialFailed,
+    Reason::FailureRate,
+    Reason::SlowCallRate,
+];
+
 /// A trip reason as the script numbers it.
 fn reason_code(reason: Reason) -> &'static str {
-    match reason {
-        Reason::TimeoutNotElapsed => "1",
-        Reason::TrialInProgress => "2",
-        Reason::FailureThreshold => "3",
-        Reason::TrialFailed => "4",
-        Reason::FailureRate => "5",
-        Reason::SlowCallRate => "6",
-    }
+    const CODES: [&str; REASONS.len()] = ["1", "2", "3", "4", "5", "6"];
+    CODES[REASONS.iter().position(|&r| r == reason).unwrap_or(0)]
 }
 
 /// Milliseconds, rounded up (never early), at most [`MAX_MS`].
@@ -347,15 +352,8 @@ fn int(v: &Value) -> Option<i64> {
 }
 
 fn reason(code: i64) -> Option<Reason> {
-    Some(match code {
-        1 => Reason::TimeoutNotElapsed,
-        2 => Reason::TrialInProgress,
-        3 => Reason::FailureThreshold,
-        4 => Reason::TrialFailed,
-        5 => Reason::FailureRate,
-        6 => Reason::SlowCallRate,
-        _ => return None,
-    })
+    let index = usize::try_from(code).ok()?.checked_sub(1)?;
+    REASONS.get(index).copied()
 }
 
 #[cfg(test)]
