@@ -106,11 +106,51 @@ if obs_none is not None:
         if key.startswith("breaker") and ns and theirs:
             extra += f" (tower-resilience / this: {theirs / ns:.1f}×)"
         out.append(f"| {label} | {fmt(ns)} | {extra} |\n")
+# The targets of issue 14, as ratios in this run.
+obs_targets = []
+if obs_none is not None:
+    one, three = median("observability", "noop_listener"), median("observability", "three_noop_listeners")
+    if one is not None:
+        obs_targets.append(("one no-op listener within 5 ns of none", f"{one - obs_none:+.2f} ns", one - obs_none <= 5))
+    if three is not None:
+        obs_targets.append(("three no-op listeners within 10 ns of none", f"{three - obs_none:+.2f} ns",
+                            three - obs_none <= 10))
+    without = median("observability", "metrics_listener_no_recorder")
+    metrics_ns = median("observability", "metrics_listener_recorder")
+    if metrics_ns is not None:
+        base, what = (without, "the same listener without a recorder") if without is not None else (obs_none, "no listener")
+        obs_targets.append((f"`metrics`: a recorder installed, within 10 ns of {what}", f"{metrics_ns - base:+.2f} ns",
+                            metrics_ns - base <= 10))
+    tracing_ns = median("observability", "tracing_listener_no_subscriber")
+    if tracing_ns is not None:
+        obs_targets.append(("`tracing`: no subscriber, within 1 ns of no listener", f"{tracing_ns - obs_none:+.2f} ns",
+                            tracing_ns - obs_none <= 1))
+    inner, theirs = median("tower", "inner_service"), median("tower", "tower_resilience_layer")
+    for label, key in (("`&'static` breaker", "breaker_layer_static"), ("`Arc` breaker", "breaker_layer")):
+        ns = median("tower", key)
+        if ns is not None and inner is not None:
+            obs_targets.append((f"tower layer ({label}): within 10 ns of the inner service", f"{ns - inner:+.2f} ns",
+                                ns - inner <= 10))
+        if ns and theirs:
+            obs_targets.append((f"tower layer ({label}): ≥ 10× faster than tower-resilience's layer",
+                                f"{theirs / ns:.1f}×", theirs / ns >= 10))
+if obs_targets:
+    out.append("\n| target (issue 14) | measured | |\n|---|---|---|\n")
+    for label, measured, ok in obs_targets:
+        out.append(f"| {label} | {measured} | {'holds' if ok else '**missed**'} |\n")
+
 out.append("\n**Shared state on Redis** (loopback, a redis-server of the bench's own)\n\n")
 out.append("| | memory | `RedisStorage` | naive: GET per read (pybreaker's pattern) |\n|---|---:|---:|---:|\n")
 out.append(f"| closed-state success (ns) | {fmt(median('redis_success', 'memory'))} | {fmt(median('redis_success', 'redis_storage'))} | "
            f"{fmt(median('redis_success', 'naive_get_per_call'))} |\n")
 out.append(f"| failure (ns) | {fmt(median('redis_failure', 'memory'))} | {fmt(median('redis_failure', 'redis_storage'))} | |\n")
+mem_tw, redis_tw = median("redis_success_time_window", "memory"), median("redis_success_time_window", "redis_storage")
+if None not in (mem_tw, redis_tw):
+    out.append(f"| closed-state success, `failure_rate(0.5).window_time(60 s)` (ns) | {fmt(mem_tw)} | {fmt(redis_tw)} | |\n")
+    ok = redis_tw - mem_tw <= 5
+    out.append("\n| target (issue 15) | measured | |\n|---|---|---|\n")
+    out.append(f"| time-window success on `RedisStorage` within 5 ns of `MemoryStorage` | {redis_tw - mem_tw:+.2f} ns | "
+               f"{'holds' if ok else '**missed**'} |\n")
 
 # Breakers per key (issue 17): a hit then a closed-state success, beside a
 # plain breaker's call; 1 and 2 threads on different keys and on one key.
