@@ -33,8 +33,10 @@ use std::time::{Duration, UNIX_EPOCH};
 mod common;
 
 use breaker::clock::ManualClock;
+use breaker::storage::WindowShape;
 use breaker::{
-    Backoff, CircuitBreaker, Error, FailedValue, Failure, Listener, Reason, State, WindowStats,
+    Backoff, CircuitBreaker, ConfigError, Error, FailedValue, Failure, Listener, Reason, State,
+    WindowStats,
 };
 use common::Backend;
 use proptest::collection::vec;
@@ -162,6 +164,11 @@ enum Action {
     SetResetTimeout(Duration),
     SetThrowOnTrip(bool),
     SetSlowCallDuration(Duration),
+    SetHalfOpenCalls(u32),
+    SetFailureRate(f64),
+    SetSlowCallRate(f64),
+    SetWindowCalls(u32),
+    SetMinCalls(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -203,6 +210,21 @@ enum Shape {
     Calls(u32),
     /// The calls of the last `span`.
     Time(Duration),
+}
+
+impl RateCfg {
+    /// No rate condition, the builder's defaults for the rest.
+    const OFF: RateCfg = RateCfg {
+        failure_rate: None,
+        slow_call_rate: None,
+        window: Shape::Calls(100),
+        min_calls: 10,
+        consecutive: true,
+    };
+
+    fn is_on(&self) -> bool {
+        self.failure_rate.is_some() || self.slow_call_rate.is_some()
+    }
 }
 
 impl Config {
@@ -369,7 +391,9 @@ struct Model {
     fail_if: bool,
     now: Duration,
     events: Vec<Ev>,
-    rate: Option<RateCfg>,
+    /// The rate policies (both rates `None`: off; the window's shape and
+    /// `min_calls` are kept for when a setter turns a rate on).
+    rate: RateCfg,
     /// The window, oldest first.
     window: VecDeque<Entry>,
     /// The epoch the window counts.
@@ -408,7 +432,7 @@ impl Model {
             fail_if: cfg.fail_if,
             now: cfg.start,
             events: Vec::new(),
-            rate: cfg.rate,
+            rate: cfg.rate.unwrap_or(RateCfg::OFF),
             window: VecDeque::new(),
             window_epoch: 0,
             engine: Engine(engine),
@@ -417,30 +441,30 @@ impl Model {
 
     /// Whether the consecutive condition is on.
     fn consecutive(&self) -> bool {
-        self.rate.is_none_or(|r| r.consecutive)
+        !self.rate.is_on() || self.rate.consecutive
     }
 
     /// The time window's bucket of now (0 for a count window).
     fn bucket_now(&self) -> u128 {
-        match self.rate.map(|r| r.window) {
-            Some(Shape::Time(span)) => self.now.as_nanos() / (span / 10).as_nanos(),
-            _ => 0,
+        match self.rate.window {
+            Shape::Time(span) => self.now.as_nanos() / (span / 10).as_nanos(),
+            Shape::Calls(_) => 0,
         }
     }
 
     /// Whether `entry` is still in the window now.
     fn holds(&self, entry: &Entry) -> bool {
-        match self.rate.map(|r| r.window) {
-            Some(Shape::Time(_)) => self.bucket_now() - entry.bucket < 10,
-            _ => true,
+        match self.rate.window {
+            Shape::Time(_) => self.bucket_now() - entry.bucket < 10,
+            Shape::Calls(_) => true,
         }
     }
 
     /// Records a closed-state call of `epoch` in the window; the rate
     /// condition it makes hold, if it failed or was slow.
     fn record(&mut self, epoch: u64, failed: bool, slow: bool) -> Option<Reason> {
-        let rate = self.rate?;
-        if epoch < self.window_epoch {
+        let rate = self.rate;
+        if !rate.is_on() || epoch < self.window_epoch {
             return None;
         }
         if epoch > self.window_epoch {
@@ -476,9 +500,10 @@ impl Model {
 
     /// What `window()` shows now.
     fn stats(&self) -> WindowStats {
-        let Some(rate) = self.rate else {
+        let rate = self.rate;
+        if !rate.is_on() {
             return WindowStats::default();
-        };
+        }
         let held = self.window.iter().filter(|e| self.holds(e));
         let (mut calls, mut failures, mut slow_calls) = (0u64, 0u64, 0u64);
         for entry in held {
@@ -532,6 +557,18 @@ impl Model {
         }
         if from != to {
             self.events.push(Ev::Change(from, to));
+        }
+    }
+
+    /// Changes the rate policies as a setter does: a rate turned on, or a
+    /// new window shape while one is on, starts an empty window counting
+    /// from now.
+    fn set_rate(&mut self, change: impl FnOnce(&mut RateCfg)) {
+        let was = self.rate;
+        change(&mut self.rate);
+        if self.rate.is_on() && (!was.is_on() || was.window != self.rate.window) {
+            self.window.clear();
+            self.window_epoch = self.epoch;
         }
     }
 
@@ -913,9 +950,7 @@ impl Harness {
                 self.cb.set_fail_max(*n).unwrap();
                 self.model.fail_max = *n;
                 // Beside a rate, it turns the consecutive condition on.
-                if let Some(rate) = &mut self.model.rate {
-                    rate.consecutive = true;
-                }
+                self.model.rate.consecutive = true;
             }
             Action::SetSuccessThreshold(n) => {
                 self.cb.set_success_threshold(*n).unwrap();
@@ -932,6 +967,31 @@ impl Harness {
             Action::SetSlowCallDuration(d) => {
                 self.cb.set_slow_call_duration(*d).unwrap();
                 self.model.slow_call_duration = Some(*d);
+            }
+            Action::SetHalfOpenCalls(n) => {
+                self.cb.set_half_open_calls(*n).unwrap();
+                self.model.half_open_calls = *n;
+            }
+            Action::SetFailureRate(r) => {
+                self.cb.set_failure_rate(*r).unwrap();
+                self.model.set_rate(|rate| rate.failure_rate = Some(*r));
+            }
+            Action::SetSlowCallRate(r) => {
+                let set = self.cb.set_slow_call_rate(*r);
+                if self.model.slow_call_duration.is_some() {
+                    set.unwrap();
+                    self.model.set_rate(|rate| rate.slow_call_rate = Some(*r));
+                } else {
+                    assert_eq!(set, Err(ConfigError::SlowCallRateWithoutDuration));
+                }
+            }
+            Action::SetWindowCalls(n) => {
+                self.cb.set_window_calls(*n).unwrap();
+                self.model.set_rate(|rate| rate.window = Shape::Calls(*n));
+            }
+            Action::SetMinCalls(n) => {
+                self.cb.set_min_calls(*n).unwrap();
+                self.model.set_rate(|rate| rate.min_calls = *n);
             }
         }
         self.steps += 1;
@@ -1100,6 +1160,15 @@ impl Harness {
         assert_eq!(cb.success_threshold(), m.success_threshold, "{ctx}");
         assert_eq!(cb.reset_timeout(), m.reset_timeout, "{ctx}");
         assert_eq!(cb.slow_call_duration(), m.slow_call_duration, "{ctx}");
+        assert_eq!(cb.half_open_calls(), m.half_open_calls, "{ctx}");
+        assert_eq!(cb.failure_rate(), m.rate.failure_rate, "{ctx}");
+        assert_eq!(cb.slow_call_rate(), m.rate.slow_call_rate, "{ctx}");
+        assert_eq!(cb.min_calls(), m.rate.min_calls, "{ctx}");
+        let shape = match m.rate.window {
+            Shape::Calls(n) => WindowShape::Calls(n),
+            Shape::Time(span) => WindowShape::Time(span),
+        };
+        assert_eq!(cb.window_shape(), shape, "{ctx}");
         assert_eq!(cb.window(), m.stats(), "{ctx}: window");
         assert_eq!(
             *self.seen.0.lock().unwrap(),
@@ -1191,6 +1260,13 @@ fn leaf() -> impl Strategy<Value = Action> {
         1 => reset_timeout().prop_map(Action::SetResetTimeout),
         1 => any::<bool>().prop_map(Action::SetThrowOnTrip),
         1 => slow_call_duration().prop_map(Action::SetSlowCallDuration),
+        1 => (1u32..=3).prop_map(Action::SetHalfOpenCalls),
+        1 => prop_oneof![
+            rate().prop_map(Action::SetFailureRate),
+            rate().prop_map(Action::SetSlowCallRate),
+            (1u32..=6).prop_map(Action::SetWindowCalls),
+            (1u32..=5).prop_map(Action::SetMinCalls),
+        ],
     ]
 }
 
