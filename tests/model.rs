@@ -1429,3 +1429,100 @@ fn half_open_from_closed_has_no_stale_opened_at() {
         run_model(backend, &cfg, &actions);
     }
 }
+
+/// `set_backoff` documents that it "applies from the next opening on (the
+/// open period in force now is kept)", and API.md that `retry_after()`
+/// "reports the period actually in force". The engine applies the new
+/// backoff to the opening in force: after a re-opening under
+/// `exponential(2.0, ..)` (20 s in force), `set_backoff(Backoff::constant())`
+/// turns `retry_after` into 10 s and admits the trial 10 s early. Ignored
+/// until the engine (or its doc) is fixed: `cargo test --test model --
+/// --ignored` shows it.
+#[test]
+#[ignore = "engine bug: set_backoff changes the open period in force (breaker.rs)"]
+fn set_backoff_keeps_the_open_period_in_force() {
+    const SECOND: Duration = Duration::from_secs(1);
+    for backend in [Backend::Memory, Backend::Locked] {
+        let clock = ManualClock::starting_at(1_000_000 * SECOND);
+        let cb = backend
+            .storage(
+                CircuitBreaker::builder("model")
+                    .fail_max(1)
+                    .reset_timeout(10 * SECOND)
+                    .backoff(Backoff::exponential(2.0, 600 * SECOND))
+                    .clock(clock.clone()),
+            )
+            .build();
+        let fail = || cb.call(|| Err::<(), _>("down")).map(|_| ());
+        fail().unwrap_err();
+        clock.advance(10 * SECOND);
+        fail().unwrap_err(); // the trial fails: the first re-opening
+        assert_eq!(cb.retry_after(), Some(20 * SECOND), "{backend:?}");
+        cb.set_backoff(Backoff::constant()).unwrap();
+        assert_eq!(cb.retry_after(), Some(20 * SECOND), "{backend:?}");
+        clock.advance(10 * SECOND);
+        assert!(
+            cb.call(|| Ok::<_, &str>(())).unwrap_err().is_open(),
+            "{backend:?}: the trial ran 10 s early"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The time window's resolution, off the bucket grid the model keeps to.
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    /// API.md: a time window keeps calls "in buckets (at most 1/10 of the
+    /// window)"; the builder: "a call leaves the window between 9/10 of
+    /// `span` and `span` after it completed". At any times (the model
+    /// above only stops mid-bucket), `window()` counts every call younger
+    /// than 9/10 of the span and none older than the span.
+    #[test]
+    fn a_time_window_drops_a_call_between_nine_tenths_of_its_span_and_its_span(
+        span in prop_oneof![
+            Just(Duration::from_millis(10)),
+            Just(Duration::from_millis(100)),
+            Just(Duration::from_secs(1)),
+            Just(Duration::from_secs(60)),
+            (10_000_000u64..100_000_000_000).prop_map(Duration::from_nanos),
+        ],
+        start in 0u64..u64::MAX / 4,
+        steps in vec((any::<bool>(), 0u64..1_000_000), 1..80),
+    ) {
+        let clock = ManualClock::starting_at(Duration::from_nanos(start));
+        let cb = CircuitBreaker::builder("model")
+            .failure_rate(1.0)
+            .min_calls(u32::MAX)
+            .window_time(span)
+            .clock(clock.clone())
+            .build();
+        let span = span.as_nanos() as u64;
+        // Completion times of the calls, and whether each failed.
+        let mut calls: Vec<(u64, bool)> = Vec::new();
+        let mut now = start;
+        for (failed, wait) in steps {
+            // Up to a fifth of the span between calls.
+            let wait = wait * (span / 5) / 1_000_000;
+            clock.advance(Duration::from_nanos(wait));
+            now += wait;
+            let _ = cb.call(|| if failed { Err("down") } else { Ok(()) });
+            calls.push((now, failed));
+            let stats = cb.window();
+            let count = |younger_than: u64, failures: bool| {
+                calls
+                    .iter()
+                    .filter(|(at, failed)| now - at < younger_than && (!failures || *failed))
+                    .count() as u64
+            };
+            let (least, most) = (span / 10 * 9, span + 1);
+            let ctx = format!("span {span} ns, now {now}: {stats:?}, calls {calls:?}");
+            prop_assert!(count(least, false) <= stats.calls, "{}", ctx);
+            prop_assert!(stats.calls <= count(most, false), "{}", ctx);
+            prop_assert!(count(least, true) <= stats.failures, "{}", ctx);
+            prop_assert!(stats.failures <= count(most, true), "{}", ctx);
+            prop_assert_eq!(cb.current_state(), State::Closed);
+        }
+    }
+}
