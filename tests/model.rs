@@ -190,6 +190,10 @@ struct Config {
     fail_if: bool,
     /// The rate policies; `None`: none.
     rate: Option<RateCfg>,
+    /// Without rate policies: whether the builder sets `fail_max` (a rate
+    /// turned on later by a setter turns the consecutive condition off
+    /// when it does not).
+    fail_max_set: bool,
 }
 
 /// The rate policies: `failure_rate(..)` and/or `slow_call_rate(..)` over
@@ -242,6 +246,7 @@ impl Config {
             slow_call_duration: None,
             fail_if: false,
             rate: None,
+            fail_max_set: true,
         }
     }
 
@@ -432,7 +437,10 @@ impl Model {
             fail_if: cfg.fail_if,
             now: cfg.start,
             events: Vec::new(),
-            rate: cfg.rate.unwrap_or(RateCfg::OFF),
+            rate: cfg.rate.unwrap_or(RateCfg {
+                consecutive: cfg.fail_max_set,
+                ..RateCfg::OFF
+            }),
             window: VecDeque::new(),
             window_epoch: 0,
             engine: Engine(engine),
@@ -869,7 +877,9 @@ impl Harness {
         }
         let mut fail_max = cfg.fail_max;
         match cfg.rate {
-            None => builder = builder.fail_max(cfg.fail_max),
+            None if cfg.fail_max_set => builder = builder.fail_max(cfg.fail_max),
+            // `fail_max` keeps its default.
+            None => fail_max = 5,
             Some(rate) => {
                 if let Some(r) = rate.failure_rate {
                     builder = builder.failure_rate(r);
@@ -1336,8 +1346,16 @@ fn config() -> impl Strategy<Value = Config> {
     let inspection = (
         prop_oneof![1 => Just(None), 2 => slow_call_duration().prop_map(Some)],
         any::<bool>(),
+        prop_oneof![3 => Just(true), 1 => Just(false)],
     )
-        .prop_flat_map(|(slow, fail_if)| (Just(slow), Just(fail_if), rate_cfg(slow.is_some())));
+        .prop_flat_map(|(slow, fail_if, fail_max_set)| {
+            (
+                Just(slow),
+                Just(fail_if),
+                Just(fail_max_set),
+                rate_cfg(slow.is_some()),
+            )
+        });
     (base, inspection).prop_map(
         |(
             (
@@ -1350,7 +1368,7 @@ fn config() -> impl Strategy<Value = Config> {
                 backoff,
                 jitter,
             ),
-            (slow_call_duration, fail_if, rate),
+            (slow_call_duration, fail_if, fail_max_set, rate),
         )| Config {
             fail_max,
             success_threshold,
@@ -1367,6 +1385,7 @@ fn config() -> impl Strategy<Value = Config> {
             slow_call_duration,
             fail_if,
             rate,
+            fail_max_set,
         },
     )
 }
