@@ -168,6 +168,9 @@ enum Action {
     SetFailureRate(f64),
     SetSlowCallRate(f64),
     SetWindowCalls(u32),
+    /// Only on a config with a time window (whose clock stays on the grid
+    /// of `Config::bucket`); a no-op step on the others.
+    SetWindowTime(Duration),
     SetMinCalls(u32),
 }
 
@@ -250,11 +253,13 @@ impl Config {
         }
     }
 
-    /// A time window's bucket width: the clock then only stops in the
-    /// middle of a bucket (see `Harness::advance`).
+    /// With a time window, the grid the clock stops on: in the middle of
+    /// a bucket of this width (see `Harness::advance`), which is far from
+    /// the edges of the buckets of every span `time_span()` gives (their
+    /// widths are 1, 2 and 4 times this one).
     fn bucket(&self) -> Option<Duration> {
         match self.rate?.window {
-            Shape::Time(span) => Some(span / 10),
+            Shape::Time(_) => Some(Duration::from_millis(50)),
             Shape::Calls(_) => None,
         }
     }
@@ -300,7 +305,9 @@ fn mid_bucket_at_or_after(t: Duration, w: Duration) -> Duration {
 //   not; entering closed empties it; a count window keeps the last `n`
 //   calls, a time window the calls completed in the bucket of now and the
 //   9 before it (buckets of span / 10 from the epoch; the harness keeps
-//   the clock in the middle of a bucket, so no call is near an edge);
+//   the clock in the middle of 50 ms steps, so no call is near the edge
+//   of a bucket, whose place the engine computes to within a few percent
+//   of its width: the last property below checks that resolution);
 // - when a failure or a slow call is recorded and the window holds at
 //   least min_calls calls (a count window smaller than that: once it is
 //   full), the failure rate (failures / calls >= failure_rate), then the
@@ -999,6 +1006,12 @@ impl Harness {
                 self.cb.set_window_calls(*n).unwrap();
                 self.model.set_rate(|rate| rate.window = Shape::Calls(*n));
             }
+            Action::SetWindowTime(span) => {
+                if self.bucket.is_some() {
+                    self.cb.set_window_time(*span).unwrap();
+                    self.model.set_rate(|rate| rate.window = Shape::Time(*span));
+                }
+            }
             Action::SetMinCalls(n) => {
                 self.cb.set_min_calls(*n).unwrap();
                 self.model.set_rate(|rate| rate.min_calls = *n);
@@ -1275,6 +1288,7 @@ fn leaf() -> impl Strategy<Value = Action> {
             rate().prop_map(Action::SetFailureRate),
             rate().prop_map(Action::SetSlowCallRate),
             (1u32..=6).prop_map(Action::SetWindowCalls),
+            time_span().prop_map(Action::SetWindowTime),
             (1u32..=5).prop_map(Action::SetMinCalls),
         ],
     ]
@@ -1290,6 +1304,16 @@ fn action() -> impl Strategy<Value = Action> {
     })
 }
 
+/// A time window's span: buckets of 50, 100 or 200 ms (see
+/// `Config::bucket`).
+fn time_span() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        Just(Duration::from_millis(500)),
+        Just(Duration::from_secs(1)),
+        Just(Duration::from_secs(2)),
+    ]
+}
+
 fn rate() -> impl Strategy<Value = f64> {
     prop_oneof![Just(0.25), Just(0.3), Just(0.5), Just(2.0 / 3.0), Just(1.0)]
 }
@@ -1299,12 +1323,7 @@ fn rate() -> impl Strategy<Value = f64> {
 fn rate_cfg(slow: bool) -> impl Strategy<Value = Option<RateCfg>> {
     let shape = prop_oneof![
         (1u32..=6).prop_map(Shape::Calls),
-        prop_oneof![
-            Just(Duration::from_millis(100)),
-            Just(Duration::from_secs(1)),
-            Just(Duration::from_secs(10)),
-        ]
-        .prop_map(Shape::Time),
+        time_span().prop_map(Shape::Time),
     ];
     let rates = prop_oneof![
         2 => rate().prop_map(|r| (Some(r), None)),
