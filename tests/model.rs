@@ -35,8 +35,8 @@ mod common;
 use breaker::clock::ManualClock;
 use breaker::storage::WindowShape;
 use breaker::{
-    Backoff, CircuitBreaker, ConfigError, Error, FailedValue, Failure, Listener, Reason, State,
-    WindowStats,
+    Backoff, CircuitBreaker, CircuitBreakerError, ConfigError, Error, FailedValue, Failure,
+    Listener, Reason, State, WindowStats,
 };
 use common::Backend;
 use proptest::collection::vec;
@@ -326,6 +326,9 @@ enum Ev {
     Success,
     Failure,
     Slow,
+    Excluded,
+    Rejected,
+    Cancelled,
     Change(State, State),
 }
 
@@ -663,6 +666,14 @@ impl Model {
     }
 
     fn admit(&mut self) -> Verdict {
+        let verdict = self.verdict();
+        if let Verdict::Reject { .. } = verdict {
+            self.events.push(Ev::Rejected);
+        }
+        verdict
+    }
+
+    fn verdict(&mut self) -> Verdict {
         let trial = match self.state {
             State::Closed => false,
             State::Open => {
@@ -699,8 +710,10 @@ impl Model {
     }
 
     /// A call dropped before it finished: frees its trial place, if that
-    /// place is still its own; counts as nothing.
+    /// place is still its own; counts as nothing (listeners hear
+    /// `cancelled`).
     fn cancel(&mut self, ticket: Ticket) {
+        self.events.push(Ev::Cancelled);
         if ticket.trial && ticket.epoch == self.epoch {
             assert_eq!(self.state, State::HalfOpen);
             self.trials -= 1;
@@ -737,7 +750,11 @@ impl Model {
                 true => None,
                 false => self.record(ticket.epoch, false, slow),
             };
-            self.events.push(Ev::Success);
+            // An excluded error is told as `excluded` instead of `success`.
+            self.events.push(match res {
+                Res::Excluded | Res::ExcludedInChain => Ev::Excluded,
+                _ => Ev::Success,
+            });
             if counts {
                 match self.state {
                     // A slow success that makes a rate hold opens it.
@@ -824,6 +841,17 @@ impl Listener for Recorder {
     }
     fn success(&self, _: &CircuitBreaker) {
         self.0.lock().unwrap().push(Ev::Success);
+    }
+    fn excluded(&self, _: &CircuitBreaker, error: &Failure<'_>) {
+        assert!(error.downcast_ref::<BoxError>().is_some(), "{error:?}");
+        self.0.lock().unwrap().push(Ev::Excluded);
+    }
+    fn rejected(&self, _: &CircuitBreaker, error: &CircuitBreakerError) {
+        assert_eq!(error.name(), "model");
+        self.0.lock().unwrap().push(Ev::Rejected);
+    }
+    fn cancelled(&self, _: &CircuitBreaker) {
+        self.0.lock().unwrap().push(Ev::Cancelled);
     }
     fn slow_call(&self, cb: &CircuitBreaker, elapsed: Duration) {
         let limit = cb.slow_call_duration().expect("slow without a duration");
