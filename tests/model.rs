@@ -1,17 +1,28 @@
 //! Model-based property test: random sequences of calls, clock moves, manual
 //! transitions and setting changes, run on a real breaker (manual clock) and
-//! on a small reference model of pybreaker's state machine written from the
-//! API contract (docs: "Semantics"), compared after every step: state,
-//! counters, `opened_at`, `retry_after`, what each call returned (variant,
-//! reason, retry_after, message) and the listener events in order.
+//! on a small reference model of the state machine written from the API
+//! contract (API.md "Semantics" and "Trip policies"), compared after every
+//! step: state, counters, `opened_at`, `retry_after`, the window's figures
+//! (`window()`), what each call returned (variant, value, reason,
+//! retry_after, message) and the listener events in order.
 //!
-//! The model does not call `breaker::storage::step`; it is an independent
-//! statement of the rules. The property runs on the default `MemoryStorage`
-//! (the breaker's lock-free fast path) and on a `Storage` from `tests/common`
-//! that applies `step` under a mutex (the generic-storage path).
+//! A step's call can be fast or slow (the manual clock moves inside the
+//! guarded function), succeed, fail, panic, return an excluded error or an
+//! `Ok` that `fail_if` accepts, or be cancelled; the policies are the
+//! consecutive count, the failure rate and the slow-call rate over a count
+//! or a time window, several half-open trials, and a constant or growing
+//! backoff with or without jitter.
+//!
+//! The model does not call `breaker::storage::step` or `trips`; it is an
+//! independent statement of the rules. The property runs on the default
+//! `MemoryStorage` (the breaker's lock-free fast path) and on a `Storage`
+//! from `tests/common` that applies `step` under a mutex (the
+//! generic-storage path).
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::error::Error as StdError;
+use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
@@ -22,7 +33,11 @@ use std::time::{Duration, UNIX_EPOCH};
 mod common;
 
 use breaker::clock::ManualClock;
-use breaker::{Backoff, CircuitBreaker, Error, Failure, Listener, Reason, State};
+use breaker::storage::WindowShape;
+use breaker::{
+    Backoff, CircuitBreaker, CircuitBreakerError, ConfigError, Error, FailedValue, Failure,
+    Listener, Reason, State, WindowStats,
+};
 use common::Backend;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -31,6 +46,16 @@ use proptest::prelude::*;
 // What the guarded function does.
 
 type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// What a guarded function returns in `Ok`: a status, as an HTTP client's
+/// response would carry.
+type Status = u16;
+
+/// A good status: `fail_if` never accepts it.
+const GOOD: Status = 200;
+/// A bad status: the breaker's `fail_if` (when the config sets one)
+/// accepts it.
+const BAD: Status = 503;
 
 #[derive(Debug, thiserror::Error)]
 #[error("boom")]
@@ -53,6 +78,9 @@ struct PanicToken;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Res {
     Ok,
+    /// `Ok(BAD)`: a failure when the breaker has `fail_if`, still
+    /// returned as `Ok`.
+    Judged,
     Fail,
     Excluded,
     ExcludedInChain,
@@ -60,9 +88,10 @@ enum Res {
 }
 
 impl Res {
-    fn produce(self) -> Result<(), BoxError> {
+    fn produce(self) -> Result<Status, BoxError> {
         match self {
-            Res::Ok => Ok(()),
+            Res::Ok => Ok(GOOD),
+            Res::Judged => Ok(BAD),
             Res::Fail => Err(Box::new(Boom)),
             Res::Excluded => Err(Box::new(Ignored)),
             Res::ExcludedInChain => Err(Box::new(Wrapped(Ignored))),
@@ -70,8 +99,23 @@ impl Res {
         }
     }
 
-    fn counts_as_success(self) -> bool {
-        matches!(self, Res::Ok | Res::Excluded | Res::ExcludedInChain)
+    /// Whether the breaker records it as a success (`fail_if`: whether the
+    /// breaker has one).
+    fn counts_as_success(self, fail_if: bool) -> bool {
+        match self {
+            Res::Ok | Res::Excluded | Res::ExcludedInChain => true,
+            Res::Judged => !fail_if,
+            Res::Fail | Res::Panic => false,
+        }
+    }
+
+    /// The `Ok` value it returns, if any.
+    fn value(self) -> Option<Status> {
+        match self {
+            Res::Ok => Some(GOOD),
+            Res::Judged => Some(BAD),
+            _ => None,
+        }
     }
 
     /// The error the call returns as-is, if any.
@@ -80,19 +124,29 @@ impl Res {
             Res::Fail => e.is::<Boom>(),
             Res::Excluded => e.is::<Ignored>(),
             Res::ExcludedInChain => e.is::<Wrapped>(),
-            Res::Ok | Res::Panic => false,
+            Res::Ok | Res::Judged | Res::Panic => false,
         };
         assert!(ok, "{self:?} returned the wrong error {e:?}");
     }
 }
 
+/// One guarded call: its result, and how long the guarded function takes
+/// (the manual clock is moved by that much inside it, so the breaker's
+/// two readings of its clock are that far apart).
+#[derive(Clone, Copy, Debug)]
+struct Call {
+    res: Res,
+    takes: Duration,
+}
+
 #[derive(Clone, Debug)]
 enum Action {
-    Call(Res),
-    /// A call whose guarded function runs `Vec<Action>` before returning.
-    Nested(Res, Vec<Action>),
+    Call(Call),
+    /// A call whose guarded function runs `Vec<Action>` (after taking its
+    /// time) before returning.
+    Nested(Call, Vec<Action>),
     /// Through `call_async`, to the end.
-    AsyncCall(Res),
+    AsyncCall(Call),
     /// A `call_async` future polled once, held while `Vec<Action>` runs,
     /// then dropped.
     Cancelled(Vec<Action>),
@@ -109,6 +163,15 @@ enum Action {
     SetSuccessThreshold(u32),
     SetResetTimeout(Duration),
     SetThrowOnTrip(bool),
+    SetSlowCallDuration(Duration),
+    SetHalfOpenCalls(u32),
+    SetFailureRate(f64),
+    SetSlowCallRate(f64),
+    SetWindowCalls(u32),
+    /// Only on a config with a time window (whose clock stays on the grid
+    /// of `Config::bucket`); a no-op step on the others.
+    SetWindowTime(Duration),
+    SetMinCalls(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -122,18 +185,53 @@ struct Config {
     half_open_calls: u32,
     /// An exponential backoff's factor and cap; `None`: constant.
     backoff: Option<(f64, Duration)>,
-    /// A failure-rate policy over a count window; `None`: none.
+    /// The backoff's jitter fraction (0: none).
+    jitter: f64,
+    /// A call that takes longer is slow.
+    slow_call_duration: Option<Duration>,
+    /// Whether the breaker has `fail_if(|s: &Status| *s >= 500)`.
+    fail_if: bool,
+    /// The rate policies; `None`: none.
     rate: Option<RateCfg>,
+    /// Without rate policies: whether the builder sets `fail_max` (a rate
+    /// turned on later by a setter turns the consecutive condition off
+    /// when it does not).
+    fail_max_set: bool,
 }
 
-/// The failure-rate policy: `failure_rate(rate).window_calls(window)
-/// .min_calls(min_calls)`, and `fail_max` set too when `consecutive`.
+/// The rate policies: `failure_rate(..)` and/or `slow_call_rate(..)` over
+/// a window, `.min_calls(min_calls)`, and `fail_max` set too when
+/// `consecutive`.
 #[derive(Clone, Copy, Debug)]
 struct RateCfg {
-    rate: f64,
-    window: u32,
+    failure_rate: Option<f64>,
+    slow_call_rate: Option<f64>,
+    window: Shape,
     min_calls: u32,
     consecutive: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// The last n calls.
+    Calls(u32),
+    /// The calls of the last `span`.
+    Time(Duration),
+}
+
+impl RateCfg {
+    /// No rate condition, the builder's defaults for the rest.
+    const OFF: RateCfg = RateCfg {
+        failure_rate: None,
+        slow_call_rate: None,
+        window: Shape::Calls(100),
+        min_calls: 10,
+        consecutive: true,
+    };
+
+    fn is_on(&self) -> bool {
+        self.failure_rate.is_some() || self.slow_call_rate.is_some()
+    }
 }
 
 impl Config {
@@ -147,17 +245,40 @@ impl Config {
             start: Duration::from_secs(1_000_000_000),
             half_open_calls: 1,
             backoff: None,
+            jitter: 0.0,
+            slow_call_duration: None,
+            fail_if: false,
             rate: None,
+            fail_max_set: true,
+        }
+    }
+
+    /// With a time window, the grid the clock stops on: in the middle of
+    /// a bucket of this width (see `Harness::advance`), which is far from
+    /// the edges of the buckets of every span `time_span()` gives (their
+    /// widths are 1, 2 and 4 times this one).
+    fn bucket(&self) -> Option<Duration> {
+        match self.rate?.window {
+            Shape::Time(_) => Some(Duration::from_millis(50)),
+            Shape::Calls(_) => None,
         }
     }
 }
 
+/// The next time at or after `t` in the middle of a bucket of width `w`
+/// (buckets counted from the epoch).
+fn mid_bucket_at_or_after(t: Duration, w: Duration) -> Duration {
+    let (t, w) = (t.as_nanos(), w.as_nanos());
+    let k = t.saturating_sub(w / 2).div_ceil(w);
+    Duration::from_nanos((k * w + w / 2) as u64)
+}
+
 // ---------------------------------------------------------------------------
-// The reference model, from API.md "Semantics":
+// The reference model, from API.md "Semantics" and "Trip policies":
 // - closed: success resets fail_counter, failure increments it, the failure
 //   that brings it to fail_max opens the circuit;
-// - open: rejected until reset_timeout has passed since opened_at; the first
-//   call after that moves to half-open and runs as the trial;
+// - open: rejected until the open period has passed since opened_at; the
+//   first call after that moves to half-open and runs as the trial;
 // - half-open: up to half_open_calls trials at a time; a trial success
 //   increments success_counter and at success_threshold closes; a trial
 //   failure opens again and increments fail_counter (which half-open keeps
@@ -165,19 +286,37 @@ impl Config {
 //   otherwise it is 0 there, Snapshot::fail_counter);
 // - the k-th consecutive re-opening without a close stays open
 //   min(reset_timeout * factor^k, max) under an exponential backoff (k = 0
-//   for an opening from closed), rounded up to the millisecond;
-// - excluded errors count as successes; a panic is a failure;
+//   for an opening from closed), rounded up to the millisecond; a jitter f
+//   spreads each period within +-f of that (checked as bounds: the draw is
+//   the engine's, from the opening's generation, as `Backoff::period`
+//   documents);
+// - excluded errors count as successes; a panic is a failure; an `Ok` that
+//   `fail_if` accepts is a failure and is still returned as `Ok`;
+// - a call is slow when it took longer than the slow-call duration (from
+//   admission to its result; a call admitted while none was set is not
+//   timed); a slow call is a success or a failure as it would be fast;
 // - results of calls admitted before a transition do not count after it
 //   (every manual open/close/half_open/reset is a transition too);
 // - entering closed resets both counters, entering open or half-open resets
 //   success_counter;
-// - with a failure rate: a closed-state call's result (not a trial's) is
-//   recorded in a window of the last `window` calls of its epoch (one of an
-//   older epoch than the window's is not); entering closed empties it; a
-//   failure that brings failures / calls to the rate, with at least
-//   min(min_calls, window) calls, opens the circuit (if its epoch is still
-//   the current one), before the consecutive count; without `fail_max`
-//   set, the consecutive count is off (fail_counter stays 0 in closed).
+// - with a rate policy: a closed-state call's result (not a trial's, not a
+//   cancelled call's) is recorded in the window of its epoch (one of an
+//   older epoch than the window's is not), as failed or not and slow or
+//   not; entering closed empties it; a count window keeps the last `n`
+//   calls, a time window the calls completed in the bucket of now and the
+//   9 before it (buckets of span / 10 from the epoch; the harness keeps
+//   the clock in the middle of 50 ms steps, so no call is near the edge
+//   of a bucket, whose place the engine computes to within a few percent
+//   of its width: the last property below checks that resolution);
+// - when a failure or a slow call is recorded and the window holds at
+//   least min_calls calls (a count window smaller than that: once it is
+//   full), the failure rate (failures / calls >= failure_rate), then the
+//   slow-call rate (slow / calls >= slow_call_rate), is checked; the first
+//   that holds opens the circuit (if the call's epoch is still the current
+//   one), before the consecutive count; the call gets `Tripped` with that
+//   reason if it failed with an error, else its own result. Without
+//   `fail_max` set, the consecutive count is off (fail_counter stays 0 in
+//   closed).
 // `opened_at` is kept with millisecond precision, rounded up (so a trial
 // never starts early), as the storage documents.
 
@@ -186,6 +325,10 @@ enum Ev {
     BeforeCall,
     Success,
     Failure,
+    Slow,
+    Excluded,
+    Rejected,
+    Cancelled,
     Change(State, State),
 }
 
@@ -193,6 +336,8 @@ enum Ev {
 struct Ticket {
     epoch: u64,
     trial: bool,
+    /// When the call was admitted, if it is timed.
+    started: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -207,13 +352,32 @@ enum Verdict {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
-    Ok,
+    Ok(Status),
     Inner,
     Tripped {
         reason: Reason,
         retry_after: Option<Duration>,
     },
     Panicked,
+}
+
+/// One call in the window.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    failed: bool,
+    slow: bool,
+    /// A time window's bucket it completed in (0 in a count window).
+    bucket: u128,
+}
+
+/// The breaker under test, for one thing only: the generation of an
+/// opening, which the jitter is drawn from.
+struct Engine(Arc<CircuitBreaker>);
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Engine")
+    }
 }
 
 #[derive(Debug)]
@@ -225,22 +389,31 @@ struct Model {
     epoch: u64,
     /// Trials running now.
     trials: u32,
-    /// Consecutive re-openings (counted only under a growing backoff).
+    /// Consecutive re-openings (counted only under a backoff that is not
+    /// constant without jitter).
     reopens: u32,
     half_open_calls: u32,
     backoff: Option<(f64, Duration)>,
+    jitter: f64,
     opened_at: Option<Duration>,
+    /// The engine's generation of the current opening (with a jitter).
+    opening: Option<u64>,
     fail_max: u32,
     success_threshold: u32,
     reset_timeout: Duration,
     throw_on_trip: bool,
+    slow_call_duration: Option<Duration>,
+    fail_if: bool,
     now: Duration,
     events: Vec<Ev>,
-    rate: Option<RateCfg>,
-    /// The window: whether each call failed, oldest first.
-    window: std::collections::VecDeque<bool>,
+    /// The rate policies (both rates `None`: off; the window's shape and
+    /// `min_calls` are kept for when a setter turns a rate on).
+    rate: RateCfg,
+    /// The window, oldest first.
+    window: VecDeque<Entry>,
     /// The epoch the window counts.
     window_epoch: u64,
+    engine: Engine,
 }
 
 fn round_up_to_ms(d: Duration) -> Duration {
@@ -253,7 +426,7 @@ fn round_up_to_ms(d: Duration) -> Duration {
 }
 
 impl Model {
-    fn new(cfg: &Config) -> Self {
+    fn new(cfg: &Config, engine: Arc<CircuitBreaker>) -> Self {
         Model {
             state: State::Closed,
             fail_counter: 0,
@@ -263,50 +436,113 @@ impl Model {
             reopens: 0,
             half_open_calls: cfg.half_open_calls,
             backoff: cfg.backoff,
+            jitter: cfg.jitter,
             opened_at: None,
+            opening: None,
             fail_max: cfg.fail_max,
             success_threshold: cfg.success_threshold,
             reset_timeout: cfg.reset_timeout,
             throw_on_trip: cfg.throw_on_trip,
+            slow_call_duration: cfg.slow_call_duration,
+            fail_if: cfg.fail_if,
             now: cfg.start,
             events: Vec::new(),
-            rate: cfg.rate,
-            window: Default::default(),
+            rate: cfg.rate.unwrap_or(RateCfg {
+                consecutive: cfg.fail_max_set,
+                ..RateCfg::OFF
+            }),
+            window: VecDeque::new(),
             window_epoch: 0,
+            engine: Engine(engine),
         }
     }
 
     /// Whether the consecutive condition is on.
     fn consecutive(&self) -> bool {
-        self.rate.is_none_or(|r| r.consecutive)
+        !self.rate.is_on() || self.rate.consecutive
     }
 
-    /// Records a closed-state call of `epoch` in the window; whether it is
-    /// a failure that makes the rate hold.
-    fn record(&mut self, epoch: u64, failed: bool) -> bool {
-        let Some(rate) = self.rate else {
-            return false;
-        };
-        if epoch < self.window_epoch {
-            return false;
+    /// The time window's bucket of now (0 for a count window).
+    fn bucket_now(&self) -> u128 {
+        match self.rate.window {
+            Shape::Time(span) => self.now.as_nanos() / (span / 10).as_nanos(),
+            Shape::Calls(_) => 0,
+        }
+    }
+
+    /// Whether `entry` is still in the window now.
+    fn holds(&self, entry: &Entry) -> bool {
+        match self.rate.window {
+            Shape::Time(_) => self.bucket_now() - entry.bucket < 10,
+            Shape::Calls(_) => true,
+        }
+    }
+
+    /// Records a closed-state call of `epoch` in the window; the rate
+    /// condition it makes hold, if it failed or was slow.
+    fn record(&mut self, epoch: u64, failed: bool, slow: bool) -> Option<Reason> {
+        let rate = self.rate;
+        if !rate.is_on() || epoch < self.window_epoch {
+            return None;
         }
         if epoch > self.window_epoch {
             self.window.clear();
             self.window_epoch = epoch;
         }
-        self.window.push_back(failed);
-        if self.window.len() > rate.window as usize {
-            self.window.pop_front();
+        let bucket = self.bucket_now();
+        self.window.push_back(Entry {
+            failed,
+            slow,
+            bucket,
+        });
+        if let Shape::Calls(n) = rate.window {
+            if self.window.len() > n as usize {
+                self.window.pop_front();
+            }
         }
-        let (calls, failures) = self.window_counts();
-        failed
-            && calls >= u64::from(rate.min_calls.min(rate.window))
-            && failures as f64 / calls as f64 >= rate.rate
+        if !(failed || slow) {
+            return None;
+        }
+        let stats = self.stats();
+        let reached = |rate: Option<f64>, share: Option<f64>| {
+            rate.zip(share).is_some_and(|(rate, share)| share >= rate)
+        };
+        if reached(rate.failure_rate, stats.failure_rate) {
+            Some(Reason::FailureRate)
+        } else if reached(rate.slow_call_rate, stats.slow_call_rate) {
+            Some(Reason::SlowCallRate)
+        } else {
+            None
+        }
     }
 
-    fn window_counts(&self) -> (u64, u64) {
-        let failures = self.window.iter().filter(|f| **f).count();
-        (self.window.len() as u64, failures as u64)
+    /// What `window()` shows now.
+    fn stats(&self) -> WindowStats {
+        let rate = self.rate;
+        if !rate.is_on() {
+            return WindowStats::default();
+        }
+        let held = self.window.iter().filter(|e| self.holds(e));
+        let (mut calls, mut failures, mut slow_calls) = (0u64, 0u64, 0u64);
+        for entry in held {
+            calls += 1;
+            failures += u64::from(entry.failed);
+            slow_calls += u64::from(entry.slow);
+        }
+        // A count window smaller than min_calls decides once it is full.
+        let deciding = match rate.window {
+            Shape::Calls(n) => rate.min_calls.min(n),
+            Shape::Time(_) => rate.min_calls,
+        };
+        let decided = calls > 0 && calls >= u64::from(deciding);
+        let share = |n: u64| decided.then(|| n as f64 / calls as f64);
+        WindowStats {
+            calls,
+            failures,
+            slow_calls,
+            failure_rate: share(failures),
+            slow_call_rate: share(slow_calls),
+        }
     }
 
     fn enter(&mut self, to: State) {
@@ -317,7 +553,7 @@ impl Model {
         self.success_counter = 0;
         self.reopens = match (from, to) {
             (_, State::Closed) | (State::Closed, _) => 0,
-            _ if self.backoff.is_none() => 0,
+            _ if self.backoff.is_none() && self.jitter == 0.0 => 0,
             (_, State::Open) => self.reopens + 1,
             (_, State::HalfOpen) => self.reopens,
         };
@@ -329,11 +565,28 @@ impl Model {
                 self.window.clear();
                 self.window_epoch = self.epoch;
             }
-            State::Open => self.opened_at = Some(round_up_to_ms(self.now)),
+            State::Open => {
+                self.opened_at = Some(round_up_to_ms(self.now));
+                // The engine is open now too (it opened first): its
+                // generation for this opening draws the jitter.
+                self.opening = Some(self.engine.0.snapshot().generation);
+            }
             State::HalfOpen => {}
         }
         if from != to {
             self.events.push(Ev::Change(from, to));
+        }
+    }
+
+    /// Changes the rate policies as a setter does: a rate turned on, or a
+    /// new window shape while one is on, starts an empty window counting
+    /// from now.
+    fn set_rate(&mut self, change: impl FnOnce(&mut RateCfg)) {
+        let was = self.rate;
+        change(&mut self.rate);
+        if self.rate.is_on() && (!was.is_on() || was.window != self.rate.window) {
+            self.window.clear();
+            self.window_epoch = self.epoch;
         }
     }
 
@@ -345,15 +598,17 @@ impl Model {
         }
     }
 
-    /// The open period in force.
-    fn period(&self) -> Duration {
-        match self.backoff {
-            None => self.reset_timeout,
+    /// The open period before the jitter, in whole milliseconds when it is
+    /// not the constant backoff's plain reset timeout.
+    fn nominal_period(&self) -> Duration {
+        let base = round_up_to_ms(self.reset_timeout).as_millis() as f64;
+        let ms = match self.backoff {
+            None if self.jitter == 0.0 => return self.reset_timeout,
+            None => base,
             Some((factor, max)) => {
-                // In whole milliseconds (the reset timeout and the cap
-                // rounded up), grown by one multiplication per re-opening
-                // until the cap, as `Backoff::period` documents.
-                let base = round_up_to_ms(self.reset_timeout).as_millis() as f64;
+                // Grown by one multiplication per re-opening until the
+                // cap (the reset timeout and the cap rounded up), as
+                // `Backoff::period` documents.
                 let cap = (round_up_to_ms(max).as_millis() as f64).max(base);
                 let mut ms = base;
                 for _ in 0..self.reopens {
@@ -362,9 +617,35 @@ impl Model {
                     }
                     ms *= factor;
                 }
-                Duration::from_millis(ms.min(cap).ceil() as u64)
+                ms.min(cap)
             }
+        };
+        Duration::from_millis(ms.ceil() as u64)
+    }
+
+    /// The open period in force.
+    fn period(&self) -> Duration {
+        let nominal = self.nominal_period();
+        if self.jitter == 0.0 {
+            return nominal;
         }
+        let backoff = match self.backoff {
+            None => Backoff::constant(),
+            Some((factor, max)) => Backoff::exponential(factor, max),
+        }
+        .jitter(self.jitter);
+        let generation = self.opening.expect("open without an opening");
+        let period = backoff.period(self.reset_timeout, self.reopens, generation);
+        // Within +-jitter of the nominal period, rounded up to the
+        // millisecond.
+        let ms = nominal.as_millis() as f64;
+        let low = Duration::from_millis((ms * (1.0 - self.jitter)).floor() as u64);
+        let high = Duration::from_millis((ms * (1.0 + self.jitter)).ceil() as u64);
+        assert!(
+            (low..=high).contains(&period) && period.subsec_nanos() % 1_000_000 == 0,
+            "jittered period {period:?} outside {low:?}..={high:?} (nominal {nominal:?})"
+        );
+        period
     }
 
     /// Time until the trial is due (the deadline decides admission).
@@ -385,6 +666,14 @@ impl Model {
     }
 
     fn admit(&mut self) -> Verdict {
+        let verdict = self.verdict();
+        if let Verdict::Reject { .. } = verdict {
+            self.events.push(Ev::Rejected);
+        }
+        verdict
+    }
+
+    fn verdict(&mut self) -> Verdict {
         let trial = match self.state {
             State::Closed => false,
             State::Open => {
@@ -416,27 +705,60 @@ impl Model {
         Verdict::Run(Ticket {
             epoch: self.epoch,
             trial,
+            started: self.slow_call_duration.map(|_| self.now),
         })
     }
 
     /// A call dropped before it finished: frees its trial place, if that
-    /// place is still its own; counts as nothing.
+    /// place is still its own; counts as nothing (listeners hear
+    /// `cancelled`).
     fn cancel(&mut self, ticket: Ticket) {
+        self.events.push(Ev::Cancelled);
         if ticket.trial && ticket.epoch == self.epoch {
             assert_eq!(self.state, State::HalfOpen);
             self.trials -= 1;
         }
     }
 
+    /// Whether the call admitted with `ticket`, completing now, was slow
+    /// (by the slow-call duration in force now).
+    fn slow(&self, ticket: Ticket) -> bool {
+        match (ticket.started, self.slow_call_duration) {
+            (Some(started), Some(limit)) => self.now - started > limit,
+            _ => false,
+        }
+    }
+
     fn finish(&mut self, ticket: Ticket, res: Res) -> Expect {
+        let slow = self.slow(ticket);
+        // A panic's duration is told before its failure is recorded; any
+        // other result's after it is reported.
+        if slow && res == Res::Panic {
+            self.events.push(Ev::Slow);
+        }
+        let expect = self.record_result(ticket, res, slow);
+        if slow && res != Res::Panic {
+            self.events.push(Ev::Slow);
+        }
+        expect
+    }
+
+    fn record_result(&mut self, ticket: Ticket, res: Res, slow: bool) -> Expect {
         let counts = ticket.epoch == self.epoch;
-        if res.counts_as_success() {
-            if !ticket.trial {
-                self.record(ticket.epoch, false);
-            }
-            self.events.push(Ev::Success);
+        if res.counts_as_success(self.fail_if) {
+            let holds = match ticket.trial {
+                true => None,
+                false => self.record(ticket.epoch, false, slow),
+            };
+            // An excluded error is told as `excluded` instead of `success`.
+            self.events.push(match res {
+                Res::Excluded | Res::ExcludedInChain => Ev::Excluded,
+                _ => Ev::Success,
+            });
             if counts {
                 match self.state {
+                    // A slow success that makes a rate hold opens it.
+                    State::Closed if holds.is_some() => self.enter(State::Open),
                     State::Closed => self.fail_counter = 0,
                     State::HalfOpen => {
                         assert!(ticket.trial);
@@ -449,20 +771,22 @@ impl Model {
                     State::Open => unreachable!("no call runs under an open epoch"),
                 }
             }
-            return if res == Res::Ok {
-                Expect::Ok
-            } else {
-                Expect::Inner
+            return match res.value() {
+                Some(value) => Expect::Ok(value),
+                None => Expect::Inner,
             };
         }
         self.events.push(Ev::Failure);
-        let rate_holds = !ticket.trial && self.record(ticket.epoch, true);
+        let holds = match ticket.trial {
+            true => None,
+            false => self.record(ticket.epoch, true, slow),
+        };
         let mut tripped = None;
         if counts {
             match self.state {
-                State::Closed if rate_holds => {
+                State::Closed if holds.is_some() => {
                     self.enter(State::Open);
-                    tripped = Some(Reason::FailureRate);
+                    tripped = holds;
                 }
                 State::Closed if !self.consecutive() => {}
                 State::Closed => {
@@ -482,6 +806,8 @@ impl Model {
         }
         match (res, tripped) {
             (Res::Panic, _) => Expect::Panicked,
+            // Still returned as `Ok`, even by the call that opens it.
+            (Res::Judged, _) => Expect::Ok(BAD),
             (_, Some(reason)) if self.throw_on_trip => Expect::Tripped {
                 reason,
                 retry_after: self.shown_retry_after(),
@@ -506,13 +832,31 @@ impl Listener for Recorder {
     }
     fn failure(&self, _: &CircuitBreaker, failure: &Failure<'_>) {
         assert!(
-            failure.is_panic() || failure.downcast_ref::<BoxError>().is_some(),
+            failure.is_panic()
+                || failure.downcast_ref::<BoxError>().is_some()
+                || failure.downcast_ref::<FailedValue>().is_some(),
             "{failure:?}"
         );
         self.0.lock().unwrap().push(Ev::Failure);
     }
     fn success(&self, _: &CircuitBreaker) {
         self.0.lock().unwrap().push(Ev::Success);
+    }
+    fn excluded(&self, _: &CircuitBreaker, error: &Failure<'_>) {
+        assert!(error.downcast_ref::<BoxError>().is_some(), "{error:?}");
+        self.0.lock().unwrap().push(Ev::Excluded);
+    }
+    fn rejected(&self, _: &CircuitBreaker, error: &CircuitBreakerError) {
+        assert_eq!(error.name(), "model");
+        self.0.lock().unwrap().push(Ev::Rejected);
+    }
+    fn cancelled(&self, _: &CircuitBreaker) {
+        self.0.lock().unwrap().push(Ev::Cancelled);
+    }
+    fn slow_call(&self, cb: &CircuitBreaker, elapsed: Duration) {
+        let limit = cb.slow_call_duration().expect("slow without a duration");
+        assert!(elapsed > limit, "told slow: {elapsed:?} <= {limit:?}");
+        self.0.lock().unwrap().push(Ev::Slow);
     }
 }
 
@@ -533,60 +877,97 @@ struct Harness {
     model: Model,
     seen: Arc<Recorder>,
     steps: usize,
+    /// A time window's bucket width: the clock stops only in the middle of
+    /// a bucket.
+    bucket: Option<Duration>,
 }
 
 impl Harness {
     fn new(backend: Backend, cfg: &Config) -> Self {
-        let clock = ManualClock::starting_at(cfg.start);
+        let bucket = cfg.bucket();
+        let start = match bucket {
+            Some(w) => mid_bucket_at_or_after(cfg.start, w),
+            None => cfg.start,
+        };
+        let clock = ManualClock::starting_at(start);
         let seen = Arc::new(Recorder::default());
-        let builder = CircuitBreaker::builder("model")
+        let backoff = match cfg.backoff {
+            None => Backoff::constant(),
+            Some((factor, max)) => Backoff::exponential(factor, max),
+        };
+        let mut builder = CircuitBreaker::builder("model")
             .success_threshold(cfg.success_threshold)
             .reset_timeout(cfg.reset_timeout)
             .throw_new_error_on_trip(cfg.throw_on_trip)
             .half_open_calls(cfg.half_open_calls)
-            .backoff(match cfg.backoff {
-                None => Backoff::constant(),
-                Some((factor, max)) => Backoff::exponential(factor, max),
-            })
+            .backoff(backoff.jitter(cfg.jitter))
             .exclude::<Ignored>()
             .clock(clock.clone())
             .listener_arc(seen.clone() as Arc<dyn Listener>);
-        let mut model = Model::new(cfg);
-        let builder = match cfg.rate {
-            None => builder.fail_max(cfg.fail_max),
+        if let Some(d) = cfg.slow_call_duration {
+            builder = builder.slow_call_duration(d);
+        }
+        if cfg.fail_if {
+            builder = builder.fail_if(|s: &Status| *s >= 500);
+        }
+        let mut fail_max = cfg.fail_max;
+        match cfg.rate {
+            None if cfg.fail_max_set => builder = builder.fail_max(cfg.fail_max),
+            // `fail_max` keeps its default.
+            None => fail_max = 5,
             Some(rate) => {
-                let builder = builder
-                    .failure_rate(rate.rate)
-                    .window_calls(rate.window)
-                    .min_calls(rate.min_calls);
+                if let Some(r) = rate.failure_rate {
+                    builder = builder.failure_rate(r);
+                }
+                if let Some(r) = rate.slow_call_rate {
+                    builder = builder.slow_call_rate(r);
+                }
+                builder = match rate.window {
+                    Shape::Calls(n) => builder.window_calls(n),
+                    Shape::Time(span) => builder.window_time(span),
+                };
+                builder = builder.min_calls(rate.min_calls);
                 if rate.consecutive {
-                    builder.fail_max(cfg.fail_max)
+                    builder = builder.fail_max(cfg.fail_max);
                 } else {
-                    // The rate alone; `fail_max` keeps its default.
-                    model.fail_max = 5;
-                    builder
+                    // The rates alone; `fail_max` keeps its default.
+                    fail_max = 5;
                 }
             }
-        };
+        }
+        let cb = Arc::new(backend.storage(builder).build());
+        let mut model = Model::new(cfg, Arc::clone(&cb));
+        model.now = start;
+        model.fail_max = fail_max;
         Harness {
-            cb: Arc::new(backend.storage(builder).build()),
+            cb,
             clock,
             model,
             seen,
             steps: 0,
+            bucket,
         }
     }
 
+    /// Moves the clock by `d`, or, with a time window, to the first middle
+    /// of a bucket at or after that.
     fn advance(&mut self, d: Duration) {
-        self.clock.advance(d);
-        self.model.now += d;
+        if d.is_zero() {
+            return;
+        }
+        let to = match self.bucket {
+            Some(w) => mid_bucket_at_or_after(self.model.now + d, w),
+            None => self.model.now + d,
+        };
+        self.clock.advance(to - self.model.now);
+        self.model.now = to;
     }
 
     fn run(&mut self, action: &Action) {
         match action {
-            Action::Call(res) => self.call(*res, &[]),
-            Action::Nested(res, inner) => self.call(*res, inner),
-            Action::AsyncCall(res) => self.call_async(*res),
+            Action::Call(call) => self.call(*call, &[]),
+            Action::Nested(call, inner) => self.call(*call, inner),
+            Action::AsyncCall(call) => self.call_async(*call),
             Action::Cancelled(inner) => self.cancelled(inner),
             Action::Advance(d) => self.advance(*d),
             Action::AdvanceToTrial { early_by } => {
@@ -614,9 +995,7 @@ impl Harness {
                 self.cb.set_fail_max(*n).unwrap();
                 self.model.fail_max = *n;
                 // Beside a rate, it turns the consecutive condition on.
-                if let Some(rate) = &mut self.model.rate {
-                    rate.consecutive = true;
-                }
+                self.model.rate.consecutive = true;
             }
             Action::SetSuccessThreshold(n) => {
                 self.cb.set_success_threshold(*n).unwrap();
@@ -630,12 +1009,47 @@ impl Harness {
                 self.cb.set_throw_new_error_on_trip(*on);
                 self.model.throw_on_trip = *on;
             }
+            Action::SetSlowCallDuration(d) => {
+                self.cb.set_slow_call_duration(*d).unwrap();
+                self.model.slow_call_duration = Some(*d);
+            }
+            Action::SetHalfOpenCalls(n) => {
+                self.cb.set_half_open_calls(*n).unwrap();
+                self.model.half_open_calls = *n;
+            }
+            Action::SetFailureRate(r) => {
+                self.cb.set_failure_rate(*r).unwrap();
+                self.model.set_rate(|rate| rate.failure_rate = Some(*r));
+            }
+            Action::SetSlowCallRate(r) => {
+                let set = self.cb.set_slow_call_rate(*r);
+                if self.model.slow_call_duration.is_some() {
+                    set.unwrap();
+                    self.model.set_rate(|rate| rate.slow_call_rate = Some(*r));
+                } else {
+                    assert_eq!(set, Err(ConfigError::SlowCallRateWithoutDuration));
+                }
+            }
+            Action::SetWindowCalls(n) => {
+                self.cb.set_window_calls(*n).unwrap();
+                self.model.set_rate(|rate| rate.window = Shape::Calls(*n));
+            }
+            Action::SetWindowTime(span) => {
+                if self.bucket.is_some() {
+                    self.cb.set_window_time(*span).unwrap();
+                    self.model.set_rate(|rate| rate.window = Shape::Time(*span));
+                }
+            }
+            Action::SetMinCalls(n) => {
+                self.cb.set_min_calls(*n).unwrap();
+                self.model.set_rate(|rate| rate.min_calls = *n);
+            }
         }
         self.steps += 1;
         self.check(action);
     }
 
-    fn call(&mut self, res: Res, inner: &[Action]) {
+    fn call(&mut self, call: Call, inner: &[Action]) {
         let verdict = self.model.admit();
         let cb = Arc::clone(&self.cb);
         let mut ran = false;
@@ -646,37 +1060,39 @@ impl Harness {
                     matches!(verdict, Verdict::Run(_)),
                     "the call ran; the model rejects it: {verdict:?}"
                 );
+                self.advance(call.takes);
                 for action in inner {
                     self.run(action);
                 }
-                res.produce()
+                call.res.produce()
             })
         }));
-        self.settle(res, verdict, ran, returned);
+        self.settle(call.res, verdict, ran, returned);
     }
 
     /// The same through `call_async`, the future polled to its end (both
     /// storages answer at once, so one poll does).
-    fn call_async(&mut self, res: Res) {
+    fn call_async(&mut self, call: Call) {
         let verdict = self.model.admit();
         let cb = Arc::clone(&self.cb);
         let ran = Cell::new(false);
         let returned = catch_unwind(AssertUnwindSafe(|| {
             let fut = pin!(cb.call_async(async {
                 ran.set(true);
-                res.produce()
+                self.advance(call.takes);
+                call.res.produce()
             }));
             match poll_once(fut) {
                 Poll::Ready(r) => r,
                 Poll::Pending => panic!("call_async did not finish on a ready future"),
             }
         }));
-        self.settle(res, verdict, ran.get(), returned);
+        self.settle(call.res, verdict, ran.get(), returned);
     }
 
     /// A `call_async` future polled once (admitted or rejected then), kept
     /// pending while `inner` runs, then dropped: neither success nor
-    /// failure, and it frees its trial place.
+    /// failure, never slow, and it frees its trial place.
     fn cancelled(&mut self, inner: &[Action]) {
         let verdict = self.model.admit();
         let cb = Arc::clone(&self.cb);
@@ -684,7 +1100,7 @@ impl Harness {
         let mut fut = Box::pin(cb.call_async(async {
             ran.set(true);
             std::future::pending::<()>().await;
-            Ok::<(), BoxError>(())
+            Ok::<Status, BoxError>(GOOD)
         }));
         let polled = poll_once(fut.as_mut());
         let ctx = format!("step {}: cancelled (verdict {verdict:?})", self.steps);
@@ -714,7 +1130,7 @@ impl Harness {
         res: Res,
         verdict: Verdict,
         ran: bool,
-        returned: std::thread::Result<Result<(), Error<BoxError>>>,
+        returned: std::thread::Result<Result<Status, Error<BoxError>>>,
     ) {
         let ctx = format!("step {}: {res:?} (verdict {verdict:?})", self.steps);
         match verdict {
@@ -730,8 +1146,8 @@ impl Harness {
                     Err(payload) => resume_unwind(payload),
                 };
                 assert_eq!(e.name(), "model", "{ctx}");
-                assert_eq!(e.state(), state, "{ctx}: {e}");
-                assert_eq!(e.reason(), reason, "{ctx}: {e}");
+                assert_eq!(e.state(), state, "{ctx}");
+                assert_eq!(e.reason(), reason, "{ctx}");
                 assert_eq!(e.retry_after(), retry_after, "{ctx}: {e}");
                 let text = e.to_string();
                 assert!(text.contains("'model'"), "{ctx}: {text}");
@@ -748,7 +1164,7 @@ impl Harness {
                 };
                 let expect = self.model.finish(ticket, res);
                 match (expect, returned) {
-                    (Expect::Ok, Some(Ok(()))) => {}
+                    (Expect::Ok(value), Some(Ok(got))) => assert_eq!(got, value, "{ctx}"),
                     (Expect::Panicked, None) => {}
                     (Expect::Inner, Some(Err(Error::Inner(e)))) => res.check_inner(&e),
                     (
@@ -794,13 +1210,17 @@ impl Harness {
         assert_eq!(cb.fail_max(), m.fail_max, "{ctx}");
         assert_eq!(cb.success_threshold(), m.success_threshold, "{ctx}");
         assert_eq!(cb.reset_timeout(), m.reset_timeout, "{ctx}");
-        let window = cb.window();
-        let expected = if m.rate.is_some() {
-            m.window_counts()
-        } else {
-            (0, 0)
+        assert_eq!(cb.slow_call_duration(), m.slow_call_duration, "{ctx}");
+        assert_eq!(cb.half_open_calls(), m.half_open_calls, "{ctx}");
+        assert_eq!(cb.failure_rate(), m.rate.failure_rate, "{ctx}");
+        assert_eq!(cb.slow_call_rate(), m.rate.slow_call_rate, "{ctx}");
+        assert_eq!(cb.min_calls(), m.rate.min_calls, "{ctx}");
+        let shape = match m.rate.window {
+            Shape::Calls(n) => WindowShape::Calls(n),
+            Shape::Time(span) => WindowShape::Time(span),
         };
-        assert_eq!((window.calls, window.failures), expected, "{ctx}: window");
+        assert_eq!(cb.window_shape(), shape, "{ctx}");
+        assert_eq!(cb.window(), m.stats(), "{ctx}: window");
         assert_eq!(
             *self.seen.0.lock().unwrap(),
             m.events,
@@ -824,6 +1244,7 @@ fn res() -> impl Strategy<Value = Res> {
     prop_oneof![
         5 => Just(Res::Ok),
         5 => Just(Res::Fail),
+        2 => Just(Res::Judged),
         1 => Just(Res::Excluded),
         1 => Just(Res::ExcludedInChain),
         1 => Just(Res::Panic),
@@ -848,10 +1269,36 @@ fn reset_timeout() -> impl Strategy<Value = Duration> {
     ]
 }
 
+/// The slow-call durations the configs and the setter use.
+fn slow_call_duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        Just(Duration::from_millis(1)),
+        Just(Duration::from_millis(100)),
+        Just(Duration::from_secs(2)),
+    ]
+}
+
+/// How long a guarded function takes: mostly nothing, else at or just
+/// past a slow-call duration, or anything up to a few seconds.
+fn takes() -> impl Strategy<Value = Duration> {
+    let micro = Duration::from_micros(1);
+    prop_oneof![
+        6 => Just(Duration::ZERO),
+        1 => slow_call_duration(),
+        1 => slow_call_duration().prop_map(move |d| d + micro),
+        1 => (1u64..3_000).prop_map(Duration::from_millis),
+        1 => (1u64..5).prop_map(Duration::from_secs),
+    ]
+}
+
+fn call() -> impl Strategy<Value = Call> {
+    (res(), takes()).prop_map(|(res, takes)| Call { res, takes })
+}
+
 fn leaf() -> impl Strategy<Value = Action> {
     prop_oneof![
-        14 => res().prop_map(Action::Call),
-        3 => res().prop_map(Action::AsyncCall),
+        14 => call().prop_map(Action::Call),
+        3 => call().prop_map(Action::AsyncCall),
         2 => duration().prop_map(Action::Advance),
         4 => prop_oneof![Just(0u64), 1u64..2_000]
             .prop_map(|us| Action::AdvanceToTrial { early_by: Duration::from_micros(us) }),
@@ -863,6 +1310,15 @@ fn leaf() -> impl Strategy<Value = Action> {
         1 => (1u32..=3).prop_map(Action::SetSuccessThreshold),
         1 => reset_timeout().prop_map(Action::SetResetTimeout),
         1 => any::<bool>().prop_map(Action::SetThrowOnTrip),
+        1 => slow_call_duration().prop_map(Action::SetSlowCallDuration),
+        1 => (1u32..=3).prop_map(Action::SetHalfOpenCalls),
+        1 => prop_oneof![
+            rate().prop_map(Action::SetFailureRate),
+            rate().prop_map(Action::SetSlowCallRate),
+            (1u32..=6).prop_map(Action::SetWindowCalls),
+            time_span().prop_map(Action::SetWindowTime),
+            (1u32..=5).prop_map(Action::SetMinCalls),
+        ],
     ]
 }
 
@@ -870,14 +1326,57 @@ fn action() -> impl Strategy<Value = Action> {
     leaf().prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
             6 => leaf(),
-            2 => (res(), vec(inner.clone(), 0..6)).prop_map(|(r, v)| Action::Nested(r, v)),
+            2 => (call(), vec(inner.clone(), 0..6)).prop_map(|(c, v)| Action::Nested(c, v)),
             1 => vec(inner, 0..6).prop_map(Action::Cancelled),
         ]
     })
 }
 
+/// A time window's span: buckets of 50, 100 or 200 ms (see
+/// `Config::bucket`).
+fn time_span() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        Just(Duration::from_millis(500)),
+        Just(Duration::from_secs(1)),
+        Just(Duration::from_secs(2)),
+    ]
+}
+
+fn rate() -> impl Strategy<Value = f64> {
+    prop_oneof![Just(0.25), Just(0.3), Just(0.5), Just(2.0 / 3.0), Just(1.0)]
+}
+
+/// The rate policies, the slow-call rate only where a slow-call duration
+/// is set.
+fn rate_cfg(slow: bool) -> impl Strategy<Value = Option<RateCfg>> {
+    let shape = prop_oneof![
+        (1u32..=6).prop_map(Shape::Calls),
+        time_span().prop_map(Shape::Time),
+    ];
+    let rates = prop_oneof![
+        2 => rate().prop_map(|r| (Some(r), None)),
+        1 => rate().prop_map(|r| (None, Some(r))),
+        1 => (rate(), rate()).prop_map(|(f, s)| (Some(f), Some(s))),
+    ];
+    prop_oneof![
+        1 => Just(None),
+        2 => (rates, shape, 1u32..=5, any::<bool>()).prop_map(
+            move |((failure_rate, slow_call_rate), window, min_calls, consecutive)| {
+                let slow_call_rate = slow_call_rate.filter(|_| slow);
+                Some(RateCfg {
+                    failure_rate: failure_rate.or(slow_call_rate.is_none().then_some(0.5)),
+                    slow_call_rate,
+                    window,
+                    min_calls,
+                    consecutive,
+                })
+            }
+        ),
+    ]
+}
+
 fn config() -> impl Strategy<Value = Config> {
-    (
+    let base = (
         1u32..=4,
         1u32..=3,
         reset_timeout(),
@@ -889,24 +1388,24 @@ fn config() -> impl Strategy<Value = Config> {
             1 => (prop_oneof![Just(1.0), Just(2.0), Just(1.5)], 0u64..200)
                 .prop_map(|(factor, extra)| Some((factor, extra))),
         ],
-        prop_oneof![
-            1 => Just(None),
-            1 => (
-                prop_oneof![Just(0.25), Just(0.3), Just(0.5), Just(2.0 / 3.0), Just(1.0)],
-                1u32..=6,
-                1u32..=5,
-                any::<bool>(),
-            )
-                .prop_map(|(rate, window, min_calls, consecutive)| Some(RateCfg {
-                    rate,
-                    window,
-                    min_calls,
-                    consecutive,
-                })),
-        ],
+        prop_oneof![3 => Just(0.0), 1 => Just(0.1), 1 => Just(0.5), 1 => Just(0.9)],
+    );
+    let inspection = (
+        prop_oneof![1 => Just(None), 2 => slow_call_duration().prop_map(Some)],
+        any::<bool>(),
+        prop_oneof![3 => Just(true), 1 => Just(false)],
     )
-        .prop_map(
-            |(
+        .prop_flat_map(|(slow, fail_if, fail_max_set)| {
+            (
+                Just(slow),
+                Just(fail_if),
+                Just(fail_max_set),
+                rate_cfg(slow.is_some()),
+            )
+        });
+    (base, inspection).prop_map(
+        |(
+            (
                 fail_max,
                 success_threshold,
                 reset_timeout,
@@ -914,22 +1413,28 @@ fn config() -> impl Strategy<Value = Config> {
                 micros,
                 half_open_calls,
                 backoff,
-                rate,
-            )| Config {
-                fail_max,
-                success_threshold,
-                reset_timeout,
-                throw_on_trip,
-                // 10^9 s after the epoch, plus a sub-second offset that is
-                // usually not a whole number of milliseconds.
-                start: Duration::from_secs(1_000_000_000) + Duration::from_micros(micros),
-                half_open_calls,
-                // The cap: the reset timeout and up to 200 s more.
-                backoff: backoff
-                    .map(|(factor, extra)| (factor, reset_timeout + Duration::from_secs(extra))),
-                rate,
-            },
-        )
+                jitter,
+            ),
+            (slow_call_duration, fail_if, fail_max_set, rate),
+        )| Config {
+            fail_max,
+            success_threshold,
+            reset_timeout,
+            throw_on_trip,
+            // 10^9 s after the epoch, plus a sub-second offset that is
+            // usually not a whole number of milliseconds.
+            start: Duration::from_secs(1_000_000_000) + Duration::from_micros(micros),
+            half_open_calls,
+            // The cap: the reset timeout and up to 200 s more.
+            backoff: backoff
+                .map(|(factor, extra)| (factor, reset_timeout + Duration::from_secs(extra))),
+            jitter,
+            slow_call_duration,
+            fail_if,
+            rate,
+            fail_max_set,
+        },
+    )
 }
 
 /// 256 cases, or `PROPTEST_CASES` for a longer search.
@@ -962,6 +1467,13 @@ proptest! {
 // ---------------------------------------------------------------------------
 // Cases the property found, kept as plain tests.
 
+fn fast(res: Res) -> Call {
+    Call {
+        res,
+        takes: Duration::ZERO,
+    }
+}
+
 /// Open, close, then half-open by hand: the half-open circuit never opened
 /// since it was closed, so it has no `opened_at`. The memory storage used to
 /// show the time of the earlier open (the generic path did not).
@@ -969,17 +1481,114 @@ proptest! {
 fn half_open_from_closed_has_no_stale_opened_at() {
     let cfg = Config::consecutive(1, 1, Duration::ZERO);
     let actions = [
-        Action::Nested(Res::Ok, vec![Action::Open]),
-        Action::Call(Res::Ok),
+        Action::Nested(fast(Res::Ok), vec![Action::Open]),
+        Action::Call(fast(Res::Ok)),
         Action::HalfOpen,
         // Entered anew from half-open: still none.
         Action::HalfOpen,
         // A failed trial opens it for real: now it has a time.
         Action::Advance(Duration::from_millis(5)),
-        Action::Call(Res::Fail),
+        Action::Call(fast(Res::Fail)),
         Action::HalfOpen,
     ];
     for backend in [Backend::Memory, Backend::Locked] {
         run_model(backend, &cfg, &actions);
+    }
+}
+
+/// `set_backoff` documents that it "applies from the next opening on (the
+/// open period in force now is kept)", and API.md that `retry_after()`
+/// "reports the period actually in force". The engine applies the new
+/// backoff to the opening in force: after a re-opening under
+/// `exponential(2.0, ..)` (20 s in force), `set_backoff(Backoff::constant())`
+/// turns `retry_after` into 10 s and admits the trial 10 s early. Ignored
+/// until the engine (or its doc) is fixed: `cargo test --test model --
+/// --ignored` shows it.
+#[test]
+#[ignore = "engine bug: set_backoff changes the open period in force (breaker.rs)"]
+fn set_backoff_keeps_the_open_period_in_force() {
+    const SECOND: Duration = Duration::from_secs(1);
+    for backend in [Backend::Memory, Backend::Locked] {
+        let clock = ManualClock::starting_at(1_000_000 * SECOND);
+        let cb = backend
+            .storage(
+                CircuitBreaker::builder("model")
+                    .fail_max(1)
+                    .reset_timeout(10 * SECOND)
+                    .backoff(Backoff::exponential(2.0, 600 * SECOND))
+                    .clock(clock.clone()),
+            )
+            .build();
+        let fail = || cb.call(|| Err::<(), _>("down")).map(|_| ());
+        fail().unwrap_err();
+        clock.advance(10 * SECOND);
+        fail().unwrap_err(); // the trial fails: the first re-opening
+        assert_eq!(cb.retry_after(), Some(20 * SECOND), "{backend:?}");
+        cb.set_backoff(Backoff::constant()).unwrap();
+        assert_eq!(cb.retry_after(), Some(20 * SECOND), "{backend:?}");
+        clock.advance(10 * SECOND);
+        assert!(
+            cb.call(|| Ok::<_, &str>(())).unwrap_err().is_open(),
+            "{backend:?}: the trial ran 10 s early"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The time window's resolution, off the bucket grid the model keeps to.
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    /// API.md: a time window keeps calls "in buckets (at most 1/10 of the
+    /// window)"; the builder: "a call leaves the window between 9/10 of
+    /// `span` and `span` after it completed". At any times (the model
+    /// above only stops mid-bucket), `window()` counts every call younger
+    /// than 9/10 of the span and none older than the span.
+    #[test]
+    fn a_time_window_drops_a_call_between_nine_tenths_of_its_span_and_its_span(
+        span in prop_oneof![
+            Just(Duration::from_millis(10)),
+            Just(Duration::from_millis(100)),
+            Just(Duration::from_secs(1)),
+            Just(Duration::from_secs(60)),
+            (10_000_000u64..100_000_000_000).prop_map(Duration::from_nanos),
+        ],
+        start in 0u64..u64::MAX / 4,
+        steps in vec((any::<bool>(), 0u64..1_000_000), 1..80),
+    ) {
+        let clock = ManualClock::starting_at(Duration::from_nanos(start));
+        let cb = CircuitBreaker::builder("model")
+            .failure_rate(1.0)
+            .min_calls(u32::MAX)
+            .window_time(span)
+            .clock(clock.clone())
+            .build();
+        let span = span.as_nanos() as u64;
+        // Completion times of the calls, and whether each failed.
+        let mut calls: Vec<(u64, bool)> = Vec::new();
+        let mut now = start;
+        for (failed, wait) in steps {
+            // Up to a fifth of the span between calls.
+            let wait = wait * (span / 5) / 1_000_000;
+            clock.advance(Duration::from_nanos(wait));
+            now += wait;
+            let _ = cb.call(|| if failed { Err("down") } else { Ok(()) });
+            calls.push((now, failed));
+            let stats = cb.window();
+            let count = |younger_than: u64, failures: bool| {
+                calls
+                    .iter()
+                    .filter(|(at, failed)| now - at < younger_than && (!failures || *failed))
+                    .count() as u64
+            };
+            let (least, most) = (span / 10 * 9, span + 1);
+            let ctx = format!("span {span} ns, now {now}: {stats:?}, calls {calls:?}");
+            prop_assert!(count(least, false) <= stats.calls, "{}", ctx);
+            prop_assert!(stats.calls <= count(most, false), "{}", ctx);
+            prop_assert!(count(least, true) <= stats.failures, "{}", ctx);
+            prop_assert!(stats.failures <= count(most, true), "{}", ctx);
+            prop_assert_eq!(cb.current_state(), State::Closed);
+        }
     }
 }
