@@ -466,8 +466,10 @@ fn a_slow_call_rate_over_a_time_window_opens_the_circuit_for_the_whole_fleet() {
     let Some(server) = support::shared() else {
         return;
     };
-    // The deciding slow call a failure (odd calls fail), then a success.
-    let patterns: [(&str, fn(usize) -> bool, Option<Reason>); 2] = [
+    // The deciding slow call a failure (odd calls fail), then a success:
+    // which slow calls fail, and the reason the deciding one gives.
+    type Pattern = (&'static str, fn(usize) -> bool, Option<Reason>);
+    let patterns: [Pattern; 2] = [
         ("odd-fail", |n| n % 2 == 1, Some(Reason::SlowCallRate)),
         ("succeed", |_| false, None),
     ];
