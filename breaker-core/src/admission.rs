@@ -120,10 +120,10 @@ impl CircuitBreaker {
     }
 
     /// The hot path: a closed circuit on the memory storage admits on one
-    /// atomic load.
+    /// atomic load (on a storage with a closed hint, one call).
     #[inline(always)]
     pub(crate) fn closed_ticket(&self) -> Option<Ticket> {
-        self.shared.backend.memory_closed().map(Ticket::closed)
+        self.shared.backend.closed_generation().map(Ticket::closed)
     }
 
     /// Admission once [`closed_ticket`](Self::closed_ticket) said no.

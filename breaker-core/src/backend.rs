@@ -101,12 +101,16 @@ impl Backend {
         }
     }
 
-    /// The memory storage's closed generation: the hot path, one load.
+    /// The closed generation, told cheaply: the memory storage's word (the
+    /// hot path, one load), or a custom storage's
+    /// [`closed_hint`](crate::storage::Storage::closed_hint) (the Redis
+    /// storage's view, one load behind a call), so that a closed circuit
+    /// on either admits without `decide` reading the policy.
     #[inline(always)]
-    pub(crate) fn memory_closed(&self) -> Option<u64> {
+    pub(crate) fn closed_generation(&self) -> Option<u64> {
         match self {
             Backend::Memory(m, _) => m.closed_generation(),
-            Backend::Custom(_) => None,
+            Backend::Custom(s) => s.closed_hint().map(|hint| hint.generation),
         }
     }
 

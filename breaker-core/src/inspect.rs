@@ -449,9 +449,19 @@ impl CircuitBreaker {
     /// The operation a success of the call admitted with `ticket` applies,
     /// if it has one, once it is counted in the window (if any): a slow
     /// closed-state success is `Op::Trip` when it makes the slow-call rate
-    /// hold.
+    /// hold; on a storage that keeps the window, it is `Op::SlowCall` (one
+    /// operation of its own: the storage counts it and decides).
     pub(crate) fn success_op_as(&self, ticket: Ticket, slow: bool) -> Option<Op> {
         match self.shared.windows.get() {
+            Some(_) if slow && !ticket.trial && self.shared.backend.keeps_window() => {
+                // Counted among the successes the storage is told of, and
+                // sent as slow: the storage decides the slow-call rate.
+                self.record_success_in_window(ticket);
+                return Some(Op::SlowCall {
+                    generation: ticket.generation,
+                    failed: false,
+                });
+            }
             Some(window) if slow && !ticket.trial => {
                 let slow_success = Outcome {
                     failed: false,
@@ -470,9 +480,16 @@ impl CircuitBreaker {
     }
 
     /// The operation a failure of the call admitted with `ticket` applies,
-    /// counted in the window (if any) as slow or not.
+    /// counted in the window (if any) as slow or not (a slow one is
+    /// `Op::SlowCall` on a storage that keeps the window).
     pub(crate) fn failure_op_as(&self, ticket: Ticket, slow: bool) -> Op {
         match self.shared.windows.get() {
+            Some(_) if slow && !ticket.trial && self.shared.backend.keeps_window() => {
+                Op::SlowCall {
+                    generation: ticket.generation,
+                    failed: true,
+                }
+            }
             Some(window) if slow && !ticket.trial => {
                 let slow_failure = Outcome {
                     failed: true,

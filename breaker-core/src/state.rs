@@ -712,10 +712,49 @@ pub enum Op {
         /// Which condition held.
         reason: Reason,
     },
+    /// A closed-state call admitted under `generation` was slow (it took
+    /// longer than the slow-call duration), told to a storage that
+    /// [keeps the window](crate::storage::Storage::keeps_window), which
+    /// counts it in the window (as a failure too when `failed`) and opens
+    /// the circuit when a rate condition holds. [`step`] applies it as the
+    /// [`Op::Success`] or [`Op::Failure`] of a call that is not a trial;
+    /// a breaker sends it to no other storage (it decides the rates
+    /// itself and applies [`Op::Trip`]).
+    SlowCall {
+        /// The generation the call was admitted under.
+        generation: u64,
+        /// Whether it failed (else it succeeded, or its error was excluded).
+        failed: bool,
+    },
     /// A manual transition into this state (entered anew even if already in it).
     Force(State),
     /// Closed with both counters zero.
     Reset,
+}
+
+impl Op {
+    /// The operation without its slow flag: [`Op::SlowCall`] as the
+    /// [`Op::Success`] or [`Op::Failure`] of a call that is not a trial,
+    /// any other as it is.
+    pub(crate) fn unslowed(self) -> Op {
+        match self {
+            Op::SlowCall {
+                generation,
+                failed: true,
+            } => Op::Failure {
+                generation,
+                trial: false,
+            },
+            Op::SlowCall {
+                generation,
+                failed: false,
+            } => Op::Success {
+                generation,
+                trial: false,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Why a call was rejected or why a failure opened the circuit.
@@ -930,6 +969,9 @@ pub fn step(snap: &Snapshot, op: Op, limits: &Limits) -> (Snapshot, Outcome) {
                 Outcome::Stale
             }
         }
+        // A slow call counts in the window of a storage that keeps it;
+        // here, it is the call's success or failure.
+        Op::SlowCall { .. } => return step(snap, op.unslowed(), limits),
         Op::Force(state) => {
             next = enter(snap, state, limits);
             Outcome::Done

@@ -144,9 +144,11 @@ crate::forward::trait_with_forwarding! {
         /// [`trips`] says a rate holds.
         ///
         /// A storage that says `true` gets every closed-state failure as
-        /// [`Op::Failure`], learns of closed-state successes through
-        /// [`Binding::counted_successes`] (the breaker counts them without
-        /// calling the storage), and opens the circuit itself when a rate
+        /// [`Op::Failure`] and every slow closed-state call (success or
+        /// failure) as [`Op::SlowCall`], learns of the other closed-state
+        /// successes through [`Binding::counted_successes`] (the breaker
+        /// counts them without calling the storage; a slow success is
+        /// counted there too), and opens the circuit itself when a rate
         /// holds, reporting [`Reason::FailureRate`](crate::Reason::FailureRate)
         /// or [`Reason::SlowCallRate`](crate::Reason::SlowCallRate) as the
         /// trip's reason.

@@ -664,7 +664,12 @@ async fn perform(
         | Op::Failure {
             generation,
             trial: false,
-        } if limits.limits().policy.rate.is_on() => Some(generation),
+        }
+        | Op::SlowCall { generation, .. }
+            if limits.limits().policy.rate.is_on() =>
+        {
+            Some(generation)
+        }
         _ => None,
     };
     let successes = counted.map_or(0, |generation| slot.take_successes(generation));
@@ -713,11 +718,15 @@ async fn perform(
 /// once per flush interval (and only when there are some): the server's
 /// window then lags the fleet's successes by at most one interval, plus a
 /// round trip. A failure sends those counted before it itself.
+///
+/// Each round starts a whole interval after the one before it has ended,
+/// never sooner (a sleep, not a ticker, whose ticks may come early after a
+/// late one): so successes counted over a time `t` are sent in at most
+/// `ceil(t / flush_interval)` round trips, `t` running from the first of
+/// them to the round trip that sends the last.
 async fn flush(core: Arc<Core>) {
-    let mut tick = tokio::time::interval(core.cfg.flush_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::time::sleep(core.cfg.flush_interval).await;
         if !core.up() {
             continue;
         }

@@ -151,6 +151,7 @@ pub(crate) fn argv(
     successes: u64,
 ) -> Vec<Vec<u8>> {
     let closed = State::Closed.as_str();
+    let slow = matches!(request, Request::Apply(Op::SlowCall { .. }));
     let (op, generation, trial, target) = match request {
         Request::Read => ("read", 0, false, closed),
         Request::Init(state) => ("init", 0, false, state.as_str()),
@@ -159,6 +160,10 @@ pub(crate) fn argv(
             Op::Admit => ("admit", 0, false, closed),
             Op::Success { generation, trial } => ("success", generation, trial, closed),
             Op::Failure { generation, trial } => ("failure", generation, trial, closed),
+            Op::SlowCall { generation, failed } => {
+                let op = if failed { "failure" } else { "success" };
+                (op, generation, false, closed)
+            }
             Op::Trip { generation, reason } => ("trip", generation, false, reason_code(reason)),
             Op::Cancel { generation } => ("cancel", generation, false, closed),
             Op::Force(state) => ("force", 0, false, state.as_str()),
@@ -225,7 +230,7 @@ pub(crate) fn argv(
     out.push(rate.deciding_calls().to_string().into_bytes());
     out.push(u8::from(rate.consecutive_on()).to_string().into_bytes());
     out.push(successes.to_string().into_bytes());
-    out.push(b"0".to_vec());
+    out.push(u8::from(slow).to_string().into_bytes());
     out
 }
 
@@ -396,6 +401,57 @@ mod tests {
                 "1", "0", "1", "0", "0", "0", "", "", "0", "10", "1", "7", "0"
             ]
         );
+    }
+
+    #[test]
+    fn a_slow_call_is_its_success_or_failure_with_the_slow_flag() {
+        let shape = Shape {
+            trial_lease: None,
+            key_ttl: Duration::from_secs(60),
+        };
+        let args = |op| {
+            let args = argv(
+                Request::Apply(op),
+                &Limits::DEFAULT,
+                &shape,
+                "ch",
+                "o",
+                "db",
+                3,
+            );
+            let text = |i: usize| String::from_utf8(args[i].clone()).unwrap();
+            (text(0), text(1), text(2), text(23), text(24))
+        };
+        let slow = |failed| Op::SlowCall {
+            generation: 4,
+            failed,
+        };
+        let owned = |s: &str| s.to_owned();
+        assert_eq!(
+            args(slow(false)),
+            (
+                owned("success"),
+                owned("4"),
+                owned("0"),
+                owned("3"),
+                owned("1")
+            )
+        );
+        assert_eq!(
+            args(slow(true)),
+            (
+                owned("failure"),
+                owned("4"),
+                owned("0"),
+                owned("3"),
+                owned("1")
+            )
+        );
+        let fast = Op::Success {
+            generation: 4,
+            trial: false,
+        };
+        assert_eq!(args(fast).4, "0");
     }
 
     #[test]

@@ -410,7 +410,8 @@ impl Slot {
     /// Applies `op` on the fallback state machine, as the breaker's own
     /// operation (it reports the transition).
     pub(crate) fn apply_fallback(&self, op: Op, limits: &Limits) -> Applied {
-        let untagged = match op {
+        // The fallback keeps no window: a slow call is its success or failure.
+        let untagged = match op.unslowed() {
             Op::Success { generation, trial } if generation & FALLBACK_TAG != 0 => Op::Success {
                 generation: generation & !FALLBACK_TAG,
                 trial,

@@ -1,8 +1,10 @@
-//! Several half-open trials and a growing backoff on the Redis storage,
-//! decided by the script for the whole fleet (issue 15, item 2).
+//! Several half-open trials, a growing backoff and the failure and
+//! slow-call rates on the Redis storage, decided by the script for the
+//! whole fleet (issue 15, item 2), and what the rates cost in round trips.
 
 use std::time::Duration;
 
+use breaker::clock::ManualClock;
 use breaker::{Backoff, CircuitBreaker, Error, Reason, State};
 
 use super::{bound, eventually, storage};
@@ -247,19 +249,25 @@ fn rated(
     )
 }
 
+/// Six successes on `cb`, waited for until the fleet's window holds them.
+fn six_successes_sent(cb: &CircuitBreaker) {
+    for _ in 0..6 {
+        assert!(cb.call(|| Ok::<_, &str>(())).is_ok());
+    }
+    assert!(eventually(Duration::from_secs(2), || cb.window().calls == 6));
+}
+
 /// The call of `failures` (after `successes` successes) that opens a
 /// breaker: its number, from 1.
 fn trip_point(
     succeed_on: &[&CircuitBreaker],
     fail_on: &CircuitBreaker,
     successes: usize,
-    mut before_failures: impl FnMut(),
 ) -> Option<(usize, Reason)> {
     for i in 0..successes {
         let cb = succeed_on[i % succeed_on.len()];
         assert!(cb.call(|| Ok::<_, &str>(())).is_ok());
     }
-    before_failures();
     for n in 1..=50 {
         match fail_on.call(|| Err::<(), _>("boom")) {
             Err(Error::Tripped(e, _)) => return Some((n, e.reason())),
@@ -287,18 +295,19 @@ fn a_failure_rate_over_a_time_window_opens_the_circuit_for_the_whole_fleet() {
     let ((a, _), (b, _)) = (make(), make());
     // Nine successes, six in one process and three in the other, then
     // failures in the second: 9 of 18 calls failed is the first rate at 0.5.
-    let redis = trip_point(&[&a, &a, &b], &b, 9, || {
-        // The first process's successes reach Redis within a flush
-        // interval; the second's go with its first failure.
-        assert!(eventually(Duration::from_secs(2), || a.window().calls == 6));
-    });
+    // The first process's successes reach Redis within a flush interval
+    // (its window shows all six only once all are in: the other process
+    // has sent none yet); the second's go with its first failure, or
+    // before it.
+    six_successes_sent(&a);
+    let redis = trip_point(&[&b], &b, 3);
     // The same sequence in one process on the memory storage.
     let memory = CircuitBreaker::builder("api")
         .failure_rate(0.5)
         .window_time(Duration::from_secs(60))
         .min_calls(10)
         .build();
-    let alone = trip_point(&[&memory], &memory, 9, || {});
+    let alone = trip_point(&[&memory], &memory, 9);
     assert_eq!(redis, Some((9, Reason::FailureRate)));
     assert_eq!(redis, alone);
     let stats = b.window();
@@ -315,6 +324,30 @@ fn a_failure_rate_over_a_time_window_opens_the_circuit_for_the_whole_fleet() {
     assert_eq!(stats.failure_rate, None); // below min_calls
 }
 
+/// Round trips `cb` needs to send `successes` closed successes made by
+/// `succeed` (from the call of the first one until the fleet's window
+/// holds them all), and how long that took.
+fn flush_cost(
+    server: &support::Server,
+    cb: &CircuitBreaker,
+    mut succeed: impl FnMut() -> u64,
+) -> (u64, u64, Duration) {
+    let held = cb.window().calls;
+    let before = server.calls("evalsha");
+    let start = std::time::Instant::now();
+    let successes = succeed();
+    assert!(eventually(Duration::from_secs(2), || cb.window().calls
+        == held + successes));
+    let took = start.elapsed();
+    (server.calls("evalsha") - before, successes, took)
+}
+
+/// `ceil(took / interval)`, the most round trips successes counted over
+/// `took` may cost.
+fn most_flushes(took: Duration, interval: Duration) -> u64 {
+    took.as_nanos().div_ceil(interval.as_nanos()) as u64
+}
+
 #[test]
 fn closed_successes_cost_one_round_trip_per_flush_interval_at_most() {
     let Some(server) = support::Server::dedicated() else {
@@ -328,30 +361,190 @@ fn closed_successes_cost_one_round_trip_per_flush_interval_at_most() {
         .build()
         .unwrap();
     let (cb, _) = rated(&s);
-    assert!(eventually(Duration::from_secs(2), || cb
-        .call(|| Ok::<_, &str>(()))
-        .is_ok()
-        && cb.window().calls > 0));
-    let before = server.calls("evalsha");
-    let start = std::time::Instant::now();
-    let mut calls = 0u64;
-    while start.elapsed() < Duration::from_millis(300) {
+    // Once the first success is in, nothing is left to send.
+    assert!(cb.call(|| Ok::<_, &str>(())).is_ok());
+    assert!(eventually(Duration::from_secs(2), || cb.window().calls == 1));
+    // 1,000 successes at once: sent in one round trip.
+    let (sent, calls, took) = flush_cost(&server, &cb, || {
         for _ in 0..1_000 {
             assert!(cb.call(|| Ok::<_, &str>(())).is_ok());
         }
-        calls += 1_000;
-    }
-    let elapsed = start.elapsed();
-    // The last interval's successes are sent too.
-    assert!(eventually(Duration::from_secs(2), || cb.window().calls > calls));
-    let sent = server.calls("evalsha") - before;
-    let bound = (elapsed.as_millis() / interval.as_millis()) as u64 + 2;
-    eprintln!("{sent} round trips for {calls} closed successes in {elapsed:?}");
+        1_000
+    });
+    eprintln!("{sent} round trips for {calls} closed successes in {took:?}");
+    assert_eq!(sent, 1, "{calls} successes in {took:?}");
+    assert!(sent <= most_flushes(took, interval));
+    // Successes for 300 ms: at most one round trip per interval.
+    let (sent, calls, took) = flush_cost(&server, &cb, || {
+        let start = std::time::Instant::now();
+        let mut calls = 0;
+        while start.elapsed() < Duration::from_millis(300) {
+            for _ in 0..1_000 {
+                assert!(cb.call(|| Ok::<_, &str>(())).is_ok());
+            }
+            calls += 1_000;
+        }
+        calls
+    });
+    let bound = most_flushes(took, interval);
+    eprintln!("{sent} round trips for {calls} closed successes in {took:?} (at most {bound})");
     assert!(
-        sent <= bound,
-        "{sent} round trips for {calls} successes in {elapsed:?} (at most {bound})"
+        (1..=bound).contains(&sent),
+        "{sent} round trips for {calls} successes in {took:?} (at most {bound})"
     );
-    assert!(sent >= 1);
+    // A failure is one round trip, and carries the successes before it.
+    let before = server.calls("evalsha");
+    for _ in 0..10 {
+        assert!(cb.call(|| Ok::<_, &str>(())).is_ok());
+    }
+    let held = cb.window();
+    assert!(matches!(
+        cb.call(|| Err::<(), _>("boom")),
+        Err(Error::Inner("boom"))
+    ));
+    assert_eq!(server.calls("evalsha") - before, 1);
+    let after = cb.window();
+    assert_eq!(after.failures, held.failures + 1, "{after:?}");
+    assert!(after.calls >= held.calls + 11, "{held:?} then {after:?}");
+}
+
+/// A breaker whose calls are slow past 100 ms on `clock`, with a
+/// slow-call rate of 0.5 over a time window of 60 s, from 10 calls (no
+/// other condition).
+fn slowed(clock: &ManualClock) -> breaker::CircuitBreakerBuilder {
+    CircuitBreaker::builder("api")
+        .slow_call_duration(Duration::from_millis(100))
+        .slow_call_rate(0.5)
+        .window_time(Duration::from_secs(60))
+        .min_calls(10)
+        .reset_timeout(Duration::from_secs(60))
+        .clock(clock.clone())
+}
+
+/// `fast` fast successes on `succeed_on` in turn, then slow calls on
+/// `slow_on` (the n-th fails when `fails(n)`): the slow call that opens
+/// the circuit, its number from 1, and the reason a failure that opened
+/// it gave (`None` for a success: it is returned as `Ok`).
+fn slow_trip_point(
+    succeed_on: &[&CircuitBreaker],
+    fast: usize,
+    slow_on: &CircuitBreaker,
+    clock: &ManualClock,
+    fails: impl Fn(usize) -> bool,
+) -> Option<(usize, Option<Reason>)> {
+    for i in 0..fast {
+        let cb = succeed_on[i % succeed_on.len()];
+        assert!(cb.call(|| Ok::<_, &str>(())).is_ok());
+    }
+    let slow = Duration::from_millis(200);
+    for n in 1..=50 {
+        if fails(n) {
+            match slow_on.call(|| {
+                clock.advance(slow);
+                Err::<(), _>("boom")
+            }) {
+                Err(Error::Tripped(e, _)) => return Some((n, Some(e.reason()))),
+                Err(Error::Inner(_)) => {}
+                other => panic!("slow call {n}: {other:?}"),
+            }
+        } else {
+            let done = slow_on.call(|| {
+                clock.advance(slow);
+                Ok::<_, &str>(())
+            });
+            assert!(done.is_ok(), "slow call {n}: {done:?}");
+            if slow_on.current_state() == State::Open {
+                return Some((n, None));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn a_slow_call_rate_over_a_time_window_opens_the_circuit_for_the_whole_fleet() {
+    let Some(server) = support::shared() else {
+        return;
+    };
+    // The deciding slow call a failure (odd calls fail), then a success:
+    // which slow calls fail, and the reason the deciding one gives.
+    type Pattern = (&'static str, fn(usize) -> bool, Option<Reason>);
+    let patterns: [Pattern; 2] = [
+        ("odd-fail", |n| n % 2 == 1, Some(Reason::SlowCallRate)),
+        ("succeed", |_| false, None),
+    ];
+    for (name, fails, reason) in patterns {
+        let ns = support::namespace(&format!("policies-slow-{name}"));
+        // The breakers' clock, near the server's; slow calls advance it.
+        let clock = ManualClock::starting_at(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap(),
+        );
+        let make = || {
+            let s = storage(&server.url(), "")
+                .namespace(ns.clone())
+                .flush_interval(Duration::from_millis(20))
+                .build()
+                .unwrap();
+            bound(slowed(&clock), &s)
+        };
+        let ((a, _), (b, _)) = (make(), make());
+        // Nine fast successes, six in one process (sent before the
+        // others, as above) and three in the other, then slow calls in the
+        // second: 9 slow calls of 18 is the first rate at 0.5.
+        six_successes_sent(&a);
+        let redis = slow_trip_point(&[&b], 3, &b, &clock, fails);
+        let memory_clock = ManualClock::new();
+        let memory = slowed(&memory_clock).build();
+        let alone = slow_trip_point(&[&memory], 9, &memory, &memory_clock, fails);
+        assert_eq!(redis, Some((9, reason)), "{name}");
+        assert_eq!(redis, alone, "{name}");
+        let stats = b.window();
+        assert_eq!(
+            (stats.calls, stats.slow_calls),
+            (18, 9),
+            "{name}: {stats:?}"
+        );
+        assert_eq!(stats.slow_call_rate, Some(0.5), "{name}");
+        // The other process follows.
+        assert!(
+            eventually(Duration::from_secs(2), || a.current_state() == State::Open),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_slow_success_is_one_round_trip() {
+    let Some(server) = support::Server::dedicated() else {
+        return;
+    };
+    let clock = ManualClock::starting_at(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap(),
+    );
+    let s = storage(&server.url(), "policies-slow-trip")
+        .flush_interval(Duration::from_secs(3600))
+        .heartbeat_interval(Duration::from_secs(3600))
+        .resync_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let (cb, _) = bound(slowed(&clock), &s);
+    for _ in 0..5 {
+        assert!(cb.call(|| Ok::<_, &str>(())).is_ok());
+    }
+    let before = server.calls("evalsha");
+    let done = cb.call(|| {
+        clock.advance(Duration::from_millis(150));
+        Ok::<_, &str>(())
+    });
+    assert!(done.is_ok());
+    assert_eq!(server.calls("evalsha") - before, 1);
+    // It carried the fast successes before it (the flush is an hour away).
+    let stats = cb.window();
+    assert_eq!((stats.calls, stats.slow_calls), (6, 1), "{stats:?}");
 }
 
 #[test]
@@ -372,7 +565,22 @@ fn a_count_window_is_refused_on_redis_and_a_time_window_taken() {
     assert!(CircuitBreaker::builder("policies-count")
         .failure_rate(0.5)
         .window_time(Duration::from_secs(10))
-        .storage(redis)
+        .storage(redis.clone())
+        .try_build()
+        .is_ok());
+    // The slow-call rate too, over a time window only.
+    let slow = || {
+        CircuitBreaker::builder("policies-count-slow")
+            .slow_call_duration(Duration::from_secs(1))
+            .slow_call_rate(0.5)
+            .storage(redis.clone())
+    };
+    assert!(matches!(
+        slow().try_build(),
+        Err(ConfigError::Unsupported { .. })
+    ));
+    assert!(slow()
+        .window_time(Duration::from_secs(10))
         .try_build()
         .is_ok());
 }

@@ -429,8 +429,13 @@ fn the_script_follows_step() {
                 _ => last.generation,
             };
             let trial = next(2) == 0;
-            let op = match next(9) {
+            let op = match next(10) {
                 0 | 1 => Op::Admit,
+                // A slow call (no rate policy here: its success or failure).
+                9 => Op::SlowCall {
+                    generation: gen,
+                    failed: trial,
+                },
                 2 | 3 => Op::Success {
                     generation: gen,
                     trial,
