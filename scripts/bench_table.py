@@ -300,7 +300,11 @@ labels = {"bare": "bare call", "call": "`CircuitBreaker::call`", "attribute": "`
           "window_failure": "window alone: a failure that does not open (count window of 100, 10 failures in it)",
           "window_time_failure": "window alone: a failure that does not open (time window of 60 s)",
           "slow_call": "`call` on a breaker with `slow_call_duration` (two clock readings; the vDSO's not counted)",
-          "fail_if": "`call` on a breaker with `fail_if` (the value judged)"}
+          "fail_if": "`call` on a breaker with `fail_if` (the value judged)",
+          "memory_call": "`MemoryStorage`: a closed-state success (`bench/src/bin/redis_instructions.rs`)",
+          "redis_call": "`RedisStorage`: a closed-state success",
+          "memory_time_call": "`MemoryStorage`, `failure_rate(0.5).window_time(60 s)`: a success",
+          "redis_time_call": "`RedisStorage`, `failure_rate(0.5).window_time(60 s)`: a success"}
 path = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "instructions.txt")
 if os.path.exists(path):
     out.append("\n**Instructions per call** (callgrind, `bench/src/bin/instructions.rs`; each scenario's "
