@@ -243,3 +243,79 @@ async fn a_static_breaker_is_held_by_reference() {
     assert_eq!(STATIC.current_state(), State::Open);
     assert!(svc.oneshot(3).await.unwrap_err().is_open());
 }
+
+/// A breaker held by a layer goes when its layer, services and futures do:
+/// at once when they were all dropped on one thread, the spare handles a
+/// thread kept included.
+#[tokio::test]
+async fn a_breaker_goes_with_its_last_layer_service_and_future() {
+    let (cb, _clock) = breaker("tower-goes", 5);
+    let gone = Arc::downgrade(&cb);
+    let layer = CircuitBreakerLayer::new(cb);
+    let mut svc = layer.layer(echo());
+    let mut running = Vec::new();
+    for i in 0..50 {
+        running.push(svc.ready().await.unwrap().call(i));
+    }
+    for (i, future) in running.into_iter().enumerate() {
+        assert_eq!(future.await.unwrap(), i as i32);
+    }
+    let copy = svc.clone();
+    assert_eq!(copy.oneshot(7).await.unwrap(), 7);
+    drop(svc);
+    assert!(gone.upgrade().is_some(), "the layer still holds it");
+    drop(layer);
+    assert!(gone.upgrade().is_none(), "no handle is left behind");
+}
+
+/// Requests started on one thread and finished on others (a multi-thread
+/// runtime) count every outcome once, and once the threads that answered
+/// them are gone the breaker goes with its last handle. (A thread keeps
+/// spare handles of the breakers it answered for until it exits or needs
+/// the place for others: here the test's own thread does not take part.)
+#[test]
+fn requests_finished_on_other_threads_are_counted_and_nothing_leaks() {
+    let (cb, _clock) = breaker("tower-threads", 1_000);
+    let gone = Arc::downgrade(&cb);
+    let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    cb.add_listener(Arc::new(listener::on_failure({
+        let failures = Arc::clone(&failures);
+        move |_, _| {
+            failures.fetch_add(1, Ordering::Relaxed);
+        }
+    })));
+    let layer = CircuitBreakerLayer::new(Arc::clone(&cb));
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let svc = layer.layer(service_fn(|i: i32| async move {
+            // Finish on whichever worker polls next.
+            tokio::task::yield_now().await;
+            if i % 10 == 0 {
+                Err(format!("failed {i}"))
+            } else {
+                Ok(i)
+            }
+        }));
+        runtime.block_on(async {
+            let tasks: Vec<_> = (0..2_000)
+                .map(|i| tokio::spawn(svc.clone().oneshot(i)))
+                .collect();
+            let mut ok = 0;
+            for task in tasks {
+                ok += u32::from(task.await.unwrap().is_ok());
+            }
+            assert_eq!(ok, 1_800);
+        });
+        runtime.shutdown_timeout(Duration::from_secs(10));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(failures.load(Ordering::Relaxed), 200);
+    assert_eq!(cb.current_state(), State::Closed);
+    assert_eq!(Arc::strong_count(&cb), 1, "no thread kept a handle");
+    drop(cb);
+    assert!(gone.upgrade().is_none());
+}

@@ -3,11 +3,21 @@
 //!
 //! [`CircuitBreakerLayer::new`] takes a [`CircuitBreaker`], an
 //! `Arc<CircuitBreaker>`, a `&'static CircuitBreaker` (a `static`, say:
-//! then a request's future holds a plain reference, where the others hold
-//! an `Arc`, whose count a request bumps and drops), or the name of a
+//! then a request's future holds a plain reference), or the name of a
 //! breaker in the [`registry`](crate::registry) (then it returns a
 //! `Result`: a name that is not registered is an error here, not a panic on
 //! the first request).
+//!
+//! A request's future owns a handle on the breaker (tower's futures are
+//! `'static`). For a breaker shared in an `Arc`, that handle comes from
+//! spares its thread keeps, not from a clone of the `Arc`: a clone and a
+//! drop per request would be two locked writes to the breaker's one
+//! reference count, a cache line every thread answering requests writes.
+//! A thread keeps spares of the last 4 shared breakers it answered
+//! requests for, so a breaker whose layers, services and futures are all
+//! dropped may live on until each thread that kept spares of it exits or
+//! answers requests for 4 other breakers (those dropped on one thread,
+//! when that thread holds the last handle, go at once).
 //! The service's error is [`Error<S::Error>`](crate::Error):
 //! [`Error::Open`] for a rejected request, [`Error::Inner`] or
 //! [`Error::Tripped`] for the inner service's error, as
@@ -73,6 +83,9 @@ use crate::breaker::CircuitBreaker;
 use crate::call::{default_view, no_site_exclusions};
 use crate::error::{CircuitBreakerError, Error};
 
+mod spares;
+use spares::Spare;
+
 /// A [`tower_layer::Layer`] that guards a service with a breaker.
 ///
 /// ```
@@ -93,11 +106,19 @@ pub struct CircuitBreakerLayer<C = NoFailures> {
     classify: C,
 }
 
-/// How a layer, its services and their futures hold the breaker.
+/// How a layer, its services and their futures hold the breaker: a
+/// `Shared` one's clones and drops go through the thread's spares
+/// (`spares.rs`), so a request writes no shared count.
 #[derive(Clone)]
 enum Handle {
     Static(&'static CircuitBreaker),
-    Shared(Arc<CircuitBreaker>),
+    Shared(Spare),
+}
+
+impl Handle {
+    fn shared(breaker: Arc<CircuitBreaker>) -> Self {
+        Handle::Shared(Spare::new(breaker))
+    }
 }
 
 impl std::ops::Deref for Handle {
@@ -216,21 +237,21 @@ pub trait IntoLayer {
 impl IntoLayer for CircuitBreaker {
     type Layer = CircuitBreakerLayer;
     fn into_layer(self) -> CircuitBreakerLayer {
-        CircuitBreakerLayer::of(Handle::Shared(Arc::new(self)))
+        CircuitBreakerLayer::of(Handle::shared(Arc::new(self)))
     }
 }
 
 impl IntoLayer for Arc<CircuitBreaker> {
     type Layer = CircuitBreakerLayer;
     fn into_layer(self) -> CircuitBreakerLayer {
-        CircuitBreakerLayer::of(Handle::Shared(self))
+        CircuitBreakerLayer::of(Handle::shared(self))
     }
 }
 
 impl IntoLayer for &Arc<CircuitBreaker> {
     type Layer = CircuitBreakerLayer;
     fn into_layer(self) -> CircuitBreakerLayer {
-        CircuitBreakerLayer::of(Handle::Shared(Arc::clone(self)))
+        CircuitBreakerLayer::of(Handle::shared(Arc::clone(self)))
     }
 }
 
@@ -245,7 +266,7 @@ impl IntoLayer for &str {
     type Layer = Result<CircuitBreakerLayer, UnknownBreaker>;
     fn into_layer(self) -> Self::Layer {
         match crate::registry::try_get(self) {
-            Some(cb) => Ok(CircuitBreakerLayer::of(Handle::Shared(cb))),
+            Some(cb) => Ok(CircuitBreakerLayer::of(Handle::shared(cb))),
             None => Err(UnknownBreaker {
                 name: self.to_owned(),
                 known: crate::registry::names(),
@@ -395,7 +416,7 @@ impl<S> CircuitBreakerService<S> {
     pub fn new(breaker: impl Into<Arc<CircuitBreaker>>, inner: S) -> Self {
         CircuitBreakerService {
             inner,
-            breaker: Handle::Shared(breaker.into()),
+            breaker: Handle::shared(breaker.into()),
             classify: NoFailures,
         }
     }

@@ -197,6 +197,15 @@ fn main() {
                 let _ = black_box(one_request(&mut svc, i));
             }
         }
+        // The same request through a layer holding an `Arc` (the layer
+        // `CircuitBreakerLayer::new(cb)` makes), whose future holds one too.
+        "tower_arc" => {
+            use tower::Layer;
+            let mut svc = breaker::tower::CircuitBreakerLayer::new(cb).layer(Echo);
+            for i in 0..n {
+                let _ = black_box(one_request(&mut svc, i));
+            }
+        }
         "tower_inner" => {
             for i in 0..n {
                 let _ = black_box(one_request(&mut Echo, i));
@@ -295,6 +304,6 @@ fn main() {
                 let _ = black_box(one_call(&cb, i));
             }
         }
-        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_inner, keyed, rate_call, rate_time_call, rate_failure, window_success, window_time_success, window_failure, window_time_failure, slow_call, fail_if"),
+        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_arc, tower_inner, keyed, rate_call, rate_time_call, rate_failure, window_success, window_time_success, window_failure, window_time_failure, slow_call, fail_if"),
     }
 }
