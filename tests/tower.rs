@@ -176,6 +176,68 @@ async fn a_dropped_trial_gives_its_place_back() {
     assert_eq!(cb.current_state(), State::Closed);
 }
 
+/// A listener noting that a call was cancelled.
+#[derive(Default)]
+struct Cancels(AtomicBool);
+
+impl breaker::Listener for Cancels {
+    fn cancelled(&self, _: &CircuitBreaker) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A service whose `call` panics.
+#[derive(Clone)]
+struct PanicsInCall;
+
+impl Service<()> for PanicsInCall {
+    type Response = ();
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<(), Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: ()) -> Self::Future {
+        panic!("inner call bug")
+    }
+}
+
+#[tokio::test]
+async fn a_trial_whose_inner_call_panics_gives_its_place_back() {
+    let (cb, clock) = breaker("tower-call-panic", 1);
+    let cancelled = Arc::new(Cancels::default());
+    cb.add_listener(Arc::clone(&cancelled) as Arc<dyn breaker::Listener>);
+    cb.open();
+    clock.advance(Duration::from_secs(30));
+    let mut svc = CircuitBreakerLayer::new(&cb).layer(PanicsInCall);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| svc.call(())));
+    assert!(panicked.is_err());
+    assert!(cancelled.0.load(Ordering::Relaxed), "told as cancelled");
+    assert_eq!(cb.current_state(), State::HalfOpen);
+    // The place is free: the next request is the trial, and closes it.
+    let mut ok =
+        CircuitBreakerLayer::new(&cb).layer(service_fn(|_: ()| async { Ok::<_, Infallible>(()) }));
+    ok.call(()).await.unwrap();
+    assert_eq!(cb.current_state(), State::Closed);
+}
+
+/// The inner future of a completed request is kept until the response
+/// future is dropped, and dropping it then reports nothing more.
+#[tokio::test]
+async fn a_completed_request_dropped_later_reports_nothing_more() {
+    let (cb, _clock) = breaker("tower-completed", 1);
+    let cancelled = Arc::new(Cancels::default());
+    cb.add_listener(Arc::clone(&cancelled) as Arc<dyn breaker::Listener>);
+    let mut svc = CircuitBreakerLayer::new(&cb).layer(echo());
+    let mut future = std::pin::pin!(svc.call(5));
+    assert_eq!(future.as_mut().await.unwrap(), 5);
+    let _ = future;
+    assert!(!cancelled.0.load(Ordering::Relaxed));
+    assert_eq!(cb.snapshot().fail_counter, 0);
+}
+
 #[tokio::test]
 async fn a_panic_while_polling_is_a_failure_and_continues() {
     let (cb, _clock) = breaker("tower-panic", 1);

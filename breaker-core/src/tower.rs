@@ -82,6 +82,7 @@ use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::call::{default_view, no_site_exclusions};
 use crate::error::{CircuitBreakerError, Error};
+use crate::recording::CancelOnDrop;
 
 mod spares;
 use spares::Spare;
@@ -477,55 +478,37 @@ where
     fn call(&mut self, request: R) -> Self::Future {
         let ticket = match self.breaker.admit() {
             Ok(ticket) => ticket,
-            Err(rejected) => {
-                return ResponseFuture {
-                    stage: Stage::Rejected {
-                        error: Some(rejected),
-                    },
-                    classify: self.classify.clone(),
-                }
-            }
+            Err(rejected) => return self.rejected(rejected),
         };
         // A panicking `before_call` listener gives the trial place back
-        // itself; from here on the guard does (the inner `call` may panic).
+        // itself; from here on the guard does, while the inner `call` runs
+        // (it may panic), then the future.
         self.breaker.before_call(ticket);
-        let admitted = Admitted {
-            breaker: self.breaker.clone(),
-            ticket: Some(ticket),
-        };
+        let guard = CancelOnDrop(&self.breaker, ticket);
         let inner = self.inner.call(request);
+        std::mem::forget(guard);
         ResponseFuture {
-            stage: Stage::Running { inner, admitted },
+            inner: Some(inner),
+            breaker: self.breaker.clone(),
+            stage: Stage::Running(ticket),
+            rejected: None,
             classify: self.classify.clone(),
         }
     }
 }
 
-/// An admitted request not yet recorded: dropped unrecorded (the request
-/// was cancelled, or the inner service panicked in `call`), it gives a
-/// half-open trial place back and tells the `cancelled` listeners.
-struct Admitted {
-    breaker: Handle,
-    ticket: Option<Ticket>,
-}
-
-impl Drop for Admitted {
-    #[inline(always)]
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.cancel(ticket);
-        }
-    }
-}
-
-impl Admitted {
-    /// Gives the place of a request dropped unfinished back: off the path
-    /// of a request that completed, whose guard is dropped empty.
+impl<S, C: Clone> CircuitBreakerService<S, C> {
+    /// The future of a rejected request: ready at once with the error.
     #[cold]
     #[inline(never)]
-    fn cancel(&self, ticket: Ticket) {
-        self.breaker.cancel(ticket);
-        self.breaker.tell_cancelled();
+    fn rejected<F>(&self, error: CircuitBreakerError) -> ResponseFuture<F, C> {
+        ResponseFuture {
+            inner: None,
+            breaker: self.breaker.clone(),
+            stage: Stage::Rejected,
+            rejected: Some(error),
+            classify: self.classify.clone(),
+        }
     }
 }
 
@@ -533,27 +516,44 @@ pin_project! {
     /// The future of a [`CircuitBreakerService`]'s response: `Send` when the
     /// inner service's future is.
     pub struct ResponseFuture<F, C> {
+        // `None` for a rejected request; set to `None` by `drop` below.
+        // Kept once it completed (as `call_async`'s future keeps its own):
+        // dropping it there would put its drop on every request's path.
         #[pin]
-        stage: Stage<F>,
+        inner: Option<F>,
+        breaker: Handle,
+        // `Copy`, so that moving between stages drops nothing.
+        stage: Stage,
+        rejected: Option<CircuitBreakerError>,
         classify: C,
+    }
+
+    impl<F, C> PinnedDrop for ResponseFuture<F, C> {
+        /// A request dropped before it completed (cancelled) counts as
+        /// neither success nor failure: it gives a half-open trial place
+        /// back and tells the `cancelled` listeners. The inner future is
+        /// dropped first, while the place is still held, so whatever a
+        /// trial holds is gone before the next one can be admitted; the
+        /// place is given back even if that drop panics.
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if let Stage::Running(ticket) = *this.stage {
+                let _cancel = CancelOnDrop(this.breaker, ticket);
+                this.inner.set(None);
+            }
+        }
     }
 }
 
-pin_project! {
-    // Fields drop in order: the inner future before the guard, so whatever
-    // a trial holds is gone before its place is given back.
-    #[project = StageProjection]
-    enum Stage<F> {
-        Running {
-            #[pin]
-            inner: F,
-            admitted: Admitted,
-        },
-        Rejected {
-            error: Option<CircuitBreakerError>,
-        },
-        Done,
-    }
+/// Where a request is.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// Admitted with this ticket, not recorded yet.
+    Running(Ticket),
+    /// Rejected in `call`: the error is in `rejected`.
+    Rejected,
+    /// The output has been returned.
+    Done,
 }
 
 impl<F, T, E, C> Future for ResponseFuture<F, C>
@@ -566,30 +566,32 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let (inner, admitted) = match this.stage.as_mut().project() {
-            StageProjection::Running { inner, admitted } => (inner, admitted),
-            StageProjection::Rejected { error } => {
-                let error = error.take();
-                this.stage.set(Stage::Done);
-                return Poll::Ready(Err(Error::Open(error.expect("a rejected request's error"))));
+        let this = self.project();
+        let ticket = match *this.stage {
+            Stage::Running(ticket) => ticket,
+            Stage::Rejected => {
+                *this.stage = Stage::Done;
+                let error = this.rejected.take().expect("a rejected request's error");
+                return Poll::Ready(Err(Error::Open(error)));
             }
-            StageProjection::Done => {
-                panic!("a `CircuitBreakerService` future polled after it completed")
-            }
+            Stage::Done => panic!("a `CircuitBreakerService` future polled after it completed"),
         };
+        let inner = this
+            .inner
+            .as_pin_mut()
+            .expect("an admitted request's future");
         let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
+        if let Ok(Poll::Pending) = polled {
+            return Poll::Pending;
+        }
+        // Recorded below, so a drop has nothing left to give back.
+        *this.stage = Stage::Done;
+        let cb: &CircuitBreaker = this.breaker;
         let output = match polled {
-            Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(output)) => output,
-            Err(panic) => {
-                let ticket = admitted.ticket.take().expect("an admitted request");
-                admitted.breaker.fail_with_panic(ticket, panic)
-            }
+            Ok(Poll::Pending) => return Poll::Pending,
+            Err(panic) => cb.fail_with_panic(ticket, panic),
         };
-        // Recorded here, so the guard has nothing left to give back.
-        let ticket = admitted.ticket.take().expect("an admitted request");
-        let cb = &*admitted.breaker;
         let result = match output {
             Ok(response) => {
                 let classify = &*this.classify;
@@ -610,7 +612,6 @@ where
                 Err(cb.finish_err(ticket, error, &default_view::<E>, &no_site_exclusions::<E>))
             }
         };
-        this.stage.set(Stage::Done);
         Poll::Ready(result)
     }
 }
@@ -618,8 +619,8 @@ where
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stage = match &self.stage {
-            Stage::Running { .. } => "running",
-            Stage::Rejected { .. } => "rejected",
+            Stage::Running(_) => "running",
+            Stage::Rejected => "rejected",
             Stage::Done => "done",
         };
         f.debug_struct("ResponseFuture")
