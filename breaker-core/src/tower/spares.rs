@@ -92,23 +92,42 @@ struct Spares {
     shelves: [Shelf; SHELVES],
     /// The shelf a breaker without one takes when none is empty.
     next: Cell<usize>,
-}
-
-impl Drop for Spares {
-    fn drop(&mut self) {
-        for shelf in &self.shelves {
-            drop(shelf.empty());
-        }
-    }
+    /// Whether the thread may shelve handles: set once [`RELEASE`] is
+    /// registered to release them at its exit, cleared when it has.
+    open: Cell<bool>,
 }
 
 thread_local! {
+    /// No destructor, so reading it is a plain thread-local access (and it
+    /// stays readable while the thread's other thread-locals are dropped).
     static SPARES: Spares = const {
         Spares {
             shelves: [const { Shelf::new() }; SHELVES],
             next: Cell::new(0),
+            open: Cell::new(false),
         }
     };
+    /// Releases the shelves when the thread exits; registered the first
+    /// time the thread shelves a handle.
+    static RELEASE: Release = const { Release };
+}
+
+struct Release;
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        SPARES.with(|spares| {
+            // From now on a handle given back on this thread is dropped.
+            spares.open.set(false);
+            let counts = spares.shelves.each_ref().map(|shelf| {
+                let counts = shelf.empty();
+                // No shelf holds this breaker's address any more.
+                shelf.breaker.set(std::ptr::null());
+                counts
+            });
+            drop(counts);
+        });
+    }
 }
 
 /// An `Arc<CircuitBreaker>` whose clones come off this thread's shelf and
@@ -150,20 +169,28 @@ impl Deref for Spare {
 /// A handle on `breaker`: a spare from this thread's shelf, else a clone.
 #[inline(always)]
 fn take(breaker: &Arc<CircuitBreaker>) -> Arc<CircuitBreaker> {
-    match SPARES.try_with(|spares| spares.take(Arc::as_ptr(breaker))) {
-        Ok(Some(spare)) => spare,
-        _ => Arc::clone(breaker),
+    match SPARES.with(|spares| spares.take(Arc::as_ptr(breaker))) {
+        Some(spare) => spare,
+        None => Arc::clone(breaker),
     }
 }
 
 /// Gives `handle` back to this thread's shelf (or drops it).
 #[inline(always)]
 fn give(handle: Arc<CircuitBreaker>) {
-    // While the thread exits (its spares gone), the handle is dropped.
-    let _ = SPARES.try_with(move |spares| spares.give(handle));
+    SPARES.with(move |spares| spares.give(handle));
 }
 
 impl Spares {
+    /// Whether the thread may shelve handles: registers [`RELEASE`] the
+    /// first time; false once the thread has begun to exit.
+    fn open(&self) -> bool {
+        if !self.open.get() && RELEASE.try_with(|_| ()).is_ok() {
+            self.open.set(true);
+        }
+        self.open.get()
+    }
+
     #[inline(always)]
     #[allow(unsafe_code)]
     fn take(&self, ptr: *const CircuitBreaker) -> Option<Arc<CircuitBreaker>> {
@@ -210,8 +237,8 @@ impl Spares {
     #[cold]
     #[inline(never)]
     fn give_new(&self, handle: Arc<CircuitBreaker>) {
-        if Arc::strong_count(&handle) == 1 {
-            return; // the last handle: the breaker goes
+        if Arc::strong_count(&handle) == 1 || !self.open() {
+            return; // the last handle (the breaker goes), or the thread exits
         }
         let shelf = match self.shelves.iter().find(|s| s.count.get() == 0) {
             Some(empty) => empty,
