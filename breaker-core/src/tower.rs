@@ -16,8 +16,9 @@
 //! A thread keeps spares of the last 4 shared breakers it answered
 //! requests for, so a breaker whose layers, services and futures are all
 //! dropped may live on until each thread that kept spares of it exits or
-//! answers requests for 4 other breakers (those dropped on one thread,
-//! when that thread holds the last handle, go at once).
+//! answers requests for 4 other breakers. One whose last layer, service or
+//! future is dropped on the thread holding every spare left goes at once
+//! (as in a program that makes and drops its layers on one thread).
 //! The service's error is [`Error<S::Error>`](crate::Error):
 //! [`Error::Open`] for a rejected request, [`Error::Inner`] or
 //! [`Error::Tripped`] for the inner service's error, as
