@@ -231,9 +231,9 @@ async fn a_completed_request_dropped_later_reports_nothing_more() {
     let cancelled = Arc::new(Cancels::default());
     cb.add_listener(Arc::clone(&cancelled) as Arc<dyn breaker::Listener>);
     let mut svc = CircuitBreakerLayer::new(&cb).layer(echo());
-    let mut future = std::pin::pin!(svc.call(5));
+    let mut future = Box::pin(svc.call(5));
     assert_eq!(future.as_mut().await.unwrap(), 5);
-    let _ = future;
+    drop(future);
     assert!(!cancelled.0.load(Ordering::Relaxed));
     assert_eq!(cb.snapshot().fail_counter, 0);
 }
