@@ -323,9 +323,7 @@ fn metrics_are_prometheus_text_without_a_recorder() {
         .starts_with("text/plain; version=0.0.4"));
     let line = |l: &str| assert!(a.body.lines().any(|x| x == l), "no line {l} in\n{}", a.body);
     line("# TYPE breaker_calls_total counter");
-    // Successes are not counted by the router: they stay off the listener
-    // path (the `metrics` feature counts them).
-    assert!(!a.body.contains(r#"outcome="success""#), "{}", a.body);
+    line(r#"breaker_calls_total{breaker="adm-metrics\"x",outcome="success"} 2"#);
     line(r#"breaker_calls_total{breaker="adm-metrics\"x",outcome="failure"} 2"#);
     line(r#"breaker_calls_total{breaker="adm-metrics\"x",outcome="rejected"} 1"#);
     line(r#"breaker_calls_total{breaker="adm-metrics\"x",outcome="excluded"} 0"#);
@@ -334,6 +332,46 @@ fn metrics_are_prometheus_text_without_a_recorder() {
     line("# TYPE breaker_state gauge");
     line(r#"breaker_state{breaker="adm-metrics\"x",state="open"} 1"#);
     line(r#"breaker_state{breaker="adm-metrics\"x",state="closed"} 0"#);
+}
+
+/// Successes are counted on a stripe per thread and summed when
+/// `/metrics` is scraped: every one of 8 threads' is there, none twice,
+/// also from threads that have exited (their lanes are taken again).
+#[test]
+fn successes_from_many_threads_are_all_counted() {
+    let addr = serve(admin::router().into());
+    let cb = register("adm-successes", 1_000);
+    let line = |body: &str, n: u64| {
+        let want =
+            format!(r#"breaker_calls_total{{breaker="adm-successes",outcome="success"}} {n}"#);
+        assert!(body.lines().any(|l| l == want), "no line {want} in\n{body}");
+    };
+    for round in 1..=3 {
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..10_000 {
+                        cb.call(|| Ok::<_, &str>(())).unwrap();
+                    }
+                    // A failure is not a success.
+                    let _ = cb.call(|| Err::<(), _>("refused"));
+                    cb.call(|| Ok::<_, &str>(())).unwrap();
+                });
+            }
+        });
+        let body = get(&addr, "/metrics").body;
+        line(&body, round * 8 * 10_001);
+        let failures = format!(
+            r#"breaker_calls_total{{breaker="adm-successes",outcome="failure"}} {}"#,
+            round * 8
+        );
+        assert!(
+            body.lines().any(|l| l == failures),
+            "no line {failures} in\n{body}"
+        );
+    }
+    cb.call(|| Ok::<_, &str>(())).unwrap();
+    line(&get(&addr, "/metrics").body, 3 * 8 * 10_001 + 1);
 }
 
 #[test]

@@ -176,6 +176,68 @@ async fn a_dropped_trial_gives_its_place_back() {
     assert_eq!(cb.current_state(), State::Closed);
 }
 
+/// A listener noting that a call was cancelled.
+#[derive(Default)]
+struct Cancels(AtomicBool);
+
+impl breaker::Listener for Cancels {
+    fn cancelled(&self, _: &CircuitBreaker) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A service whose `call` panics.
+#[derive(Clone)]
+struct PanicsInCall;
+
+impl Service<()> for PanicsInCall {
+    type Response = ();
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<(), Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: ()) -> Self::Future {
+        panic!("inner call bug")
+    }
+}
+
+#[tokio::test]
+async fn a_trial_whose_inner_call_panics_gives_its_place_back() {
+    let (cb, clock) = breaker("tower-call-panic", 1);
+    let cancelled = Arc::new(Cancels::default());
+    cb.add_listener(Arc::clone(&cancelled) as Arc<dyn breaker::Listener>);
+    cb.open();
+    clock.advance(Duration::from_secs(30));
+    let mut svc = CircuitBreakerLayer::new(&cb).layer(PanicsInCall);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| svc.call(())));
+    assert!(panicked.is_err());
+    assert!(cancelled.0.load(Ordering::Relaxed), "told as cancelled");
+    assert_eq!(cb.current_state(), State::HalfOpen);
+    // The place is free: the next request is the trial, and closes it.
+    let mut ok =
+        CircuitBreakerLayer::new(&cb).layer(service_fn(|_: ()| async { Ok::<_, Infallible>(()) }));
+    ok.call(()).await.unwrap();
+    assert_eq!(cb.current_state(), State::Closed);
+}
+
+/// The inner future of a completed request is kept until the response
+/// future is dropped, and dropping it then reports nothing more.
+#[tokio::test]
+async fn a_completed_request_dropped_later_reports_nothing_more() {
+    let (cb, _clock) = breaker("tower-completed", 1);
+    let cancelled = Arc::new(Cancels::default());
+    cb.add_listener(Arc::clone(&cancelled) as Arc<dyn breaker::Listener>);
+    let mut svc = CircuitBreakerLayer::new(&cb).layer(echo());
+    let mut future = Box::pin(svc.call(5));
+    assert_eq!(future.as_mut().await.unwrap(), 5);
+    drop(future);
+    assert!(!cancelled.0.load(Ordering::Relaxed));
+    assert_eq!(cb.snapshot().fail_counter, 0);
+}
+
 #[tokio::test]
 async fn a_panic_while_polling_is_a_failure_and_continues() {
     let (cb, _clock) = breaker("tower-panic", 1);
@@ -242,4 +304,80 @@ async fn a_static_breaker_is_held_by_reference() {
     let _ = svc.clone().oneshot(-1).await;
     assert_eq!(STATIC.current_state(), State::Open);
     assert!(svc.oneshot(3).await.unwrap_err().is_open());
+}
+
+/// A breaker held by a layer goes when its layer, services and futures do:
+/// at once when they were all dropped on one thread, the spare handles a
+/// thread kept included.
+#[tokio::test]
+async fn a_breaker_goes_with_its_last_layer_service_and_future() {
+    let (cb, _clock) = breaker("tower-goes", 5);
+    let gone = Arc::downgrade(&cb);
+    let layer = CircuitBreakerLayer::new(cb);
+    let mut svc = layer.layer(echo());
+    let mut running = Vec::new();
+    for i in 0..50 {
+        running.push(svc.ready().await.unwrap().call(i));
+    }
+    for (i, future) in running.into_iter().enumerate() {
+        assert_eq!(future.await.unwrap(), i as i32);
+    }
+    let copy = svc.clone();
+    assert_eq!(copy.oneshot(7).await.unwrap(), 7);
+    drop(svc);
+    assert!(gone.upgrade().is_some(), "the layer still holds it");
+    drop(layer);
+    assert!(gone.upgrade().is_none(), "no handle is left behind");
+}
+
+/// Requests started on one thread and finished on others (a multi-thread
+/// runtime) count every outcome once, and once the threads that answered
+/// them are gone the breaker goes with its last handle. (A thread keeps
+/// spare handles of the breakers it answered for until it exits or needs
+/// the place for others: here the test's own thread does not take part.)
+#[test]
+fn requests_finished_on_other_threads_are_counted_and_nothing_leaks() {
+    let (cb, _clock) = breaker("tower-threads", 1_000);
+    let gone = Arc::downgrade(&cb);
+    let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    cb.add_listener(Arc::new(listener::on_failure({
+        let failures = Arc::clone(&failures);
+        move |_, _| {
+            failures.fetch_add(1, Ordering::Relaxed);
+        }
+    })));
+    let layer = CircuitBreakerLayer::new(Arc::clone(&cb));
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let svc = layer.layer(service_fn(|i: i32| async move {
+            // Finish on whichever worker polls next.
+            tokio::task::yield_now().await;
+            if i % 10 == 0 {
+                Err(format!("failed {i}"))
+            } else {
+                Ok(i)
+            }
+        }));
+        runtime.block_on(async {
+            let tasks: Vec<_> = (0..2_000)
+                .map(|i| tokio::spawn(svc.clone().oneshot(i)))
+                .collect();
+            let mut ok = 0;
+            for task in tasks {
+                ok += u32::from(task.await.unwrap().is_ok());
+            }
+            assert_eq!(ok, 1_800);
+        });
+        runtime.shutdown_timeout(Duration::from_secs(10));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(failures.load(Ordering::Relaxed), 200);
+    assert_eq!(cb.current_state(), State::Closed);
+    assert_eq!(Arc::strong_count(&cb), 1, "no thread kept a handle");
+    drop(cb);
+    assert!(gone.upgrade().is_none());
 }

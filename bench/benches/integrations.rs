@@ -6,8 +6,9 @@
 //!   the closest it has to consecutive failures);
 //! - a closed-state success with no listener, a no-op listener (hearing
 //!   `before_call` and `success`), a `state_change`-only closure listener,
-//!   the `TracingListener` with no subscriber, and the `MetricsListener`
-//!   with a recorder installed.
+//!   the `TracingListener` with no subscriber, the `MetricsListener`
+//!   with a recorder installed, and a registry breaker heard by the admin
+//!   router (which counts its successes).
 //!
 //! `cargo bench -p breaker-bench --bench integrations`
 
@@ -115,6 +116,14 @@ fn observability(c: &mut Criterion) {
         .build();
     g.bench_function("tracing_listener_no_subscriber", |b| {
         b.iter(|| traced.call(|| work(black_box(1))).ok())
+    });
+    // A registry breaker once an admin router exists: the router's
+    // listener counts its successes (on the thread's own stripe).
+    let registered =
+        breaker::registry::register(CircuitBreaker::new("bench-obs-admin")).expect("a new name");
+    let _router: axum::Router = breaker::admin::router().into();
+    g.bench_function("admin_router_success", |b| {
+        b.iter(|| registered.call(|| work(black_box(1))).ok())
     });
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     metrics::with_local_recorder(&recorder, || {

@@ -54,13 +54,13 @@
 //! cb.open(); // breaker_transitions_total{breaker="payments",from="closed",to="open"} 1
 //! ```
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, Weak};
 
 use std::time::Duration;
 
 use ::metrics::{Counter, Gauge, Histogram, Label};
 
-use crate::breaker::CircuitBreaker;
+use crate::breaker::{CircuitBreaker, Shared};
 use crate::error::CircuitBreakerError;
 use crate::listener::{Failure, Hooks, Listener};
 use crate::state::State;
@@ -108,9 +108,10 @@ pub struct MetricsListener {
 /// One breaker's metrics, registered once.
 #[derive(Debug)]
 struct Handles {
-    breaker: &'static str,
-    /// The key of a keyed group's breaker.
-    key: Option<String>,
+    /// The breaker they are for: a `Weak` keeps its allocation, so no other
+    /// breaker can have this address while the handles live, and an event's
+    /// breaker is this one if the addresses are equal.
+    breaker: Weak<Shared>,
     success: Counter,
     failure: Counter,
     excluded: Counter,
@@ -144,8 +145,7 @@ impl Handles {
             )
         };
         let handles = Handles {
-            breaker,
-            key: key.clone(),
+            breaker: Arc::downgrade(&cb.shared),
             success: calls("success"),
             failure: calls("failure"),
             excluded: calls("excluded"),
@@ -196,15 +196,25 @@ impl MetricsListener {
         }
     }
 
-    /// `cb`'s handles: cached for the first breaker heard, made afresh
-    /// (looked up in the recorder) for any other.
+    /// `cb`'s handles: cached for the first breaker heard (one load and
+    /// one comparison), made afresh (looked up in the recorder) for any
+    /// other.
     #[inline(always)]
-    fn with<R>(&self, cb: &CircuitBreaker, f: impl FnOnce(&Handles) -> R) -> R {
+    fn with(&self, cb: &CircuitBreaker, f: impl FnOnce(&Handles)) {
+        match self.handles.get() {
+            Some(cached) if std::ptr::eq(cached.breaker.as_ptr(), Arc::as_ptr(&cb.shared)) => {
+                f(cached)
+            }
+            _ => self.with_other(cb, f),
+        }
+    }
+
+    /// The first event heard, or one of another breaker than the first.
+    #[cold]
+    #[inline(never)]
+    fn with_other(&self, cb: &CircuitBreaker, f: impl FnOnce(&Handles)) {
         let cached = self.handles.get_or_init(|| Handles::new(cb));
-        // Names are interned: the same breaker's is the same pointer.
-        let name = cb.shared.name.as_str();
-        let same = std::ptr::eq(cached.breaker, name) || cached.breaker == name;
-        if same && cached.key.as_deref() == cb.key() {
+        if std::ptr::eq(cached.breaker.as_ptr(), Arc::as_ptr(&cb.shared)) {
             f(cached)
         } else {
             f(&Handles::new(cb))

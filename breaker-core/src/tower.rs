@@ -3,11 +3,22 @@
 //!
 //! [`CircuitBreakerLayer::new`] takes a [`CircuitBreaker`], an
 //! `Arc<CircuitBreaker>`, a `&'static CircuitBreaker` (a `static`, say:
-//! then a request's future holds a plain reference, where the others hold
-//! an `Arc`, whose count a request bumps and drops), or the name of a
+//! then a request's future holds a plain reference), or the name of a
 //! breaker in the [`registry`](crate::registry) (then it returns a
 //! `Result`: a name that is not registered is an error here, not a panic on
 //! the first request).
+//!
+//! A request's future owns a handle on the breaker (tower's futures are
+//! `'static`). For a breaker shared in an `Arc`, that handle comes from
+//! spares its thread keeps, not from a clone of the `Arc`: a clone and a
+//! drop per request would be two locked writes to the breaker's one
+//! reference count, a cache line every thread answering requests writes.
+//! A thread keeps spares of the last 4 shared breakers it answered
+//! requests for, so a breaker whose layers, services and futures are all
+//! dropped may live on until each thread that kept spares of it exits or
+//! answers requests for 4 other breakers. One whose last layer, service or
+//! future is dropped on the thread holding every spare left goes at once
+//! (as in a program that makes and drops its layers on one thread).
 //! The service's error is [`Error<S::Error>`](crate::Error):
 //! [`Error::Open`] for a rejected request, [`Error::Inner`] or
 //! [`Error::Tripped`] for the inner service's error, as
@@ -72,6 +83,10 @@ use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::call::{default_view, no_site_exclusions};
 use crate::error::{CircuitBreakerError, Error};
+use crate::recording::CancelOnDrop;
+
+mod spares;
+use spares::Spare;
 
 /// A [`tower_layer::Layer`] that guards a service with a breaker.
 ///
@@ -93,11 +108,19 @@ pub struct CircuitBreakerLayer<C = NoFailures> {
     classify: C,
 }
 
-/// How a layer, its services and their futures hold the breaker.
+/// How a layer, its services and their futures hold the breaker: a
+/// `Shared` one's clones and drops go through the thread's spares
+/// (`spares.rs`), so a request writes no shared count.
 #[derive(Clone)]
 enum Handle {
     Static(&'static CircuitBreaker),
-    Shared(Arc<CircuitBreaker>),
+    Shared(Spare),
+}
+
+impl Handle {
+    fn shared(breaker: Arc<CircuitBreaker>) -> Self {
+        Handle::Shared(Spare::new(breaker))
+    }
 }
 
 impl std::ops::Deref for Handle {
@@ -216,21 +239,21 @@ pub trait IntoLayer {
 impl IntoLayer for CircuitBreaker {
     type Layer = CircuitBreakerLayer;
     fn into_layer(self) -> CircuitBreakerLayer {
-        CircuitBreakerLayer::of(Handle::Shared(Arc::new(self)))
+        CircuitBreakerLayer::of(Handle::shared(Arc::new(self)))
     }
 }
 
 impl IntoLayer for Arc<CircuitBreaker> {
     type Layer = CircuitBreakerLayer;
     fn into_layer(self) -> CircuitBreakerLayer {
-        CircuitBreakerLayer::of(Handle::Shared(self))
+        CircuitBreakerLayer::of(Handle::shared(self))
     }
 }
 
 impl IntoLayer for &Arc<CircuitBreaker> {
     type Layer = CircuitBreakerLayer;
     fn into_layer(self) -> CircuitBreakerLayer {
-        CircuitBreakerLayer::of(Handle::Shared(Arc::clone(self)))
+        CircuitBreakerLayer::of(Handle::shared(Arc::clone(self)))
     }
 }
 
@@ -245,7 +268,7 @@ impl IntoLayer for &str {
     type Layer = Result<CircuitBreakerLayer, UnknownBreaker>;
     fn into_layer(self) -> Self::Layer {
         match crate::registry::try_get(self) {
-            Some(cb) => Ok(CircuitBreakerLayer::of(Handle::Shared(cb))),
+            Some(cb) => Ok(CircuitBreakerLayer::of(Handle::shared(cb))),
             None => Err(UnknownBreaker {
                 name: self.to_owned(),
                 known: crate::registry::names(),
@@ -395,7 +418,7 @@ impl<S> CircuitBreakerService<S> {
     pub fn new(breaker: impl Into<Arc<CircuitBreaker>>, inner: S) -> Self {
         CircuitBreakerService {
             inner,
-            breaker: Handle::Shared(breaker.into()),
+            breaker: Handle::shared(breaker.into()),
             classify: NoFailures,
         }
     }
@@ -456,55 +479,37 @@ where
     fn call(&mut self, request: R) -> Self::Future {
         let ticket = match self.breaker.admit() {
             Ok(ticket) => ticket,
-            Err(rejected) => {
-                return ResponseFuture {
-                    stage: Stage::Rejected {
-                        error: Some(rejected),
-                    },
-                    classify: self.classify.clone(),
-                }
-            }
+            Err(rejected) => return self.rejected(rejected),
         };
         // A panicking `before_call` listener gives the trial place back
-        // itself; from here on the guard does (the inner `call` may panic).
+        // itself; from here on the guard does, while the inner `call` runs
+        // (it may panic), then the future.
         self.breaker.before_call(ticket);
-        let admitted = Admitted {
-            breaker: self.breaker.clone(),
-            ticket: Some(ticket),
-        };
+        let guard = CancelOnDrop(&self.breaker, ticket);
         let inner = self.inner.call(request);
+        std::mem::forget(guard);
         ResponseFuture {
-            stage: Stage::Running { inner, admitted },
+            inner: Some(inner),
+            breaker: self.breaker.clone(),
+            stage: Stage::Running(ticket),
+            rejected: None,
             classify: self.classify.clone(),
         }
     }
 }
 
-/// An admitted request not yet recorded: dropped unrecorded (the request
-/// was cancelled, or the inner service panicked in `call`), it gives a
-/// half-open trial place back and tells the `cancelled` listeners.
-struct Admitted {
-    breaker: Handle,
-    ticket: Option<Ticket>,
-}
-
-impl Drop for Admitted {
-    #[inline(always)]
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.cancel(ticket);
-        }
-    }
-}
-
-impl Admitted {
-    /// Gives the place of a request dropped unfinished back: off the path
-    /// of a request that completed, whose guard is dropped empty.
+impl<S, C: Clone> CircuitBreakerService<S, C> {
+    /// The future of a rejected request: ready at once with the error.
     #[cold]
     #[inline(never)]
-    fn cancel(&self, ticket: Ticket) {
-        self.breaker.cancel(ticket);
-        self.breaker.tell_cancelled();
+    fn rejected<F>(&self, error: CircuitBreakerError) -> ResponseFuture<F, C> {
+        ResponseFuture {
+            inner: None,
+            breaker: self.breaker.clone(),
+            stage: Stage::Rejected,
+            rejected: Some(error),
+            classify: self.classify.clone(),
+        }
     }
 }
 
@@ -512,27 +517,44 @@ pin_project! {
     /// The future of a [`CircuitBreakerService`]'s response: `Send` when the
     /// inner service's future is.
     pub struct ResponseFuture<F, C> {
+        // `None` for a rejected request; set to `None` by `drop` below.
+        // Kept once it completed (as `call_async`'s future keeps its own):
+        // dropping it there would put its drop on every request's path.
         #[pin]
-        stage: Stage<F>,
+        inner: Option<F>,
+        breaker: Handle,
+        // `Copy`, so that moving between stages drops nothing.
+        stage: Stage,
+        rejected: Option<CircuitBreakerError>,
         classify: C,
+    }
+
+    impl<F, C> PinnedDrop for ResponseFuture<F, C> {
+        /// A request dropped before it completed (cancelled) counts as
+        /// neither success nor failure: it gives a half-open trial place
+        /// back and tells the `cancelled` listeners. The inner future is
+        /// dropped first, while the place is still held, so whatever a
+        /// trial holds is gone before the next one can be admitted; the
+        /// place is given back even if that drop panics.
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if let Stage::Running(ticket) = *this.stage {
+                let _cancel = CancelOnDrop(this.breaker, ticket);
+                this.inner.set(None);
+            }
+        }
     }
 }
 
-pin_project! {
-    // Fields drop in order: the inner future before the guard, so whatever
-    // a trial holds is gone before its place is given back.
-    #[project = StageProjection]
-    enum Stage<F> {
-        Running {
-            #[pin]
-            inner: F,
-            admitted: Admitted,
-        },
-        Rejected {
-            error: Option<CircuitBreakerError>,
-        },
-        Done,
-    }
+/// Where a request is.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// Admitted with this ticket, not recorded yet.
+    Running(Ticket),
+    /// Rejected in `call`: the error is in `rejected`.
+    Rejected,
+    /// The output has been returned.
+    Done,
 }
 
 impl<F, T, E, C> Future for ResponseFuture<F, C>
@@ -545,30 +567,32 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let (inner, admitted) = match this.stage.as_mut().project() {
-            StageProjection::Running { inner, admitted } => (inner, admitted),
-            StageProjection::Rejected { error } => {
-                let error = error.take();
-                this.stage.set(Stage::Done);
-                return Poll::Ready(Err(Error::Open(error.expect("a rejected request's error"))));
+        let this = self.project();
+        let ticket = match *this.stage {
+            Stage::Running(ticket) => ticket,
+            Stage::Rejected => {
+                *this.stage = Stage::Done;
+                let error = this.rejected.take().expect("a rejected request's error");
+                return Poll::Ready(Err(Error::Open(error)));
             }
-            StageProjection::Done => {
-                panic!("a `CircuitBreakerService` future polled after it completed")
-            }
+            Stage::Done => panic!("a `CircuitBreakerService` future polled after it completed"),
         };
+        let inner = this
+            .inner
+            .as_pin_mut()
+            .expect("an admitted request's future");
         let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
+        if let Ok(Poll::Pending) = polled {
+            return Poll::Pending;
+        }
+        // Recorded below, so a drop has nothing left to give back.
+        *this.stage = Stage::Done;
+        let cb: &CircuitBreaker = this.breaker;
         let output = match polled {
-            Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(output)) => output,
-            Err(panic) => {
-                let ticket = admitted.ticket.take().expect("an admitted request");
-                admitted.breaker.fail_with_panic(ticket, panic)
-            }
+            Ok(Poll::Pending) => return Poll::Pending,
+            Err(panic) => cb.fail_with_panic(ticket, panic),
         };
-        // Recorded here, so the guard has nothing left to give back.
-        let ticket = admitted.ticket.take().expect("an admitted request");
-        let cb = &*admitted.breaker;
         let result = match output {
             Ok(response) => {
                 let classify = &*this.classify;
@@ -589,7 +613,6 @@ where
                 Err(cb.finish_err(ticket, error, &default_view::<E>, &no_site_exclusions::<E>))
             }
         };
-        this.stage.set(Stage::Done);
         Poll::Ready(result)
     }
 }
@@ -597,8 +620,8 @@ where
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stage = match &self.stage {
-            Stage::Running { .. } => "running",
-            Stage::Rejected { .. } => "rejected",
+            Stage::Running(_) => "running",
+            Stage::Rejected => "rejected",
             Stage::Done => "done",
         };
         f.debug_struct("ResponseFuture")

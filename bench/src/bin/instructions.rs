@@ -197,9 +197,27 @@ fn main() {
                 let _ = black_box(one_request(&mut svc, i));
             }
         }
+        // The same request through a layer holding an `Arc` (the layer
+        // `CircuitBreakerLayer::new(cb)` makes), whose future holds one too.
+        "tower_arc" => {
+            use tower::Layer;
+            let mut svc = breaker::tower::CircuitBreakerLayer::new(cb).layer(Echo);
+            for i in 0..n {
+                let _ = black_box(one_request(&mut svc, i));
+            }
+        }
         "tower_inner" => {
             for i in 0..n {
                 let _ = black_box(one_request(&mut Echo, i));
+            }
+        }
+        // A registry breaker once an admin router exists: its listener
+        // counts each success on the thread's own stripe (issue 14).
+        "admin_success" => {
+            let cb = breaker::registry::register(cb).expect("a new name");
+            let _router: axum::Router = breaker::admin::router().into();
+            for i in 0..n {
+                let _ = black_box(one_call(&cb, i));
             }
         }
         "listener" => {
@@ -295,6 +313,6 @@ fn main() {
                 let _ = black_box(one_call(&cb, i));
             }
         }
-        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_inner, keyed, rate_call, rate_time_call, rate_failure, window_success, window_time_success, window_failure, window_time_failure, slow_call, fail_if"),
+        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_arc, tower_inner, admin_success, keyed, rate_call, rate_time_call, rate_failure, window_success, window_time_success, window_failure, window_time_failure, slow_call, fail_if"),
     }
 }

@@ -4,6 +4,12 @@
 //! (`registry::watch`). It keeps the last hour's transitions, sends each
 //! one to the event streams, and counts calls and transitions for
 //! `/metrics`.
+//!
+//! Successes are counted where no two threads write one cache line: each
+//! thread adds to a stripe of its own (the rate windows' lanes and stripes,
+//! through a count window of one call that never changes generation), and
+//! `/metrics` sums the stripes when it is scraped. Every other outcome
+//! already writes shared state, so it is one atomic add.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +25,7 @@ use crate::error::CircuitBreakerError;
 use crate::listener::{Failure, Hooks, Listener};
 use crate::registry;
 use crate::state::State;
+use crate::window::{Kind, Window};
 
 /// How far back the history goes.
 pub(crate) const HISTORY: Duration = Duration::from_secs(3_600);
@@ -46,17 +53,46 @@ pub(crate) struct History {
     pub(crate) transitions: Vec<Transition>,
 }
 
-/// Calls of one breaker by outcome (all but successes, which would put
-/// every closed-state success on the listener path), and its transitions,
-/// since the admin started listening to it.
-#[derive(Debug, Default)]
+/// Calls of one breaker by outcome, and its transitions, since the admin
+/// started listening to it.
+#[derive(Default)]
 pub(crate) struct Counters {
+    pub(crate) success: Successes,
     pub(crate) failure: AtomicU64,
     pub(crate) excluded: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     /// `[from][to]`, by [`index`].
     pub(crate) transitions: [[AtomicU64; 3]; 3],
+}
+
+/// A count of successes, one stripe per thread: a success is a plain load
+/// and store on the calling thread's own cache line, never a
+/// read-modify-write of a line other threads write.
+pub(crate) struct Successes(Window);
+
+/// The one generation the window counts in: it is never cleared, so its
+/// total only grows.
+const GENERATION: u64 = 0;
+
+impl Default for Successes {
+    fn default() -> Self {
+        Successes(Window::new(Kind::Calls(1)).expect("a count window of 1 call"))
+    }
+}
+
+impl Successes {
+    /// One more success, on this thread's stripe.
+    #[inline]
+    pub(crate) fn add(&self) {
+        self.0.record_success(GENERATION, || Duration::ZERO);
+    }
+
+    /// Every success added so far (each thread's stripe, summed): exact
+    /// once the adds it should see happened before it.
+    pub(crate) fn total(&self) -> u64 {
+        self.0.recorded(GENERATION).unwrap_or(0)
+    }
 }
 
 pub(crate) const STATES: [State; 3] = [State::Closed, State::Open, State::HalfOpen];
@@ -180,10 +216,19 @@ struct Watch {
 }
 
 impl Listener for Watch {
-    /// Not `success` nor `before_call`: a router costs a closed-state
-    /// success nothing (successes are not counted; see `prometheus.rs`).
+    /// Not `before_call`; `success` adds to a count no other thread
+    /// writes ([`Successes`]).
     fn hooks(&self) -> Hooks {
-        Hooks::STATE_CHANGE | Hooks::FAILURE | Hooks::EXCLUDED | Hooks::REJECTED | Hooks::CANCELLED
+        Hooks::SUCCESS
+            | Hooks::STATE_CHANGE
+            | Hooks::FAILURE
+            | Hooks::EXCLUDED
+            | Hooks::REJECTED
+            | Hooks::CANCELLED
+    }
+
+    fn success(&self, _: &CircuitBreaker) {
+        self.counters.success.add();
     }
 
     fn state_change(&self, cb: &CircuitBreaker, old: State, new: State) {

@@ -5,10 +5,8 @@
 //! one series per live key, so `max_keys` bounds what a group adds (see the
 //! cardinality note of `breaker::metrics`).
 //!
-//! `breaker_calls_total` has every outcome but `success`: counting
-//! successes would put every registry breaker's closed-state success on
-//! the listener path once a router exists (the `metrics` feature's
-//! `MetricsListener` counts them, for the breakers that opt in).
+//! `breaker_calls_total` has every outcome. Successes are counted on
+//! per-thread stripes (`events.rs`), summed here.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -69,7 +67,7 @@ pub(crate) fn render() -> String {
     registry::visit_groups(&mut |_, cb| breakers.push(Series::of(cb)));
     let mut out = String::new();
     out.push_str(
-        "# HELP breaker_calls_total Calls through the breaker by outcome (all but success, which the router does not count), since the admin router started listening to it.\n\
+        "# HELP breaker_calls_total Calls through the breaker by outcome, since the admin router started listening to it.\n\
          # TYPE breaker_calls_total counter\n",
     );
     for b in &breakers {
@@ -77,16 +75,16 @@ pub(crate) fn render() -> String {
             continue;
         };
         for (outcome, n) in [
-            ("failure", &c.failure),
-            ("excluded", &c.excluded),
-            ("rejected", &c.rejected),
-            ("cancelled", &c.cancelled),
+            ("success", c.success.total()),
+            ("failure", c.failure.load(Ordering::Relaxed)),
+            ("excluded", c.excluded.load(Ordering::Relaxed)),
+            ("rejected", c.rejected.load(Ordering::Relaxed)),
+            ("cancelled", c.cancelled.load(Ordering::Relaxed)),
         ] {
             let _ = writeln!(
                 out,
-                "breaker_calls_total{{{},outcome=\"{outcome}\"}} {}",
+                "breaker_calls_total{{{},outcome=\"{outcome}\"}} {n}",
                 b.labels,
-                n.load(Ordering::Relaxed)
             );
         }
     }
