@@ -89,7 +89,9 @@ if obs_none is not None:
     out.append("| | ns/call | vs its base |\n|---|---:|---:|\n")
     for label, key in (("`call`, no listener", "no_listener"),
                        ("`call`, one no-op listener (`before_call` + `success`)", "noop_listener"),
+                       ("`call`, three no-op listeners", "three_noop_listeners"),
                        ("`call`, a `state_change`-only listener", "state_change_listener"),
+                       ("`call` on a registry breaker an admin router counts", "admin_router_success"),
                        ("`call`, `TracingListener`, no subscriber", "tracing_listener_no_subscriber"),
                        ("`call`, `MetricsListener`, a recorder installed", "metrics_listener_recorder")):
         ns = median("observability", key)
@@ -301,6 +303,8 @@ labels = {"bare": "bare call", "call": "`CircuitBreaker::call`", "attribute": "`
           "window_time_failure": "window alone: a failure that does not open (time window of 60 s)",
           "slow_call": "`call` on a breaker with `slow_call_duration` (two clock readings; the vDSO's not counted)",
           "fail_if": "`call` on a breaker with `fail_if` (the value judged)",
+          "tower_arc": "`CircuitBreakerLayer` (`Arc` breaker): one request",
+          "admin_success": "`call` on a registry breaker an admin router counts (its success on the thread's stripe)",
           "memory_call": "`MemoryStorage`: a closed-state success (`bench/src/bin/redis_instructions.rs`)",
           "redis_call": "`RedisStorage`: a closed-state success",
           "memory_time_call": "`MemoryStorage`, `failure_rate(0.5).window_time(60 s)`: a success",

@@ -103,6 +103,14 @@ fn observability(c: &mut Criterion) {
     g.bench_function("noop_listener", |b| {
         b.iter(|| quiet.call(|| work(black_box(1))).ok())
     });
+    let three = CircuitBreaker::builder("bench-obs-three")
+        .listener(Quiet)
+        .listener(Quiet)
+        .listener(Quiet)
+        .build();
+    g.bench_function("three_noop_listeners", |b| {
+        b.iter(|| three.call(|| work(black_box(1))).ok())
+    });
     let transitions = CircuitBreaker::builder("bench-obs-state-change")
         .listener(breaker::listener::on_state_change(|cb, _, _| {
             black_box(cb);
