@@ -29,7 +29,7 @@
 use crate::sync::{AtomicU64, Ordering};
 
 use super::lane::Lane;
-use super::stripes::{Stripe, Stripes};
+use super::stripes::{Slot, Stripe, Stripes};
 use super::{Outcome, Totals};
 
 /// The stripe word holding a lane's call count (after the era).
@@ -103,6 +103,22 @@ impl Count {
     #[inline(always)]
     pub(super) fn success(&self, lane: Lane, generation: u64) {
         self.add(lane, generation);
+    }
+
+    /// A fast success on the common path: the stripe at `slot` exists and
+    /// counts `generation` already (compared under `mask`, see
+    /// `Window::success_fast`); one load and one store. `false` (and
+    /// nothing written) otherwise: the caller takes [`success`](Self::success).
+    #[inline(always)]
+    pub(super) fn success_fast(&self, slot: Slot, generation: u64, mask: u64) -> bool {
+        match self.stripes.existing(slot) {
+            Some(stripe) if stripe.is_in(generation, mask) => {
+                let calls = stripe.word(CALLS);
+                calls.store(calls.load(Ordering::Relaxed) + 1, Ordering::Release);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records a call (see `Window::record`): counts it, logs it if it is

@@ -108,6 +108,12 @@ use self::time::Time;
 
 pub use self::time::BUCKETS;
 
+/// The low `bits` of a generation (up to 64).
+#[inline(always)]
+fn mask(bits: u32) -> u64 {
+    u64::MAX >> (64 - bits.clamp(1, 64))
+}
+
 /// Which calls a window holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -211,14 +217,95 @@ impl Window {
     /// than its thread's last record is not counted.
     #[inline]
     pub fn record_success(&self, generation: u64, now: impl FnOnce() -> Duration) {
-        self.success_in(lane::current(), generation, now);
+        self.record_success_at(generation, || crate::clock::as_nanos(now()));
+    }
+
+    /// [`record_success`](Self::record_success) with `now` in nanoseconds
+    /// since the epoch.
+    #[inline(always)]
+    pub(crate) fn record_success_at(&self, generation: u64, now: impl FnOnce() -> u64) {
+        if !self.count_success_fast::<64>(generation) {
+            self.record_success_narrow::<64>(generation, now);
+        }
+    }
+
+    /// A count window's fast success on its common path, inline, and
+    /// whether it was taken: the thread owns a lane whose stripe already
+    /// counts the generation (a thread-local load, the stripe's chunk and
+    /// era, then one load and one store on the thread's own stripe).
+    /// `false`, with nothing written, for a time window and for anything
+    /// else (a thread's first record, a new generation, no lane): the
+    /// caller then records with
+    /// [`record_success_narrow`](Self::record_success_narrow).
+    ///
+    /// The call's generation carries only its low `BITS` (a storage's
+    /// generation, up to 64 bits): the stripe's era is compared with it
+    /// there, without widening. An era that agrees there but is another
+    /// generation is 2^BITS generations older (a thread's stripe untouched
+    /// while the breaker changed state that many times): it would take
+    /// the success.
+    #[inline(always)]
+    pub(crate) fn count_success_fast<const BITS: u32>(&self, generation: u64) -> bool {
+        match &self.shape {
+            Shape::Count(count) => {
+                lane::own().is_some_and(|slot| count.success_fast(slot, generation, mask(BITS)))
+            }
+            Shape::Time(_) => false,
+        }
+    }
+
+    /// Records a fast success of a call whose generation carries only its
+    /// low `BITS`, as [`record_success`](Self::record_success) does with
+    /// the generation [`widen`](Self::widen) makes of it. A time window's
+    /// common case is inline here (the coarse clock read, the bucket, then
+    /// as [`count_success_fast`](Self::count_success_fast), whose notes on
+    /// `BITS` apply, and the bucket's slot); the rest is out of line.
+    #[inline(always)]
+    pub(crate) fn record_success_narrow<const BITS: u32>(
+        &self,
+        generation: u64,
+        now: impl FnOnce() -> u64,
+    ) {
+        let bucket = match &self.shape {
+            Shape::Count(_) => 0,
+            Shape::Time(time) => {
+                // The clock first: fewer values live across its call.
+                let bucket = time.bucket(now());
+                if lane::own()
+                    .is_some_and(|slot| time.success_fast(slot, generation, mask(BITS), bucket))
+                {
+                    return;
+                }
+                bucket
+            }
+        };
+        self.success_elsewhere(self.widen(generation, BITS), bucket);
+    }
+
+    /// `generation`, of which a caller keeps only the low `bits` (up to
+    /// 64), as the window counts it: the number nearest the window's own
+    /// generation with the same low `bits`, so a caller's wrap reads as a
+    /// step forward.
+    #[inline(always)]
+    pub(crate) fn widen(&self, generation: u64, bits: u32) -> u64 {
+        let base = self.generation();
+        let ahead = generation.wrapping_sub(base) & mask(bits);
+        let signed = ((ahead << (64 - bits)) as i64) >> (64 - bits);
+        base.wrapping_add(signed as u64)
+    }
+
+    /// A fast success off the common path (a time window's `bucket`).
+    #[cold]
+    #[inline(never)]
+    fn success_elsewhere(&self, generation: u64, bucket: u64) {
+        self.success_in(lane::current(), generation, bucket);
     }
 
     #[inline(always)]
-    fn success_in(&self, lane: Lane, generation: u64, now: impl FnOnce() -> Duration) {
+    fn success_in(&self, lane: Lane, generation: u64, bucket: u64) {
         match &self.shape {
             Shape::Count(count) => count.success(lane, generation),
-            Shape::Time(time) => time.success(lane, generation, crate::clock::as_nanos(now())),
+            Shape::Time(time) => time.success(lane, generation, bucket),
         }
     }
 
@@ -324,7 +411,11 @@ impl Window {
 impl Window {
     /// [`record_success`](Self::record_success) as the thread owning `lane`.
     pub fn record_success_on(&self, lane: usize, generation: u64, now: Duration) {
-        self.success_in(Lane::Own(stripes::Slot::of(lane)), generation, || now);
+        let bucket = match &self.shape {
+            Shape::Count(_) => 0,
+            Shape::Time(time) => time.bucket(crate::clock::as_nanos(now)),
+        };
+        self.success_in(Lane::Own(stripes::Slot::of(lane)), generation, bucket);
     }
 
     /// [`record`](Self::record) as the thread owning `lane`.

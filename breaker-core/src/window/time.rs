@@ -20,7 +20,7 @@
 use crate::sync::{AtomicU64, Ordering};
 
 use super::lane::Lane;
-use super::stripes::{Stripe, Stripes};
+use super::stripes::{Slot, Stripe, Stripes};
 use super::{Outcome, Totals};
 
 /// Buckets in a time window.
@@ -30,7 +30,17 @@ pub const BUCKETS: u64 = 10;
 const LAST: usize = 1;
 /// The stripe word of slot 0; slot `i` is `SLOTS + i`.
 const SLOTS: usize = 2;
-/// Cache lines per lane (2 + 10 words).
+/// The stripe word the owner alone reads: the bucket it counts in now
+/// (plus one, so a zeroed word names none) above the word of its slot, so
+/// that a success in the same bucket as its lane's last call finds its
+/// slot without dividing.
+const HOT: usize = SLOTS + BUCKETS as usize;
+/// Bits of `HOT` below the bucket: a word index below 16.
+const HOT_WORD_BITS: u32 = 4;
+/// Words a generation's counts take in the stripe (entering a new one
+/// zeroes them): the era, `LAST`, the slots and `HOT`.
+const WORDS: usize = HOT + 1;
+/// Cache lines per lane (2 + 10 + 1 words).
 const LINES: usize = 2;
 
 // Stripe slot: 24 bits of bucket number above 40 bits of count.
@@ -79,11 +89,34 @@ impl Time {
         std::mem::size_of_val(&*self.shared) + self.stripes.heap_bytes()
     }
 
-    /// A fast success at `now` (nanoseconds since the epoch): one more call
-    /// in this thread's stripe.
+    /// A fast success in `bucket`: one more call in this thread's stripe.
     #[inline(always)]
-    pub(super) fn success(&self, lane: Lane, generation: u64, now: u64) {
-        self.add(lane, generation, self.bucket(now));
+    pub(super) fn success(&self, lane: Lane, generation: u64, bucket: u64) {
+        self.add(lane, generation, bucket);
+    }
+
+    /// A fast success in `bucket` on the common path: the stripe at
+    /// `slot` exists, counts `generation` already (compared under `mask`,
+    /// see `Window::success_fast`) and has counted a call in `bucket`; one
+    /// load and one store. `false` (and nothing written) otherwise: the
+    /// caller takes [`success`](Self::success).
+    #[inline(always)]
+    pub(super) fn success_fast(&self, slot: Slot, generation: u64, mask: u64, bucket: u64) -> bool {
+        match self.stripes.existing(slot) {
+            Some(stripe) if stripe.is_in(generation, mask) => {
+                let hot = stripe.word(HOT).load(Ordering::Relaxed);
+                if hot >> HOT_WORD_BITS != bucket.wrapping_add(1) {
+                    return false;
+                }
+                // `HOT` names this bucket: its slot holds this bucket's
+                // count (written with `HOT`, and cleared only with a move
+                // of `HOT` to a newer bucket or a new generation).
+                let slot = stripe.word((hot & ((1 << HOT_WORD_BITS) - 1)) as usize);
+                slot.store(slot.load(Ordering::Relaxed) + 1, Ordering::Release);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records a call (see `Window::record`): counts it and its failure or
@@ -135,7 +168,7 @@ impl Time {
         match lane {
             Lane::Own(slot) => {
                 let stripe = self.stripes.lane(slot);
-                if !stripe.enter(generation, SLOTS + BUCKETS as usize) {
+                if !stripe.enter(generation, WORDS) {
                     return false;
                 }
                 Self::add_to(stripe, bucket);
@@ -187,13 +220,17 @@ impl Time {
                 slot.store(0, Ordering::Relaxed);
             }
         }
-        let slot = stripe.word(SLOTS + (bucket % BUCKETS) as usize);
-        slot.store(
+        let index = SLOTS + (bucket % BUCKETS) as usize;
+        stripe.word(index).store(
             ((bucket & BUCKET_TAG_MASK) << SLOT_COUNT_BITS) | 1,
             Ordering::Release,
         );
         if newest == bucket {
             stripe.word(LAST).store(bucket, Ordering::Release);
+            stripe.word(HOT).store(
+                (bucket.wrapping_add(1) << HOT_WORD_BITS) | index as u64,
+                Ordering::Relaxed,
+            );
         }
     }
 
