@@ -9,7 +9,6 @@
 //! empties the window (`clear_if_closed`, from every applied operation).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
@@ -411,11 +410,9 @@ impl CircuitBreaker {
         ticket: Ticket,
         outcome: Outcome,
     ) -> Option<Reason> {
-        let now = match window.kind() {
-            Kind::Time(_) => self.coarse_now(),
-            Kind::Calls(_) => Duration::ZERO,
-        };
-        let totals = window.record(outcome, widen(window, ticket.generation), now)?;
+        let totals = window.record_at(outcome, widen(window, ticket.generation), || {
+            self.shared.clock.coarse_now_nanos()
+        })?;
         trips(&totals, &self.shared.windows.policy_for(window))
     }
 
@@ -454,13 +451,6 @@ impl CircuitBreaker {
         windows.store(rate);
         Ok(())
     }
-
-    /// The coarse clock's reading: enough to place a call in a time
-    /// window's bucket.
-    #[inline]
-    fn coarse_now(&self) -> Duration {
-        Duration::from_nanos(self.shared.clock.coarse_nanos().0)
-    }
 }
 
 #[cfg(test)]
@@ -482,6 +472,7 @@ impl CircuitBreaker {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// The memory figures in the README: a breaker of each policy after 2
     /// and after 16 threads (alive at once) have called it.

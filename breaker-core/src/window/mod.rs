@@ -197,6 +197,7 @@ impl Window {
 
     /// What the window holds (a time window's span rounded down to whole
     /// nanoseconds per bucket).
+    #[inline]
     pub fn kind(&self) -> Kind {
         match &self.shape {
             Shape::Count(c) => Kind::Calls(c.size()),
@@ -315,6 +316,17 @@ impl Window {
     /// stale and not recorded. A generation newer than the window's moves
     /// the window to it, as [`clear`](Self::clear) does.
     pub fn record(&self, outcome: Outcome, generation: u64, now: Duration) -> Option<Totals> {
+        self.record_at(outcome, generation, || crate::clock::as_nanos(now))
+    }
+
+    /// [`record`](Self::record) with `now` in nanoseconds since the epoch,
+    /// called only by a time window.
+    pub(crate) fn record_at(
+        &self,
+        outcome: Outcome,
+        generation: u64,
+        now: impl FnOnce() -> u64,
+    ) -> Option<Totals> {
         self.record_in(lane::current(), outcome, generation, now)
     }
 
@@ -323,15 +335,14 @@ impl Window {
         lane: Lane,
         outcome: Outcome,
         generation: u64,
-        now: Duration,
+        now: impl FnOnce() -> u64,
     ) -> Option<Totals> {
         if !self.enter(generation) {
             return None;
         }
-        let now = crate::clock::as_nanos(now);
         match &self.shape {
             Shape::Count(count) => count.record(lane, outcome, generation),
-            Shape::Time(time) => time.record(lane, outcome, generation, now),
+            Shape::Time(time) => time.record(lane, outcome, generation, now()),
         }
     }
 
@@ -426,7 +437,12 @@ impl Window {
         generation: u64,
         now: Duration,
     ) -> Option<Totals> {
-        self.record_in(Lane::Own(stripes::Slot::of(lane)), outcome, generation, now)
+        self.record_in(
+            Lane::Own(stripes::Slot::of(lane)),
+            outcome,
+            generation,
+            || crate::clock::as_nanos(now),
+        )
     }
 
     /// The totals `generation` would have at `now`, whatever the window's.

@@ -71,6 +71,10 @@ pub(super) struct Time {
     inverse: u64,
     /// `BUCKETS` words for each kind of `Counted`.
     shared: Box<[AtomicU64; 3 * BUCKETS as usize]>,
+    /// Bit `what` set (before its first shared count) once a `Counted`
+    /// kind has been counted in the window: a fold reads only those
+    /// kinds' words.
+    used: AtomicU64,
 }
 
 impl Time {
@@ -82,6 +86,7 @@ impl Time {
             width,
             inverse: u64::MAX / width,
             shared: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            used: AtomicU64::new(0),
         }
     }
 
@@ -146,9 +151,19 @@ impl Time {
     /// among the lanes'.
     pub(super) fn stats(&self, generation: u64, now: u64) -> Totals {
         let bucket = self.bucket(now);
-        let failures = self.shared(Counted::Failures, generation, bucket);
-        let slow = self.shared(Counted::Slow, generation, bucket);
-        let mut calls = self.shared(Counted::Calls, generation, bucket);
+        // A kind's bit is set before its first count, so a count this fold
+        // must see has its bit seen too (the bits are never cleared).
+        let used = self.used.load(Ordering::Acquire);
+        let count = |what: Counted| {
+            if used & (1 << what as u32) == 0 {
+                0
+            } else {
+                self.shared(what, generation, bucket)
+            }
+        };
+        let failures = count(Counted::Failures);
+        let slow = count(Counted::Slow);
+        let mut calls = count(Counted::Calls);
         self.stripes.each(|stripe| {
             calls += stripe
                 .read(generation, |s| Self::lane_calls(s, bucket))
@@ -241,17 +256,25 @@ impl Time {
             // Idle for longer than the window (or never recorded).
             return 0;
         }
-        (0..BUCKETS as usize)
-            .map(|i| stripe.word(SLOTS + i).load(Ordering::Acquire))
-            .filter(|&word| within(now, word >> SLOT_COUNT_BITS))
-            .map(|word| word & SLOT_COUNT_MASK)
-            .sum()
+        let mut calls = 0;
+        for i in 0..BUCKETS as usize {
+            let word = stripe.word(SLOTS + i).load(Ordering::Acquire);
+            // Zero: a slot never used (or cleared), the common case.
+            if word != 0 && within(now, word >> SLOT_COUNT_BITS) {
+                calls += word & SLOT_COUNT_MASK;
+            }
+        }
+        calls
     }
 
     /// One more `what` in `bucket` under `generation`, in the shared words;
     /// `false` if the word already holds a newer generation's or bucket's
     /// count (this one is stale or expired).
     pub(super) fn add_shared(&self, what: Counted, generation: u64, bucket: u64) -> bool {
+        let bit = 1 << what as u32;
+        if self.used.load(Ordering::Relaxed) & bit == 0 {
+            self.used.fetch_or(bit, Ordering::AcqRel);
+        }
         let word = &self.shared[what as usize * BUCKETS as usize + (bucket % BUCKETS) as usize];
         let gen8 = generation & 0xFF;
         let tag = bucket & BUCKET_TAG_MASK;
@@ -285,15 +308,19 @@ impl Time {
     /// with bucket `now`.
     fn shared(&self, what: Counted, generation: u64, now: u64) -> u64 {
         let gen8 = generation & 0xFF;
-        self.shared[what as usize * BUCKETS as usize..][..BUCKETS as usize]
-            .iter()
-            .map(|w| w.load(Ordering::Acquire))
-            .filter(|&w| {
-                w >> SHARED_GEN_SHIFT == gen8
-                    && within(now, (w >> SHARED_COUNT_BITS) & BUCKET_TAG_MASK)
-            })
-            .map(|w| w & SHARED_COUNT_MASK)
-            .sum()
+        let mut count = 0;
+        for word in &self.shared[what as usize * BUCKETS as usize..][..BUCKETS as usize] {
+            let w = word.load(Ordering::Acquire);
+            // Zero: a bucket without any (the common case for slow calls
+            // and for threads without a lane).
+            if w != 0
+                && w >> SHARED_GEN_SHIFT == gen8
+                && within(now, (w >> SHARED_COUNT_BITS) & BUCKET_TAG_MASK)
+            {
+                count += w & SHARED_COUNT_MASK;
+            }
+        }
+        count
     }
 }
 
