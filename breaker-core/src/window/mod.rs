@@ -22,7 +22,15 @@
 //! **stripe** per lane on cache lines of its own (`stripes.rs`). A fast
 //! success ([`record_success`](Window::record_success)) adds one to its
 //! lane's count with a plain load and store: it writes no cache line any
-//! other thread writes, takes no lock and does no read-modify-write. A
+//! other thread writes, takes no lock and does no read-modify-write. On
+//! its common path (the thread owns a lane whose stripe already counts the
+//! generation and, in a time window, whose `HOT` word names the current
+//! bucket) that is all it does beside a thread-local load and the stripe's
+//! chunk and era: inline in the breaker's call for a count window, one
+//! call with the coarse clock read for a time window
+//! (`Window::count_success_fast`, `Window::record_success_narrow`;
+//! instruction counts `rate_call`, `rate_time_call` in
+//! `bench/src/bin/instructions.rs`). A
 //! failure or slow call ([`record`](Window::record)) also counts itself in
 //! its stripe, then logs itself with one compare-and-swap (the count
 //! window's log of events, the time window's shared bucket counts) and
