@@ -161,16 +161,42 @@ impl ClockImpl {
     pub(crate) fn coarse_nanos(&self) -> (u64, u64) {
         match self {
             #[cfg(target_os = "linux")]
-            ClockImpl::System(c) => (
-                c.base_ns.saturating_add(
-                    monotonic::read_nanos(monotonic::COARSE).saturating_sub(c.start_mono_ns),
-                ),
-                c.lag_ns,
-            ),
+            ClockImpl::System(c) => (c.coarse_nanos(), c.lag_ns),
             #[cfg(not(target_os = "linux"))]
             ClockImpl::System(c) => (as_nanos(c.now()), 0),
             ClockImpl::Other(c) => (as_nanos(c.now_coarse()), as_nanos(c.coarse_lag())),
         }
+    }
+
+    /// The coarse reading alone, in nanoseconds since the epoch: what a
+    /// time window's success reads (integer arithmetic on the system
+    /// clock's reading, no `Duration` made; any other clock out of line).
+    #[inline(always)]
+    pub(crate) fn coarse_now_nanos(&self) -> u64 {
+        match self {
+            #[cfg(target_os = "linux")]
+            ClockImpl::System(c) => c.coarse_nanos(),
+            #[cfg(not(target_os = "linux"))]
+            ClockImpl::System(c) => as_nanos(c.now()),
+            ClockImpl::Other(c) => other_coarse_nanos(c),
+        }
+    }
+}
+
+/// [`ClockImpl::coarse_now_nanos`] of a clock other than the system's.
+#[inline(never)]
+fn other_coarse_nanos(clock: &Arc<dyn Clock>) -> u64 {
+    as_nanos(clock.now_coarse())
+}
+
+#[cfg(target_os = "linux")]
+impl SystemClock {
+    /// `now_coarse` in integer nanoseconds since the epoch.
+    #[inline(always)]
+    fn coarse_nanos(&self) -> u64 {
+        self.base_ns.saturating_add(
+            monotonic::read_nanos(monotonic::COARSE).saturating_sub(self.start_mono_ns),
+        )
     }
 }
 

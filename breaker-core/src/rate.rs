@@ -9,7 +9,6 @@
 //! empties the window (`clear_if_closed`, from every applied operation).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
@@ -245,13 +244,15 @@ fn unchanged() -> Recorded {
 /// with the same low 37 bits, so a wrap reads as one step forward.
 #[inline(always)]
 pub(crate) fn widen(window: &Window, generation: u64) -> u64 {
-    const BITS: u32 = 37;
-    const MASK: u64 = (1 << BITS) - 1;
-    let base = window.generation();
-    let ahead = generation.wrapping_sub(base) & MASK;
-    let signed = ((ahead << (64 - BITS)) as i64) >> (64 - BITS);
-    base.wrapping_add(signed as u64)
+    window.widen(generation, GENERATION_BITS)
 }
+
+/// The bits of a generation [`widen`] takes from a storage's. A fast
+/// success compares its stripe's generation with the call's on these bits
+/// alone (`Window::record_success_narrow`): the two agree there only if
+/// they are the same generation or 2^37 (about 1.4 * 10^11) generations
+/// apart.
+const GENERATION_BITS: u32 = 37;
 
 impl CircuitBreaker {
     /// What the window holds now: calls, failures, slow calls, and the
@@ -317,19 +318,31 @@ impl CircuitBreaker {
     }
 
     /// Records a success (or excluded error) of a closed-state call in the
-    /// window, if there is one: one load and branch when there is not, a
-    /// store on the thread's own stripe when there is.
+    /// window, if there is one: one load and branch when there is not. A
+    /// count window's common case is inline (`Window::count_success_fast`:
+    /// a thread-local load, the stripe's chunk and era, a load and a store
+    /// on the thread's own stripe); a time window's (with its coarse clock
+    /// read) is one call, and so is anything else.
+    ///
+    /// A trial is not recorded, and is checked for off the inline path
+    /// only: its generation (half-open) is never one a stripe counts, as
+    /// stripes are entered by closed-state calls alone and every change of
+    /// state makes a new generation, so the fast path never takes it.
     #[inline(always)]
     pub(crate) fn record_success_in_window(&self, ticket: Ticket) {
         if let Some(window) = self.shared.windows.get() {
-            self.record_success_in(window, ticket);
+            if !window.count_success_fast::<GENERATION_BITS>(ticket.generation) {
+                self.record_success_in(window, ticket);
+            }
         }
     }
 
     #[inline(never)]
     fn record_success_in(&self, window: &Window, ticket: Ticket) {
         if !ticket.trial {
-            window.record_success(widen(window, ticket.generation), || self.coarse_now());
+            window.record_success_narrow::<GENERATION_BITS>(ticket.generation, || {
+                self.shared.clock.coarse_now_nanos()
+            });
         }
     }
 
@@ -397,11 +410,9 @@ impl CircuitBreaker {
         ticket: Ticket,
         outcome: Outcome,
     ) -> Option<Reason> {
-        let now = match window.kind() {
-            Kind::Time(_) => self.coarse_now(),
-            Kind::Calls(_) => Duration::ZERO,
-        };
-        let totals = window.record(outcome, widen(window, ticket.generation), now)?;
+        let totals = window.record_at(outcome, widen(window, ticket.generation), || {
+            self.shared.clock.coarse_now_nanos()
+        })?;
         trips(&totals, &self.shared.windows.policy_for(window))
     }
 
@@ -440,13 +451,6 @@ impl CircuitBreaker {
         windows.store(rate);
         Ok(())
     }
-
-    /// The coarse clock's reading: enough to place a call in a time
-    /// window's bucket.
-    #[inline]
-    fn coarse_now(&self) -> Duration {
-        Duration::from_nanos(self.shared.clock.coarse_nanos().0)
-    }
 }
 
 #[cfg(test)]
@@ -468,6 +472,7 @@ impl CircuitBreaker {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// The memory figures in the README: a breaker of each policy after 2
     /// and after 16 threads (alive at once) have called it.

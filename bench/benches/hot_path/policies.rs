@@ -99,6 +99,14 @@ pub(crate) fn threads(c: &mut Criterion) {
     let tr = tower_resilience_service();
     for n in [1usize, 2] {
         let mut g = c.benchmark_group(format!("rate_threads_{n}"));
+        // The ceiling: how the work alone scales on this machine (2 threads
+        // on 2 vCPUs rarely reach 2x), for the breaker rows' scaling to be
+        // read against. scripts/bench_table.py prints each row's ratio.
+        g.bench_function("bare", |b| {
+            b.iter_custom(|iters| {
+                run_each(n, iters, || move || black_box(value(work(black_box(1)))))
+            })
+        });
         g.bench_function("breaker_call", |b| {
             b.iter_custom(|iters| {
                 run_each(n, iters, || {
@@ -145,7 +153,8 @@ pub(crate) fn threads(c: &mut Criterion) {
 
 /// Runs a caller made by `make` (on its thread: a service clone, a waker)
 /// `iters` times on each of `threads` threads started together; returns wall
-/// time divided by the thread count (time per call overall).
+/// time divided by the thread count (time per call overall), so a row's
+/// 1-thread figure over its 2-thread one is its throughput scaling.
 fn run_each<M, F, R>(threads: usize, iters: u64, make: M) -> Duration
 where
     M: Fn() -> F + Sync,

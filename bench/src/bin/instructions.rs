@@ -49,6 +49,36 @@ fn rated(span: Option<Duration>) -> CircuitBreaker {
     .build()
 }
 
+/// The `n` the script measures a scenario at (beside 0).
+const MEASURED: u64 = 100_000;
+
+/// Runs `n` failures on `cb`, each after 9 successes (so the window holds
+/// one failure in 10 calls and never opens), plus 9 successes for each of
+/// the `MEASURED - n` failures not run: every run makes `9 * MEASURED`
+/// successes (past `n = MEASURED`, 9 more per failure), so the script's
+/// difference between `n = MEASURED` and `n = 0` holds the failures alone.
+#[inline(never)]
+fn failures_alone(cb: &CircuitBreaker, n: u64) {
+    let unit = |fail: bool| {
+        for i in 0..9 {
+            let _ = black_box(one_call(cb, i));
+        }
+        if fail {
+            let _ = black_box(one_failure(cb));
+        }
+    };
+    // Fill the window first, as every unit below finds it.
+    for _ in 0..10 {
+        unit(true);
+    }
+    for _ in n..MEASURED {
+        unit(false);
+    }
+    for _ in 0..n {
+        unit(true);
+    }
+}
+
 /// One `call_async`, out of line so its code can be read on its own.
 #[inline(never)]
 fn one_async(cb: &CircuitBreaker, i: u64) -> Result<u64, breaker::Error<Failure>> {
@@ -271,19 +301,11 @@ fn main() {
                 let _ = black_box(one_call(&cb, i));
             }
         }
-        // A failure that does not open the circuit, with the 9 successes
-        // between two failures (scripts/bench_table.py takes 9 rate_call
-        // off): 10 failures in the window of 100, below the rate of 0.5.
-        "rate_failure" => {
-            let cb = rated(None);
-            for i in 0..n * 10 {
-                if i % 10 == 0 {
-                    let _ = black_box(one_failure(&cb));
-                } else {
-                    let _ = black_box(one_call(&cb, i));
-                }
-            }
-        }
+        // A failure that does not open the circuit, alone: 10 failures in
+        // the window of 100 (9 successes between two), below the rate of
+        // 0.5. See `failures_alone` for how the successes drop out.
+        "rate_failure" => failures_alone(&rated(None), n),
+        "rate_time_failure" => failures_alone(&rated(Some(Duration::from_secs(60))), n),
         // The rate policies' window (issue 13), on its own.
         "window_success" => window_scenario(Kind::Calls(100), n, 0),
         "window_time_success" => window_scenario(Kind::Time(Duration::from_secs(60)), n, 0),
@@ -313,6 +335,6 @@ fn main() {
                 let _ = black_box(one_call(&cb, i));
             }
         }
-        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_arc, tower_inner, admin_success, keyed, rate_call, rate_time_call, rate_failure, window_success, window_time_success, window_failure, window_time_failure, slow_call, fail_if"),
+        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_arc, tower_inner, admin_success, keyed, rate_call, rate_time_call, rate_failure, rate_time_failure, window_success, window_time_success, window_failure, window_time_failure, slow_call, fail_if"),
     }
 }

@@ -29,7 +29,7 @@
 use crate::sync::{AtomicU64, Ordering};
 
 use super::lane::Lane;
-use super::stripes::{Stripe, Stripes};
+use super::stripes::{Slot, Stripe, Stripes};
 use super::{Outcome, Totals};
 
 /// The stripe word holding a lane's call count (after the era).
@@ -103,6 +103,22 @@ impl Count {
     #[inline(always)]
     pub(super) fn success(&self, lane: Lane, generation: u64) {
         self.add(lane, generation);
+    }
+
+    /// A fast success on the common path: the stripe at `slot` exists and
+    /// counts `generation` already (compared under `mask`, see
+    /// `Window::success_fast`); one load and one store. `false` (and
+    /// nothing written) otherwise: the caller takes [`success`](Self::success).
+    #[inline(always)]
+    pub(super) fn success_fast(&self, slot: Slot, generation: u64, mask: u64) -> bool {
+        match self.stripes.existing(slot) {
+            Some(stripe) if stripe.is_in(generation, mask) => {
+                let calls = stripe.word(CALLS);
+                calls.store(calls.load(Ordering::Relaxed) + 1, Ordering::Release);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records a call (see `Window::record`): counts it, logs it if it is
@@ -267,6 +283,7 @@ impl Count {
     /// the same generation (logged since the reader read the head: counted
     /// if it is in the window, as it would have been then).
     #[cold]
+    #[inline(never)]
     fn logged_since(&self, entry: u64, gen8: u64, index: u64) -> bool {
         entry & (FAILED_BIT | SLOW_BIT) != 0
             && entry >> GEN_SHIFT == gen8 >> 8
@@ -289,47 +306,31 @@ impl Count {
     /// alone fill a reader's window under preemption: a rate of 1 read on
     /// 25 % failing calls.
     fn totals(&self, generation: u64, calls: u64) -> Totals {
-        let head = self.head.load(Ordering::Acquire);
-        let mut newest = calls;
-        let (mut failures, mut slow) = (0, 0);
-        if head >> HEAD_GEN_SHIFT == generation & HEAD_GEN_MASK {
+        let mut head = self.head.load(Ordering::Acquire);
+        let (failures, slow, newest) = loop {
+            if head >> HEAD_GEN_SHIFT != generation & HEAD_GEN_MASK {
+                break (0, 0, calls);
+            }
             let end = (head >> HEAD_INDEX_SHIFT) & HEAD_INDEX_MASK;
             let logged = if head & HEAD_FULL != 0 {
                 self.capacity
             } else {
                 end
             };
-            // Read once: the loop below reads entries with Relaxed loads
-            // (it only adds them up), so these stay in registers.
-            let (log, shift, size) = (&*self.log, self.shift, self.size as i64);
-            let mask = log.len() - 1;
-            let gen8 = (generation & 0xFF) << 8;
-            for back in 1..=logged {
-                let index = end.wrapping_sub(back) & HEAD_INDEX_MASK;
-                let entry = log[index as usize & mask].load(Ordering::Relaxed);
-                // Generation and lap above the flags; every event is
-                // failed or slow, so an entry with neither was never written.
-                let expected = gen8 | ((index >> shift) & 0xFF);
-                if (entry >> LAP_SHIFT != expected || entry & (FAILED_BIT | SLOW_BIT) == 0)
-                    && !self.logged_since(entry, gen8, index)
-                {
-                    // Claimed, not written yet: an event still being
-                    // recorded.
-                    continue;
-                }
-                // How many calls before the fold it was: negative for an
-                // event that folded after this reader (it ran beside it).
-                let age = sign_extend(calls.wrapping_sub(entry) & POS_MASK, POS_BITS);
-                if age < 0 {
-                    newest = newest.max(calls.wrapping_add(age.unsigned_abs()));
-                }
-                if age >= size {
-                    break;
-                }
-                failures += (entry >> (POS_BITS + 1)) & 1;
-                slow += (entry >> POS_BITS) & 1;
+            let found = self
+                .scan::<false>(generation, calls, end, logged)
+                .unwrap_or_else(|| self.scan_carefully(generation, calls, end, logged));
+            // Entries are told apart by 8 bits of lap: a reader held up
+            // while the log moved on by many laps (preempted between the
+            // head and the entries) may take a later lap's entries for
+            // older ones and skip them. Read again from the new head then.
+            let now = self.head.load(Ordering::Acquire);
+            let moved = ((now >> HEAD_INDEX_SHIFT).wrapping_sub(end)) & HEAD_INDEX_MASK;
+            if now >> HEAD_GEN_SHIFT != head >> HEAD_GEN_SHIFT || moved < self.laps_apart() {
+                break found;
             }
-        }
+            head = now;
+        };
         Totals {
             // The calls up to the newest event seen beside this fold count
             // too, with its failure.
@@ -339,6 +340,92 @@ impl Count {
             failures,
             slow,
         }
+    }
+
+    /// Events logged while a reader scans past which it reads again: 32
+    /// laps of the ring (at most 2^14 events, so the 16-bit event index
+    /// tells), far within the 127 laps its 8-bit laps tell apart.
+    fn laps_apart(&self) -> u64 {
+        (self.capacity * 32).min(1 << 14)
+    }
+
+    /// The failures and slow calls in the window at fold `calls`, and the
+    /// newest position seen, from the `logged` events before event `end`,
+    /// newest first, by runs of places one pass over the ring wrote (so of
+    /// one lap: at most two runs), each a slice read without bounds checks.
+    /// `None` if not `CAREFUL` and an entry is not the event its place
+    /// expects (claimed and not written yet, or written by a later lap
+    /// since the head was read): the common case scans without a call, the
+    /// rare one again with [`scan_carefully`](Self::scan_carefully).
+    #[inline(always)]
+    fn scan<const CAREFUL: bool>(
+        &self,
+        generation: u64,
+        calls: u64,
+        end: u64,
+        logged: u64,
+    ) -> Option<(u64, u64, u64)> {
+        let (log, shift, size) = (&*self.log, self.shift, self.size);
+        let gen8 = (generation & 0xFF) << 8;
+        let (mut failures, mut slow, mut newest) = (0, 0, calls);
+        // Event `end - 1` first, then older ones, by runs of places that
+        // one pass over the ring wrote (so of one lap): at most two.
+        let mut index = end;
+        let mut left = logged;
+        while left > 0 {
+            let last = index.wrapping_sub(1) & HEAD_INDEX_MASK;
+            // Generation and lap above the flags; every event is failed or
+            // slow, so an entry with neither was never written.
+            let expected = gen8 | ((last >> shift) & 0xFF);
+            let top = (last & (self.capacity - 1)) as usize;
+            let run = (top as u64 + 1).min(left);
+            let places = &log[top + 1 - run as usize..=top];
+            for (back, place) in places.iter().rev().enumerate() {
+                let entry = place.load(Ordering::Relaxed);
+                if entry >> LAP_SHIFT != expected || entry & (FAILED_BIT | SLOW_BIT) == 0 {
+                    if !CAREFUL {
+                        return None;
+                    }
+                    let at = last.wrapping_sub(back as u64) & HEAD_INDEX_MASK;
+                    if !self.logged_since(entry, gen8, at) {
+                        // Claimed, not written yet: an event still being
+                        // recorded.
+                        continue;
+                    }
+                }
+                // How many calls before the fold it was (modulo 2^46): at
+                // least 2^45 for an event that folded after this reader (it
+                // ran beside it; negative as a signed number).
+                let age = calls.wrapping_sub(entry) & POS_MASK;
+                if age >= size {
+                    if age < 1 << (POS_BITS - 1) {
+                        // Before the window, and so is every older one.
+                        return Some((failures, slow, newest));
+                    }
+                    newest = newest.max(calls.wrapping_add((1 << POS_BITS) - age));
+                }
+                failures += (entry >> (POS_BITS + 1)) & 1;
+                slow += (entry >> POS_BITS) & 1;
+            }
+            index = index.wrapping_sub(run) & HEAD_INDEX_MASK;
+            left -= run;
+        }
+        Some((failures, slow, newest))
+    }
+
+    /// [`scan`](Self::scan) past entries that are not yet (or no longer)
+    /// the events their places expect.
+    #[cold]
+    #[inline(never)]
+    fn scan_carefully(
+        &self,
+        generation: u64,
+        calls: u64,
+        end: u64,
+        logged: u64,
+    ) -> (u64, u64, u64) {
+        self.scan::<true>(generation, calls, end, logged)
+            .unwrap_or((0, 0, calls))
     }
 }
 
@@ -367,11 +454,6 @@ fn is_newer_entry(a: u64, b: u64) -> bool {
 fn newer_by_bits(a: u64, b: u64, bits: u32) -> bool {
     let diff = a.wrapping_sub(b) & ((1 << bits) - 1);
     diff != 0 && diff < 1 << (bits - 1)
-}
-
-fn sign_extend(value: u64, bits: u32) -> i64 {
-    let shift = 64 - bits;
-    ((value << shift) as i64) >> shift
 }
 
 #[cfg(test)]
@@ -430,9 +512,31 @@ mod tests {
     }
 
     #[test]
-    fn positions_compare_across_their_wrap() {
-        assert_eq!(sign_extend(POS_MASK, POS_BITS), -1);
-        assert_eq!(sign_extend(5, POS_BITS), 5);
+    fn an_event_folded_after_the_reader_counts_with_the_calls_before_it() {
+        // Events at positions 3 and 12 (the second folded after a reader
+        // whose fold is 10): both in the window of 8 read at 10, with the
+        // 2 calls up to position 12 (older events past the window stop
+        // the scan).
+        let c = Count::new(8);
+        let fail = Outcome {
+            failed: true,
+            slow: false,
+        };
+        assert!(c.log(fail, 0, 1));
+        assert!(c.log(fail, 0, 3));
+        assert!(c.log(fail, 0, 12));
+        let t = c.totals(0, 10);
+        assert_eq!((t.calls, t.failures), (10, 2));
+        // Read at 5: position 12 is 7 ahead, 3 is 2 back, 1 is 4 back.
+        let t = c.totals(0, 5);
+        assert_eq!((t.calls, t.failures), (12, 3));
+        // A position just below the wrap of 2^46 read from just above it
+        // (5 calls back); the one before it is far older.
+        let c = Count::new(8);
+        assert!(c.log(fail, 0, (1 << POS_BITS) - (1 << 31)));
+        assert!(c.log(fail, 0, POS_MASK - 1));
+        let t = c.totals(0, POS_MASK + 4);
+        assert_eq!((t.calls, t.failures), (8, 1));
     }
 
     #[test]

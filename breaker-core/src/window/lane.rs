@@ -60,6 +60,18 @@ pub(crate) fn current() -> Lane {
     }
 }
 
+/// The calling thread's stripe slot if it already owns a lane: one
+/// thread-local load and a compare, the fast path's whole cost of finding
+/// the thread's stripe. `None` before its first record and for a thread
+/// without a lane ([`current`] then says which).
+#[inline(always)]
+pub(crate) fn own() -> Option<Slot> {
+    let raw = CURRENT.with(Cell::get);
+    // A packed slot is below 2^20 (`Slot::pack`); `UNSET` and `SHARED`
+    // have the top bit set, so one sign test tells them apart.
+    (raw as i32 >= 0).then(|| Slot::unpack(raw))
+}
+
 #[cold]
 fn take() -> Lane {
     // Register the destructor first: a thread that is already exiting

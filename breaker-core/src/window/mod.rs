@@ -22,7 +22,15 @@
 //! **stripe** per lane on cache lines of its own (`stripes.rs`). A fast
 //! success ([`record_success`](Window::record_success)) adds one to its
 //! lane's count with a plain load and store: it writes no cache line any
-//! other thread writes, takes no lock and does no read-modify-write. A
+//! other thread writes, takes no lock and does no read-modify-write. On
+//! its common path (the thread owns a lane whose stripe already counts the
+//! generation and, in a time window, whose `HOT` word names the current
+//! bucket) that is all it does beside a thread-local load and the stripe's
+//! chunk and era: inline in the breaker's call for a count window, one
+//! call with the coarse clock read for a time window
+//! (`Window::count_success_fast`, `Window::record_success_narrow`;
+//! instruction counts `rate_call`, `rate_time_call` in
+//! `bench/src/bin/instructions.rs`). A
 //! failure or slow call ([`record`](Window::record)) also counts itself in
 //! its stripe, then logs itself with one compare-and-swap (the count
 //! window's log of events, the time window's shared bucket counts) and
@@ -108,6 +116,12 @@ use self::time::Time;
 
 pub use self::time::BUCKETS;
 
+/// The low `bits` of a generation (up to 64).
+#[inline(always)]
+fn mask(bits: u32) -> u64 {
+    u64::MAX >> (64 - bits.clamp(1, 64))
+}
+
 /// Which calls a window holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -191,6 +205,7 @@ impl Window {
 
     /// What the window holds (a time window's span rounded down to whole
     /// nanoseconds per bucket).
+    #[inline]
     pub fn kind(&self) -> Kind {
         match &self.shape {
             Shape::Count(c) => Kind::Calls(c.size()),
@@ -211,14 +226,95 @@ impl Window {
     /// than its thread's last record is not counted.
     #[inline]
     pub fn record_success(&self, generation: u64, now: impl FnOnce() -> Duration) {
-        self.success_in(lane::current(), generation, now);
+        self.record_success_at(generation, || crate::clock::as_nanos(now()));
+    }
+
+    /// [`record_success`](Self::record_success) with `now` in nanoseconds
+    /// since the epoch.
+    #[inline(always)]
+    pub(crate) fn record_success_at(&self, generation: u64, now: impl FnOnce() -> u64) {
+        if !self.count_success_fast::<64>(generation) {
+            self.record_success_narrow::<64>(generation, now);
+        }
+    }
+
+    /// A count window's fast success on its common path, inline, and
+    /// whether it was taken: the thread owns a lane whose stripe already
+    /// counts the generation (a thread-local load, the stripe's chunk and
+    /// era, then one load and one store on the thread's own stripe).
+    /// `false`, with nothing written, for a time window and for anything
+    /// else (a thread's first record, a new generation, no lane): the
+    /// caller then records with
+    /// [`record_success_narrow`](Self::record_success_narrow).
+    ///
+    /// The call's generation carries only its low `BITS` (a storage's
+    /// generation, up to 64 bits): the stripe's era is compared with it
+    /// there, without widening. An era that agrees there but is another
+    /// generation is 2^BITS generations older (a thread's stripe untouched
+    /// while the breaker changed state that many times): it would take
+    /// the success.
+    #[inline(always)]
+    pub(crate) fn count_success_fast<const BITS: u32>(&self, generation: u64) -> bool {
+        match &self.shape {
+            Shape::Count(count) => {
+                lane::own().is_some_and(|slot| count.success_fast(slot, generation, mask(BITS)))
+            }
+            Shape::Time(_) => false,
+        }
+    }
+
+    /// Records a fast success of a call whose generation carries only its
+    /// low `BITS`, as [`record_success`](Self::record_success) does with
+    /// the generation [`widen`](Self::widen) makes of it. A time window's
+    /// common case is inline here (the coarse clock read, the bucket, then
+    /// as [`count_success_fast`](Self::count_success_fast), whose notes on
+    /// `BITS` apply, and the bucket's slot); the rest is out of line.
+    #[inline(always)]
+    pub(crate) fn record_success_narrow<const BITS: u32>(
+        &self,
+        generation: u64,
+        now: impl FnOnce() -> u64,
+    ) {
+        let bucket = match &self.shape {
+            Shape::Count(_) => 0,
+            Shape::Time(time) => {
+                // The clock first: fewer values live across its call.
+                let bucket = time.bucket(now());
+                if lane::own()
+                    .is_some_and(|slot| time.success_fast(slot, generation, mask(BITS), bucket))
+                {
+                    return;
+                }
+                bucket
+            }
+        };
+        self.success_elsewhere(self.widen(generation, BITS), bucket);
+    }
+
+    /// `generation`, of which a caller keeps only the low `bits` (up to
+    /// 64), as the window counts it: the number nearest the window's own
+    /// generation with the same low `bits`, so a caller's wrap reads as a
+    /// step forward.
+    #[inline(always)]
+    pub(crate) fn widen(&self, generation: u64, bits: u32) -> u64 {
+        let base = self.generation();
+        let ahead = generation.wrapping_sub(base) & mask(bits);
+        let signed = ((ahead << (64 - bits)) as i64) >> (64 - bits);
+        base.wrapping_add(signed as u64)
+    }
+
+    /// A fast success off the common path (a time window's `bucket`).
+    #[cold]
+    #[inline(never)]
+    fn success_elsewhere(&self, generation: u64, bucket: u64) {
+        self.success_in(lane::current(), generation, bucket);
     }
 
     #[inline(always)]
-    fn success_in(&self, lane: Lane, generation: u64, now: impl FnOnce() -> Duration) {
+    fn success_in(&self, lane: Lane, generation: u64, bucket: u64) {
         match &self.shape {
             Shape::Count(count) => count.success(lane, generation),
-            Shape::Time(time) => time.success(lane, generation, crate::clock::as_nanos(now())),
+            Shape::Time(time) => time.success(lane, generation, bucket),
         }
     }
 
@@ -228,6 +324,17 @@ impl Window {
     /// stale and not recorded. A generation newer than the window's moves
     /// the window to it, as [`clear`](Self::clear) does.
     pub fn record(&self, outcome: Outcome, generation: u64, now: Duration) -> Option<Totals> {
+        self.record_at(outcome, generation, || crate::clock::as_nanos(now))
+    }
+
+    /// [`record`](Self::record) with `now` in nanoseconds since the epoch,
+    /// called only by a time window.
+    pub(crate) fn record_at(
+        &self,
+        outcome: Outcome,
+        generation: u64,
+        now: impl FnOnce() -> u64,
+    ) -> Option<Totals> {
         self.record_in(lane::current(), outcome, generation, now)
     }
 
@@ -236,15 +343,14 @@ impl Window {
         lane: Lane,
         outcome: Outcome,
         generation: u64,
-        now: Duration,
+        now: impl FnOnce() -> u64,
     ) -> Option<Totals> {
         if !self.enter(generation) {
             return None;
         }
-        let now = crate::clock::as_nanos(now);
         match &self.shape {
             Shape::Count(count) => count.record(lane, outcome, generation),
-            Shape::Time(time) => time.record(lane, outcome, generation, now),
+            Shape::Time(time) => time.record(lane, outcome, generation, now()),
         }
     }
 
@@ -324,7 +430,11 @@ impl Window {
 impl Window {
     /// [`record_success`](Self::record_success) as the thread owning `lane`.
     pub fn record_success_on(&self, lane: usize, generation: u64, now: Duration) {
-        self.success_in(Lane::Own(stripes::Slot::of(lane)), generation, || now);
+        let bucket = match &self.shape {
+            Shape::Count(_) => 0,
+            Shape::Time(time) => time.bucket(crate::clock::as_nanos(now)),
+        };
+        self.success_in(Lane::Own(stripes::Slot::of(lane)), generation, bucket);
     }
 
     /// [`record`](Self::record) as the thread owning `lane`.
@@ -335,7 +445,12 @@ impl Window {
         generation: u64,
         now: Duration,
     ) -> Option<Totals> {
-        self.record_in(Lane::Own(stripes::Slot::of(lane)), outcome, generation, now)
+        self.record_in(
+            Lane::Own(stripes::Slot::of(lane)),
+            outcome,
+            generation,
+            || crate::clock::as_nanos(now),
+        )
     }
 
     /// The totals `generation` would have at `now`, whatever the window's.

@@ -108,6 +108,14 @@ impl<'a, const L: usize> Stripe<'a, L> {
         self.enter_slow(era, generation, words)
     }
 
+    /// Owner only: whether the stripe's era has `generation`'s bits under
+    /// `mask` (one load; with `u64::MAX`, whether it holds `generation`'s
+    /// counts; [`enter`](Self::enter) moves it when it does not).
+    #[inline(always)]
+    pub(crate) fn is_in(self, generation: u64, mask: u64) -> bool {
+        (self.word(ERA).load(Ordering::Relaxed) ^ generation) & mask == 0
+    }
+
     #[cold]
     #[inline(never)]
     fn enter_slow(self, era: u64, generation: u64, words: usize) -> bool {
@@ -175,6 +183,14 @@ impl<const L: usize> Stripes<L> {
         let ptr = self.chunks[k].load(Ordering::Acquire);
         let ptr = if ptr.is_null() { self.install(k) } else { ptr };
         self.stripe(ptr, k, slot.offset as usize)
+    }
+
+    /// The stripe at `slot` if its chunk is installed (no allocation).
+    #[inline(always)]
+    pub(crate) fn existing(&self, slot: Slot) -> Option<Stripe<'_, L>> {
+        let k = slot.chunk as usize % DIRECTORY;
+        let ptr = self.chunks[k].load(Ordering::Acquire);
+        (!ptr.is_null()).then(|| self.stripe(ptr, k, slot.offset as usize))
     }
 
     /// Lane `offset` of chunk `k`, whose installed pointer is `ptr`.

@@ -20,7 +20,7 @@
 use crate::sync::{AtomicU64, Ordering};
 
 use super::lane::Lane;
-use super::stripes::{Stripe, Stripes};
+use super::stripes::{Slot, Stripe, Stripes};
 use super::{Outcome, Totals};
 
 /// Buckets in a time window.
@@ -30,7 +30,17 @@ pub const BUCKETS: u64 = 10;
 const LAST: usize = 1;
 /// The stripe word of slot 0; slot `i` is `SLOTS + i`.
 const SLOTS: usize = 2;
-/// Cache lines per lane (2 + 10 words).
+/// The stripe word the owner alone reads: the bucket it counts in now
+/// (plus one, so a zeroed word names none) above the word of its slot, so
+/// that a success in the same bucket as its lane's last call finds its
+/// slot without dividing.
+const HOT: usize = SLOTS + BUCKETS as usize;
+/// Bits of `HOT` below the bucket: a word index below 16.
+const HOT_WORD_BITS: u32 = 4;
+/// Words a generation's counts take in the stripe (entering a new one
+/// zeroes them): the era, `LAST`, the slots and `HOT`.
+const WORDS: usize = HOT + 1;
+/// Cache lines per lane (2 + 10 + 1 words).
 const LINES: usize = 2;
 
 // Stripe slot: 24 bits of bucket number above 40 bits of count.
@@ -61,6 +71,10 @@ pub(super) struct Time {
     inverse: u64,
     /// `BUCKETS` words for each kind of `Counted`.
     shared: Box<[AtomicU64; 3 * BUCKETS as usize]>,
+    /// Bit `what` set (before its first shared count) once a `Counted`
+    /// kind has been counted in the window: a fold reads only those
+    /// kinds' words.
+    used: AtomicU64,
 }
 
 impl Time {
@@ -72,6 +86,7 @@ impl Time {
             width,
             inverse: u64::MAX / width,
             shared: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            used: AtomicU64::new(0),
         }
     }
 
@@ -79,11 +94,34 @@ impl Time {
         std::mem::size_of_val(&*self.shared) + self.stripes.heap_bytes()
     }
 
-    /// A fast success at `now` (nanoseconds since the epoch): one more call
-    /// in this thread's stripe.
+    /// A fast success in `bucket`: one more call in this thread's stripe.
     #[inline(always)]
-    pub(super) fn success(&self, lane: Lane, generation: u64, now: u64) {
-        self.add(lane, generation, self.bucket(now));
+    pub(super) fn success(&self, lane: Lane, generation: u64, bucket: u64) {
+        self.add(lane, generation, bucket);
+    }
+
+    /// A fast success in `bucket` on the common path: the stripe at
+    /// `slot` exists, counts `generation` already (compared under `mask`,
+    /// see `Window::success_fast`) and has counted a call in `bucket`; one
+    /// load and one store. `false` (and nothing written) otherwise: the
+    /// caller takes [`success`](Self::success).
+    #[inline(always)]
+    pub(super) fn success_fast(&self, slot: Slot, generation: u64, mask: u64, bucket: u64) -> bool {
+        match self.stripes.existing(slot) {
+            Some(stripe) if stripe.is_in(generation, mask) => {
+                let hot = stripe.word(HOT).load(Ordering::Relaxed);
+                if hot >> HOT_WORD_BITS != bucket.wrapping_add(1) {
+                    return false;
+                }
+                // `HOT` names this bucket: its slot holds this bucket's
+                // count (written with `HOT`, and cleared only with a move
+                // of `HOT` to a newer bucket or a new generation).
+                let slot = stripe.word((hot & ((1 << HOT_WORD_BITS) - 1)) as usize);
+                slot.store(slot.load(Ordering::Relaxed) + 1, Ordering::Release);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records a call (see `Window::record`): counts it and its failure or
@@ -113,9 +151,19 @@ impl Time {
     /// among the lanes'.
     pub(super) fn stats(&self, generation: u64, now: u64) -> Totals {
         let bucket = self.bucket(now);
-        let failures = self.shared(Counted::Failures, generation, bucket);
-        let slow = self.shared(Counted::Slow, generation, bucket);
-        let mut calls = self.shared(Counted::Calls, generation, bucket);
+        // A kind's bit is set before its first count, so a count this fold
+        // must see has its bit seen too (the bits are never cleared).
+        let used = self.used.load(Ordering::Acquire);
+        let count = |what: Counted| {
+            if used & (1 << what as u32) == 0 {
+                0
+            } else {
+                self.shared(what, generation, bucket)
+            }
+        };
+        let failures = count(Counted::Failures);
+        let slow = count(Counted::Slow);
+        let mut calls = count(Counted::Calls);
         self.stripes.each(|stripe| {
             calls += stripe
                 .read(generation, |s| Self::lane_calls(s, bucket))
@@ -135,7 +183,7 @@ impl Time {
         match lane {
             Lane::Own(slot) => {
                 let stripe = self.stripes.lane(slot);
-                if !stripe.enter(generation, SLOTS + BUCKETS as usize) {
+                if !stripe.enter(generation, WORDS) {
                     return false;
                 }
                 Self::add_to(stripe, bucket);
@@ -187,13 +235,17 @@ impl Time {
                 slot.store(0, Ordering::Relaxed);
             }
         }
-        let slot = stripe.word(SLOTS + (bucket % BUCKETS) as usize);
-        slot.store(
+        let index = SLOTS + (bucket % BUCKETS) as usize;
+        stripe.word(index).store(
             ((bucket & BUCKET_TAG_MASK) << SLOT_COUNT_BITS) | 1,
             Ordering::Release,
         );
         if newest == bucket {
             stripe.word(LAST).store(bucket, Ordering::Release);
+            stripe.word(HOT).store(
+                (bucket.wrapping_add(1) << HOT_WORD_BITS) | index as u64,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -204,17 +256,25 @@ impl Time {
             // Idle for longer than the window (or never recorded).
             return 0;
         }
-        (0..BUCKETS as usize)
-            .map(|i| stripe.word(SLOTS + i).load(Ordering::Acquire))
-            .filter(|&word| within(now, word >> SLOT_COUNT_BITS))
-            .map(|word| word & SLOT_COUNT_MASK)
-            .sum()
+        let mut calls = 0;
+        for i in 0..BUCKETS as usize {
+            let word = stripe.word(SLOTS + i).load(Ordering::Acquire);
+            // Zero: a slot never used (or cleared), the common case.
+            if word != 0 && within(now, word >> SLOT_COUNT_BITS) {
+                calls += word & SLOT_COUNT_MASK;
+            }
+        }
+        calls
     }
 
     /// One more `what` in `bucket` under `generation`, in the shared words;
     /// `false` if the word already holds a newer generation's or bucket's
     /// count (this one is stale or expired).
     pub(super) fn add_shared(&self, what: Counted, generation: u64, bucket: u64) -> bool {
+        let bit = 1 << what as u32;
+        if self.used.load(Ordering::Relaxed) & bit == 0 {
+            self.used.fetch_or(bit, Ordering::AcqRel);
+        }
         let word = &self.shared[what as usize * BUCKETS as usize + (bucket % BUCKETS) as usize];
         let gen8 = generation & 0xFF;
         let tag = bucket & BUCKET_TAG_MASK;
@@ -248,15 +308,19 @@ impl Time {
     /// with bucket `now`.
     fn shared(&self, what: Counted, generation: u64, now: u64) -> u64 {
         let gen8 = generation & 0xFF;
-        self.shared[what as usize * BUCKETS as usize..][..BUCKETS as usize]
-            .iter()
-            .map(|w| w.load(Ordering::Acquire))
-            .filter(|&w| {
-                w >> SHARED_GEN_SHIFT == gen8
-                    && within(now, (w >> SHARED_COUNT_BITS) & BUCKET_TAG_MASK)
-            })
-            .map(|w| w & SHARED_COUNT_MASK)
-            .sum()
+        let mut count = 0;
+        for word in &self.shared[what as usize * BUCKETS as usize..][..BUCKETS as usize] {
+            let w = word.load(Ordering::Acquire);
+            // Zero: a bucket without any (the common case for slow calls
+            // and for threads without a lane).
+            if w != 0
+                && w >> SHARED_GEN_SHIFT == gen8
+                && within(now, (w >> SHARED_COUNT_BITS) & BUCKET_TAG_MASK)
+            {
+                count += w & SHARED_COUNT_MASK;
+            }
+        }
+        count
     }
 }
 
