@@ -27,6 +27,7 @@ use std::time::Duration;
 use crate::backend::Glance;
 use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
+use crate::flags::Path;
 use crate::listener::Hooks;
 use crate::recording::Recorded;
 use crate::state::{Op, Outcome, Reason, State};
@@ -109,7 +110,7 @@ impl CircuitBreaker {
     /// Admission in every state but closed-on-memory: a rejection here is
     /// one function call away from the hot path.
     #[inline(never)]
-    fn admit_slow(&self) -> Result<Ticket, CircuitBreakerError> {
+    pub(crate) fn admit_slow(&self) -> Result<Ticket, CircuitBreakerError> {
         self.decide()
     }
 
@@ -227,7 +228,14 @@ impl CircuitBreaker {
     /// trial place back before it continues.
     #[inline(always)]
     pub(crate) fn before_call(&self, ticket: Ticket) {
-        if self.hears(Hooks::BEFORE_CALL) {
+        self.before_call_on(self.path(), ticket);
+    }
+
+    /// [`before_call`](Self::before_call) for a call that read `path` when
+    /// it started.
+    #[inline(always)]
+    pub(crate) fn before_call_on(&self, path: Path, ticket: Ticket) {
+        if path.hears(Hooks::BEFORE_CALL) {
             self.before_call_slow(ticket);
         }
     }
