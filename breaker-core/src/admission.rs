@@ -236,17 +236,31 @@ impl CircuitBreaker {
     #[inline(always)]
     pub(crate) fn before_call_on(&self, path: Path, ticket: Ticket) {
         if path.hears(Hooks::BEFORE_CALL) {
-            self.before_call_slow(ticket);
+            match ticket.trial {
+                true => self.before_trial(ticket),
+                false => self.tell_before_call(),
+            }
         }
     }
 
+    /// Tells the `before_call` listeners of a call that holds no trial
+    /// place (nothing to give back if one panics).
+    #[inline(never)]
+    fn tell_before_call(&self) {
+        self.shared
+            .listeners
+            .tell(Hooks::BEFORE_CALL, |l| l.before_call(self));
+    }
+
+    /// Tells the `before_call` listeners of a trial; a panic among them
+    /// gives the trial place back before it continues.
     #[cold]
     #[inline(never)]
-    fn before_call_slow(&self, ticket: Ticket) {
+    fn before_trial(&self, ticket: Ticket) {
         let told = self
             .shared
             .listeners
-            .each_here(Hooks::BEFORE_CALL, |l| l.before_call(self));
+            .each(Hooks::BEFORE_CALL, |l| l.before_call(self));
         if let Err(panic) = told {
             self.cancel(ticket);
             resume_unwind(panic);

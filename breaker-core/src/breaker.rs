@@ -21,8 +21,8 @@ use crate::builder::{
 use crate::clock::ClockImpl;
 use crate::dispatch::Listeners;
 use crate::error::ConfigError;
-use crate::flags::Flags;
 use crate::exclude::Exclusion;
+use crate::flags::Flags;
 use crate::listener::Listener;
 use crate::name::Name;
 use crate::rate::{check_failure_rate, check_min_calls, check_window, Windows};
@@ -774,7 +774,9 @@ impl CircuitBreaker {
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
         let _edit = self.edit();
         let shared = &self.shared;
-        shared.listeners.edit(&shared.flags, |list| list.push(listener));
+        shared
+            .listeners
+            .edit(&shared.flags, |list| list.push(listener));
         self.update_durations_wanted();
     }
 

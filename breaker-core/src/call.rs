@@ -327,7 +327,7 @@ impl CircuitBreaker {
     /// The flag word is read once, here (`flags.rs`). A call admitted on
     /// the hot path (closed, memory storage: never the trial) runs inline;
     /// one admitted otherwise (a trial, a custom storage) runs out of line,
-    /// so the hot path keeps no trial flag across `f`.
+    /// so the hot path holds no trial flag across `f`.
     #[inline]
     pub(crate) fn run<T, E, F, V, X, J>(
         &self,
@@ -350,7 +350,7 @@ impl CircuitBreaker {
         match self.closed_ticket() {
             Some(ticket) => self.run_admitted(path, ticket, f, view, site_excluded),
             None => match self.admit_slow() {
-                Ok(ticket) => self.run_admitted_slow(path, ticket, f, view, site_excluded),
+                Ok(ticket) => self.run_admitted_elsewhere(path, ticket, f, view, site_excluded),
                 Err(rejected) => Err(Error::Open(rejected)),
             },
         }
@@ -360,7 +360,7 @@ impl CircuitBreaker {
     /// admitted off the hot path.
     #[cold]
     #[inline(never)]
-    fn run_admitted_slow<T, E, F, V, X>(
+    fn run_admitted_elsewhere<T, E, F, V, X>(
         &self,
         path: Path,
         ticket: Ticket,

@@ -34,7 +34,7 @@
 
 #[cfg(not(loom))]
 use std::cell::Cell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -82,18 +82,49 @@ impl List {
     /// handed back.
     #[inline(always)]
     fn each(&self, hook: Hooks, event: &mut impl FnMut(&dyn Listener)) -> Result<(), Panic> {
-        let mut first_panic = None;
-        for entry in self.entries.iter() {
-            if !entry.hooks.intersects(hook) {
-                continue;
-            }
-            let listener = &*entry.listener;
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| event(listener))) {
-                first_panic.get_or_insert(panic);
+        let mut rest = &*self.entries;
+        while let [entry, after @ ..] = rest {
+            rest = after;
+            if entry.hooks.intersects(hook) {
+                let listener = &*entry.listener;
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| event(listener))) {
+                    return Err(each_after_panic(rest, hook, event, panic));
+                }
             }
         }
-        first_panic.map_or(Ok(()), Err)
+        Ok(())
     }
+
+    /// [`each`](Self::each) out of line, so that a caller calling one
+    /// listener straight away needs no registers of its own.
+    #[inline(never)]
+    fn each_out_of_line(
+        &self,
+        hook: Hooks,
+        mut event: impl FnMut(&dyn Listener),
+    ) -> Result<(), Panic> {
+        self.each(hook, &mut event)
+    }
+}
+
+/// The rest of [`List::each`] once a listener panicked: runs `event` on
+/// the listeners of `rest` that declared one of `hook`; `first`, the first
+/// panic. (Later panics are dropped.)
+#[cold]
+#[inline(never)]
+fn each_after_panic(
+    rest: &[Entry],
+    hook: Hooks,
+    event: &mut impl FnMut(&dyn Listener),
+    first: Panic,
+) -> Panic {
+    for entry in rest {
+        if entry.hooks.intersects(hook) {
+            let listener = &*entry.listener;
+            let _later = catch_unwind(AssertUnwindSafe(|| event(listener)));
+        }
+    }
+    first
 }
 
 /// A breaker's listeners: the list, as the kept lists' current one and
@@ -192,6 +223,39 @@ impl Listeners {
         hook: Hooks,
         mut event: impl FnMut(&dyn Listener),
     ) -> Result<(), Panic> {
+        match self.kept() {
+            Some(list) => list.each(hook, &mut event),
+            None => self.each_shared(hook, event),
+        }
+    }
+
+    /// Tells every listener that declared `hook`, for a caller that has
+    /// nothing to undo when one panics: the first panic continues once all
+    /// have run. The hot path's: a kept list of one listener calls it
+    /// straight away (its panic continues at once: there is no other to
+    /// run).
+    #[inline(always)]
+    pub(crate) fn tell(&self, hook: Hooks, mut event: impl FnMut(&dyn Listener)) {
+        let told = match self.kept() {
+            Some(list) => match &*list.entries {
+                [only] => {
+                    if only.hooks.intersects(hook) {
+                        event(&*only.listener);
+                    }
+                    return;
+                }
+                _ => list.each_out_of_line(hook, event),
+            },
+            None => self.each_shared(hook, event),
+        };
+        if let Err(panic) = told {
+            resume_unwind(panic);
+        }
+    }
+
+    /// The current list, while lists are kept: one load.
+    #[inline(always)]
+    fn kept(&self) -> Option<&List> {
         let kept = self.kept_current.load(Ordering::Acquire);
         // SAFETY: `kept` is null or was taken with `Arc::as_ptr` from an
         // `Arc<List>` that `kept` holds, and `kept` only grows while the
@@ -201,9 +265,8 @@ impl Listeners {
         // by `dispatch::tests::a_replaced_kept_list_is_walked_whole` and by
         // `tests/hooks.rs`, which edits lists while other threads call.
         #[allow(unsafe_code)]
-        match unsafe { kept.as_ref() } {
-            Some(list) => list.each(hook, &mut event),
-            None => self.each_shared(hook, event),
+        unsafe {
+            kept.as_ref()
         }
     }
 

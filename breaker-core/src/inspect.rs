@@ -353,7 +353,9 @@ impl CircuitBreaker {
             .iter()
             .any(|l| l.wants_durations());
         let shared = &self.shared;
-        shared.inspection.set_durations_wanted(wanted, &shared.flags);
+        shared
+            .inspection
+            .set_durations_wanted(wanted, &shared.flags);
     }
 
     /// A call longer than this is slow; `None`: no call is slow.

@@ -160,17 +160,14 @@ impl CircuitBreaker {
         }
     }
 
-    /// Tells the `success` listeners of a success with nothing to record.
-    #[cold]
+    /// Tells the `success` listeners of a success with nothing to record
+    /// (nothing to do after them, so a panic among them continues once
+    /// they have all run).
     #[inline(never)]
     fn tell_success(&self) {
-        if let Err(panic) = self
-            .shared
+        self.shared
             .listeners
-            .each_here(Hooks::SUCCESS, |l| l.success(self))
-        {
-            resume_unwind(panic);
-        }
+            .tell(Hooks::SUCCESS, |l| l.success(self));
     }
 
     #[cold]
