@@ -6,6 +6,11 @@
 //! what it costs with no listener at all. An event some listener declared
 //! walks the list, calling only the listeners that declared it, each under
 //! its own `catch_unwind` (a panicking listener does not stop the others).
+//! The hot path's events (`before_call` of a call that holds no trial
+//! place, `success` with nothing to record) have nothing to undo when a
+//! listener panics, so [`Listeners::tell`] calls a list's only listener
+//! straight away: with no other listener left to run, its panic may
+//! continue at once.
 //!
 //! The list is replaced whole on every edit. How a dispatch reads it:
 //!
