@@ -305,6 +305,8 @@ labels = {"bare": "bare call", "call": "`CircuitBreaker::call`", "attribute": "`
           "window_time_failure": "window alone: a failure that does not open (time window of 60 s)",
           "slow_call": "`call` on a breaker with `slow_call_duration` (two clock readings; the vDSO's not counted)",
           "fail_if": "`call` on a breaker with `fail_if` (the value judged)",
+          "three_listeners": "`call` with three listeners",
+          "listener_cached": "`call` with one listener, past the 16 kept lists (the per-thread caches)",
           "tower_arc": "`CircuitBreakerLayer` (`Arc` breaker): one request",
           "admin_success": "`call` on a registry breaker an admin router counts (its success on the thread's stripe)",
           "memory_call": "`MemoryStorage`: a closed-state success (`bench/src/bin/redis_instructions.rs`)",

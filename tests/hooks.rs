@@ -314,3 +314,160 @@ fn many_threads_adding_and_removing_while_calling_lose_no_event_of_a_kept_listen
     assert_eq!(kept.successes.load(Ordering::Relaxed), 6_000);
     assert_eq!(cb.listeners().len(), 1);
 }
+
+/// Makes `n` edits of `cb`'s list (each `add_listener` or `remove_listener`
+/// makes a list), leaving the listeners as they were.
+fn edit_lists(cb: &CircuitBreaker, n: usize) {
+    for _ in 0..n / 2 {
+        let passing: Arc<dyn Listener> = Arc::new(Counts::default());
+        cb.add_listener(passing.clone());
+        assert!(cb.remove_listener(&passing));
+    }
+}
+
+#[test]
+fn a_removed_listener_is_dropped_with_its_breaker_while_its_lists_are_kept() {
+    let counts = Arc::new(Counts::default());
+    let weak = Arc::downgrade(&counts);
+    let as_listener: Arc<dyn Listener> = counts;
+    let cb = CircuitBreaker::new("hooks-kept-drop");
+    cb.add_listener(as_listener.clone());
+    cb.call(|| Ok::<_, ()>(())).unwrap();
+    assert!(cb.remove_listener(&as_listener));
+    drop(as_listener);
+    // Not called any more, but alive: a list the breaker keeps holds it.
+    cb.call(|| Ok::<_, ()>(())).unwrap();
+    let kept = weak.upgrade().expect("kept with the breaker's lists");
+    assert_eq!(kept.successes.load(Ordering::Relaxed), 1);
+    drop(kept);
+    drop(cb);
+    assert!(weak.upgrade().is_none(), "dropped with the breaker");
+}
+
+#[test]
+fn past_its_kept_lists_a_breaker_runs_its_current_list_and_drops_removed_listeners() {
+    let kept = Arc::new(Counts::default());
+    let cb = CircuitBreaker::builder("hooks-past-kept")
+        .listener_arc(kept.clone())
+        .build();
+    // 1 list from the builder + 16 edits: past the 16 kept lists.
+    for round in 1..=4u64 {
+        edit_lists(&cb, 8);
+        cb.call(|| Ok::<_, ()>(())).unwrap();
+        assert_eq!(kept.successes.load(Ordering::Relaxed), round);
+    }
+    // A listener added now, then removed before any call ran it, is in no
+    // kept list and in no thread's cache: dropped when the removal returns.
+    let late = Arc::new(Counts::default());
+    let weak = Arc::downgrade(&late);
+    let as_listener: Arc<dyn Listener> = late;
+    cb.add_listener(as_listener.clone());
+    assert!(cb.remove_listener(&as_listener));
+    drop(as_listener);
+    assert!(weak.upgrade().is_none(), "a later list is not kept");
+    // One run by this thread: heard, then removed and never heard again.
+    let ran = Arc::new(Counts::default());
+    let as_listener: Arc<dyn Listener> = ran.clone();
+    cb.add_listener(as_listener.clone());
+    cb.call(|| Ok::<_, ()>(())).unwrap();
+    assert!(cb.remove_listener(&as_listener));
+    for _ in 0..3 {
+        cb.call(|| Ok::<_, ()>(())).unwrap();
+    }
+    assert_eq!(ran.successes.load(Ordering::Relaxed), 1);
+    assert_eq!(kept.successes.load(Ordering::Relaxed), 8);
+}
+
+/// Panics in `before_call`, every time.
+struct Panics;
+
+impl Listener for Panics {
+    fn hooks(&self) -> Hooks {
+        Hooks::BEFORE_CALL
+    }
+    fn before_call(&self, _: &CircuitBreaker) {
+        panic!("listener");
+    }
+}
+
+/// Counts `before_call`.
+#[derive(Default)]
+struct Befores(AtomicU64);
+
+impl Listener for Befores {
+    fn hooks(&self) -> Hooks {
+        Hooks::BEFORE_CALL
+    }
+    fn before_call(&self, _: &CircuitBreaker) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_panicking_listener_does_not_stop_the_next_ones_on_kept_or_cached_lists() {
+    let after = Arc::new(Befores::default());
+    let cb = CircuitBreaker::builder("hooks-panics")
+        .listener(Panics)
+        .listener_arc(after.clone())
+        .listener(Panics)
+        .build();
+    let call = || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            cb.call(|| Ok::<_, ()>(())).unwrap();
+        }))
+    };
+    assert!(call().is_err());
+    assert_eq!(after.0.load(Ordering::Relaxed), 1);
+    edit_lists(&cb, 20); // past the kept lists
+    assert!(call().is_err());
+    assert_eq!(after.0.load(Ordering::Relaxed), 2);
+    // Consistent: closed, nothing counted.
+    assert_eq!((cb.current_state(), cb.fail_counter()), (State::Closed, 0));
+}
+
+/// From `before_call`: calls through its own breaker once (a nested
+/// dispatch of the list being walked), and removes itself from it.
+struct Reentrant {
+    me: std::sync::Mutex<Option<Arc<dyn Listener>>>,
+    calls: AtomicU64,
+}
+
+impl Listener for Reentrant {
+    fn hooks(&self) -> Hooks {
+        Hooks::BEFORE_CALL
+    }
+    fn before_call(&self, cb: &CircuitBreaker) {
+        if self.calls.fetch_add(1, Ordering::Relaxed) == 0 {
+            cb.call(|| Ok::<_, ()>(())).unwrap();
+            let me = self.me.lock().unwrap().take().unwrap();
+            assert!(cb.remove_listener(&me));
+        }
+    }
+}
+
+#[test]
+fn a_listener_may_call_through_its_own_breaker_and_remove_itself() {
+    for past_kept in [false, true] {
+        let counts = Arc::new(Counts::default());
+        let cb = CircuitBreaker::builder("hooks-reentrant")
+            .listener_arc(counts.clone())
+            .build();
+        if past_kept {
+            edit_lists(&cb, 20);
+        }
+        let reentrant = Arc::new(Reentrant {
+            me: std::sync::Mutex::new(None),
+            calls: AtomicU64::new(0),
+        });
+        let as_listener: Arc<dyn Listener> = reentrant.clone();
+        *reentrant.me.lock().unwrap() = Some(as_listener.clone());
+        cb.add_listener(as_listener);
+        cb.call(|| Ok::<_, ()>(())).unwrap();
+        cb.call(|| Ok::<_, ()>(())).unwrap();
+        // The outer call, the nested one inside it, the next call: the
+        // nested call found the listener there (calls 2), the next one not.
+        assert_eq!(reentrant.calls.load(Ordering::Relaxed), 2);
+        assert_eq!(counts.successes.load(Ordering::Relaxed), 3);
+        assert_eq!(cb.listeners().len(), 1);
+    }
+}

@@ -211,12 +211,18 @@ fn failure_every(c: &mut Criterion) {
 
 fn listeners(c: &mut Criterion) {
     let mut g = c.benchmark_group("listeners");
+    let none = CircuitBreaker::new("bench-l0");
     let one = CircuitBreaker::builder("bench-l1").listener(Quiet).build();
     let three = CircuitBreaker::builder("bench-l3")
         .listener(Quiet)
         .listener(Quiet)
         .listener(Quiet)
         .build();
+    // The same call with no listener, in the same run: the targets are
+    // differences from it.
+    g.bench_function("none", |b| {
+        b.iter(|| value(none.call(|| work(black_box(1)))))
+    });
     g.bench_function("one", |b| b.iter(|| value(one.call(|| work(black_box(1))))));
     g.bench_function("three", |b| {
         b.iter(|| value(three.call(|| work(black_box(1)))))

@@ -27,6 +27,7 @@ use std::time::Duration;
 use crate::backend::Glance;
 use crate::breaker::CircuitBreaker;
 use crate::error::CircuitBreakerError;
+use crate::flags::Path;
 use crate::listener::Hooks;
 use crate::recording::Recorded;
 use crate::state::{Op, Outcome, Reason, State};
@@ -109,7 +110,7 @@ impl CircuitBreaker {
     /// Admission in every state but closed-on-memory: a rejection here is
     /// one function call away from the hot path.
     #[inline(never)]
-    fn admit_slow(&self) -> Result<Ticket, CircuitBreakerError> {
+    pub(crate) fn admit_slow(&self) -> Result<Ticket, CircuitBreakerError> {
         self.decide()
     }
 
@@ -227,18 +228,39 @@ impl CircuitBreaker {
     /// trial place back before it continues.
     #[inline(always)]
     pub(crate) fn before_call(&self, ticket: Ticket) {
-        if self.hears(Hooks::BEFORE_CALL) {
-            self.before_call_slow(ticket);
+        self.before_call_on(self.path(), ticket);
+    }
+
+    /// [`before_call`](Self::before_call) for a call that read `path` when
+    /// it started.
+    #[inline(always)]
+    pub(crate) fn before_call_on(&self, path: Path, ticket: Ticket) {
+        if path.hears(Hooks::BEFORE_CALL) {
+            match ticket.trial {
+                true => self.before_trial(ticket),
+                false => self.tell_before_call(),
+            }
         }
     }
 
+    /// Tells the `before_call` listeners of a call that holds no trial
+    /// place (nothing to give back if one panics).
+    #[inline(never)]
+    fn tell_before_call(&self) {
+        self.shared
+            .listeners
+            .tell(Hooks::BEFORE_CALL, |l| l.before_call(self));
+    }
+
+    /// Tells the `before_call` listeners of a trial; a panic among them
+    /// gives the trial place back before it continues.
     #[cold]
     #[inline(never)]
-    fn before_call_slow(&self, ticket: Ticket) {
+    fn before_trial(&self, ticket: Ticket) {
         let told = self
             .shared
             .listeners
-            .each_here(Hooks::BEFORE_CALL, |l| l.before_call(self));
+            .each(Hooks::BEFORE_CALL, |l| l.before_call(self));
         if let Err(panic) = told {
             self.cancel(ticket);
             resume_unwind(panic);

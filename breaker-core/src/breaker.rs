@@ -22,6 +22,7 @@ use crate::clock::ClockImpl;
 use crate::dispatch::Listeners;
 use crate::error::ConfigError;
 use crate::exclude::Exclusion;
+use crate::flags::Flags;
 use crate::listener::Listener;
 use crate::name::Name;
 use crate::rate::{check_failure_rate, check_min_calls, check_window, Windows};
@@ -47,8 +48,12 @@ pub(crate) struct Shared {
     pub(crate) policy: ArcSwap<Policy>,
     /// The rate policies' window (`rate.rs`); none without a rate condition.
     pub(crate) windows: Windows,
-    /// The listeners, and which hooks they declared (`dispatch.rs`).
+    /// The listeners (`dispatch.rs`).
     pub(crate) listeners: Listeners,
+    /// The word a call reads to choose its path (`flags.rs`): the
+    /// listeners' hooks, whether calls are inspected, whether a window
+    /// records successes.
+    pub(crate) flags: Flags,
     /// Whether `exclusions` is not empty: a failure reads this flag first.
     pub(crate) excluding: AtomicBool,
     pub(crate) exclusions: ArcSwap<Vec<Exclusion>>,
@@ -770,17 +775,26 @@ impl CircuitBreaker {
     /// ```
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
         let _edit = self.edit();
-        self.shared.listeners.edit(|list| list.push(listener));
+        let shared = &self.shared;
+        shared
+            .listeners
+            .edit(&shared.flags, |list| list.push(listener));
         self.update_durations_wanted();
     }
 
     /// Removes `listener` (compared by identity); returns whether it was there.
     ///
-    /// Calls that start after it returns do not call it, on any thread. Each
-    /// thread keeps the listener lists it ran last (a few, so a call reads
-    /// its breaker's list without a shared write), so the removed listener
-    /// itself may be dropped only once every thread that ran it has run
-    /// another list in its place, or has exited.
+    /// Calls that start after it returns do not call it, on any thread.
+    ///
+    /// When the removed listener is dropped: a call reads its breaker's
+    /// list of listeners without a shared write, so lists are not freed
+    /// the moment they are replaced. A breaker keeps its first 16 lists
+    /// (the one it was built with and one per `add_listener` or
+    /// `remove_listener`) until it is dropped: a listener that was in one
+    /// of them is dropped with the breaker. After that, each thread keeps
+    /// the lists it ran last (a few), so a listener that was only in later
+    /// lists is dropped once every thread that ran it has run another list
+    /// in its place, or has exited.
     ///
     /// # Example
     /// ```
@@ -800,7 +814,8 @@ impl CircuitBreaker {
     pub fn remove_listener(&self, listener: &Arc<dyn Listener>) -> bool {
         let target = Arc::as_ptr(listener) as *const ();
         let _edit = self.edit();
-        let removed = self.shared.listeners.edit(|list| {
+        let shared = &self.shared;
+        let removed = shared.listeners.edit(&shared.flags, |list| {
             let before = list.len();
             list.retain(|l| Arc::as_ptr(l) as *const () != target);
             list.len() != before

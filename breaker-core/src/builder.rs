@@ -15,6 +15,7 @@ use crate::clock::{Clock, ClockImpl, SystemClock};
 use crate::dispatch::Listeners;
 use crate::error::ConfigError;
 use crate::exclude::Exclusion;
+use crate::flags::Flags;
 use crate::inspect::{check_slow_call_duration, check_slow_call_rate, FailIf, Inspection};
 use crate::listener::Listener;
 use crate::memory::MemoryStorage;
@@ -650,11 +651,13 @@ impl CircuitBreakerBuilder {
         let clock = self
             .clock
             .unwrap_or_else(|| ClockImpl::System(SystemClock::new()));
+        let flags = Flags::new();
         let inspection = Inspection::new(
             self.fail_if,
             slow_call_duration,
             self.listeners.iter().any(|l| l.wants_durations()),
             clock.coarse_nanos().1,
+            &flags,
         );
         let excluding = !self.exclusions.is_empty();
         let backend = self
@@ -672,7 +675,8 @@ impl CircuitBreakerBuilder {
             default_policy: AtomicBool::new(policy.acts_as_default()),
             policy: ArcSwap::from_pointee(policy),
             windows: Windows::new(),
-            listeners: Listeners::new(self.listeners),
+            listeners: Listeners::new(self.listeners, &flags),
+            flags,
             excluding: AtomicBool::new(excluding),
             exclusions: ArcSwap::from_pointee(self.exclusions),
             edits: Mutex::new(()),

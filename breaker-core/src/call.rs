@@ -9,6 +9,7 @@ use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::error::{CircuitBreakerError, Error};
 use crate::exclude::{container_view, is_container};
+use crate::flags::Path;
 use crate::future::GuardedFuture;
 use crate::inspect::{is_slow, ByBreaker, FailedValue, Judge, Timed};
 
@@ -322,6 +323,11 @@ impl CircuitBreaker {
     /// `judge` says which `Ok` values are failures (`inspect.rs`). A breaker
     /// that inspects its calls (or a call site that judges) is told apart
     /// before admission, so the plain path is the one it always was.
+    ///
+    /// The flag word is read once, here (`flags.rs`). A call admitted on
+    /// the hot path (closed, memory storage: never the trial) runs inline;
+    /// one admitted otherwise (a trial, a custom storage) runs out of line,
+    /// so the hot path holds no trial flag across `f`.
     #[inline]
     pub(crate) fn run<T, E, F, V, X, J>(
         &self,
@@ -337,14 +343,60 @@ impl CircuitBreaker {
         X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
         J: Judge<T>,
     {
-        if J::AT_SITE || self.inspecting() {
+        let path = self.path();
+        if J::AT_SITE || path.inspected() {
             return self.run_inspected(f, view, site_excluded, judge);
         }
-        let ticket = self.admit().map_err(Error::Open)?;
-        self.before_call(ticket);
+        match self.closed_ticket() {
+            Some(ticket) => self.run_admitted(path, ticket, f, view, site_excluded),
+            None => match self.admit_slow() {
+                Ok(ticket) => self.run_admitted_elsewhere(path, ticket, f, view, site_excluded),
+                Err(rejected) => Err(Error::Open(rejected)),
+            },
+        }
+    }
+
+    /// [`run_admitted`](Self::run_admitted) out of line, for a call
+    /// admitted off the hot path.
+    #[cold]
+    #[inline(never)]
+    fn run_admitted_elsewhere<T, E, F, V, X>(
+        &self,
+        path: Path,
+        ticket: Ticket,
+        f: F,
+        view: &V,
+        site_excluded: &X,
+    ) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Result<T, E>,
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    {
+        self.run_admitted(path, ticket, f, view, site_excluded)
+    }
+
+    /// Runs `f`, admitted with `ticket`, for a call that read `path`.
+    #[inline(always)]
+    fn run_admitted<T, E, F, V, X>(
+        &self,
+        path: Path,
+        ticket: Ticket,
+        f: F,
+        view: &V,
+        site_excluded: &X,
+    ) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Result<T, E>,
+        E: fmt::Debug + 'static,
+        V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
+        X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
+    {
+        self.before_call_on(path, ticket);
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(Ok(value)) => {
-                self.finish_ok(ticket);
+                self.finish_ok_on(path, ticket);
                 Ok(value)
             }
             Ok(Err(error)) => Err(self.finish_err(ticket, error, view, site_excluded)),

@@ -1,38 +1,57 @@
-//! How events reach a breaker's listeners: the list, which hooks it
-//! listens to, and a per-thread cache that reads it without touching a
-//! shared reference count.
+//! How events reach a breaker's listeners: the list, and how a dispatch
+//! reads it.
 //!
-//! A call asks [`Listeners::hears`] first: one relaxed-cost load of the
-//! union of every listener's [`Hooks`], so an event no listener declared
-//! costs what it costs with no listener at all. An event some listener
-//! declared walks the list, calling only the listeners that declared it.
+//! A call asks the flag word first (`flags.rs`): the union of every
+//! listener's [`Hooks`] is there, so an event no listener declared costs
+//! what it costs with no listener at all. An event some listener declared
+//! walks the list, calling only the listeners that declared it, each under
+//! its own `catch_unwind` (a panicking listener does not stop the others).
+//! The hot path's events (`before_call` of a call that holds no trial
+//! place, `success` with nothing to record) have nothing to undo when a
+//! listener panics, so [`Listeners::tell`] calls a list's only listener
+//! straight away: with no other listener left to run, its panic may
+//! continue at once.
 //!
-//! The list is an `Arc<List>` behind an `ArcSwap`, replaced whole on every
-//! edit. Reading it through the `ArcSwap` costs a few read-modify-writes
-//! (its debt protocol), so each thread keeps the lists it ran last in a
-//! small cache of its own ([`SLOTS`] slots, by address): a call compares
-//! the breaker's current list address with its slot and, when they match,
-//! runs the listeners of the list the slot holds. The slot's `Arc` keeps
-//! that list alive, so an equal address is that very list (no other list
-//! can live there meanwhile). A miss reads the `ArcSwap` once and keeps
-//! the list in the slot. During a dispatch the list is taken out of its
-//! slot, so a listener that calls through another breaker can never free
-//! the list being walked.
+//! The list is replaced whole on every edit. How a dispatch reads it:
 //!
-//! The price: a list a thread cached stays alive until that thread's slot
-//! is taken by another list, or the thread exits, so a removed listener
-//! (or one of a dropped breaker) may be dropped late.
+//! - **Kept lists** (a breaker's first [`KEPT_LISTS`] lists, which covers
+//!   a breaker built with listeners, the admin router's and a few edits):
+//!   every list is kept until the breaker is dropped, so the current one
+//!   is read with one load of a pointer, with no reference count and no
+//!   shared write. A removed listener is then dropped with the breaker.
+//! - **Cached lists** (for good, from the edit that would keep one list
+//!   too many): the list is an `Arc<List>` behind an `ArcSwap`. Reading it
+//!   through the `ArcSwap` costs a few read-modify-writes (its debt
+//!   protocol), so each thread keeps the lists it ran last in a small cache
+//!   of its own ([`SLOTS`] slots, by address): a dispatch compares the
+//!   breaker's current list address with its slot and, when they match,
+//!   runs the list the slot holds. The slot's `Arc` keeps that list alive,
+//!   so an equal address is that very list (no other list can live there
+//!   meanwhile). A miss reads the `ArcSwap` once and keeps the list in the
+//!   slot. During a dispatch the list is taken out of its slot, so a
+//!   listener that calls through another breaker can never free the list
+//!   being walked. A list a thread cached stays alive until that thread's
+//!   slot is taken by another list, or the thread exits, so a listener
+//!   removed then may be dropped late.
+//!
+//! Either way a dispatch runs the list current when it read it, and an
+//! edit is seen by every dispatch that reads after the edit returned.
 
 #[cfg(not(loom))]
 use std::cell::Cell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
+use crate::flags::Flags;
 use crate::listener::{Hooks, Listener};
 use crate::recording::Panic;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicPtr, AtomicU64, Ordering};
+
+/// The lists a breaker keeps, its first ones, before its dispatches go
+/// through the per-thread caches for good.
+pub(crate) const KEPT_LISTS: usize = 16;
 
 /// One listener and the hooks it declared (read once, when it was added).
 struct Entry {
@@ -68,44 +87,76 @@ impl List {
     /// handed back.
     #[inline(always)]
     fn each(&self, hook: Hooks, event: &mut impl FnMut(&dyn Listener)) -> Result<(), Panic> {
-        let mut first_panic = None;
-        for entry in self.entries.iter() {
-            if !entry.hooks.intersects(hook) {
-                continue;
-            }
-            let listener = &*entry.listener;
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| event(listener))) {
-                first_panic.get_or_insert(panic);
+        let mut rest = &*self.entries;
+        while let [entry, after @ ..] = rest {
+            rest = after;
+            if entry.hooks.intersects(hook) {
+                let listener = &*entry.listener;
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| event(listener))) {
+                    return Err(each_after_panic(rest, hook, event, panic));
+                }
             }
         }
-        first_panic.map_or(Ok(()), Err)
+        Ok(())
+    }
+
+    /// [`each`](Self::each) out of line, so that a caller calling one
+    /// listener straight away needs no registers of its own.
+    #[inline(never)]
+    fn each_out_of_line(
+        &self,
+        hook: Hooks,
+        mut event: impl FnMut(&dyn Listener),
+    ) -> Result<(), Panic> {
+        self.each(hook, &mut event)
     }
 }
 
-/// A breaker's listeners: the list, its address and the union of its
-/// hooks, for the hot path to read without the list.
+/// The rest of [`List::each`] once a listener panicked: runs `event` on
+/// the listeners of `rest` that declared one of `hook`; `first`, the first
+/// panic. (Later panics are dropped.)
+#[cold]
+#[inline(never)]
+fn each_after_panic(
+    rest: &[Entry],
+    hook: Hooks,
+    event: &mut impl FnMut(&dyn Listener),
+    first: Panic,
+) -> Panic {
+    for entry in rest {
+        if entry.hooks.intersects(hook) {
+            let listener = &*entry.listener;
+            let _later = catch_unwind(AssertUnwindSafe(|| event(listener)));
+        }
+    }
+    first
+}
+
+/// A breaker's listeners: the list, as the kept lists' current one and
+/// behind an `ArcSwap` with its address for the per-thread caches.
 pub(crate) struct Listeners {
-    /// The union of every listener's hooks: what the hot path reads.
-    hooks: AtomicU32,
+    /// The current list while lists are kept; null from the edit that
+    /// would have kept one too many.
+    kept_current: AtomicPtr<List>,
+    /// Every list made while lists are kept, dropped with the breaker.
+    kept: Mutex<Vec<Arc<List>>>,
     /// The address of the list in `list`, for the per-thread caches.
     address: AtomicU64,
+    /// The current list.
     list: ArcSwap<List>,
 }
 
 impl Listeners {
-    pub(crate) fn new(listeners: Vec<Arc<dyn Listener>>) -> Self {
+    /// The list of `listeners`, its hooks noted in `flags`.
+    pub(crate) fn new(listeners: Vec<Arc<dyn Listener>>, flags: &Flags) -> Self {
         let list = Arc::new(List::new(listeners));
+        flags.set_hooks(list.hooks());
         Listeners {
-            hooks: AtomicU32::new(list.hooks().bits()),
+            kept_current: AtomicPtr::new(Arc::as_ptr(&list).cast_mut()),
             address: AtomicU64::new(address(&list)),
+            kept: Mutex::new(vec![Arc::clone(&list)]),
             list: ArcSwap::new(list),
         }
-    }
-
-    /// Whether some listener declared one of `hook`.
-    #[inline(always)]
-    pub(crate) fn hears(&self, hook: Hooks) -> bool {
-        self.hooks.load(Ordering::Acquire) & hook.bits() != 0
     }
 
     /// The listeners, in order.
@@ -118,46 +169,116 @@ impl Listeners {
             .collect()
     }
 
-    /// Replaces the list with `edit` of it. The caller holds the breaker's
-    /// edit lock, so edits never race each other.
-    pub(crate) fn edit<R>(&self, edit: impl FnOnce(&mut Vec<Arc<dyn Listener>>) -> R) -> R {
+    /// Replaces the list with `edit` of it, its hooks noted in `flags`. The
+    /// caller holds the breaker's edit lock, so edits never race each
+    /// other.
+    pub(crate) fn edit<R>(
+        &self,
+        flags: &Flags,
+        edit: impl FnOnce(&mut Vec<Arc<dyn Listener>>) -> R,
+    ) -> R {
         let mut listeners = self.to_vec();
         let result = edit(&mut listeners);
         let list = Arc::new(List::new(listeners));
         let hooks = list.hooks();
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let keeping = !self.kept_current.load(Ordering::Relaxed).is_null();
         let new_address = address(&list);
-        let old = self.list.swap(list);
+        let old = self.list.swap(Arc::clone(&list));
         // The address moves on before the old list can be freed: a cached
         // list at the old address is then never taken for this breaker's.
         self.address.store(new_address, Ordering::Release);
-        self.hooks.store(hooks.bits(), Ordering::Release);
+        if keeping && kept.len() < KEPT_LISTS {
+            self.kept_current
+                .store(Arc::as_ptr(&list).cast_mut(), Ordering::Release);
+            kept.push(list);
+        } else {
+            // For good: every dispatch from now on reads `list`.
+            self.kept_current
+                .store(std::ptr::null_mut(), Ordering::Release);
+        }
+        drop(kept);
+        // The hooks after the list: a dispatch told of a hook finds the
+        // listener that declared it.
+        flags.set_hooks(hooks);
         drop(old);
         result
     }
 
-    /// Runs `event` on every listener that declared one of `hook`, in
-    /// order; the first panic among them is handed back once all have run.
-    #[inline]
-    pub(crate) fn each(&self, hook: Hooks, event: impl FnMut(&dyn Listener)) -> Result<(), Panic> {
-        if !self.hears(hook) {
-            return Ok(());
-        }
-        self.each_slow(hook, event)
+    /// Whether dispatches read the kept lists (the breaker has made at
+    /// most [`KEPT_LISTS`] lists).
+    #[cfg(test)]
+    pub(crate) fn keeps_lists(&self) -> bool {
+        !self.kept_current.load(Ordering::Relaxed).is_null()
     }
 
+    /// Runs `event` on every listener that declared one of `hook`, in
+    /// order; the first panic among them is handed back once all have run.
+    /// Out of line: for the paths that are not the hot one.
     #[inline(never)]
-    fn each_slow(&self, hook: Hooks, event: impl FnMut(&dyn Listener)) -> Result<(), Panic> {
+    pub(crate) fn each(&self, hook: Hooks, event: impl FnMut(&dyn Listener)) -> Result<(), Panic> {
         self.each_here(hook, event)
     }
 
-    /// [`each`](Self::each) once [`hears`](Self::hears) said yes, inlined
-    /// into the caller (a cold function of the hot path's).
+    /// [`each`](Self::each), inlined into the caller (a cold function of
+    /// the hot path's).
     #[inline(always)]
     pub(crate) fn each_here(
         &self,
         hook: Hooks,
-        event: impl FnMut(&dyn Listener),
+        mut event: impl FnMut(&dyn Listener),
     ) -> Result<(), Panic> {
+        match self.kept() {
+            Some(list) => list.each(hook, &mut event),
+            None => self.each_shared(hook, event),
+        }
+    }
+
+    /// Tells every listener that declared `hook`, for a caller that has
+    /// nothing to undo when one panics: the first panic continues once all
+    /// have run. The hot path's: a kept list of one listener calls it
+    /// straight away (its panic continues at once: there is no other to
+    /// run).
+    #[inline(always)]
+    pub(crate) fn tell(&self, hook: Hooks, mut event: impl FnMut(&dyn Listener)) {
+        let told = match self.kept() {
+            Some(list) => match &*list.entries {
+                [only] => {
+                    if only.hooks.intersects(hook) {
+                        event(&*only.listener);
+                    }
+                    return;
+                }
+                _ => list.each_out_of_line(hook, event),
+            },
+            None => self.each_shared(hook, event),
+        };
+        if let Err(panic) = told {
+            resume_unwind(panic);
+        }
+    }
+
+    /// The current list, while lists are kept: one load.
+    #[inline(always)]
+    fn kept(&self) -> Option<&List> {
+        let kept = self.kept_current.load(Ordering::Acquire);
+        // SAFETY: `kept` is null or was taken with `Arc::as_ptr` from an
+        // `Arc<List>` that `kept` holds, and `kept` only grows while the
+        // pointer is not null and is dropped with `self`: the list
+        // outlives this borrow of `self`. A list is never written after it
+        // is made (it is read through shared references only). Exercised
+        // by `dispatch::tests::a_replaced_kept_list_is_walked_whole` and by
+        // `tests/hooks.rs`, which edits lists while other threads call.
+        #[allow(unsafe_code)]
+        unsafe {
+            kept.as_ref()
+        }
+    }
+
+    /// A dispatch once the breaker no longer keeps its lists.
+    #[cold]
+    #[inline(never)]
+    fn each_shared(&self, hook: Hooks, event: impl FnMut(&dyn Listener)) -> Result<(), Panic> {
         // Loom's threads share one OS thread, whose cache would outlive a
         // model's atomics: read the list on its own.
         #[cfg(loom)]
@@ -209,4 +330,75 @@ fn slot_of(address: u64) -> usize {
 #[cfg(not(loom))]
 thread_local! {
     static CACHE: [Cell<Option<Arc<List>>>; SLOTS] = const { [const { Cell::new(None) }; SLOTS] };
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::CircuitBreaker;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Counts its calls.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Listener for Count {
+        fn success(&self, _: &CircuitBreaker) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn add(listeners: &Listeners, flags: &Flags) -> Arc<Count> {
+        let count = Arc::new(Count::default());
+        let listener: Arc<dyn Listener> = count.clone();
+        listeners.edit(flags, |list| list.push(listener));
+        count
+    }
+
+    fn tell(listeners: &Listeners) {
+        let cb = CircuitBreaker::new("dispatch-unit");
+        listeners.each(Hooks::SUCCESS, |l| l.success(&cb)).unwrap();
+    }
+
+    #[test]
+    fn a_replaced_kept_list_is_walked_whole() {
+        let flags = Flags::new();
+        let listeners = Listeners::new(Vec::new(), &flags);
+        let first = add(&listeners, &flags);
+        // The list being walked is replaced by its own listener's edit:
+        // the walk goes on over the list it started (kept, so alive).
+        let cb = CircuitBreaker::new("dispatch-unit");
+        let mut seen = 0;
+        listeners
+            .each(Hooks::SUCCESS, |l| {
+                seen += 1;
+                l.success(&cb);
+                let _ = add(&listeners, &flags);
+            })
+            .unwrap();
+        assert_eq!((seen, first.0.load(Ordering::Relaxed)), (1, 1));
+        tell(&listeners);
+        assert_eq!(first.0.load(Ordering::Relaxed), 2);
+        assert!(listeners.keeps_lists());
+    }
+
+    #[test]
+    fn the_list_after_the_kept_ones_is_read_through_the_caches() {
+        let flags = Flags::new();
+        let listeners = Listeners::new(Vec::new(), &flags);
+        let counts: Vec<_> = (1..KEPT_LISTS).map(|_| add(&listeners, &flags)).collect();
+        assert!(listeners.keeps_lists(), "{KEPT_LISTS} lists are kept");
+        tell(&listeners);
+        let last = add(&listeners, &flags);
+        assert!(!listeners.keeps_lists());
+        tell(&listeners);
+        assert!(counts.iter().all(|c| c.0.load(Ordering::Relaxed) == 2));
+        assert_eq!(last.0.load(Ordering::Relaxed), 1);
+        assert!(flags.path().hears(Hooks::SUCCESS));
+        // And for good: an edit back to few listeners keeps nothing.
+        listeners.edit(&flags, Vec::clear);
+        assert!(!listeners.keeps_lists() && !flags.path().hears(Hooks::ALL));
+        tell(&listeners);
+        assert_eq!(last.0.load(Ordering::Relaxed), 1);
+    }
 }

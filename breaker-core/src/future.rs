@@ -165,17 +165,19 @@ where
         let cb = self.cb;
         let ticket = match self.stage {
             Stage::Running(ticket) => ticket,
-            // An inspected call is admitted off the hot path, which
-            // notes its start.
-            Stage::Start if J::AT_SITE || cb.inspecting() => ready!(self.as_mut().admit(cx))?,
-            Stage::Start => match cb.closed_ticket() {
-                Some(ticket) => {
-                    cb.before_call(ticket);
-                    *self.as_mut().project().stage = Stage::Running(ticket);
-                    ticket
+            Stage::Start => {
+                let path = cb.path();
+                match cb.closed_ticket() {
+                    // An inspected call is admitted off the hot path,
+                    // which notes its start.
+                    Some(ticket) if !(J::AT_SITE || path.inspected()) => {
+                        cb.before_call_on(path, ticket);
+                        *self.as_mut().project().stage = Stage::Running(ticket);
+                        ticket
+                    }
+                    _ => ready!(self.as_mut().admit(cx))?,
                 }
-                None => ready!(self.as_mut().admit(cx))?,
-            },
+            }
             Stage::Admitting => ready!(self.as_mut().admit(cx))?,
             Stage::Recording => return self.poll_recording(cx),
             Stage::Done => panic!("a `call_async` future polled after it completed"),
@@ -198,8 +200,11 @@ where
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(Ok(value))) => {
-                cb.record_success_in_window(ticket);
-                if cb.success_to_record(ticket) || cb.hears(Hooks::SUCCESS) {
+                let path = cb.path();
+                if path.windowed() {
+                    cb.record_success_in_window(ticket);
+                }
+                if cb.success_to_record(ticket) || path.hears(Hooks::SUCCESS) {
                     return self.end(Ending::Success(value), ticket, None, cx);
                 }
                 Poll::Ready(Ok(value))

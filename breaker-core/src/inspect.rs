@@ -28,6 +28,7 @@ use std::time::Duration;
 use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::error::{ConfigError, Error, Number};
+use crate::flags::Flags;
 use crate::listener::Hooks;
 use crate::recording::{failure_op, success_op, Panic};
 use crate::state::Op;
@@ -106,10 +107,11 @@ impl FailIf {
 }
 
 /// A breaker's inspection settings, and the flags the call paths read.
+///
+/// Whether calls take the inspected path (a `fail_if` is set, or calls are
+/// timed) is the breaker's `INSPECTED` flag (`flags.rs`), which the plain
+/// path reads with the listeners' hooks.
 pub(crate) struct Inspection {
-    /// Whether calls take the inspected path: a `fail_if` is set, or calls
-    /// are timed. The plain path reads this flag alone.
-    on: AtomicBool,
     /// Whether calls are timed: a slow-call duration is set, or a
     /// listener wants durations.
     timing: AtomicBool,
@@ -137,9 +139,9 @@ impl Inspection {
         slow_call_duration: Option<Duration>,
         durations_wanted: bool,
         lag_nanos: u64,
+        flags: &Flags,
     ) -> Self {
         let inspection = Inspection {
-            on: AtomicBool::new(false),
             timing: AtomicBool::new(false),
             durations_wanted: AtomicBool::new(durations_wanted),
             coarse: AtomicBool::new(false),
@@ -147,26 +149,26 @@ impl Inspection {
             lag_nanos,
             fail_if,
         };
-        inspection.update_flags();
+        inspection.update_flags(flags);
         inspection
     }
 
-    /// Sets `timing`, `coarse` and `on` from the settings.
-    fn update_flags(&self) {
+    /// Sets `timing`, `coarse` and the breaker's `INSPECTED` flag from the
+    /// settings.
+    fn update_flags(&self, flags: &Flags) {
         let slow_nanos = self.slow_nanos.load(Ordering::Relaxed);
         let wanted = self.durations_wanted.load(Ordering::Relaxed);
         let timing = slow_nanos != 0 || wanted;
         let coarse = !wanted && slow_nanos >= self.lag_nanos.saturating_mul(COARSE_FACTOR);
         self.coarse.store(coarse, Ordering::Relaxed);
         self.timing.store(timing, Ordering::Relaxed);
-        self.on
-            .store(timing || self.fail_if.is_some(), Ordering::Release);
+        flags.set_inspected(timing || self.fail_if.is_some());
     }
 
     /// Notes whether the listeners attached now want durations.
-    pub(crate) fn set_durations_wanted(&self, wanted: bool) {
+    pub(crate) fn set_durations_wanted(&self, wanted: bool, flags: &Flags) {
         self.durations_wanted.store(wanted, Ordering::Relaxed);
-        self.update_flags();
+        self.update_flags(flags);
     }
 
     /// The slow-call duration, if set.
@@ -278,10 +280,10 @@ pub(crate) struct Timed {
 }
 
 impl CircuitBreaker {
-    /// Whether calls take the inspected path: one flag's load.
+    /// Whether calls take the inspected path: one load of the flag word.
     #[inline(always)]
     pub(crate) fn inspecting(&self) -> bool {
-        self.shared.inspection.on.load(Ordering::Acquire)
+        self.path().inspected()
     }
 
     /// The start of an inspected call: the clock read if calls are timed.
@@ -350,7 +352,10 @@ impl CircuitBreaker {
             .to_vec()
             .iter()
             .any(|l| l.wants_durations());
-        self.shared.inspection.set_durations_wanted(wanted);
+        let shared = &self.shared;
+        shared
+            .inspection
+            .set_durations_wanted(wanted, &shared.flags);
     }
 
     /// A call longer than this is slow; `None`: no call is slow.
@@ -396,7 +401,7 @@ impl CircuitBreaker {
         inspection
             .slow_nanos
             .store(crate::clock::as_nanos(d), Ordering::Relaxed);
-        inspection.update_flags();
+        inspection.update_flags(&self.shared.flags);
         Ok(())
     }
 

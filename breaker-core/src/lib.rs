@@ -53,6 +53,7 @@ mod dispatch;
 mod duration;
 mod error;
 mod exclude;
+mod flags;
 mod forward;
 mod future;
 pub mod hint;

@@ -251,6 +251,15 @@ impl Hooks {
     pub const CALL_DURATION: Hooks = Hooks(1 << 8);
     /// Every method, those added to [`Listener`] later included.
     pub const ALL: Hooks = Hooks(u32::MAX);
+    /// Every method named above (those [`Debug`](fmt::Debug) names).
+    pub(crate) const NAMED: Hooks = {
+        let (mut all, mut i) = (0, 0);
+        while i < Hooks::NAMES.len() {
+            all |= Hooks::NAMES[i].0 .0;
+            i += 1;
+        }
+        Hooks(all)
+    };
 
     const NAMES: [(Hooks, &'static str); 9] = [
         (Hooks::BEFORE_CALL, "before_call"),

@@ -447,6 +447,7 @@ impl CircuitBreaker {
         if rate.is_on() && !same_shape {
             let snap: Snapshot = self.snapshot();
             windows.start(shape, snap.generation)?;
+            self.shared.flags.set_windowed();
         }
         windows.store(rate);
         Ok(())

@@ -23,6 +23,7 @@ use std::time::Duration;
 use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::error::Error;
+use crate::flags::Path;
 use crate::listener::{Failure, Hooks, Listener};
 use crate::state::{Op, Outcome, State};
 use crate::storage::{Applied, ApplyFuture};
@@ -138,30 +139,35 @@ impl CircuitBreaker {
         }
     }
 
-    /// Records a success: on the hot path, one atomic load of the state,
-    /// one of the window pointer (null without a rate policy) and one of
-    /// the listeners' hooks word, nothing else.
+    /// Records a success: on the hot path, one atomic load of the state
+    /// and one of the flag word, nothing else.
     #[inline(always)]
     pub(crate) fn finish_ok(&self, ticket: Ticket) {
-        self.record_success_in_window(ticket);
+        self.finish_ok_on(self.path(), ticket);
+    }
+
+    /// [`finish_ok`](Self::finish_ok) for a call that read `path` when it
+    /// started: one atomic load of the state, and register tests.
+    #[inline(always)]
+    pub(crate) fn finish_ok_on(&self, path: Path, ticket: Ticket) {
+        if path.windowed() {
+            self.record_success_in_window(ticket);
+        }
         if self.success_to_record(ticket) {
             self.finish_ok_slow(ticket);
-        } else if self.hears(Hooks::SUCCESS) {
+        } else if path.hears(Hooks::SUCCESS) {
             self.tell_success();
         }
     }
 
-    /// Tells the `success` listeners of a success with nothing to record.
-    #[cold]
+    /// Tells the `success` listeners of a success with nothing to record
+    /// (nothing to do after them, so a panic among them continues once
+    /// they have all run).
     #[inline(never)]
     fn tell_success(&self) {
-        if let Err(panic) = self
-            .shared
+        self.shared
             .listeners
-            .each_here(Hooks::SUCCESS, |l| l.success(self))
-        {
-            resume_unwind(panic);
-        }
+            .tell(Hooks::SUCCESS, |l| l.success(self));
     }
 
     #[cold]
@@ -379,11 +385,17 @@ impl CircuitBreaker {
         let _ = self.announce(recorded);
     }
 
+    /// The flag word, as a call starting now reads it (`flags.rs`).
+    #[inline(always)]
+    pub(crate) fn path(&self) -> Path {
+        self.shared.flags.path()
+    }
+
     /// Whether some listener declared one of `hook`: the hot path reads
-    /// this word, not the list.
+    /// the flag word, not the list.
     #[inline(always)]
     pub(crate) fn hears(&self, hook: Hooks) -> bool {
-        self.shared.listeners.hears(hook)
+        self.path().hears(hook)
     }
 
     /// Runs `event` on every listener that declared one of `hook`; a
@@ -395,6 +407,9 @@ impl CircuitBreaker {
         hook: Hooks,
         event: impl FnMut(&dyn Listener),
     ) -> Result<(), Panic> {
+        if !self.hears(hook) {
+            return Ok(());
+        }
         self.shared.listeners.each(hook, event)
     }
 

@@ -950,9 +950,10 @@ impl Listener for Counter {
 }
 
 /// **Listener edits keep the hot path's flag true.** One thread adds a
-/// listener while another removes the only one there was. (The list itself
-/// is in `arc_swap`, which loom does not model; the flag the hot path reads
-/// instead of the list, and the lock that serialises edits, are loom's.)
+/// listener while another removes the only one there was. (The flag word
+/// the hot path reads instead of the list, the kept list's pointer and the
+/// lock that serialises edits are loom's; a list past the kept ones is in
+/// `arc_swap`, which loom does not model.)
 ///
 /// Invariant: after both, the added listener hears the next call: the flag
 /// says "listening" whenever the list is not empty. (With edits that set the
@@ -987,5 +988,49 @@ fn listener_edits_never_hide_a_listener() {
             1,
             "the added listener was not told"
         );
+    });
+}
+
+/// **A call racing the edit that ends the kept lists hears each listener
+/// once.** A breaker keeps its first 16 lists of listeners (`dispatch.rs`);
+/// it has made 16 when one thread adds a listener (the 17th list: the kept
+/// list's pointer goes null, for good) while another calls.
+///
+/// Invariant: the listener there all along hears the racing call once (from
+/// a kept list or from the new one, never from neither), the added one at
+/// most once; the next call reaches both.
+#[test]
+fn a_call_racing_the_end_of_kept_lists_hears_each_listener_once() {
+    model(2, || {
+        let kept = StdArc::new(Counter(AtomicUsize::new(0)));
+        let added = StdArc::new(Counter(AtomicUsize::new(0)));
+        let cb = StdArc::new(
+            CircuitBreaker::builder("loom-kept-lists")
+                .clock(ManualClock::new())
+                .listener_arc(kept.clone())
+                .build(),
+        );
+        let passing: StdArc<dyn Listener> = StdArc::new(Counter(AtomicUsize::new(0)));
+        for _ in 0..7 {
+            cb.add_listener(passing.clone());
+            assert!(cb.remove_listener(&passing));
+        }
+        cb.add_listener(passing); // the 16th list
+        let adding = {
+            let (cb, added) = (cb.clone(), added.clone());
+            thread::spawn(move || cb.add_listener(added))
+        };
+        let calling = {
+            let cb = cb.clone();
+            thread::spawn(move || cb.call(|| Ok::<_, ()>(())).unwrap())
+        };
+        adding.join().unwrap();
+        calling.join().unwrap();
+        assert_eq!(kept.0.load(Ordering::SeqCst), 1);
+        let racing = added.0.load(Ordering::SeqCst);
+        assert!(racing <= 1, "told {racing} times");
+        cb.call(|| Ok::<_, ()>(())).unwrap();
+        assert_eq!(kept.0.load(Ordering::SeqCst), 2);
+        assert_eq!(added.0.load(Ordering::SeqCst), racing + 1);
     });
 }

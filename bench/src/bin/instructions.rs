@@ -256,6 +256,27 @@ fn main() {
                 let _ = black_box(one_call(&cb, i));
             }
         }
+        "three_listeners" => {
+            for _ in 0..3 {
+                cb.add_listener(std::sync::Arc::new(Quiet));
+            }
+            for i in 0..n {
+                let _ = black_box(one_call(&cb, i));
+            }
+        }
+        // Past the lists a breaker keeps (`dispatch.rs`): the list is
+        // read through the thread's cache.
+        "listener_cached" => {
+            let quiet: std::sync::Arc<dyn breaker::Listener> = std::sync::Arc::new(Quiet);
+            for _ in 0..8 {
+                cb.add_listener(quiet.clone());
+                cb.remove_listener(&quiet);
+            }
+            cb.add_listener(quiet);
+            for i in 0..n {
+                let _ = black_box(one_call(&cb, i));
+            }
+        }
         "rejection" => {
             cb.open();
             for i in 0..n {
@@ -335,6 +356,6 @@ fn main() {
                 let _ = black_box(one_call(&cb, i));
             }
         }
-        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, rejection, failure, tower, tower_arc, tower_inner, admin_success, keyed, rate_call, rate_time_call, rate_failure, rate_time_failure, window_success, window_time_success, window_failure, window_time_failure, slow_call, fail_if"),
+        other => panic!("unknown scenario {other:?}: bare, call, attribute, async, listener, three_listeners, listener_cached, rejection, failure, tower, tower_arc, tower_inner, admin_success, keyed, rate_call, rate_time_call, rate_failure, rate_time_failure, window_success, window_time_success, window_failure, window_time_failure, slow_call, fail_if"),
     }
 }
