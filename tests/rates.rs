@@ -636,3 +636,26 @@ fn choosing_a_policy_on_a_dependency_failing_30_percent_of_calls() {
         "{medians:?}"
     );
 }
+
+/// A call in flight when a rate policy is turned on is counted in the new
+/// window when it completes, a success as a failure is (the reference
+/// model's rule; a success once read the policy only at its start).
+#[test]
+fn a_call_in_flight_when_a_rate_policy_is_turned_on_is_counted() {
+    let cb = CircuitBreaker::builder("rates-in-flight")
+        .fail_max(5)
+        .build();
+    cb.call(|| {
+        cb.set_failure_rate(0.25).unwrap();
+        Ok::<_, &str>(())
+    })
+    .unwrap();
+    let window = cb.window();
+    assert_eq!((window.calls, window.failures), (1, 0));
+    let _ = cb.call(|| {
+        cb.set_min_calls(50).unwrap();
+        Err::<(), _>("down")
+    });
+    let window = cb.window();
+    assert_eq!((window.calls, window.failures), (2, 1));
+}

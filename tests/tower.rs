@@ -381,3 +381,62 @@ fn requests_finished_on_other_threads_are_counted_and_nothing_leaks() {
     drop(cb);
     assert!(gone.upgrade().is_none());
 }
+
+/// Records the durations a breaker's listeners hear.
+#[derive(Default)]
+struct Durations {
+    slow: std::sync::Mutex<Vec<Duration>>,
+    all: std::sync::Mutex<Vec<Duration>>,
+}
+
+impl breaker::Listener for Durations {
+    fn slow_call(&self, _: &CircuitBreaker, elapsed: Duration) {
+        self.slow.lock().unwrap().push(elapsed);
+    }
+    fn call_duration(&self, _: &CircuitBreaker, elapsed: Duration) {
+        self.all.lock().unwrap().push(elapsed);
+    }
+}
+
+#[tokio::test]
+async fn a_request_is_timed_and_a_slow_one_counts_toward_the_slow_call_rate() {
+    let clock = ManualClock::new();
+    let durations = Arc::new(Durations::default());
+    let cb = Arc::new(
+        CircuitBreaker::builder("tower-slow")
+            .slow_call_duration(Duration::from_secs(1))
+            .slow_call_rate(0.5)
+            .window_calls(4)
+            .min_calls(2)
+            .clock(clock.clone())
+            .listener_arc(durations.clone())
+            .build(),
+    );
+    // Status 1 takes 2 s on the breaker's clock, anything else no time.
+    let slow_clock = clock.clone();
+    let mut svc = ServiceBuilder::new()
+        .layer(CircuitBreakerLayer::new(&cb))
+        .service(service_fn(move |status: i32| {
+            let clock = slow_clock.clone();
+            async move {
+                if status == 1 {
+                    clock.advance(Duration::from_secs(2));
+                }
+                Ok::<_, String>(status)
+            }
+        }));
+
+    assert_eq!(svc.ready().await.unwrap().call(200).await.unwrap(), 200);
+    assert_eq!(cb.current_state(), State::Closed);
+    // Half the window's calls slow: the slow response opens the circuit
+    // and is still returned.
+    assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 1);
+    assert_eq!(cb.current_state(), State::Open);
+    let window = cb.window();
+    assert_eq!((window.calls, window.slow_calls), (2, 1));
+    assert_eq!(*durations.slow.lock().unwrap(), [Duration::from_secs(2)]);
+    assert_eq!(
+        *durations.all.lock().unwrap(),
+        [Duration::ZERO, Duration::from_secs(2)]
+    );
+}

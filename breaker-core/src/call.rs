@@ -396,7 +396,7 @@ impl CircuitBreaker {
         self.before_call_on(path, ticket);
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(Ok(value)) => {
-                self.finish_ok_on(path, ticket);
+                self.finish_ok_on(path.windowed_by(self.path()), ticket);
                 Ok(value)
             }
             Ok(Err(error)) => Err(self.finish_err(ticket, error, view, site_excluded)),

@@ -93,6 +93,14 @@ impl Path {
     pub(crate) fn windowed(self) -> bool {
         self.0 & WINDOWED != 0
     }
+
+    /// This path, windowed if `now` (the word read again) is: a rate policy
+    /// turned on while a call ran counts its success, as it counts a
+    /// failure (which reads the windows when it is recorded).
+    #[inline(always)]
+    pub(crate) fn windowed_by(self, now: Path) -> Path {
+        Path(self.0 | (now.0 & WINDOWED))
+    }
 }
 
 #[cfg(all(test, not(loom)))]

@@ -46,6 +46,13 @@
 //! a failure and continues. A future dropped before it completes counts as
 //! neither and gives a half-open trial place back.
 //!
+//! On a breaker with a [`slow_call_duration`](CircuitBreaker::slow_call_duration),
+//! a request is timed from `call` to its response: a slow one is recorded
+//! as slow (success or failure), and `call_duration` listeners hear how
+//! long it took. Responses are judged by the layer's `fail_if` only: a
+//! breaker's own `fail_if` (from its builder) judges the values of the
+//! `call` family, whose value type it names.
+//!
 //! ```
 //! use breaker::tower::CircuitBreakerLayer;
 //! use breaker::{CircuitBreaker, Error};
@@ -83,6 +90,7 @@ use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::call::{default_view, no_site_exclusions};
 use crate::error::{CircuitBreakerError, Error};
+use crate::inspect::{is_slow, Started};
 use crate::recording::CancelOnDrop;
 
 mod spares;
@@ -486,12 +494,18 @@ where
         // (it may panic), then the future.
         self.breaker.before_call(ticket);
         let guard = CancelOnDrop(&self.breaker, ticket);
+        // A breaker with a slow-call duration times the request from here
+        // to its response.
+        let stage = match self.breaker.inspecting() {
+            false => Stage::Running(ticket),
+            true => Stage::Timed(ticket, self.breaker.start()),
+        };
         let inner = self.inner.call(request);
         std::mem::forget(guard);
         ResponseFuture {
             inner: Some(inner),
             breaker: self.breaker.clone(),
-            stage: Stage::Running(ticket),
+            stage,
             rejected: None,
             classify: self.classify.clone(),
         }
@@ -538,7 +552,7 @@ pin_project! {
         /// place is given back even if that drop panics.
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
-            if let Stage::Running(ticket) = *this.stage {
+            if let Stage::Running(ticket) | Stage::Timed(ticket, _) = *this.stage {
                 let _cancel = CancelOnDrop(this.breaker, ticket);
                 this.inner.set(None);
             }
@@ -551,6 +565,9 @@ pin_project! {
 enum Stage {
     /// Admitted with this ticket, not recorded yet.
     Running(Ticket),
+    /// Admitted with this ticket on a breaker that times its calls, since
+    /// `Started`; not recorded yet.
+    Timed(Ticket, Started),
     /// Rejected in `call`: the error is in `rejected`.
     Rejected,
     /// The output has been returned.
@@ -568,8 +585,9 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let ticket = match *this.stage {
-            Stage::Running(ticket) => ticket,
+        let (ticket, started) = match *this.stage {
+            Stage::Running(ticket) => (ticket, None),
+            Stage::Timed(ticket, started) => (ticket, Some(started)),
             Stage::Rejected => {
                 *this.stage = Stage::Done;
                 let error = this.rejected.take().expect("a rejected request's error");
@@ -588,6 +606,9 @@ where
         // Recorded below, so a drop has nothing left to give back.
         *this.stage = Stage::Done;
         let cb: &CircuitBreaker = this.breaker;
+        if let Some(started) = started {
+            return Poll::Ready(end_timed(cb, ticket, started, polled, &*this.classify));
+        }
         let output = match polled {
             Ok(Poll::Ready(output)) => output,
             Ok(Poll::Pending) => return Poll::Pending,
@@ -617,10 +638,57 @@ where
     }
 }
 
+/// The end of a request on a breaker that times its calls: recorded as
+/// slow or not, and the listeners told how long it took once its result is
+/// reported (as `call` does).
+#[cold]
+#[inline(never)]
+fn end_timed<T, E, C>(
+    cb: &CircuitBreaker,
+    ticket: Ticket,
+    started: Started,
+    polled: std::thread::Result<Poll<Result<T, E>>>,
+    classify: &C,
+) -> Result<T, Error<E>>
+where
+    E: fmt::Debug + 'static,
+    C: Classify<T>,
+{
+    let timed = cb.stop(started);
+    let slow = is_slow(timed);
+    let output = match polled {
+        Ok(Poll::Ready(output)) => output,
+        Ok(Poll::Pending) => unreachable!("a pending request is not ended"),
+        Err(panic) => cb.fail_inspected_with_panic(ticket, panic, timed),
+    };
+    let result = match output {
+        Ok(response) => {
+            match catch_unwind(AssertUnwindSafe(|| classify.is_failure(&response))) {
+                Ok(false) => cb.finish_ok_as(ticket, slow),
+                Ok(true) => {
+                    let view = &default_view::<FailedResponse>;
+                    let _ = cb.finish_failure_as(ticket, FailedResponse, view, slow);
+                }
+                Err(panic) => cb.fail_inspected_with_panic(ticket, panic, timed),
+            }
+            Ok(response)
+        }
+        Err(error) => Err(cb.finish_err_as(
+            ticket,
+            error,
+            &default_view::<E>,
+            &no_site_exclusions::<E>,
+            slow,
+        )),
+    };
+    cb.tell_duration(timed);
+    result
+}
+
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stage = match &self.stage {
-            Stage::Running(_) => "running",
+            Stage::Running(_) | Stage::Timed(..) => "running",
             Stage::Rejected => "rejected",
             Stage::Done => "done",
         };
