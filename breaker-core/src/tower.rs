@@ -496,17 +496,17 @@ where
         let guard = CancelOnDrop(&self.breaker, ticket);
         // A breaker with a slow-call duration times the request from here
         // to its response.
-        let stage = match self.breaker.inspecting() {
-            false => Stage::Running(ticket),
-            true => Stage::Timed(ticket, self.breaker.start()),
+        let aside = match self.breaker.inspecting() {
+            false => Aside::Nothing,
+            true => timed(&self.breaker),
         };
         let inner = self.inner.call(request);
         std::mem::forget(guard);
         ResponseFuture {
             inner: Some(inner),
             breaker: self.breaker.clone(),
-            stage,
-            rejected: None,
+            stage: Stage::Running(ticket),
+            aside,
             classify: self.classify.clone(),
         }
     }
@@ -521,7 +521,7 @@ impl<S, C: Clone> CircuitBreakerService<S, C> {
             inner: None,
             breaker: self.breaker.clone(),
             stage: Stage::Rejected,
-            rejected: Some(error),
+            aside: Aside::Rejected(error),
             classify: self.classify.clone(),
         }
     }
@@ -539,7 +539,7 @@ pin_project! {
         breaker: Handle,
         // `Copy`, so that moving between stages drops nothing.
         stage: Stage,
-        rejected: Option<CircuitBreakerError>,
+        aside: Aside,
         classify: C,
     }
 
@@ -552,7 +552,7 @@ pin_project! {
         /// place is given back even if that drop panics.
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
-            if let Stage::Running(ticket) | Stage::Timed(ticket, _) = *this.stage {
+            if let Stage::Running(ticket) = *this.stage {
                 let _cancel = CancelOnDrop(this.breaker, ticket);
                 this.inner.set(None);
             }
@@ -565,10 +565,7 @@ pin_project! {
 enum Stage {
     /// Admitted with this ticket, not recorded yet.
     Running(Ticket),
-    /// Admitted with this ticket on a breaker that times its calls, since
-    /// `Started`; not recorded yet.
-    Timed(Ticket, Started),
-    /// Rejected in `call`: the error is in `rejected`.
+    /// Rejected in `call`: the error is in `aside`.
     Rejected,
     /// The output has been returned.
     Done,
@@ -584,13 +581,18 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let (Stage::Running(ticket), Aside::Started(started)) = (self.stage, &self.aside) {
+            let started = *started;
+            return self.poll_timed(ticket, started, cx);
+        }
         let this = self.project();
-        let (ticket, started) = match *this.stage {
-            Stage::Running(ticket) => (ticket, None),
-            Stage::Timed(ticket, started) => (ticket, Some(started)),
+        let ticket = match *this.stage {
+            Stage::Running(ticket) => ticket,
             Stage::Rejected => {
                 *this.stage = Stage::Done;
-                let error = this.rejected.take().expect("a rejected request's error");
+                let Aside::Rejected(error) = std::mem::replace(this.aside, Aside::Nothing) else {
+                    unreachable!("a rejected request's future holds its error")
+                };
                 return Poll::Ready(Err(Error::Open(error)));
             }
             Stage::Done => panic!("a `CircuitBreakerService` future polled after it completed"),
@@ -606,9 +608,6 @@ where
         // Recorded below, so a drop has nothing left to give back.
         *this.stage = Stage::Done;
         let cb: &CircuitBreaker = this.breaker;
-        if let Some(started) = started {
-            return Poll::Ready(end_timed(cb, ticket, started, polled, &*this.classify));
-        }
         let output = match polled {
             Ok(Poll::Ready(output)) => output,
             Ok(Poll::Pending) => return Poll::Pending,
@@ -636,6 +635,50 @@ where
         };
         Poll::Ready(result)
     }
+}
+
+impl<F, T, E, C> ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: fmt::Debug + 'static,
+    C: Classify<T>,
+{
+    /// `poll` for a request admitted on a breaker that times its calls,
+    /// out of line so the plain request's path stays as it was.
+    #[cold]
+    #[inline(never)]
+    fn poll_timed(
+        self: Pin<&mut Self>,
+        ticket: Ticket,
+        started: Started,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, Error<E>>> {
+        let this = self.project();
+        let inner = this
+            .inner
+            .as_pin_mut()
+            .expect("an admitted request's future");
+        let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
+        if let Ok(Poll::Pending) = polled {
+            return Poll::Pending;
+        }
+        // Recorded below, so a drop has nothing left to give back.
+        *this.stage = Stage::Done;
+        Poll::Ready(end_timed(
+            this.breaker,
+            ticket,
+            started,
+            polled,
+            &*this.classify,
+        ))
+    }
+}
+
+/// When a request on a breaker that times its calls started.
+#[cold]
+#[inline(never)]
+fn timed(cb: &CircuitBreaker) -> Aside {
+    Aside::Started(cb.start())
 }
 
 /// The end of a request on a breaker that times its calls: recorded as
@@ -685,10 +728,18 @@ where
     result
 }
 
+/// What a request's future keeps beside its stage: a rejected request's
+/// error, or when a timed request started.
+enum Aside {
+    Nothing,
+    Rejected(CircuitBreakerError),
+    Started(Started),
+}
+
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stage = match &self.stage {
-            Stage::Running(_) | Stage::Timed(..) => "running",
+            Stage::Running(_) => "running",
             Stage::Rejected => "rejected",
             Stage::Done => "done",
         };
