@@ -6,70 +6,14 @@
 //! Run with `cargo bench -p breaker-bench --bench redis`.
 
 use std::hint::black_box;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use breaker::storage::{step, Limits, Op, Snapshot};
 use breaker::storage::{Applied, Storage};
 use breaker::{CircuitBreaker, RedisStorage};
-use breaker_bench::{work, Failure};
+use breaker_bench::{work, Failure, RedisServer};
 use criterion::{criterion_group, criterion_main, Criterion};
-
-/// A redis-server of our own, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start() -> Option<Server> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let server = Server { child, port };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(mut conn) = redis::Client::open(server.url()).and_then(|c| c.get_connection())
-            {
-                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
-                    return Some(server);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Reads the shared state with a GET on every `load()`, as pybreaker does;
 /// writes are applied locally (only the read path is measured here).
@@ -103,7 +47,7 @@ impl Storage for NaiveGet {
 }
 
 fn redis_storage(c: &mut Criterion) {
-    let Some(server) = Server::start() else {
+    let Some(server) = RedisServer::start() else {
         eprintln!("redis bench skipped: could not start redis-server (install redis-server)");
         return;
     };

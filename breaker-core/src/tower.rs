@@ -597,20 +597,14 @@ where
             }
             Stage::Done => panic!("a `CircuitBreakerService` future polled after it completed"),
         };
-        let inner = this
-            .inner
-            .as_pin_mut()
-            .expect("an admitted request's future");
-        let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
-        if let Ok(Poll::Pending) = polled {
+        let Some(polled) = poll_inner(this.inner, cx) else {
             return Poll::Pending;
-        }
+        };
         // Recorded below, so a drop has nothing left to give back.
         *this.stage = Stage::Done;
         let cb: &CircuitBreaker = this.breaker;
         let output = match polled {
-            Ok(Poll::Ready(output)) => output,
-            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(output) => output,
             Err(panic) => cb.fail_with_panic(ticket, panic),
         };
         let result = match output {
@@ -654,14 +648,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Result<T, Error<E>>> {
         let this = self.project();
-        let inner = this
-            .inner
-            .as_pin_mut()
-            .expect("an admitted request's future");
-        let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
-        if let Ok(Poll::Pending) = polled {
+        let Some(polled) = poll_inner(this.inner, cx) else {
             return Poll::Pending;
-        }
+        };
         // Recorded below, so a drop has nothing left to give back.
         *this.stage = Stage::Done;
         Poll::Ready(end_timed(
@@ -671,6 +660,21 @@ where
             polled,
             &*this.classify,
         ))
+    }
+}
+
+/// Polls an admitted request's inner future, a panic caught: `None` while
+/// it is pending.
+#[inline(always)]
+fn poll_inner<F: Future>(
+    inner: Pin<&mut Option<F>>,
+    cx: &mut Context<'_>,
+) -> Option<std::thread::Result<F::Output>> {
+    let inner = inner.as_pin_mut().expect("an admitted request's future");
+    match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+        Ok(Poll::Pending) => None,
+        Ok(Poll::Ready(output)) => Some(Ok(output)),
+        Err(panic) => Some(Err(panic)),
     }
 }
 
@@ -690,7 +694,7 @@ fn end_timed<T, E, C>(
     cb: &CircuitBreaker,
     ticket: Ticket,
     started: Started,
-    polled: std::thread::Result<Poll<Result<T, E>>>,
+    polled: std::thread::Result<Result<T, E>>,
     classify: &C,
 ) -> Result<T, Error<E>>
 where
@@ -700,8 +704,7 @@ where
     let timed = cb.stop(started);
     let slow = is_slow(timed);
     let output = match polled {
-        Ok(Poll::Ready(output)) => output,
-        Ok(Poll::Pending) => unreachable!("a pending request is not ended"),
+        Ok(output) => output,
         Err(panic) => cb.fail_inspected_with_panic(ticket, panic, timed),
     };
     let result = match output {

@@ -10,62 +10,15 @@
 //! apart, so it does not run during the measured calls.
 
 use std::hint::black_box;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use breaker::{CircuitBreaker, CircuitBreakerBuilder, RedisStorage};
-use breaker_bench::{work, Failure};
+use breaker_bench::{work, Failure, RedisServer};
 
 /// One `call`, out of line so its code can be read on its own.
 #[inline(never)]
 fn one_call(cb: &CircuitBreaker, i: u64) -> Result<u64, breaker::Error<Failure>> {
     cb.call(|| work(black_box(i)))
-}
-
-/// A redis-server of our own, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on the PATH");
-        let server = Server { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let ping = redis::Client::open(server.url())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if ping.is_ok() {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not answer");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A breaker with a failure rate of 0.5 over 60 s, as the
@@ -82,7 +35,7 @@ fn main() {
     let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
     let hour = Duration::from_secs(3_600);
     let redis = || {
-        let server = Server::start();
+        let server = RedisServer::start().expect("redis-server on the PATH");
         let storage = RedisStorage::builder(server.url())
             .namespace("instructions")
             .flush_interval(hour)
