@@ -206,13 +206,13 @@ struct Cache {
 impl Cache {
     /// A borrowed return, judged at the call site.
     fn get(&self, cb: &CircuitBreaker) -> Result<&u64, SiteError> {
-        breaker::__private::call_judged(
+        breaker::__private::call(
             cb,
             || Ok(&self.hits),
             no_view,
             not_excluded,
             SiteError::from,
-            |hits: &&u64| **hits == 0,
+            breaker::__private::fail_if(|hits: &&u64| **hits == 0),
         )
     }
 
@@ -224,6 +224,7 @@ impl Cache {
             no_view,
             not_excluded,
             SiteError::from,
+            breaker::__private::Unjudged,
         )
     }
 }
@@ -253,41 +254,41 @@ fn a_site_judge_sees_borrowed_returns() {
 fn a_site_judge_applies_to_async_calls_and_fallbacks() {
     let (builder, _) = clocked_builder("fail-if-site-async", 10, 1);
     let cb = builder.build();
-    let judged = breaker::__private::call_async_judged(
+    let judged = breaker::__private::call_async(
         &cb,
         async { Ok::<u16, SiteError>(503) },
         no_view,
         not_excluded,
         SiteError::from,
-        |s: &u16| *s >= 500,
+        breaker::__private::fail_if(|s: &u16| *s >= 500),
     );
     assert_eq!(block_on(judged).unwrap(), 503);
-    let ran = breaker::__private::run_judged(
+    let ran = breaker::__private::run(
         &cb,
         || Ok::<u16, SiteError>(500),
         no_view,
         not_excluded,
         SiteError::from,
-        |s: &u16| *s >= 500,
+        breaker::__private::fail_if(|s: &u16| *s >= 500),
     );
     assert_eq!(ran.unwrap().unwrap(), 500);
-    let ran_async = breaker::__private::run_async_judged(
+    let ran_async = breaker::__private::run_async(
         &cb,
         async { Ok::<u16, SiteError>(200) },
         no_view,
         not_excluded,
         SiteError::from,
-        |s: &u16| *s >= 500,
+        breaker::__private::fail_if(|s: &u16| *s >= 500),
     );
     assert_eq!(block_on(ran_async).unwrap().unwrap(), 200);
     assert_eq!(cb.fail_counter(), 0, "the last call succeeded");
-    let _ = breaker::__private::call_judged(
+    let _ = breaker::__private::call(
         &cb,
         || Ok::<u16, SiteError>(501),
         no_view,
         not_excluded,
         SiteError::from,
-        |s: &u16| *s >= 500,
+        breaker::__private::fail_if(|s: &u16| *s >= 500),
     );
     assert_eq!(cb.fail_counter(), 1);
 }
@@ -303,6 +304,7 @@ fn a_breaker_fail_if_on_a_builder_made_for_the_attribute_is_not_applied_by_the_s
         no_view,
         not_excluded,
         SiteError::from,
+        breaker::__private::Unjudged,
     );
     assert_eq!(plain.unwrap().status, 503);
     assert_eq!(cb.fail_counter(), 0);

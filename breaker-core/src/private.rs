@@ -7,12 +7,12 @@
 //! registry); every call then goes through [`call`], [`call_async`] or
 //! [`iter`].
 //!
-//! A function with a `fail_if = |r: &T| ..` key goes through the `_judged`
-//! forms ([`call_judged`], [`call_async_judged`], [`run_judged`],
-//! [`run_async_judged`], [`stream_judged`]), which take the predicate typed
-//! against the function's `Ok` type, so borrowed returns (`Result<&u64, E>`)
-//! are judged too. The forms without it pass a zero-sized judge that
-//! accepts nothing and compiles away. (The breaker's own `fail_if`, from
+//! Each of [`call`], [`call_async`], [`run`] and [`run_async`] takes a
+//! judge: a function with a `fail_if = |r: &T| ..` key passes its
+//! predicate, typed against the function's `Ok` type, through
+//! [`fail_if`] (so borrowed returns, `Result<&u64, E>`, are judged too);
+//! one without passes [`Unjudged`], which accepts nothing and compiles
+//! away. (The breaker's own `fail_if`, from
 //! its builder, is applied by the public call family only: it needs a
 //! `'static` value type.)
 
@@ -47,28 +47,7 @@ use pin_project_lite::pin_project;
 /// `convert` (the generated code's `FromBreakerError` conversion, spanned at
 /// the function's error type, so a missing `From` is reported there alone).
 #[inline(always)]
-pub fn call<T, E, F, V, X, C>(
-    cb: &CircuitBreaker,
-    body: F,
-    view: V,
-    excluded: X,
-    convert: C,
-) -> Result<T, E>
-where
-    F: FnOnce() -> Result<T, E>,
-    E: fmt::Debug + 'static,
-    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
-    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
-    C: Fn(CircuitBreakerError) -> E,
-{
-    cb.run(body, &view, &excluded, &Unjudged)
-        .map_err(|e| into_user_error(e, &convert))
-}
-
-/// [`call`] with the function's `fail_if`: an `Ok` value `judge` accepts is
-/// recorded as a failure and still returned.
-#[inline(always)]
-pub fn call_judged<T, E, F, V, X, C, J>(
+pub fn call<T, E, F, V, X, C, J>(
     cb: &CircuitBreaker,
     body: F,
     view: V,
@@ -82,37 +61,15 @@ where
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     C: Fn(CircuitBreakerError) -> E,
-    J: Fn(&T) -> bool,
+    J: Judge<T>,
 {
-    cb.run(body, &view, &excluded, &AtSite(judge))
+    cb.run(body, &view, &excluded, &judge)
         .map_err(|e| into_user_error(e, &convert))
 }
 
 /// Awaits `body` through `cb`, converting the breaker's errors into `E`.
 #[inline]
-pub fn call_async<'cb, T, E, Fut, V, X, C>(
-    cb: &'cb CircuitBreaker,
-    body: Fut,
-    view: V,
-    excluded: X,
-    convert: C,
-) -> impl Future<Output = Result<T, E>> + use<'cb, T, E, Fut, V, X, C>
-where
-    Fut: Future<Output = Result<T, E>>,
-    E: fmt::Debug + 'static,
-    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
-    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
-    C: Fn(CircuitBreakerError) -> E,
-{
-    IntoUserError {
-        inner: GuardedFuture::new(cb, body, view, excluded, Unjudged),
-        convert,
-    }
-}
-
-/// [`call_async`] with the function's `fail_if`, as [`call_judged`].
-#[inline]
-pub fn call_async_judged<'cb, T, E, Fut, V, X, C, J>(
+pub fn call_async<'cb, T, E, Fut, V, X, C, J>(
     cb: &'cb CircuitBreaker,
     body: Fut,
     view: V,
@@ -126,10 +83,10 @@ where
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     C: Fn(CircuitBreakerError) -> E,
-    J: Fn(&T) -> bool,
+    J: Judge<T>,
 {
     IntoUserError {
-        inner: GuardedFuture::new(cb, body, view, excluded, AtSite(judge)),
+        inner: GuardedFuture::new(cb, body, view, excluded, judge),
         convert,
     }
 }
@@ -137,29 +94,7 @@ where
 /// [`call`] for a function with a `fallback`: `Err` is the rejection, for
 /// the generated code to call the fallback with the function's arguments.
 #[inline(always)]
-pub fn run<T, E, F, V, X, C>(
-    cb: &CircuitBreaker,
-    body: F,
-    view: V,
-    excluded: X,
-    convert: C,
-) -> Result<Result<T, E>, CircuitBreakerError>
-where
-    F: FnOnce() -> Result<T, E>,
-    E: fmt::Debug + 'static,
-    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
-    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
-    C: Fn(CircuitBreakerError) -> E,
-{
-    match cb.run(body, &view, &excluded, &Unjudged) {
-        Err(Error::Open(rejected)) => Err(rejected),
-        other => Ok(other.map_err(|e| into_user_error(e, &convert))),
-    }
-}
-
-/// [`run`] with the function's `fail_if`, as [`call_judged`].
-#[inline(always)]
-pub fn run_judged<T, E, F, V, X, C, J>(
+pub fn run<T, E, F, V, X, C, J>(
     cb: &CircuitBreaker,
     body: F,
     view: V,
@@ -173,9 +108,9 @@ where
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     C: Fn(CircuitBreakerError) -> E,
-    J: Fn(&T) -> bool,
+    J: Judge<T>,
 {
-    match cb.run(body, &view, &excluded, &AtSite(judge)) {
+    match cb.run(body, &view, &excluded, &judge) {
         Err(Error::Open(rejected)) => Err(rejected),
         other => Ok(other.map_err(|e| into_user_error(e, &convert))),
     }
@@ -183,32 +118,7 @@ where
 
 /// [`call_async`] for a function with a `fallback`, as [`run`].
 #[inline]
-pub fn run_async<'cb, T, E, Fut, V, X, C>(
-    cb: &'cb CircuitBreaker,
-    body: Fut,
-    view: V,
-    excluded: X,
-    convert: C,
-) -> impl Future<Output = Result<Result<T, E>, CircuitBreakerError>> + use<'cb, T, E, Fut, V, X, C>
-where
-    Fut: Future<Output = Result<T, E>>,
-    E: fmt::Debug + 'static,
-    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
-    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
-    C: Fn(CircuitBreakerError) -> E,
-{
-    let guarded = GuardedFuture::new(cb, body, view, excluded, Unjudged);
-    async move {
-        match guarded.await {
-            Err(Error::Open(rejected)) => Err(rejected),
-            other => Ok(other.map_err(|e| into_user_error(e, &convert))),
-        }
-    }
-}
-
-/// [`run_async`] with the function's `fail_if`, as [`call_judged`].
-#[inline]
-pub fn run_async_judged<'cb, T, E, Fut, V, X, C, J>(
+pub fn run_async<'cb, T, E, Fut, V, X, C, J>(
     cb: &'cb CircuitBreaker,
     body: Fut,
     view: V,
@@ -222,15 +132,22 @@ where
     V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
     X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
     C: Fn(CircuitBreakerError) -> E,
-    J: Fn(&T) -> bool,
+    J: Judge<T>,
 {
-    let guarded = GuardedFuture::new(cb, body, view, excluded, AtSite(judge));
+    let guarded = GuardedFuture::new(cb, body, view, excluded, judge);
     async move {
         match guarded.await {
             Err(Error::Open(rejected)) => Err(rejected),
             other => Ok(other.map_err(|e| into_user_error(e, &convert))),
         }
     }
+}
+
+/// The attribute's `fail_if` predicate as the shims' judge: an `Ok` value
+/// it accepts is recorded as a failure and still returned.
+#[inline(always)]
+pub fn fail_if<T, P: Fn(&T) -> bool>(predicate: P) -> AtSite<P> {
+    AtSite(predicate)
 }
 
 /// Typed identity: `future`, whose output is `O` (named by the function's
@@ -464,35 +381,6 @@ where
     let _ = item;
     UserStream {
         inner: guarded_stream(cb.into(), body, view, excluded, Unjudged),
-        convert,
-    }
-}
-
-/// [`stream`] with the function's `fail_if`: the first `Ok` item `judge`
-/// accepts fails the call (and is still yielded).
-#[allow(clippy::too_many_arguments)]
-pub fn stream_judged<B, S, T, E, F, V, X, C, J>(
-    cb: B,
-    item: PhantomData<Result<T, E>>,
-    body: F,
-    view: V,
-    excluded: X,
-    convert: C,
-    judge: J,
-) -> UserStream<GuardedStream<'static, S, V, X, AtSite<J>>, C>
-where
-    B: Into<Held<'static>>,
-    F: FnOnce() -> S,
-    S: futures_core::Stream<Item = Result<T, E>>,
-    E: fmt::Debug + 'static,
-    V: Fn(&E) -> Option<&(dyn StdError + 'static)>,
-    X: Fn(&E, Option<&(dyn StdError + 'static)>) -> bool,
-    C: Fn(CircuitBreakerError) -> E,
-    J: Fn(&T) -> bool,
-{
-    let _ = item;
-    UserStream {
-        inner: guarded_stream(cb.into(), body, view, excluded, AtSite(judge)),
         convert,
     }
 }

@@ -116,30 +116,18 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
     // `<R as GuardedResult>`, at the return type.
     let (first, guarded) = guarded_at(&krate, &ret);
     // `fail_if`: the predicate typed against the `Ok` type here, so one on
-    // another type is an error on the closure; the shims' `_judged` forms.
+    // another type is an error on the closure; the shims' judge otherwise
+    // accepts nothing.
     let (judged, judge_prelude) = match &args.fail_if {
-        None => (TokenStream::new(), TokenStream::new()),
+        None => (quote!(, #private::Unjudged), TokenStream::new()),
         Some(predicate) => {
             let prelude = quote_spanned! {predicate.span()=>
                 #[allow(clippy::type_complexity)]
                 let __breaker_judge: &(dyn ::core::ops::Fn(&#guarded::Ok) -> bool + ::core::marker::Sync) = &(#predicate);
             };
-            (quote!(, __breaker_judge), prelude)
+            (quote!(, #private::fail_if(__breaker_judge)), prelude)
         }
     };
-    let suffix = |name: &str| {
-        let name = match args.fail_if {
-            Some(_) => format!("{name}_judged"),
-            None => name.to_owned(),
-        };
-        syn::Ident::new(&name, first)
-    };
-    let (run, run_async, call_sync, call_async) = (
-        suffix("run"),
-        suffix("run_async"),
-        suffix("call"),
-        suffix("call_async"),
-    );
     if let (Some(path), Some((names, pats))) = (&args.fallback, &fallback_args) {
         let receiver = sig.receiver().map(|_| quote!(self,));
         let asyncness = sig.asyncness.map(|_| quote!(.await));
@@ -155,7 +143,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         };
         let body = match &kind {
             Kind::Async => quote_spanned! {first=>
-                #private::#run_async(
+                #private::run_async(
                     #site,
                     #private::map_output(
                         (async move || -> #ret {
@@ -170,7 +158,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
                 ).await
             },
             _ => quote_spanned! {first=>
-                #private::#run(
+                #private::run(
                     #site,
                     move || #guarded::into_result((move || -> #ret {
                         let (#(#pats,)*) = #take(__breaker_slot);
@@ -207,7 +195,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         // `Result` (`NotResult<T, E>`) is one error, on the return type.
         Kind::Sync => quote_spanned! {first=>
             {
-                let __breaker_result = #private::#call_sync(
+                let __breaker_result = #private::call(
                     #site,
                     move || #guarded::into_result((move || -> #ret #block)()),
                     #view,
@@ -219,7 +207,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
         },
         Kind::Async => quote_spanned! {first=>
             {
-                let __breaker_result = #private::#call_async(
+                let __breaker_result = #private::call_async(
                     #site,
                     #private::map_output(
                         (async move || -> #ret #block)(),
@@ -247,7 +235,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
                         ),
                         #view,
                         #excluded_all,
-                        #convert,
+                        #convert #judged,
                     );
                     #private::map_output(__breaker_result, |__breaker_result| #guarded::from_result(__breaker_result))
                 }
@@ -265,7 +253,7 @@ fn expand(args: Args, func: ItemFn, kind: Kind) -> TokenStream {
                         ),
                         #view,
                         #excluded_all,
-                        #convert,
+                        #convert #judged,
                     );
                     let __breaker_boxed: #ret = #private::pin_box(
                         #private::map_output(__breaker_result, |__breaker_result| #guarded::from_result(__breaker_result)),
