@@ -53,10 +53,11 @@ pub struct SystemClock {
     start_mono: Duration,
     #[cfg(target_os = "linux")]
     lag: Duration,
+    /// The epoch's distance from the monotonic clock's zero, in
+    /// nanoseconds modulo 2^64: a monotonic reading plus this is the time
+    /// since the epoch.
     #[cfg(target_os = "linux")]
-    base_ns: u64,
-    #[cfg(target_os = "linux")]
-    start_mono_ns: u64,
+    epoch_offset_ns: u64,
     #[cfg(target_os = "linux")]
     lag_ns: u64,
     /// What reads the clocks (`monotonic::reader`).
@@ -86,9 +87,7 @@ impl SystemClock {
             #[cfg(target_os = "linux")]
             lag,
             #[cfg(target_os = "linux")]
-            base_ns: as_nanos(base),
-            #[cfg(target_os = "linux")]
-            start_mono_ns: as_nanos(start_mono),
+            epoch_offset_ns: as_nanos(base).wrapping_sub(as_nanos(start_mono)),
             #[cfg(target_os = "linux")]
             lag_ns: as_nanos(lag),
             #[cfg(target_os = "linux")]
@@ -201,12 +200,13 @@ fn other_coarse_nanos(clock: &Arc<dyn Clock>) -> u64 {
 
 #[cfg(target_os = "linux")]
 impl SystemClock {
-    /// `now_coarse` in integer nanoseconds since the epoch.
+    /// `now_coarse` in integer nanoseconds since the epoch: the coarse
+    /// reading moved by one addition. (A coarse reading taken just after
+    /// the clock was made may be older than its start, by less than a
+    /// tick: it is then that much before `base`, never ahead of `now`.)
     #[inline(always)]
     fn coarse_nanos(&self) -> u64 {
-        self.base_ns.saturating_add(
-            monotonic::read_nanos(self.read, monotonic::COARSE).saturating_sub(self.start_mono_ns),
-        )
+        monotonic::read_nanos(self.read, monotonic::COARSE).wrapping_add(self.epoch_offset_ns)
     }
 }
 
@@ -431,6 +431,30 @@ mod monotonic {
                 assert!(c2 >= c && p2 >= p);
                 (c, p) = (c2, p2);
             }
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_clocks_integer_coarse_reading_is_never_ahead_of_now_and_lags_by_at_most_the_lag()
+    {
+        // From its first reading on: a coarse reading just after the clock
+        // is made may be older than its start.
+        let clock = SystemClock::new();
+        let lag = as_nanos(clock.coarse_lag());
+        for _ in 0..10_000 {
+            let before = as_nanos(clock.now());
+            let coarse = clock.coarse_nanos();
+            let after = as_nanos(clock.now());
+            assert!(coarse <= after, "{coarse} > {after}");
+            assert!(
+                before.saturating_sub(coarse) <= lag,
+                "{coarse} lags {before} by more than {lag}"
+            );
         }
     }
 }
