@@ -232,10 +232,9 @@ mod monotonic {
     /// where [`vdso::find`] finds it, else libc's. Found once.
     ///
     /// libc's `clock_gettime` calls the same vDSO function through a
-    /// pointer it loads from the dynamic loader's state: on this project's
-    /// VM that wrapper took 5.0 ns per `CLOCK_MONOTONIC_COARSE` reading
-    /// against 3.4 ns for the vDSO function called directly (the least of
-    /// 300 runs of a C loop each).
+    /// pointer it loads from the dynamic loader's state: one call level
+    /// and two dependent loads more on each reading (the time window's
+    /// success reads the coarse clock each time).
     pub(super) fn reader() -> GetTime {
         static READER: OnceLock<GetTime> = OnceLock::new();
         *READER.get_or_init(|| vdso::find().unwrap_or(libc::clock_gettime))
