@@ -40,7 +40,10 @@ crate::forward::trait_with_forwarding! {
 ///
 /// On Linux its coarse reading is `CLOCK_MONOTONIC_COARSE` (a few
 /// nanoseconds, lagging by one scheduler tick), which keeps an open
-/// breaker's rejections cheap.
+/// breaker's rejections cheap. On x86-64 Linux with glibc, both clocks are
+/// read through the vDSO's own `clock_gettime` (the function libc's
+/// wrapper calls, without the wrapper), once it has been found and checked
+/// against libc's; elsewhere through libc.
 #[derive(Clone, Copy, Debug)]
 pub struct SystemClock {
     base: Duration,
@@ -50,12 +53,16 @@ pub struct SystemClock {
     start_mono: Duration,
     #[cfg(target_os = "linux")]
     lag: Duration,
+    /// The epoch's distance from the monotonic clock's zero, in
+    /// nanoseconds modulo 2^64: a monotonic reading plus this is the time
+    /// since the epoch.
     #[cfg(target_os = "linux")]
-    base_ns: u64,
-    #[cfg(target_os = "linux")]
-    start_mono_ns: u64,
+    epoch_offset_ns: u64,
     #[cfg(target_os = "linux")]
     lag_ns: u64,
+    /// What reads the clocks (`monotonic::reader`).
+    #[cfg(target_os = "linux")]
+    read: monotonic::GetTime,
 }
 
 impl SystemClock {
@@ -65,8 +72,10 @@ impl SystemClock {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
         #[cfg(target_os = "linux")]
+        let read = monotonic::reader();
+        #[cfg(target_os = "linux")]
         let (start_mono, lag) = (
-            monotonic::read(monotonic::PRECISE),
+            monotonic::read(read, monotonic::PRECISE),
             monotonic::coarse_resolution(),
         );
         SystemClock {
@@ -78,11 +87,11 @@ impl SystemClock {
             #[cfg(target_os = "linux")]
             lag,
             #[cfg(target_os = "linux")]
-            base_ns: as_nanos(base),
-            #[cfg(target_os = "linux")]
-            start_mono_ns: as_nanos(start_mono),
+            epoch_offset_ns: as_nanos(base).wrapping_sub(as_nanos(start_mono)),
             #[cfg(target_os = "linux")]
             lag_ns: as_nanos(lag),
+            #[cfg(target_os = "linux")]
+            read,
         }
     }
 }
@@ -96,7 +105,7 @@ impl Default for SystemClock {
 impl Clock for SystemClock {
     #[cfg(target_os = "linux")]
     fn now(&self) -> Duration {
-        self.base + monotonic::read(monotonic::PRECISE).saturating_sub(self.start_mono)
+        self.base + monotonic::read(self.read, monotonic::PRECISE).saturating_sub(self.start_mono)
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -106,7 +115,7 @@ impl Clock for SystemClock {
 
     #[cfg(target_os = "linux")]
     fn now_coarse(&self) -> Duration {
-        self.base + monotonic::read(monotonic::COARSE).saturating_sub(self.start_mono)
+        self.base + monotonic::read(self.read, monotonic::COARSE).saturating_sub(self.start_mono)
     }
 
     #[cfg(target_os = "linux")]
@@ -149,7 +158,7 @@ impl ClockImpl {
     pub(crate) fn monotonic_nanos(&self) -> u64 {
         match self {
             #[cfg(target_os = "linux")]
-            ClockImpl::System(_) => monotonic::read_nanos(monotonic::PRECISE),
+            ClockImpl::System(c) => monotonic::read_nanos(c.read, monotonic::PRECISE),
             #[cfg(not(target_os = "linux"))]
             ClockImpl::System(c) => as_nanos(c.now()),
             ClockImpl::Other(c) => as_nanos(c.now()),
@@ -191,12 +200,13 @@ fn other_coarse_nanos(clock: &Arc<dyn Clock>) -> u64 {
 
 #[cfg(target_os = "linux")]
 impl SystemClock {
-    /// `now_coarse` in integer nanoseconds since the epoch.
+    /// `now_coarse` in integer nanoseconds since the epoch: the coarse
+    /// reading moved by one addition. (A coarse reading taken just after
+    /// the clock was made may be older than its start, by less than a
+    /// tick: it is then that much before `base`, never ahead of `now`.)
     #[inline(always)]
     fn coarse_nanos(&self) -> u64 {
-        self.base_ns.saturating_add(
-            monotonic::read_nanos(monotonic::COARSE).saturating_sub(self.start_mono_ns),
-        )
+        monotonic::read_nanos(self.read, monotonic::COARSE).wrapping_add(self.epoch_offset_ns)
     }
 }
 
@@ -206,28 +216,49 @@ impl SystemClock {
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod monotonic {
+    use std::sync::OnceLock;
     use std::time::Duration;
 
     pub(super) const PRECISE: libc::clockid_t = libc::CLOCK_MONOTONIC;
     pub(super) const COARSE: libc::clockid_t = libc::CLOCK_MONOTONIC_COARSE;
 
-    /// `clock`'s reading, or `None` if Linux refused it.
+    /// A function with `clock_gettime`'s signature and contract (it writes
+    /// the reading of a clock id into a `timespec` and returns 0, or
+    /// returns -1 and writes nothing that is read).
+    pub(super) type GetTime =
+        unsafe extern "C" fn(libc::clockid_t, *mut libc::timespec) -> libc::c_int;
+
+    /// What reads the clocks in this process: the vDSO's `clock_gettime`
+    /// where [`vdso::find`] finds it, else libc's. Found once.
+    ///
+    /// libc's `clock_gettime` calls the same vDSO function through a
+    /// pointer it loads from the dynamic loader's state: one call level
+    /// and two dependent loads more on each reading (the time window's
+    /// success reads the coarse clock each time).
+    pub(super) fn reader() -> GetTime {
+        static READER: OnceLock<GetTime> = OnceLock::new();
+        *READER.get_or_init(|| vdso::find().unwrap_or(libc::clock_gettime))
+    }
+
+    /// `clock`'s reading through `read`, or `None` if Linux refused it.
     #[inline]
-    fn raw(clock: libc::clockid_t) -> Option<libc::timespec> {
+    fn raw(read: GetTime, clock: libc::clockid_t) -> Option<libc::timespec> {
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        // SAFETY: `ts` is a valid, writable `timespec` that outlives the
-        // call, and `clock` is one of the two constants above, which Linux
-        // has supported since 2.6.32. `clock_gettime` writes only `ts`.
-        let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+        // SAFETY: `read` is libc's `clock_gettime` or a function with its
+        // signature and contract (`GetTime`, `vdso::find`). `ts` is a
+        // valid, writable `timespec` that outlives the call, and `clock` is
+        // one of the two constants above, which Linux has supported since
+        // 2.6.32. The function writes only `ts`.
+        let rc = unsafe { read(clock, &mut ts) };
         (rc == 0).then_some(ts)
     }
 
     #[inline]
-    pub(super) fn read(clock: libc::clockid_t) -> Duration {
-        match raw(clock) {
+    pub(super) fn read(read: GetTime, clock: libc::clockid_t) -> Duration {
+        match raw(read, clock) {
             Some(ts) => Duration::new(
                 u64::try_from(ts.tv_sec).unwrap_or(0),
                 u32::try_from(ts.tv_nsec).unwrap_or(0),
@@ -238,8 +269,8 @@ mod monotonic {
 
     /// `read` in integer nanoseconds.
     #[inline]
-    pub(super) fn read_nanos(clock: libc::clockid_t) -> u64 {
-        match raw(clock) {
+    pub(super) fn read_nanos(read: GetTime, clock: libc::clockid_t) -> u64 {
+        match raw(read, clock) {
             Some(ts) => (ts.tv_sec as u64)
                 .wrapping_mul(1_000_000_000)
                 .wrapping_add(ts.tv_nsec as u64),
@@ -269,9 +300,110 @@ mod monotonic {
         res * 2
     }
 
+    /// The vDSO's `clock_gettime`, called without libc's wrapper.
+    #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+    pub(super) mod vdso {
+        use super::{raw, GetTime, COARSE, PRECISE};
+
+        /// The vDSO's `clock_gettime`, if the dynamic loader knows the vDSO
+        /// and the function reads both clocks as libc's does.
+        ///
+        /// The name, version and signature are the kernel's public ABI for
+        /// x86-64 (vdso(7): `__vdso_clock_gettime`, `LINUX_2.6`, "the same
+        /// as the C library's `clock_gettime`"), and glibc names the vDSO
+        /// `linux-vdso.so.1` among the loaded objects. Nothing of the
+        /// vDSO's private data is read here; where it is not found (a
+        /// static binary, a kernel or a tool such as valgrind that maps no
+        /// vDSO), `None`, and the caller reads through libc.
+        pub(in super::super) fn find() -> Option<GetTime> {
+            // SAFETY: the strings are NUL-terminated literals.
+            // `RTLD_NOLOAD` only looks up an object already loaded: nothing
+            // is loaded, no initialiser runs.
+            let vdso = unsafe {
+                libc::dlopen(
+                    c"linux-vdso.so.1".as_ptr(),
+                    libc::RTLD_NOW | libc::RTLD_NOLOAD,
+                )
+            };
+            if vdso.is_null() {
+                return None;
+            }
+            // SAFETY: `vdso` is a handle `dlopen` returned and never closed
+            // (the vDSO stays mapped for the life of the process, so the
+            // function found stays callable); the strings are literals.
+            let symbol = unsafe {
+                libc::dlvsym(
+                    vdso,
+                    c"__vdso_clock_gettime".as_ptr(),
+                    c"LINUX_2.6".as_ptr(),
+                )
+            };
+            if symbol.is_null() {
+                return None;
+            }
+            // SAFETY: the symbol is a function with `clock_gettime`'s C
+            // signature (vdso(7), above); on x86-64 a function pointer and
+            // a data pointer have the same size and representation.
+            let found = unsafe { std::mem::transmute::<*mut libc::c_void, GetTime>(symbol) };
+            agrees(found).then_some(found)
+        }
+
+        /// Whether `found` reads both clocks, and its precise reading falls
+        /// between two of libc's.
+        fn agrees(found: GetTime) -> bool {
+            let libc_read: GetTime = libc::clock_gettime;
+            let nanos =
+                |ts: libc::timespec| (ts.tv_sec as i128) * 1_000_000_000 + ts.tv_nsec as i128;
+            match (
+                raw(libc_read, PRECISE),
+                raw(found, PRECISE),
+                raw(libc_read, PRECISE),
+                raw(found, COARSE),
+            ) {
+                (Some(before), Some(reading), Some(after), Some(_)) => {
+                    (nanos(before)..=nanos(after)).contains(&nanos(reading))
+                }
+                _ => false,
+            }
+        }
+
+        #[cfg(test)]
+        mod tests {
+            use super::super::{read, reader};
+            use super::*;
+
+            #[test]
+            fn the_vdso_function_is_found_and_read_between_two_libc_readings() {
+                let found = find().expect("glibc on x86-64 Linux knows the vDSO");
+                assert!(std::ptr::fn_addr_eq(reader(), found));
+                let libc_read: GetTime = libc::clock_gettime;
+                for clock in [PRECISE, COARSE] {
+                    for _ in 0..10_000 {
+                        let before = read(libc_read, clock);
+                        let reading = read(found, clock);
+                        let after = read(libc_read, clock);
+                        assert!(before <= reading && reading <= after, "clock {clock}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where the vDSO is not looked for: libc reads the clocks.
+    #[cfg(not(all(target_arch = "x86_64", target_env = "gnu")))]
+    mod vdso {
+        pub(in super::super) fn find() -> Option<super::GetTime> {
+            None
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        fn read(clock: libc::clockid_t) -> Duration {
+            super::read(reader(), clock)
+        }
 
         #[test]
         fn coarse_is_never_ahead_of_precise_and_lags_by_at_most_the_resolution() {
@@ -298,6 +430,30 @@ mod monotonic {
                 assert!(c2 >= c && p2 >= p);
                 (c, p) = (c2, p2);
             }
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_clocks_integer_coarse_reading_is_never_ahead_of_now_and_lags_by_at_most_the_lag()
+    {
+        // From its first reading on: a coarse reading just after the clock
+        // is made may be older than its start.
+        let clock = SystemClock::new();
+        let lag = as_nanos(clock.coarse_lag());
+        for _ in 0..10_000 {
+            let before = as_nanos(clock.now());
+            let coarse = clock.coarse_nanos();
+            let after = as_nanos(clock.now());
+            assert!(coarse <= after, "{coarse} > {after}");
+            assert!(
+                before.saturating_sub(coarse) <= lag,
+                "{coarse} lags {before} by more than {lag}"
+            );
         }
     }
 }

@@ -94,12 +94,14 @@ impl Path {
         self.0 & WINDOWED != 0
     }
 
-    /// This path, windowed if `now` (the word read again) is: a rate policy
+    /// This path, windowed as `now` (the word read again) is: a rate policy
     /// turned on while a call ran counts its success, as it counts a
-    /// failure (which reads the windows when it is recorded).
+    /// failure (which reads the windows when it is recorded). A window is
+    /// never taken away, so `now` is windowed whenever this path is, and
+    /// the bit is tested on `now` alone.
     #[inline(always)]
     pub(crate) fn windowed_by(self, now: Path) -> Path {
-        Path(self.0 | (now.0 & WINDOWED))
+        Path(self.0 & !WINDOWED | now.0 & WINDOWED)
     }
 }
 

@@ -167,15 +167,20 @@ where
             Stage::Running(ticket) => ticket,
             Stage::Start => {
                 let path = cb.path();
-                match cb.closed_ticket() {
-                    // An inspected call is admitted off the hot path,
-                    // which notes its start.
-                    Some(ticket) if !(J::AT_SITE || path.inspected()) => {
+                // An inspected call is admitted off the hot path, which
+                // notes its start; told apart first, as `run` does, so the
+                // state is loaded on the plain path alone.
+                let closed = match J::AT_SITE || path.inspected() {
+                    true => None,
+                    false => cb.closed_ticket(),
+                };
+                match closed {
+                    Some(ticket) => {
                         cb.before_call_on(path, ticket);
                         *self.as_mut().project().stage = Stage::Running(ticket);
                         ticket
                     }
-                    _ => ready!(self.as_mut().admit(cx))?,
+                    None => ready!(self.as_mut().admit(cx))?,
                 }
             }
             Stage::Admitting => ready!(self.as_mut().admit(cx))?,
