@@ -5,12 +5,20 @@
 //! listener's [`Hooks`] is there, so an event no listener declared costs
 //! what it costs with no listener at all. An event some listener declared
 //! walks the list, calling only the listeners that declared it, each under
-//! its own `catch_unwind` (a panicking listener does not stop the others).
-//! The hot path's events (`before_call` of a call that holds no trial
-//! place, `success` with nothing to record) have nothing to undo when a
-//! listener panics, so [`Listeners::tell`] calls a list's only listener
-//! straight away: with no other listener left to run, its panic may
-//! continue at once.
+//! its own `catch_unwind` (a panicking listener does not stop the others;
+//! `catch_unwind` costs nothing until a listener panics, so one per
+//! listener costs a walk no more than one around it).
+//!
+//! A list holds each listener as its own address and vtable (a `Callee`:
+//! no `Arc` offset worked out per call), and keeps apart those that
+//! declared the hot path's hooks, `before_call` and `success`, so that
+//! their walks test nothing but the end of the list. The hot path's events
+//! (`before_call` of a call that holds no trial place, `success` with
+//! nothing to record) have nothing to undo when a listener panics, so
+//! [`Listeners::tell`] calls a list's only listener straight away (with no
+//! other listener left to run, its panic may continue at once), and hands
+//! a longer walk to a function out of line that continues the first panic
+//! itself: every way on is a tail call.
 //!
 //! The list is replaced whole on every edit. How a dispatch reads it:
 //!
@@ -72,8 +80,10 @@ impl Callee {
         // drops only with itself; `self` is borrowed from that list, so
         // the listener outlives the returned borrow. It is only read
         // through shared references (`Listener: Sync`). Exercised by
-        // every dispatch: `dispatch::tests` (a listener of a large
-        // alignment among others), `tests/listeners.rs`, `tests/hooks.rs`.
+        // every dispatch: `tests/hooks.rs` (among others
+        // `every_walk_finds_each_listener_where_its_arc_holds_it`, a
+        // listener aligned past its `Arc`'s counts, on every kind of
+        // walk), `tests/listeners.rs`, `dispatch::tests`.
         #[allow(unsafe_code)]
         unsafe {
             self.0.as_ref()
