@@ -471,3 +471,122 @@ fn a_listener_may_call_through_its_own_breaker_and_remove_itself() {
         assert_eq!(cb.listeners().len(), 1);
     }
 }
+
+/// Logs its name on `before_call` and `success` when it declared them, and
+/// panics with its name on `success` when `panics`.
+struct Named {
+    name: &'static str,
+    hooks: Hooks,
+    panics: bool,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Listener for Named {
+    fn hooks(&self) -> Hooks {
+        self.hooks
+    }
+    fn before_call(&self, _: &CircuitBreaker) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}:before_call", self.name));
+    }
+    fn success(&self, _: &CircuitBreaker) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}:success", self.name));
+        if self.panics {
+            panic!("{}", self.name);
+        }
+    }
+}
+
+#[test]
+fn a_panic_in_the_middle_of_a_walk_lets_the_rest_hear_it_and_the_first_continues() {
+    for past_kept in [false, true] {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let named = |name, hooks, panics| Named {
+            name,
+            hooks,
+            panics,
+            log: log.clone(),
+        };
+        let cb = CircuitBreaker::builder("hooks-mid-walk")
+            .listener(named("a", Hooks::SUCCESS, false))
+            .listener(named("b", Hooks::BEFORE_CALL, false))
+            .listener(named("c", Hooks::SUCCESS, true))
+            .listener(named("d", Hooks::ALL, false))
+            .listener(named("e", Hooks::SUCCESS, true))
+            .listener(named("f", Hooks::SUCCESS | Hooks::BEFORE_CALL, false))
+            .build();
+        if past_kept {
+            edit_lists(&cb, 20);
+        }
+        let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            cb.call(|| Ok::<_, ()>(())).unwrap();
+        }))
+        .unwrap_err();
+        // The first panic (c's) continues, once all after it have run, in
+        // order, each only for the hooks it declared.
+        assert_eq!(payload.downcast_ref::<String>().unwrap(), "c");
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "b:before_call",
+                "d:before_call",
+                "f:before_call",
+                "a:success",
+                "c:success",
+                "d:success",
+                "e:success",
+                "f:success",
+            ],
+            "past the kept lists: {past_kept}"
+        );
+        // The success was a success: closed, nothing counted.
+        assert_eq!((cb.current_state(), cb.fail_counter()), (State::Closed, 0));
+    }
+}
+
+/// A listener aligned beyond its `Arc`'s counts, so the listener itself
+/// does not start where an `Arc` of a smaller type would have it.
+#[repr(align(64))]
+struct Aligned {
+    value: u64,
+    seen: AtomicU64,
+}
+
+impl Listener for Aligned {
+    fn hooks(&self) -> Hooks {
+        Hooks::SUCCESS | Hooks::FAILURE
+    }
+    fn success(&self, _: &CircuitBreaker) {
+        self.seen.fetch_add(self.value, Ordering::Relaxed);
+    }
+    fn failure(&self, _: &CircuitBreaker, _: &Failure<'_>) {
+        self.seen.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn every_walk_finds_each_listener_where_its_arc_holds_it() {
+    let aligned = Arc::new(Aligned {
+        value: 0x5eed,
+        seen: AtomicU64::new(0),
+    });
+    let counts = Arc::new(Counts::default());
+    let cb = CircuitBreaker::builder("hooks-aligned")
+        .listener_arc(aligned.clone())
+        .build();
+    // Alone (called straight away), then among others (walked), then past
+    // the kept lists; a failure walks the list testing each one's hooks.
+    cb.call(|| Ok::<_, ()>(())).unwrap();
+    cb.add_listener(counts.clone());
+    cb.call(|| Ok::<_, ()>(())).unwrap();
+    let _ = cb.call(|| Err::<(), _>(()));
+    edit_lists(&cb, 20);
+    cb.call(|| Ok::<_, ()>(())).unwrap();
+    assert_eq!(aligned.seen.load(Ordering::Relaxed), 3 * 0x5eed + 1);
+    assert_eq!(counts.successes.load(Ordering::Relaxed), 2);
+}

@@ -249,7 +249,7 @@ impl CircuitBreaker {
     fn tell_before_call(&self) {
         self.shared
             .listeners
-            .tell(Hooks::BEFORE_CALL, |l| l.before_call(self));
+            .tell::<{ Hooks::BEFORE_CALL.bits() }>(|l| l.before_call(self));
     }
 
     /// Tells the `before_call` listeners of a trial; a panic among them

@@ -5,12 +5,20 @@
 //! listener's [`Hooks`] is there, so an event no listener declared costs
 //! what it costs with no listener at all. An event some listener declared
 //! walks the list, calling only the listeners that declared it, each under
-//! its own `catch_unwind` (a panicking listener does not stop the others).
-//! The hot path's events (`before_call` of a call that holds no trial
-//! place, `success` with nothing to record) have nothing to undo when a
-//! listener panics, so [`Listeners::tell`] calls a list's only listener
-//! straight away: with no other listener left to run, its panic may
-//! continue at once.
+//! its own `catch_unwind` (a panicking listener does not stop the others;
+//! `catch_unwind` costs nothing until a listener panics, so one per
+//! listener costs a walk no more than one around it).
+//!
+//! A list holds each listener as its own address and vtable (a `Callee`:
+//! no `Arc` offset worked out per call), and keeps apart those that
+//! declared the hot path's hooks, `before_call` and `success`, so that
+//! their walks test nothing but the end of the list. The hot path's events
+//! (`before_call` of a call that holds no trial place, `success` with
+//! nothing to record) have nothing to undo when a listener panics, so
+//! [`Listeners::tell`] calls a list's only listener straight away (with no
+//! other listener left to run, its panic may continue at once), and hands
+//! a longer walk to a function out of line that continues the first panic
+//! itself: every way on is a tail call.
 //!
 //! The list is replaced whole on every edit. How a dispatch reads it:
 //!
@@ -40,6 +48,7 @@
 #[cfg(not(loom))]
 use std::cell::Cell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -53,27 +62,87 @@ use crate::sync::{AtomicPtr, AtomicU64, Ordering};
 /// through the per-thread caches for good.
 pub(crate) const KEPT_LISTS: usize = 16;
 
+/// A listener as a walk calls it: the address of the listener itself
+/// (inside its `Arc`, so no offset is worked out per call) and its vtable.
+/// Only a [`List`] makes one, pointing into an `Arc` the list holds, and it
+/// is only lent out with a borrow of that list.
+struct Callee(NonNull<dyn Listener>);
+
+impl Callee {
+    fn of(listener: &Arc<dyn Listener>) -> Self {
+        Callee(NonNull::from(&**listener))
+    }
+
+    #[inline(always)]
+    fn get(&self) -> &dyn Listener {
+        // SAFETY: a `Callee` lives in the `List` that made it from one of
+        // its own `listeners`, which the list holds, never changes and
+        // drops only with itself; `self` is borrowed from that list, so
+        // the listener outlives the returned borrow. It is only read
+        // through shared references (`Listener: Sync`). Exercised by
+        // every dispatch: `tests/hooks.rs` (among others
+        // `every_walk_finds_each_listener_where_its_arc_holds_it`, a
+        // listener aligned past its `Arc`'s counts, on every kind of
+        // walk), `tests/listeners.rs`, `dispatch::tests`.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.0.as_ref()
+        }
+    }
+}
+
 /// One listener and the hooks it declared (read once, when it was added).
 struct Entry {
-    listener: Arc<dyn Listener>,
+    callee: Callee,
     hooks: Hooks,
 }
 
 /// A breaker's listeners, in order, as one edit left them.
 pub(crate) struct List {
+    /// The listeners, in order: the list holds them.
+    listeners: Box<[Arc<dyn Listener>]>,
+    /// Each listener with its hooks, for the events walked with a test.
     entries: Box<[Entry]>,
+    /// The listeners that declared `before_call`, in order: the hot path
+    /// walks them with no test.
+    before_call: Box<[Callee]>,
+    /// The listeners that declared `success`, in order.
+    success: Box<[Callee]>,
 }
+
+// SAFETY: `List` is `Send` and `Sync` as its `listeners` are
+// (`Arc<dyn Listener>`, `Listener: Send + Sync`): every `Callee` points to
+// one of them and is only read through a shared borrow of the list.
+#[allow(unsafe_code)]
+unsafe impl Send for List {}
+// SAFETY: as for `Send` above.
+#[allow(unsafe_code)]
+unsafe impl Sync for List {}
 
 impl List {
     fn new(listeners: Vec<Arc<dyn Listener>>) -> Self {
-        let entries = listeners
-            .into_iter()
+        let listeners = listeners.into_boxed_slice();
+        let entries: Box<[Entry]> = listeners
+            .iter()
             .map(|listener| Entry {
                 hooks: listener.hooks(),
-                listener,
+                callee: Callee::of(listener),
             })
             .collect();
-        List { entries }
+        let declaring = |hook: Hooks| -> Box<[Callee]> {
+            listeners
+                .iter()
+                .zip(&*entries)
+                .filter(|(_, entry)| entry.hooks.intersects(hook))
+                .map(|(listener, _)| Callee::of(listener))
+                .collect()
+        };
+        List {
+            before_call: declaring(Hooks::BEFORE_CALL),
+            success: declaring(Hooks::SUCCESS),
+            entries,
+            listeners,
+        }
     }
 
     fn hooks(&self) -> Hooks {
@@ -82,52 +151,102 @@ impl List {
             .fold(Hooks::NONE, |all, entry| all | entry.hooks)
     }
 
-    /// Runs `event` on every listener that declared one of `hook`; a
-    /// panicking listener does not stop the others, and the first panic is
-    /// handed back.
+    /// The listeners that declared `hook` when the list keeps them apart
+    /// (the hot path's hooks, `before_call` and `success`, each alone).
     #[inline(always)]
-    fn each(&self, hook: Hooks, event: &mut impl FnMut(&dyn Listener)) -> Result<(), Panic> {
-        let mut rest = &*self.entries;
-        while let [entry, after @ ..] = rest {
-            rest = after;
-            if entry.hooks.intersects(hook) {
-                let listener = &*entry.listener;
-                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| event(listener))) {
-                    return Err(each_after_panic(rest, hook, event, panic));
-                }
-            }
+    fn apart(&self, hook: Hooks) -> Option<&[Callee]> {
+        if hook == Hooks::BEFORE_CALL {
+            Some(&self.before_call)
+        } else if hook == Hooks::SUCCESS {
+            Some(&self.success)
+        } else {
+            None
         }
-        Ok(())
     }
 
-    /// [`each`](Self::each) out of line, so that a caller calling one
-    /// listener straight away needs no registers of its own.
+    /// Runs `event` on every listener that declared one of `hook`, in
+    /// order; a panicking listener does not stop the others, and the first
+    /// panic is handed back.
+    #[inline(always)]
+    fn each(&self, hook: Hooks, event: &mut impl FnMut(&dyn Listener)) -> Result<(), Panic> {
+        match self.apart(hook) {
+            Some(callees) => walk(callees, event),
+            None => walk_testing(&self.entries, hook, event),
+        }
+    }
+
+    /// [`Listeners::tell`]'s walk of a kept list out of line (so that a
+    /// caller calling one listener straight away needs no registers of its
+    /// own): the first panic continues once all have run.
     #[inline(never)]
-    fn each_out_of_line(
-        &self,
-        hook: Hooks,
-        mut event: impl FnMut(&dyn Listener),
-    ) -> Result<(), Panic> {
-        self.each(hook, &mut event)
+    fn tell_out_of_line<const HOOK: u32>(&self, mut event: impl FnMut(&dyn Listener)) {
+        if let Err(panic) = self.each(Hooks::from_bits(HOOK), &mut event) {
+            resume_unwind(panic);
+        }
+    }
+
+    /// Bytes the list takes on the heap, in its `Arc` (not the listeners).
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        use std::mem::{size_of, size_of_val};
+        2 * size_of::<usize>()
+            + size_of::<List>()
+            + size_of_val(&*self.listeners)
+            + size_of_val(&*self.entries)
+            + size_of_val(&*self.before_call)
+            + size_of_val(&*self.success)
     }
 }
 
-/// The rest of [`List::each`] once a listener panicked: runs `event` on
-/// the listeners of `rest` that declared one of `hook`; `first`, the first
-/// panic. (Later panics are dropped.)
+/// Runs `event` on each of `callees`, in order, each under its own
+/// `catch_unwind` (which costs nothing until one panics); the first panic
+/// is handed back once all have run.
+#[inline(always)]
+fn walk(callees: &[Callee], event: &mut impl FnMut(&dyn Listener)) -> Result<(), Panic> {
+    let mut rest = callees;
+    while let [callee, after @ ..] = rest {
+        rest = after;
+        let listener = callee.get();
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| event(listener))) {
+            return Err(walk_after_panic(rest.iter(), event, panic));
+        }
+    }
+    Ok(())
+}
+
+/// [`walk`] over the entries that declared one of `hook`.
+#[inline(always)]
+fn walk_testing(
+    entries: &[Entry],
+    hook: Hooks,
+    event: &mut impl FnMut(&dyn Listener),
+) -> Result<(), Panic> {
+    let mut rest = entries;
+    while let [entry, after @ ..] = rest {
+        rest = after;
+        if entry.hooks.intersects(hook) {
+            let listener = entry.callee.get();
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| event(listener))) {
+                let rest = rest.iter().filter(|e| e.hooks.intersects(hook));
+                return Err(walk_after_panic(rest.map(|e| &e.callee), event, panic));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The rest of a walk once a listener panicked: runs `event` on `rest`;
+/// `first`, the first panic. (Later panics are dropped.)
 #[cold]
 #[inline(never)]
-fn each_after_panic(
-    rest: &[Entry],
-    hook: Hooks,
+fn walk_after_panic<'a>(
+    rest: impl Iterator<Item = &'a Callee>,
     event: &mut impl FnMut(&dyn Listener),
     first: Panic,
 ) -> Panic {
-    for entry in rest {
-        if entry.hooks.intersects(hook) {
-            let listener = &*entry.listener;
-            let _later = catch_unwind(AssertUnwindSafe(|| event(listener)));
-        }
+    for callee in rest {
+        let listener = callee.get();
+        let _later = catch_unwind(AssertUnwindSafe(|| event(listener)));
     }
     first
 }
@@ -161,12 +280,7 @@ impl Listeners {
 
     /// The listeners, in order.
     pub(crate) fn to_vec(&self) -> Vec<Arc<dyn Listener>> {
-        self.list
-            .load()
-            .entries
-            .iter()
-            .map(|entry| Arc::clone(&entry.listener))
-            .collect()
+        self.list.load().listeners.to_vec()
     }
 
     /// Replaces the list with `edit` of it, its hooks noted in `flags`. The
@@ -205,6 +319,19 @@ impl Listeners {
         result
     }
 
+    /// Bytes the lists take on the heap: every kept list and the `Vec`
+    /// holding them, and the current list when it is not kept (not the
+    /// listeners themselves, nor lists only a thread's cache still holds).
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.list.load();
+        let current_kept = kept.iter().any(|list| Arc::ptr_eq(list, &current));
+        kept.capacity() * std::mem::size_of::<Arc<List>>()
+            + kept.iter().map(|list| list.bytes()).sum::<usize>()
+            + if current_kept { 0 } else { current.bytes() }
+    }
+
     /// Whether dispatches read the kept lists (the breaker has made at
     /// most [`KEPT_LISTS`] lists).
     #[cfg(test)]
@@ -234,27 +361,21 @@ impl Listeners {
         }
     }
 
-    /// Tells every listener that declared `hook`, for a caller that has
-    /// nothing to undo when one panics: the first panic continues once all
-    /// have run. The hot path's: a kept list of one listener calls it
-    /// straight away (its panic continues at once: there is no other to
-    /// run).
+    /// Tells every listener that declared `HOOK` (a hook's
+    /// [`bits`](Hooks::bits), so the walk out of line knows it too), for a
+    /// caller that has nothing to undo when one panics: the first panic
+    /// continues once all have run. The hot path's: a kept list of one
+    /// listener calls it straight away (its panic continues at once: there
+    /// is no other to run).
     #[inline(always)]
-    pub(crate) fn tell(&self, hook: Hooks, mut event: impl FnMut(&dyn Listener)) {
-        let told = match self.kept() {
-            Some(list) => match &*list.entries {
-                [only] => {
-                    if only.hooks.intersects(hook) {
-                        event(&*only.listener);
-                    }
-                    return;
-                }
-                _ => list.each_out_of_line(hook, event),
+    pub(crate) fn tell<const HOOK: u32>(&self, mut event: impl FnMut(&dyn Listener)) {
+        // Every way on is a tail call: the caller's frame needs nothing.
+        match self.kept() {
+            Some(list) => match list.apart(Hooks::from_bits(HOOK)) {
+                Some([only]) => event(only.get()),
+                _ => list.tell_out_of_line::<HOOK>(event),
             },
-            None => self.each_shared(hook, event),
-        };
-        if let Err(panic) = told {
-            resume_unwind(panic);
+            None => self.tell_shared::<HOOK>(event),
         }
     }
 
@@ -275,10 +396,24 @@ impl Listeners {
         }
     }
 
+    /// [`Listeners::tell`] once the breaker no longer keeps its lists.
+    #[cold]
+    #[inline(never)]
+    fn tell_shared<const HOOK: u32>(&self, event: impl FnMut(&dyn Listener)) {
+        if let Err(panic) = self.each_shared_here(Hooks::from_bits(HOOK), event) {
+            resume_unwind(panic);
+        }
+    }
+
     /// A dispatch once the breaker no longer keeps its lists.
     #[cold]
     #[inline(never)]
     fn each_shared(&self, hook: Hooks, event: impl FnMut(&dyn Listener)) -> Result<(), Panic> {
+        self.each_shared_here(hook, event)
+    }
+
+    #[inline(always)]
+    fn each_shared_here(&self, hook: Hooks, event: impl FnMut(&dyn Listener)) -> Result<(), Panic> {
         // Loom's threads share one OS thread, whose cache would outlive a
         // model's atomics: read the list on its own.
         #[cfg(loom)]

@@ -312,6 +312,10 @@ impl Hooks {
     pub(crate) const fn bits(self) -> u32 {
         self.0
     }
+
+    pub(crate) const fn from_bits(bits: u32) -> Hooks {
+        Hooks(bits)
+    }
 }
 
 impl std::ops::BitOr for Hooks {

@@ -457,15 +457,17 @@ impl CircuitBreaker {
 #[cfg(test)]
 impl CircuitBreaker {
     /// Bytes the breaker takes on the heap: its shared state (with the
-    /// `Arc` counts), its policy and empty lists, and its windows.
+    /// `Arc` counts), its policy, its empty list of exclusions, its lists
+    /// of listeners (`dispatch.rs`) and its windows.
     pub(crate) fn bytes(&self) -> usize {
         use crate::breaker::Shared;
         const ARC: usize = 2 * std::mem::size_of::<usize>();
-        let lists = 2 * (ARC + std::mem::size_of::<Vec<()>>());
+        let exclusions = ARC + std::mem::size_of::<Vec<()>>();
         ARC + std::mem::size_of::<Shared>()
             + ARC
             + std::mem::size_of::<crate::state::Policy>()
-            + lists
+            + exclusions
+            + self.shared.listeners.bytes()
             + self.shared.windows.bytes()
     }
 }

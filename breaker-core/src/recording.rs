@@ -167,7 +167,7 @@ impl CircuitBreaker {
     fn tell_success(&self) {
         self.shared
             .listeners
-            .tell(Hooks::SUCCESS, |l| l.success(self));
+            .tell::<{ Hooks::SUCCESS.bits() }>(|l| l.success(self));
     }
 
     #[cold]
