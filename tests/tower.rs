@@ -238,6 +238,19 @@ async fn a_completed_request_dropped_later_reports_nothing_more() {
     assert_eq!(cb.snapshot().fail_counter, 0);
 }
 
+/// A request in flight when a rate policy is turned on is counted in the
+/// new window when it completes, as `call` counts its calls.
+#[tokio::test]
+async fn a_request_in_flight_when_a_rate_policy_is_turned_on_is_counted() {
+    let (cb, _clock) = breaker("tower-in-flight", 5);
+    let mut svc = CircuitBreakerLayer::new(&cb).layer(echo());
+    let future = svc.ready().await.unwrap().call(200);
+    cb.set_failure_rate(0.25).unwrap();
+    assert_eq!(future.await.unwrap(), 200);
+    let window = cb.window();
+    assert_eq!((window.calls, window.failures), (1, 0));
+}
+
 #[tokio::test]
 async fn a_panic_while_polling_is_a_failure_and_continues() {
     let (cb, _clock) = breaker("tower-panic", 1);
@@ -439,4 +452,9 @@ async fn a_request_is_timed_and_a_slow_one_counts_toward_the_slow_call_rate() {
         *durations.all.lock().unwrap(),
         [Duration::ZERO, Duration::from_secs(2)]
     );
+    // Open: a timed breaker's requests are rejected as the others are,
+    // untimed.
+    let rejected = svc.ready().await.unwrap().call(200).await.unwrap_err();
+    assert!(matches!(rejected, Error::Open(ref e) if e.retry_after().is_some()));
+    assert_eq!(durations.all.lock().unwrap().len(), 2);
 }

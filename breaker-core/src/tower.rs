@@ -90,6 +90,7 @@ use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::call::{default_view, no_site_exclusions};
 use crate::error::{CircuitBreakerError, Error};
+use crate::flags::Path;
 use crate::inspect::{is_slow, Started};
 use crate::recording::CancelOnDrop;
 
@@ -485,34 +486,62 @@ where
     /// [`Error::Open`] at once).
     #[inline]
     fn call(&mut self, request: R) -> Self::Future {
-        let ticket = match self.breaker.admit() {
-            Ok(ticket) => ticket,
-            Err(rejected) => return self.rejected(rejected),
+        let cb: &CircuitBreaker = &self.breaker;
+        // The flag word, read once for the request as `call` reads it.
+        let path = cb.path();
+        if path.inspected() {
+            return self.call_timed(request);
+        }
+        let ticket = match cb.closed_ticket() {
+            Some(ticket) => ticket,
+            None => match cb.admit_slow() {
+                Ok(ticket) => ticket,
+                Err(rejected) => return self.rejected(rejected),
+            },
         };
         // A panicking `before_call` listener gives the trial place back
         // itself; from here on the guard does, while the inner `call` runs
         // (it may panic), then the future.
-        self.breaker.before_call(ticket);
-        let guard = CancelOnDrop(&self.breaker, ticket);
-        // A breaker with a slow-call duration times the request from here
-        // to its response.
-        let aside = match self.breaker.inspecting() {
-            false => Aside::Nothing,
-            true => timed(&self.breaker),
-        };
+        cb.before_call_on(path, ticket);
+        let guard = CancelOnDrop(cb, ticket);
         let inner = self.inner.call(request);
         std::mem::forget(guard);
         ResponseFuture {
             inner: Some(inner),
             breaker: self.breaker.clone(),
-            stage: Stage::Running(ticket),
-            aside,
+            stage: Stage::Running(ticket, path),
             classify: self.classify.clone(),
         }
     }
 }
 
 impl<S, C: Clone> CircuitBreakerService<S, C> {
+    /// `call` on a breaker that inspects its calls: the request is timed
+    /// from here to its response (if the breaker times calls).
+    #[cold]
+    #[inline(never)]
+    fn call_timed<R>(&mut self, request: R) -> ResponseFuture<S::Future, C>
+    where
+        S: Service<R>,
+    {
+        let cb: &CircuitBreaker = &self.breaker;
+        let ticket = match cb.admit() {
+            Ok(ticket) => ticket,
+            Err(rejected) => return self.rejected(rejected),
+        };
+        cb.before_call(ticket);
+        let guard = CancelOnDrop(cb, ticket);
+        let started = cb.start();
+        let inner = self.inner.call(request);
+        std::mem::forget(guard);
+        ResponseFuture {
+            inner: Some(inner),
+            breaker: self.breaker.clone(),
+            stage: Stage::Timed(ticket, started),
+            classify: self.classify.clone(),
+        }
+    }
+
     /// The future of a rejected request: ready at once with the error.
     #[cold]
     #[inline(never)]
@@ -520,8 +549,7 @@ impl<S, C: Clone> CircuitBreakerService<S, C> {
         ResponseFuture {
             inner: None,
             breaker: self.breaker.clone(),
-            stage: Stage::Rejected,
-            aside: Aside::Rejected(error),
+            stage: Stage::Rejected(error),
             classify: self.classify.clone(),
         }
     }
@@ -537,9 +565,7 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         breaker: Handle,
-        // `Copy`, so that moving between stages drops nothing.
         stage: Stage,
-        aside: Aside,
         classify: C,
     }
 
@@ -552,7 +578,7 @@ pin_project! {
         /// place is given back even if that drop panics.
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
-            if let Stage::Running(ticket) = *this.stage {
+            if let Stage::Running(ticket, _) | Stage::Timed(ticket, _) = *this.stage {
                 let _cancel = CancelOnDrop(this.breaker, ticket);
                 this.inner.set(None);
             }
@@ -561,12 +587,14 @@ pin_project! {
 }
 
 /// Where a request is.
-#[derive(Clone, Copy)]
 enum Stage {
-    /// Admitted with this ticket, not recorded yet.
-    Running(Ticket),
-    /// Rejected in `call`: the error is in `aside`.
-    Rejected,
+    /// Admitted with this ticket, on the flag word as `call` read it; not
+    /// recorded yet.
+    Running(Ticket, Path),
+    /// The same on a breaker that inspects its calls: when it started.
+    Timed(Ticket, Started),
+    /// Rejected in `call`, with this error.
+    Rejected(CircuitBreakerError),
     /// The output has been returned.
     Done,
 }
@@ -581,22 +609,11 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let (Stage::Running(ticket), Aside::Started(started)) = (self.stage, &self.aside) {
-            let started = *started;
-            return self.poll_timed(ticket, started, cx);
-        }
-        let this = self.project();
-        let ticket = match *this.stage {
-            Stage::Running(ticket) => ticket,
-            Stage::Rejected => {
-                *this.stage = Stage::Done;
-                let Aside::Rejected(error) = std::mem::replace(this.aside, Aside::Nothing) else {
-                    unreachable!("a rejected request's future holds its error")
-                };
-                return Poll::Ready(Err(Error::Open(error)));
-            }
-            Stage::Done => panic!("a `CircuitBreakerService` future polled after it completed"),
+        let (ticket, path) = match self.stage {
+            Stage::Running(ticket, path) => (ticket, path),
+            _ => return self.poll_other(cx),
         };
+        let this = self.project();
         let Some(polled) = poll_inner(this.inner, cx) else {
             return Poll::Pending;
         };
@@ -611,7 +628,9 @@ where
             Ok(response) => {
                 let classify = &*this.classify;
                 match catch_unwind(AssertUnwindSafe(|| classify.is_failure(&response))) {
-                    Ok(false) => cb.finish_ok(ticket),
+                    // `call`'s own record of a success: a rate policy
+                    // turned on while the request ran counts it.
+                    Ok(false) => cb.finish_ok_on(path.windowed_by(cb.path()), ticket),
                     Ok(true) => {
                         let _ = cb.finish_failure(
                             ticket,
@@ -637,29 +656,29 @@ where
     E: fmt::Debug + 'static,
     C: Classify<T>,
 {
-    /// `poll` for a request admitted on a breaker that times its calls,
-    /// out of line so the plain request's path stays as it was.
+    /// `poll` for a request timed on a breaker that inspects its calls, a
+    /// rejected one, or one that completed; out of line so the plain
+    /// request's path stays short.
     #[cold]
     #[inline(never)]
-    fn poll_timed(
-        self: Pin<&mut Self>,
-        ticket: Ticket,
-        started: Started,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<T, Error<E>>> {
+    fn poll_other(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error<E>>> {
         let this = self.project();
-        let Some(polled) = poll_inner(this.inner, cx) else {
-            return Poll::Pending;
-        };
-        // Recorded below, so a drop has nothing left to give back.
-        *this.stage = Stage::Done;
-        Poll::Ready(end_timed(
-            this.breaker,
-            ticket,
-            started,
-            polled,
-            &*this.classify,
-        ))
+        if let Stage::Timed(ticket, started) = *this.stage {
+            let Some(polled) = poll_inner(this.inner, cx) else {
+                return Poll::Pending;
+            };
+            // Recorded below, so a drop has nothing left to give back.
+            *this.stage = Stage::Done;
+            let classify = &*this.classify;
+            return Poll::Ready(end_timed(this.breaker, ticket, started, polled, classify));
+        }
+        match std::mem::replace(this.stage, Stage::Done) {
+            Stage::Rejected(error) => Poll::Ready(Err(Error::Open(error))),
+            Stage::Done => panic!("a `CircuitBreakerService` future polled after it completed"),
+            Stage::Running(..) | Stage::Timed(..) => {
+                unreachable!("`poll` polls a running request itself")
+            }
+        }
     }
 }
 
@@ -676,13 +695,6 @@ fn poll_inner<F: Future>(
         Ok(Poll::Ready(output)) => Some(Ok(output)),
         Err(panic) => Some(Err(panic)),
     }
-}
-
-/// When a request on a breaker that times its calls started.
-#[cold]
-#[inline(never)]
-fn timed(cb: &CircuitBreaker) -> Aside {
-    Aside::Started(cb.start())
 }
 
 /// The end of a request on a breaker that times its calls: recorded as
@@ -731,19 +743,11 @@ where
     result
 }
 
-/// What a request's future keeps beside its stage: a rejected request's
-/// error, or when a timed request started.
-enum Aside {
-    Nothing,
-    Rejected(CircuitBreakerError),
-    Started(Started),
-}
-
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stage = match &self.stage {
-            Stage::Running(_) => "running",
-            Stage::Rejected => "rejected",
+            Stage::Running(..) | Stage::Timed(..) => "running",
+            Stage::Rejected(_) => "rejected",
             Stage::Done => "done",
         };
         f.debug_struct("ResponseFuture")

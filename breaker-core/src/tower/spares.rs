@@ -176,8 +176,20 @@ fn take(breaker: &Arc<CircuitBreaker>) -> Arc<CircuitBreaker> {
 }
 
 /// Gives `handle` back to this thread's shelf (or drops it).
-#[inline(always)]
+///
+/// Out of line, so that the thread-local's accessor is inlined here (a
+/// future's drop calls this from more than one place, where it was not).
+#[inline(never)]
 fn give(handle: Arc<CircuitBreaker>) {
+    if let Some(handle) = SPARES.with(move |spares| spares.keep(handle)) {
+        give_elsewhere(handle);
+    }
+}
+
+/// [`give`] for a handle its breaker's shelf does not simply keep.
+#[cold]
+#[inline(never)]
+fn give_elsewhere(handle: Arc<CircuitBreaker>) {
     SPARES.with(move |spares| spares.give(handle));
 }
 
@@ -203,7 +215,26 @@ impl Spares {
         Some(unsafe { Arc::from_raw(ptr) })
     }
 
+    /// The common case of [`give`](Self::give), inline: the shelf holding
+    /// counts of `handle`'s breaker keeps it, unless it is full or they are
+    /// all the counts there are. Else `handle` is handed back.
     #[inline(always)]
+    fn keep(&self, handle: Arc<CircuitBreaker>) -> Option<Arc<CircuitBreaker>> {
+        // An empty shelf whose breaker had this address takes it too (as
+        // in `give`): the breaker at this address now is the handle's.
+        let ptr = Arc::as_ptr(&handle);
+        let Some(shelf) = self.shelves.iter().find(|s| s.breaker.get() == ptr) else {
+            return Some(handle);
+        };
+        let count = shelf.count.get();
+        if count >= KEEP || Arc::strong_count(&handle) == count as usize + 1 {
+            return Some(handle);
+        }
+        shelf.count.set(count + 1);
+        let _ = Arc::into_raw(handle);
+        None
+    }
+
     fn give(&self, handle: Arc<CircuitBreaker>) {
         let ptr = Arc::as_ptr(&handle);
         // An empty shelf whose breaker had this address takes it too: the
@@ -218,7 +249,6 @@ impl Spares {
         }
     }
 
-    #[inline(always)]
     fn give_to(&self, shelf: &Shelf, handle: Arc<CircuitBreaker>) {
         let count = shelf.count.get();
         if Arc::strong_count(&handle) == count as usize + 1 {
