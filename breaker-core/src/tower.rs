@@ -49,9 +49,17 @@
 //! On a breaker with a [`slow_call_duration`](CircuitBreaker::slow_call_duration),
 //! a request is timed from `call` to its response: a slow one is recorded
 //! as slow (success or failure), and `call_duration` listeners hear how
-//! long it took. Responses are judged by the layer's `fail_if` only: a
-//! breaker's own `fail_if` (from its builder) judges the values of the
-//! `call` family, whose value type it names.
+//! long it took.
+//!
+//! A breaker's own [`fail_if`](crate::CircuitBreakerBuilder::fail_if) (from
+//! its builder) judges responses too, after the layer's, when it names the
+//! response type (in debug builds a [`hint`](crate::hint) says once when it
+//! names another): a response either accepts is a failure, still returned
+//! as `Ok`, and listeners see a [`FailedResponse`] for the layer's, a
+//! [`FailedValue`](crate::FailedValue) for the breaker's. To be judged by
+//! type, a response must be `'static`, so the service takes
+//! `S::Response: 'static` (as [`call`](CircuitBreaker::call) takes
+//! `T: 'static`).
 //!
 //! ```
 //! use breaker::tower::CircuitBreakerLayer;
@@ -91,7 +99,7 @@ use crate::breaker::CircuitBreaker;
 use crate::call::{default_view, no_site_exclusions};
 use crate::error::{CircuitBreakerError, Error};
 use crate::flags::Path;
-use crate::inspect::{is_slow, Started};
+use crate::inspect::{is_slow, ByBreaker, FailedValue, Judge, Started};
 use crate::recording::CancelOnDrop;
 
 mod spares;
@@ -469,6 +477,7 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreakerService<S, C> {
 impl<S, R, C> Service<R> for CircuitBreakerService<S, C>
 where
     S: Service<R>,
+    S::Response: 'static,
     S::Error: fmt::Debug + 'static,
     C: Classify<S::Response> + Clone,
 {
@@ -599,7 +608,7 @@ enum Stage {
     Done,
 }
 
-impl<F, T, E, C> Future for ResponseFuture<F, C>
+impl<F, T: 'static, E, C> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<T, E>>,
     E: fmt::Debug + 'static,
@@ -650,7 +659,7 @@ where
     }
 }
 
-impl<F, T, E, C> ResponseFuture<F, C>
+impl<F, T: 'static, E, C> ResponseFuture<F, C>
 where
     F: Future<Output = Result<T, E>>,
     E: fmt::Debug + 'static,
@@ -702,7 +711,7 @@ fn poll_inner<F: Future>(
 /// reported (as `call` does).
 #[cold]
 #[inline(never)]
-fn end_timed<T, E, C>(
+fn end_timed<T: 'static, E, C>(
     cb: &CircuitBreaker,
     ticket: Ticket,
     started: Started,
@@ -721,11 +730,20 @@ where
     };
     let result = match output {
         Ok(response) => {
-            match catch_unwind(AssertUnwindSafe(|| classify.is_failure(&response))) {
-                Ok(false) => cb.finish_ok_as(ticket, slow),
-                Ok(true) => {
+            // The layer's `fail_if`, then the breaker's own.
+            let judged = catch_unwind(AssertUnwindSafe(|| match classify.is_failure(&response) {
+                true => Some(true),
+                false => ByBreaker.fails(cb, &response).then_some(false),
+            }));
+            match judged {
+                Ok(None) => cb.finish_ok_as(ticket, slow),
+                Ok(Some(true)) => {
                     let view = &default_view::<FailedResponse>;
                     let _ = cb.finish_failure_as(ticket, FailedResponse, view, slow);
+                }
+                Ok(Some(false)) => {
+                    let view = &default_view::<FailedValue>;
+                    let _ = cb.finish_failure_as(ticket, FailedValue, view, slow);
                 }
                 Err(panic) => cb.fail_inspected_with_panic(ticket, panic, timed),
             }
