@@ -56,10 +56,9 @@
 //! response type (in debug builds a [`hint`](crate::hint) says once when it
 //! names another): a response either accepts is a failure, still returned
 //! as `Ok`, and listeners see a [`FailedResponse`] for the layer's, a
-//! [`FailedValue`](crate::FailedValue) for the breaker's. To be judged by
-//! type, a response must be `'static`, so the service takes
-//! `S::Response: 'static` (as [`call`](CircuitBreaker::call) takes
-//! `T: 'static`).
+//! [`FailedValue`] for the breaker's. To be judged by type, a response
+//! must be `'static`, so the service takes `S::Response: 'static` (as
+//! [`call`](CircuitBreaker::call) takes `T: 'static`).
 //!
 //! ```
 //! use breaker::tower::CircuitBreakerLayer;
