@@ -26,7 +26,6 @@
 use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
-use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::breaker::CircuitBreaker;
@@ -138,7 +137,7 @@ impl Drop for Release {
 /// gives), so that reaching the breaker is no arithmetic, as for a
 /// `&'static CircuitBreaker`: a layer's handle is either, and reads the
 /// same field for both.
-pub(super) struct Spare(NonNull<CircuitBreaker>);
+pub(super) struct Spare(*const CircuitBreaker);
 
 // SAFETY: a `Spare` is one strong count of an `Arc<CircuitBreaker>` (see
 // `Spare::new`), which is `Send` and `Sync` because `CircuitBreaker` is
@@ -151,10 +150,9 @@ unsafe impl Sync for Spare {}
 
 impl Spare {
     pub(super) fn new(breaker: Arc<CircuitBreaker>) -> Self {
-        let at = NonNull::from(&*breaker);
-        // The strong count is the spare's now (`at` is `Arc::as_ptr`).
-        std::mem::forget(breaker);
-        Spare(at)
+        // The strong count is the spare's now; `into_raw` keeps the
+        // pointer's right to the whole allocation, which `from_raw` needs.
+        Spare(Arc::into_raw(breaker))
     }
 
     /// The `Arc` this spare is; its strong count stays the spare's unless
@@ -162,11 +160,11 @@ impl Spare {
     #[inline(always)]
     #[allow(unsafe_code)]
     fn arc(&self) -> ManuallyDrop<Arc<CircuitBreaker>> {
-        // SAFETY: `self.0` is the `Arc::as_ptr` of an `Arc` whose strong
+        // SAFETY: `self.0` is the `Arc::into_raw` of an `Arc` whose strong
         // count the spare owns (`new`), so the allocation lives and
         // `from_raw` rebuilds that `Arc`; wrapped in `ManuallyDrop`, it
         // gives the count up only where the caller says so (`drop`).
-        ManuallyDrop::new(unsafe { Arc::from_raw(self.0.as_ptr()) })
+        ManuallyDrop::new(unsafe { Arc::from_raw(self.0) })
     }
 }
 
@@ -193,7 +191,7 @@ impl Deref for Spare {
     fn deref(&self) -> &CircuitBreaker {
         // SAFETY: the spare owns a strong count of the `Arc` at `self.0`
         // (`new`), so the breaker lives at least as long as `self`.
-        unsafe { self.0.as_ref() }
+        unsafe { &*self.0 }
     }
 }
 
