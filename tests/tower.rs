@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use breaker::clock::ManualClock;
 use breaker::tower::{CircuitBreakerLayer, FailedResponse};
-use breaker::{listener, registry, CircuitBreaker, Error, Reason, State};
+use breaker::{listener, registry, CircuitBreaker, Error, FailedValue, Reason, State};
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
 
 fn breaker(name: &'static str, fail_max: u32) -> (Arc<CircuitBreaker>, ManualClock) {
@@ -100,6 +100,44 @@ async fn listeners_see_a_failed_response_as_one() {
         .layer(echo());
     assert_eq!(svc.oneshot(500).await.unwrap(), 500);
     assert!(found.load(Ordering::SeqCst));
+}
+
+/// A breaker's own `fail_if` (from its builder) judges the layer's
+/// responses of its type too, after the layer's own: either makes a
+/// response a failure, still returned, and listeners tell them apart.
+#[tokio::test]
+async fn the_breakers_own_fail_if_judges_responses_too() {
+    let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&failed);
+    let cb = Arc::new(
+        CircuitBreaker::builder("tower-builder-fail-if")
+            .fail_max(5)
+            .fail_if(|s: &i32| *s == 503)
+            .listener(listener::on_failure(move |_, f| {
+                let by = match () {
+                    _ if f.downcast_ref::<FailedResponse>().is_some() => "layer",
+                    _ if f.downcast_ref::<FailedValue>().is_some() => "breaker",
+                    _ => "other",
+                };
+                seen.lock().unwrap().push(by);
+            }))
+            .build(),
+    );
+    let mut svc = CircuitBreakerLayer::new(&cb)
+        .fail_if(|s: &i32| *s == 500)
+        .layer(echo());
+    for status in [200, 404, 503, 500] {
+        assert_eq!(
+            svc.ready().await.unwrap().call(status).await.unwrap(),
+            status
+        );
+    }
+    assert_eq!(cb.fail_counter(), 2);
+    assert_eq!(*failed.lock().unwrap(), ["breaker", "layer"]);
+    // Without a `fail_if` of the layer's own, the breaker's still judges.
+    let plain = CircuitBreakerLayer::new(&cb).layer(echo());
+    assert_eq!(plain.oneshot(503).await.unwrap(), 503);
+    assert_eq!(cb.fail_counter(), 3);
 }
 
 /// Ready only after being polled `n` times; counts its polls.
@@ -236,6 +274,19 @@ async fn a_completed_request_dropped_later_reports_nothing_more() {
     drop(future);
     assert!(!cancelled.0.load(Ordering::Relaxed));
     assert_eq!(cb.snapshot().fail_counter, 0);
+}
+
+/// A request in flight when a rate policy is turned on is counted in the
+/// new window when it completes, as `call` counts its calls.
+#[tokio::test]
+async fn a_request_in_flight_when_a_rate_policy_is_turned_on_is_counted() {
+    let (cb, _clock) = breaker("tower-in-flight", 5);
+    let mut svc = CircuitBreakerLayer::new(&cb).layer(echo());
+    let future = svc.ready().await.unwrap().call(200);
+    cb.set_failure_rate(0.25).unwrap();
+    assert_eq!(future.await.unwrap(), 200);
+    let window = cb.window();
+    assert_eq!((window.calls, window.failures), (1, 0));
 }
 
 #[tokio::test]
@@ -439,4 +490,9 @@ async fn a_request_is_timed_and_a_slow_one_counts_toward_the_slow_call_rate() {
         *durations.all.lock().unwrap(),
         [Duration::ZERO, Duration::from_secs(2)]
     );
+    // Open: a timed breaker's requests are rejected as the others are,
+    // untimed.
+    let rejected = svc.ready().await.unwrap().call(200).await.unwrap_err();
+    assert!(matches!(rejected, Error::Open(ref e) if e.retry_after().is_some()));
+    assert_eq!(durations.all.lock().unwrap().len(), 2);
 }

@@ -316,8 +316,9 @@ impl CircuitBreakerBuilder {
     /// [`call_with_view`](CircuitBreaker::call_with_view),
     /// [`call_or_else`](CircuitBreaker::call_or_else),
     /// [`call_async`](CircuitBreaker::call_async) and its forms,
-    /// [`call_stream`](CircuitBreaker::call_stream), to each `Ok` item), to
-    /// values of type `T` only: a call returning another type is never
+    /// [`call_stream`](CircuitBreaker::call_stream), to each `Ok` item, and
+    /// the `tower` layer's requests, to each response), to values of type
+    /// `T` only: a call returning another type is never
     /// judged, and in debug builds a [`hint`](crate::hint) says so, once
     /// per breaker and type. To judge it, the methods need the value's type
     /// to be `'static`, so they take `T: 'static` (as they take

@@ -49,9 +49,16 @@
 //! On a breaker with a [`slow_call_duration`](CircuitBreaker::slow_call_duration),
 //! a request is timed from `call` to its response: a slow one is recorded
 //! as slow (success or failure), and `call_duration` listeners hear how
-//! long it took. Responses are judged by the layer's `fail_if` only: a
-//! breaker's own `fail_if` (from its builder) judges the values of the
-//! `call` family, whose value type it names.
+//! long it took.
+//!
+//! A breaker's own [`fail_if`](crate::CircuitBreakerBuilder::fail_if) (from
+//! its builder) judges responses too, after the layer's, when it names the
+//! response type (in debug builds a [`hint`](crate::hint) says once when it
+//! names another): a response either accepts is a failure, still returned
+//! as `Ok`, and listeners see a [`FailedResponse`] for the layer's, a
+//! [`FailedValue`] for the breaker's. To be judged by type, a response
+//! must be `'static`, so the service takes `S::Response: 'static` (as
+//! [`call`](CircuitBreaker::call) takes `T: 'static`).
 //!
 //! ```
 //! use breaker::tower::CircuitBreakerLayer;
@@ -90,7 +97,8 @@ use crate::admission::Ticket;
 use crate::breaker::CircuitBreaker;
 use crate::call::{default_view, no_site_exclusions};
 use crate::error::{CircuitBreakerError, Error};
-use crate::inspect::{is_slow, Started};
+use crate::flags::Path;
+use crate::inspect::{is_slow, ByBreaker, FailedValue, Judge, Started};
 use crate::recording::CancelOnDrop;
 
 mod spares;
@@ -468,6 +476,7 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreakerService<S, C> {
 impl<S, R, C> Service<R> for CircuitBreakerService<S, C>
 where
     S: Service<R>,
+    S::Response: 'static,
     S::Error: fmt::Debug + 'static,
     C: Classify<S::Response> + Clone,
 {
@@ -485,34 +494,62 @@ where
     /// [`Error::Open`] at once).
     #[inline]
     fn call(&mut self, request: R) -> Self::Future {
-        let ticket = match self.breaker.admit() {
-            Ok(ticket) => ticket,
-            Err(rejected) => return self.rejected(rejected),
+        let cb: &CircuitBreaker = &self.breaker;
+        // The flag word, read once for the request as `call` reads it.
+        let path = cb.path();
+        if path.inspected() {
+            return self.call_timed(request);
+        }
+        let ticket = match cb.closed_ticket() {
+            Some(ticket) => ticket,
+            None => match cb.admit_slow() {
+                Ok(ticket) => ticket,
+                Err(rejected) => return self.rejected(rejected),
+            },
         };
         // A panicking `before_call` listener gives the trial place back
         // itself; from here on the guard does, while the inner `call` runs
         // (it may panic), then the future.
-        self.breaker.before_call(ticket);
-        let guard = CancelOnDrop(&self.breaker, ticket);
-        // A breaker with a slow-call duration times the request from here
-        // to its response.
-        let aside = match self.breaker.inspecting() {
-            false => Aside::Nothing,
-            true => timed(&self.breaker),
-        };
+        cb.before_call_on(path, ticket);
+        let guard = CancelOnDrop(cb, ticket);
         let inner = self.inner.call(request);
         std::mem::forget(guard);
         ResponseFuture {
             inner: Some(inner),
             breaker: self.breaker.clone(),
-            stage: Stage::Running(ticket),
-            aside,
+            stage: Stage::Running(ticket, path),
             classify: self.classify.clone(),
         }
     }
 }
 
 impl<S, C: Clone> CircuitBreakerService<S, C> {
+    /// `call` on a breaker that inspects its calls: the request is timed
+    /// from here to its response (if the breaker times calls).
+    #[cold]
+    #[inline(never)]
+    fn call_timed<R>(&mut self, request: R) -> ResponseFuture<S::Future, C>
+    where
+        S: Service<R>,
+    {
+        let cb: &CircuitBreaker = &self.breaker;
+        let ticket = match cb.admit() {
+            Ok(ticket) => ticket,
+            Err(rejected) => return self.rejected(rejected),
+        };
+        cb.before_call(ticket);
+        let guard = CancelOnDrop(cb, ticket);
+        let started = cb.start();
+        let inner = self.inner.call(request);
+        std::mem::forget(guard);
+        ResponseFuture {
+            inner: Some(inner),
+            breaker: self.breaker.clone(),
+            stage: Stage::Timed(ticket, started),
+            classify: self.classify.clone(),
+        }
+    }
+
     /// The future of a rejected request: ready at once with the error.
     #[cold]
     #[inline(never)]
@@ -520,8 +557,7 @@ impl<S, C: Clone> CircuitBreakerService<S, C> {
         ResponseFuture {
             inner: None,
             breaker: self.breaker.clone(),
-            stage: Stage::Rejected,
-            aside: Aside::Rejected(error),
+            stage: Stage::Rejected(error),
             classify: self.classify.clone(),
         }
     }
@@ -537,9 +573,7 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         breaker: Handle,
-        // `Copy`, so that moving between stages drops nothing.
         stage: Stage,
-        aside: Aside,
         classify: C,
     }
 
@@ -552,7 +586,7 @@ pin_project! {
         /// place is given back even if that drop panics.
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
-            if let Stage::Running(ticket) = *this.stage {
+            if let Stage::Running(ticket, _) | Stage::Timed(ticket, _) = *this.stage {
                 let _cancel = CancelOnDrop(this.breaker, ticket);
                 this.inner.set(None);
             }
@@ -561,17 +595,19 @@ pin_project! {
 }
 
 /// Where a request is.
-#[derive(Clone, Copy)]
 enum Stage {
-    /// Admitted with this ticket, not recorded yet.
-    Running(Ticket),
-    /// Rejected in `call`: the error is in `aside`.
-    Rejected,
+    /// Admitted with this ticket, on the flag word as `call` read it; not
+    /// recorded yet.
+    Running(Ticket, Path),
+    /// The same on a breaker that inspects its calls: when it started.
+    Timed(Ticket, Started),
+    /// Rejected in `call`, with this error.
+    Rejected(CircuitBreakerError),
     /// The output has been returned.
     Done,
 }
 
-impl<F, T, E, C> Future for ResponseFuture<F, C>
+impl<F, T: 'static, E, C> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<T, E>>,
     E: fmt::Debug + 'static,
@@ -581,22 +617,11 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let (Stage::Running(ticket), Aside::Started(started)) = (self.stage, &self.aside) {
-            let started = *started;
-            return self.poll_timed(ticket, started, cx);
-        }
-        let this = self.project();
-        let ticket = match *this.stage {
-            Stage::Running(ticket) => ticket,
-            Stage::Rejected => {
-                *this.stage = Stage::Done;
-                let Aside::Rejected(error) = std::mem::replace(this.aside, Aside::Nothing) else {
-                    unreachable!("a rejected request's future holds its error")
-                };
-                return Poll::Ready(Err(Error::Open(error)));
-            }
-            Stage::Done => panic!("a `CircuitBreakerService` future polled after it completed"),
+        let (ticket, path) = match self.stage {
+            Stage::Running(ticket, path) => (ticket, path),
+            _ => return self.poll_other(cx),
         };
+        let this = self.project();
         let Some(polled) = poll_inner(this.inner, cx) else {
             return Poll::Pending;
         };
@@ -611,7 +636,9 @@ where
             Ok(response) => {
                 let classify = &*this.classify;
                 match catch_unwind(AssertUnwindSafe(|| classify.is_failure(&response))) {
-                    Ok(false) => cb.finish_ok(ticket),
+                    // `call`'s own record of a success: a rate policy
+                    // turned on while the request ran counts it.
+                    Ok(false) => cb.finish_ok_on(path.windowed_by(cb.path()), ticket),
                     Ok(true) => {
                         let _ = cb.finish_failure(
                             ticket,
@@ -631,35 +658,35 @@ where
     }
 }
 
-impl<F, T, E, C> ResponseFuture<F, C>
+impl<F, T: 'static, E, C> ResponseFuture<F, C>
 where
     F: Future<Output = Result<T, E>>,
     E: fmt::Debug + 'static,
     C: Classify<T>,
 {
-    /// `poll` for a request admitted on a breaker that times its calls,
-    /// out of line so the plain request's path stays as it was.
+    /// `poll` for a request timed on a breaker that inspects its calls, a
+    /// rejected one, or one that completed; out of line so the plain
+    /// request's path stays short.
     #[cold]
     #[inline(never)]
-    fn poll_timed(
-        self: Pin<&mut Self>,
-        ticket: Ticket,
-        started: Started,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<T, Error<E>>> {
+    fn poll_other(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error<E>>> {
         let this = self.project();
-        let Some(polled) = poll_inner(this.inner, cx) else {
-            return Poll::Pending;
-        };
-        // Recorded below, so a drop has nothing left to give back.
-        *this.stage = Stage::Done;
-        Poll::Ready(end_timed(
-            this.breaker,
-            ticket,
-            started,
-            polled,
-            &*this.classify,
-        ))
+        if let Stage::Timed(ticket, started) = *this.stage {
+            let Some(polled) = poll_inner(this.inner, cx) else {
+                return Poll::Pending;
+            };
+            // Recorded below, so a drop has nothing left to give back.
+            *this.stage = Stage::Done;
+            let classify = &*this.classify;
+            return Poll::Ready(end_timed(this.breaker, ticket, started, polled, classify));
+        }
+        match std::mem::replace(this.stage, Stage::Done) {
+            Stage::Rejected(error) => Poll::Ready(Err(Error::Open(error))),
+            Stage::Done => panic!("a `CircuitBreakerService` future polled after it completed"),
+            Stage::Running(..) | Stage::Timed(..) => {
+                unreachable!("`poll` polls a running request itself")
+            }
+        }
     }
 }
 
@@ -678,19 +705,12 @@ fn poll_inner<F: Future>(
     }
 }
 
-/// When a request on a breaker that times its calls started.
-#[cold]
-#[inline(never)]
-fn timed(cb: &CircuitBreaker) -> Aside {
-    Aside::Started(cb.start())
-}
-
 /// The end of a request on a breaker that times its calls: recorded as
 /// slow or not, and the listeners told how long it took once its result is
 /// reported (as `call` does).
 #[cold]
 #[inline(never)]
-fn end_timed<T, E, C>(
+fn end_timed<T: 'static, E, C>(
     cb: &CircuitBreaker,
     ticket: Ticket,
     started: Started,
@@ -709,11 +729,20 @@ where
     };
     let result = match output {
         Ok(response) => {
-            match catch_unwind(AssertUnwindSafe(|| classify.is_failure(&response))) {
-                Ok(false) => cb.finish_ok_as(ticket, slow),
-                Ok(true) => {
+            // The layer's `fail_if`, then the breaker's own.
+            let judged = catch_unwind(AssertUnwindSafe(|| match classify.is_failure(&response) {
+                true => Some(true),
+                false => ByBreaker.fails(cb, &response).then_some(false),
+            }));
+            match judged {
+                Ok(None) => cb.finish_ok_as(ticket, slow),
+                Ok(Some(true)) => {
                     let view = &default_view::<FailedResponse>;
                     let _ = cb.finish_failure_as(ticket, FailedResponse, view, slow);
+                }
+                Ok(Some(false)) => {
+                    let view = &default_view::<FailedValue>;
+                    let _ = cb.finish_failure_as(ticket, FailedValue, view, slow);
                 }
                 Err(panic) => cb.fail_inspected_with_panic(ticket, panic, timed),
             }
@@ -731,19 +760,11 @@ where
     result
 }
 
-/// What a request's future keeps beside its stage: a rejected request's
-/// error, or when a timed request started.
-enum Aside {
-    Nothing,
-    Rejected(CircuitBreakerError),
-    Started(Started),
-}
-
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stage = match &self.stage {
-            Stage::Running(_) => "running",
-            Stage::Rejected => "rejected",
+            Stage::Running(..) | Stage::Timed(..) => "running",
+            Stage::Rejected(_) => "rejected",
             Stage::Done => "done",
         };
         f.debug_struct("ResponseFuture")

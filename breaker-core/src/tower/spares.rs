@@ -132,28 +132,54 @@ impl Drop for Release {
 
 /// An `Arc<CircuitBreaker>` whose clones come off this thread's shelf and
 /// whose drop puts it back on the shelf of the thread it is dropped on.
-pub(super) struct Spare(ManuallyDrop<Arc<CircuitBreaker>>);
+///
+/// Held as the address of the breaker itself (what [`Arc::into_raw`]
+/// gives), so that reaching the breaker is no arithmetic, as for a
+/// `&'static CircuitBreaker`: a layer's handle is either, and reads the
+/// same field for both.
+pub(super) struct Spare(*const CircuitBreaker);
+
+// SAFETY: a `Spare` is one strong count of an `Arc<CircuitBreaker>` (see
+// `Spare::new`), which is `Send` and `Sync` because `CircuitBreaker` is
+// (`breaker.rs` asserts it): it may be sent and shared as that `Arc`.
+#[allow(unsafe_code)]
+unsafe impl Send for Spare {}
+// SAFETY: as for `Send` above.
+#[allow(unsafe_code)]
+unsafe impl Sync for Spare {}
 
 impl Spare {
     pub(super) fn new(breaker: Arc<CircuitBreaker>) -> Self {
-        Spare(ManuallyDrop::new(breaker))
+        // The strong count is the spare's now; `into_raw` keeps the
+        // pointer's right to the whole allocation, which `from_raw` needs.
+        Spare(Arc::into_raw(breaker))
+    }
+
+    /// The `Arc` this spare is; its strong count stays the spare's unless
+    /// the caller takes it out of the `ManuallyDrop`.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    fn arc(&self) -> ManuallyDrop<Arc<CircuitBreaker>> {
+        // SAFETY: `self.0` is the `Arc::into_raw` of an `Arc` whose strong
+        // count the spare owns (`new`), so the allocation lives and
+        // `from_raw` rebuilds that `Arc`; wrapped in `ManuallyDrop`, it
+        // gives the count up only where the caller says so (`drop`).
+        ManuallyDrop::new(unsafe { Arc::from_raw(self.0) })
     }
 }
 
 impl Clone for Spare {
     #[inline(always)]
     fn clone(&self) -> Self {
-        Spare(ManuallyDrop::new(take(&self.0)))
+        Spare::new(take(&self.arc()))
     }
 }
 
 impl Drop for Spare {
     #[inline(always)]
-    #[allow(unsafe_code)]
     fn drop(&mut self) {
-        // SAFETY: the `Arc` is taken out once, here, and `self` is not used
-        // after `drop`.
-        give(unsafe { ManuallyDrop::take(&mut self.0) });
+        // The spare's count goes with the `Arc`; `self` is not used after.
+        give(ManuallyDrop::into_inner(self.arc()));
     }
 }
 
@@ -161,8 +187,11 @@ impl Deref for Spare {
     type Target = CircuitBreaker;
 
     #[inline(always)]
+    #[allow(unsafe_code)]
     fn deref(&self) -> &CircuitBreaker {
-        &self.0
+        // SAFETY: the spare owns a strong count of the `Arc` at `self.0`
+        // (`new`), so the breaker lives at least as long as `self`.
+        unsafe { &*self.0 }
     }
 }
 
@@ -176,8 +205,20 @@ fn take(breaker: &Arc<CircuitBreaker>) -> Arc<CircuitBreaker> {
 }
 
 /// Gives `handle` back to this thread's shelf (or drops it).
-#[inline(always)]
+///
+/// Out of line, so that the thread-local's accessor is inlined here (a
+/// future's drop calls this from more than one place, where it was not).
+#[inline(never)]
 fn give(handle: Arc<CircuitBreaker>) {
+    if let Some(handle) = SPARES.with(move |spares| spares.keep(handle)) {
+        give_elsewhere(handle);
+    }
+}
+
+/// [`give`] for a handle its breaker's shelf does not simply keep.
+#[cold]
+#[inline(never)]
+fn give_elsewhere(handle: Arc<CircuitBreaker>) {
     SPARES.with(move |spares| spares.give(handle));
 }
 
@@ -203,7 +244,26 @@ impl Spares {
         Some(unsafe { Arc::from_raw(ptr) })
     }
 
+    /// The common case of [`give`](Self::give), inline: the shelf holding
+    /// counts of `handle`'s breaker keeps it, unless it is full or they are
+    /// all the counts there are. Else `handle` is handed back.
     #[inline(always)]
+    fn keep(&self, handle: Arc<CircuitBreaker>) -> Option<Arc<CircuitBreaker>> {
+        // An empty shelf whose breaker had this address takes it too (as
+        // in `give`): the breaker at this address now is the handle's.
+        let ptr = Arc::as_ptr(&handle);
+        let Some(shelf) = self.shelves.iter().find(|s| s.breaker.get() == ptr) else {
+            return Some(handle);
+        };
+        let count = shelf.count.get();
+        if count >= KEEP || Arc::strong_count(&handle) == count as usize + 1 {
+            return Some(handle);
+        }
+        shelf.count.set(count + 1);
+        let _ = Arc::into_raw(handle);
+        None
+    }
+
     fn give(&self, handle: Arc<CircuitBreaker>) {
         let ptr = Arc::as_ptr(&handle);
         // An empty shelf whose breaker had this address takes it too: the
@@ -218,7 +278,6 @@ impl Spares {
         }
     }
 
-    #[inline(always)]
     fn give_to(&self, shelf: &Shelf, handle: Arc<CircuitBreaker>) {
         let count = shelf.count.get();
         if Arc::strong_count(&handle) == count as usize + 1 {
@@ -291,6 +350,35 @@ mod tests {
             }
             assert_eq!(Arc::strong_count(&cb), 2);
             assert_eq!(shelved(&cb), 1);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_spare_is_one_strong_count_and_reaches_its_breaker() {
+        std::thread::spawn(|| {
+            let cb = breaker("spares-spare");
+            let weak = Arc::downgrade(&cb);
+            let spare = Spare::new(Arc::clone(&cb));
+            assert_eq!(Arc::strong_count(&cb), 2);
+            assert!(std::ptr::eq(&*spare, &*cb));
+            assert_eq!(spare.name(), "spares-spare");
+            let clone = spare.clone();
+            assert_eq!(Arc::strong_count(&cb), 3, "the first clone is a clone");
+            drop(clone);
+            assert_eq!((shelved(&cb), Arc::strong_count(&cb)), (1, 3));
+            let again = spare.clone();
+            assert_eq!((shelved(&cb), Arc::strong_count(&cb)), (0, 3));
+            assert!(std::ptr::eq(&*again, &*cb));
+            drop(again);
+            drop(spare);
+            assert_eq!((shelved(&cb), Arc::strong_count(&cb)), (2, 3));
+            give(cb);
+            assert!(
+                weak.upgrade().is_none(),
+                "the last handle took the shelf along"
+            );
         })
         .join()
         .unwrap();
