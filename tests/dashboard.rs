@@ -217,12 +217,21 @@ impl Browser {
         }
     }
 
-    /// A real mouse click in the middle of the element `selector` finds.
+    /// A real mouse click in the middle of the element `selector` finds,
+    /// once it has stayed in the same place for 50 ms and nothing covers
+    /// its middle (the cards move as their states change: a click taken
+    /// in the middle of a re-sort would land on another card).
     fn click(&mut self, selector: &str) {
         let rect = self.eval(&format!(
-            "(() => {{ const r = document.querySelector({}).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()",
+            "new Promise(resolve => {{ const until = Date.now() + 30000; let last = null; \
+             const check = () => {{ const e = document.querySelector({0}); let at = null; \
+             if (e) {{ const r = e.getBoundingClientRect(); at = [r.x + r.width / 2, r.y + r.height / 2]; \
+             const top = document.elementFromPoint(at[0], at[1]); if (!top || !e.contains(top)) at = null; }} \
+             if (at && last && at[0] === last[0] && at[1] === last[1]) resolve(at); \
+             else if (Date.now() > until) resolve(null); else {{ last = at; setTimeout(check, 50); }} }}; check(); }})",
             json!(selector)
         ));
+        assert!(rect.is_array(), "{selector} never stood still in view");
         let (x, y) = (rect[0].as_f64().unwrap(), rect[1].as_f64().unwrap());
         for kind in ["mousePressed", "mouseReleased"] {
             self.send(
@@ -384,6 +393,12 @@ fn the_dashboard_shows_breakers_live_in_a_real_browser() {
         &format!("{}.className === 'card closed'", card("payments")),
     );
     assert_eq!(payments.current_state(), State::Closed);
+    // The answer to the click may come after the event that shows it: wait
+    // for it, so it cannot overwrite the refusal below.
+    browser.wait_for(
+        "the close is answered",
+        "document.getElementById('message').textContent === 'close payments: done'",
+    );
 
     // A wrong token is refused and said so.
     browser.eval("(() => { const t = document.getElementById('token'); t.value = 'wrong'; t.dispatchEvent(new Event('input')); })()");
