@@ -3,7 +3,7 @@
 //! function every storage applies atomically.
 //!
 //! Applications need none of it: the default [`MemoryStorage`](crate::MemoryStorage)
-//! and [`RedisStorage`](crate::RedisStorage) (feature `redis`) are ready to use.
+//! and `RedisStorage` (feature `redis`) are ready to use.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -37,7 +37,7 @@
 //! (no `metrics` recorder needed; a call through a watched breaker pays one
 //! listener dispatch).
 //!
-//! With [`Admin::fleet`] and a [`RedisStorage`](crate::RedisStorage), the
+//! With `Admin::fleet` and a `RedisStorage` (feature `redis`), the
 //! list also shows every breaker some live process of the namespace uses
 //! (the shared state, `"processes"`), and manual transitions of those apply
 //! to the whole fleet through the storage's atomic script.
@@ -87,7 +87,7 @@ use events::hub;
 use rows::{error, json, unknown_breaker, Row};
 
 /// The admin router under construction: [`router`] makes one,
-/// [`token`](Admin::token) allows changes, [`fleet`](Admin::fleet) adds a
+/// [`token`](Admin::token) allows changes, `fleet` (feature `redis`) adds a
 /// Redis fleet; `.into()` (or [`build`](Admin::build)) gives the
 /// [`axum::Router`].
 ///

@@ -223,7 +223,7 @@
 //! A wrong password or a denied command is a storage that cannot use
 //! Redis: its breakers run on the fallback state, as when Redis is down.
 //! With feature `redis-tls`, `rediss://` URLs connect over TLS (see
-//! [`RedisStorageBuilder::tls`]).
+//! `RedisStorageBuilder::tls`).
 //!
 //! # Trust boundary
 //!
