@@ -377,12 +377,17 @@ impl Count {
             // Generation and lap above the flags; every event is failed or
             // slow, so an entry with neither was never written.
             let expected = gen8 | ((last >> shift) & 0xFF);
+            // An entry's bits from the slow flag up, against the expected
+            // generation and lap with no flag: 1 (slow), 2 (failed) or 3
+            // (both) for an event of this lap, anything else otherwise.
+            let unflagged = expected << (LAP_SHIFT - POS_BITS);
             let top = (last & (self.capacity - 1)) as usize;
             let run = (top as u64 + 1).min(left);
             let places = &log[top + 1 - run as usize..=top];
             for (back, place) in places.iter().rev().enumerate() {
                 let entry = place.load(Ordering::Relaxed);
-                if entry >> LAP_SHIFT != expected || entry & (FAILED_BIT | SLOW_BIT) == 0 {
+                let mut flags = (entry >> POS_BITS) ^ unflagged;
+                if flags.wrapping_sub(1) >= 3 {
                     if !CAREFUL {
                         return None;
                     }
@@ -392,6 +397,7 @@ impl Count {
                         // recorded.
                         continue;
                     }
+                    flags = (entry >> POS_BITS) & 0b11;
                 }
                 // How many calls before the fold it was (modulo 2^46): at
                 // least 2^45 for an event that folded after this reader (it
@@ -404,8 +410,8 @@ impl Count {
                     }
                     newest = newest.max(calls.wrapping_add((1 << POS_BITS) - age));
                 }
-                failures += (entry >> (POS_BITS + 1)) & 1;
-                slow += (entry >> POS_BITS) & 1;
+                failures += flags >> 1;
+                slow += flags & 1;
             }
             index = index.wrapping_sub(run) & HEAD_INDEX_MASK;
             left -= run;
