@@ -244,10 +244,15 @@ impl Spares {
         Some(unsafe { Arc::from_raw(ptr) })
     }
 
-    /// The common case of [`give`](Self::give), inline: the shelf holding
-    /// counts of `handle`'s breaker keeps it, unless it is full or they are
-    /// all the counts there are. Else `handle` is handed back.
-    #[inline(always)]
+    /// The common case of [`give`](Self::give): the shelf holding counts
+    /// of `handle`'s breaker keeps it, unless it is full or they are all
+    /// the counts there are. Else `handle` is handed back.
+    ///
+    /// Out of line, so that the `LocalKey::with` calling it stays small
+    /// enough to be inlined into [`give`](fn@give) in every build (with
+    /// this inlined into it, whether LLVM inlined it moved with unrelated
+    /// code: 17 or 36 instructions).
+    #[inline(never)]
     fn keep(&self, handle: Arc<CircuitBreaker>) -> Option<Arc<CircuitBreaker>> {
         // An empty shelf whose breaker had this address takes it too (as
         // in `give`): the breaker at this address now is the handle's.
